@@ -1,0 +1,28 @@
+"""csp: Go's concurrency model (goroutines, channels, select, ...) for asyncio.
+
+The public surface is re-exported here; the implementation lives in private modules.
+``csp.run(main)`` runs a program; ``csp.go(f, x)`` starts a goroutine; ``csp.Chan``
+and ``csp.select`` move values between them. See the README for the Go -> csp table.
+"""
+
+from __future__ import annotations
+
+from csp._chan import Chan, nil
+from csp._errors import ChannelError, ClosedChannelError, DeadlockError
+from csp._runtime import go, gosched, num_goroutine, run
+from csp._select import select
+
+__all__ = [
+    "Chan",
+    "ChannelError",
+    "ClosedChannelError",
+    "DeadlockError",
+    "go",
+    "gosched",
+    "nil",
+    "num_goroutine",
+    "run",
+    "select",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,370 @@
+"""Parking and waking tasks: the one place where csp suspends and resumes anything.
+
+Strategy. A blocked csp operation creates one small :class:`Waiter` and awaits it.
+The waiter is *future-like*: it has exactly the attributes that asyncio's Task looks
+for in an awaited object (``_asyncio_future_blocking``, ``get_loop``,
+``add_done_callback``, ``cancel``, ``result``, ...), so the task parks on it as it
+would on a Future. Completing a waiter does not go through ``loop.call_soon``: the
+task's wake-up callback is appended to a per-loop run queue, and a single loop
+callback drains that queue, running each woken task's next step. A chain of
+hand-offs (ping-pong, pipelines) therefore costs one loop iteration per batch of
+wake-ups instead of one per wake-up.
+
+Cancellation. ``Task.cancel()`` calls ``waiter.cancel()``:
+
+* still pending: the waiter is marked cancelled (channels skip it from then on) and
+  the task is woken with ``CancelledError``: the operation took no effect;
+* already completed (a value was handed over, a lock granted): ``cancel()`` returns
+  False, so the Task throws ``CancelledError`` into the coroutine at its next step.
+  :meth:`Waiter.__await__` catches it, keeps the result (the operation took effect)
+  and re-delivers the cancellation later: at the task's next csp operation (see
+  :func:`check_cancel`), or at its next suspension, provided the canceller has not
+  withdrawn it meanwhile (``task.cancelling()`` fell below what it was).
+
+Invariants:
+  * a waiter's state moves once, from PENDING to DONE or CANCELLED;
+  * whoever completes a waiter checks that it is PENDING first;
+  * a waiter's callbacks run exactly once, after it left PENDING, from the run queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+PENDING: Final = 0
+DONE: Final = 1
+CANCELLED: Final = 2
+
+_get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
+
+# How many wake-ups one drain may run before it lets the event loop poll for I/O
+# and run its other callbacks (fairness; Go preempts after ~10 ms for the same end).
+DRAIN_BUDGET: Final = 512
+
+
+class Scheduler:
+    """Per-loop run queue of wake-ups plus the bookkeeping ``csp.run`` needs.
+
+    Invariants:
+      * ``scheduled`` is True iff a drain callback is queued on the loop;
+      * ``runq`` is non-empty only while ``scheduled`` is True;
+      * ``nparked`` counts waiters of this loop that are PENDING.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "goroutines",
+        "loop",
+        "main",
+        "next_id",
+        "nparked",
+        "on_all_parked",
+        "panic_handler",
+        "runq",
+        "scheduled",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.runq: deque[tuple[Callable[[Any], object], Any, contextvars.Context]] = deque()
+        self.scheduled = False
+        self.nparked = 0
+        # goroutine task -> goroutine id (main is 1 under csp.run)
+        self.goroutines: dict[asyncio.Task[Any], int] = {}
+        # set by csp.run: called when every goroutine may be parked (deadlock check)
+        self.on_all_parked: Callable[[], None] | None = None
+        # set by csp.run: called with a goroutine's escaping exception
+        self.panic_handler: Callable[[asyncio.Task[Any], BaseException], None] | None = None
+        self.next_id = 1
+        self.main: asyncio.Task[Any] | None = None
+
+    def push(self, cb: Callable[[Any], object], arg: Any, ctx: contextvars.Context) -> None:
+        self.runq.append((cb, arg, ctx))
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.drain)
+
+    def drain(self) -> None:
+        runq = self.runq
+        popleft = runq.popleft
+        budget = DRAIN_BUDGET
+        while runq and budget:
+            budget -= 1
+            cb, arg, ctx = popleft()
+            try:
+                ctx.run(cb, arg)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # a callback is not ours to crash the drain
+                self.loop.call_exception_handler(
+                    {"message": "Exception in csp wake-up callback", "exception": exc}
+                )
+        if runq:
+            self.loop.call_soon(self.drain)
+        else:
+            self.scheduled = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<csp.Scheduler runq={len(self.runq)} parked={self.nparked} "
+            f"goroutines={len(self.goroutines)}>"
+        )
+
+
+_last_loop: asyncio.AbstractEventLoop | None = None
+_last_sched: Scheduler | None = None
+_schedulers: dict[asyncio.AbstractEventLoop, Scheduler] = {}
+
+
+def scheduler() -> Scheduler:
+    """The running loop's scheduler (created on first use)."""
+    global _last_loop, _last_sched
+    loop = _get_running_loop()
+    if loop is _last_loop and _last_sched is not None:
+        return _last_sched
+    if loop is None:
+        raise RuntimeError("no running event loop: csp operations must run inside a task")
+    sched = _schedulers.get(loop)
+    if sched is None:
+        sched = _schedulers[loop] = Scheduler(loop)
+        if len(_schedulers) > 16:
+            for lp in [lp for lp in _schedulers if lp.is_closed()]:
+                del _schedulers[lp]
+    _last_loop, _last_sched = loop, sched
+    return sched
+
+
+def forget_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Drop the scheduler of a loop that is closing."""
+    global _last_loop, _last_sched
+    _schedulers.pop(loop, None)
+    if _last_loop is loop:
+        _last_loop = _last_sched = None
+
+
+class Waiter:
+    """What a parked task awaits: a single-assignment, future-like outcome.
+
+    ``index``, ``value`` and ``ok`` are the outcome, written once by whoever completes
+    the waiter: ``index`` is the select case that fired (-1 for a plain operation),
+    ``ok`` is False when the waiter was woken by close rather than by a partner.
+    ``reason`` says what the task waits for ("chan receive", "select", ...): it appears
+    in deadlock reports and in the task's repr.
+    """
+
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "_cb",
+        "_ctx",
+        "_sched",
+        "index",
+        "ok",
+        "on_cancel",
+        "reason",
+        "state",
+        "value",
+    )
+
+    def __init__(self, sched: Scheduler, reason: str) -> None:
+        self._asyncio_future_blocking = False
+        self._sched = sched
+        self._cb: Callable[[Any], object] | None = None
+        self._ctx: contextvars.Context | None = None
+        self.state = PENDING
+        self.index = -1
+        self.value: Any = None
+        self.ok = True
+        self.reason = reason
+        # called (once) when a pending waiter is cancelled, to unregister it
+        self.on_cancel: Callable[[Waiter], None] | None = None
+        sched.nparked += 1
+        if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
+            sched.on_all_parked()  # csp.run's deadlock watch: it checks later, not now
+
+    # -- completion (called by channels, locks, timers) ---------------------------
+
+    def complete(self, index: int, value: Any, ok: bool = True) -> None:
+        """Give the waiter its outcome and queue its task's wake-up.
+
+        Precondition: ``self.state is PENDING`` (callers check, then call).
+        """
+        self.state = DONE
+        self.index = index
+        self.value = value
+        self.ok = ok
+        sched = self._sched
+        sched.nparked -= 1
+        cb = self._cb
+        if cb is not None:
+            self._cb = None
+            sched.push(cb, self, self._ctx)  # type: ignore[arg-type]
+
+    # -- the Future-like protocol used by asyncio.Task ----------------------------
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._sched.loop
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        if context is None:
+            context = contextvars.copy_context()
+        if self.state is PENDING:
+            if self._cb is not None:  # never happens with a Task; keep it honest
+                raise RuntimeError("csp waiter supports a single waiting task")
+            self._cb = fn
+            self._ctx = context
+        else:
+            self._sched.push(fn, self, context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        if self._cb is not None and self._cb == fn:
+            self._cb = None
+            return 1
+        return 0
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.state is not PENDING:
+            return False
+        self._abort(msg)
+        cb = self._cb
+        if cb is not None:
+            self._cb = None
+            self._sched.push(cb, self, self._ctx)  # type: ignore[arg-type]
+        return True
+
+    def _abort(self, msg: Any = None) -> None:
+        """PENDING -> CANCELLED and unregister, without waking anyone."""
+        self.state = CANCELLED
+        self.value = msg
+        self._sched.nparked -= 1
+        on_cancel = self.on_cancel
+        if on_cancel is not None:
+            self.on_cancel = None
+            on_cancel(self)
+
+    def cancelled(self) -> bool:
+        return self.state is CANCELLED
+
+    def done(self) -> bool:
+        return self.state is not PENDING
+
+    def _cancelled_error(self) -> asyncio.CancelledError:
+        msg = self.value
+        return asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
+
+    def result(self) -> None:
+        if self.state is CANCELLED:
+            raise self._cancelled_error()
+        return None
+
+    def exception(self) -> BaseException | None:
+        if self.state is CANCELLED:
+            raise self._cancelled_error()
+        return None
+
+    def __await__(self) -> Any:
+        if self.state is PENDING:
+            self._asyncio_future_blocking = True
+            try:
+                yield self
+            except BaseException as exc:
+                self._thrown(exc)
+        if self.state is CANCELLED:
+            raise self._cancelled_error()
+
+    def _thrown(self, exc: BaseException) -> None:
+        """An exception was thrown into the parked coroutine."""
+        if self.state is PENDING:
+            # Thrown in without going through cancel() (coro.throw, GeneratorExit):
+            # withdraw the waiter so that nothing completes it later.
+            self._cb = None
+            self._abort()
+            raise exc
+        if self.state is DONE and isinstance(exc, asyncio.CancelledError):
+            # The operation took effect before the cancellation reached us: keep the
+            # outcome and hand the cancellation back to the task later.
+            defer_cancel(exc)
+            return
+        raise exc
+
+    def __repr__(self) -> str:
+        state = ("pending", "done", "cancelled")[self.state]
+        return f"<csp waiter {self.reason!r} {state}>"
+
+
+# -- deferred re-delivery of a cancellation ---------------------------------------
+
+# task -> (cancelling() count at the time, cancel message)
+_redeliver: dict[asyncio.Task[Any], tuple[int, Any]] = {}
+
+
+def defer_cancel(exc: BaseException) -> None:
+    """Remember that the current task swallowed ``exc`` after its operation took effect.
+
+    The cancellation is raised again by the task's next csp operation or, failing
+    that, at its next suspension (a callback queued now runs once the task's current
+    step has ended), unless the canceller withdrew it (``cancelling()`` dropped, as when
+    an ``asyncio.timeout()`` block exits) or the task finished first.
+    """
+    task = _current_task()
+    if task is None:
+        return
+    msg = exc.args[0] if exc.args else None
+    _redeliver[task] = (task.cancelling(), msg)
+    task.get_loop().call_soon(_redeliver_later, task)
+
+
+def _redeliver_later(task: asyncio.Task[Any]) -> None:
+    entry = _redeliver.pop(task, None)
+    if entry is None or task.done():
+        return
+    count, msg = entry
+    if task.cancelling() < count or count == 0:
+        return
+    if getattr(task, "_must_cancel", False):
+        return  # a cancellation is already on its way
+    # uncancel + cancel keeps the task's cancellation count as it was.
+    task.uncancel()
+    task.cancel(msg)
+
+
+def check_cancel() -> None:
+    """Raise a cancellation that the current task owes itself (see defer_cancel).
+
+    Called at the start of every blocking csp operation, before it takes effect.
+    Callers test ``if _redeliver:`` first so that the common path costs nothing.
+    """
+    task = _current_task()
+    if task is None:
+        return
+    entry = _redeliver.pop(task, None)
+    if entry is None:
+        return
+    count, msg = entry
+    if task.cancelling() >= count > 0:
+        raise asyncio.CancelledError(msg) if msg is not None else asyncio.CancelledError()
+
+
+def pending_redeliveries() -> dict[asyncio.Task[Any], tuple[int, Any]]:
+    return _redeliver
+
+
+def park_reason(task: asyncio.Task[Any]) -> str | None:
+    """What ``task`` is parked on, if it is parked in csp; else None."""
+    w = getattr(task, "_fut_waiter", None)
+    if type(w) is Waiter and w.state is PENDING:
+        return w.reason
+    return None
+
+
+def _sizeof() -> int:  # for benchmarks: bytes held by one parked waiter
+    sched = Scheduler.__new__(Scheduler)
+    sched.nparked = 0
+    return sys.getsizeof(Waiter(sched, "x"))

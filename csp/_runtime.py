@@ -1,0 +1,472 @@
+"""Goroutines: ``csp.go``, ``csp.run`` and deadlock detection.
+
+Strategy. A goroutine is an ordinary ``asyncio.Task``; the loop's
+:class:`~csp._park.Scheduler` keeps a strong reference to it (and its goroutine id)
+until it ends. ``csp.run`` makes main goroutine 1, turns an exception escaping any
+goroutine into a "panic" (cancel everything, re-raise the first), and watches for
+deadlock: when every goroutine may be parked, a check confirms that every live task
+is a goroutine parked in csp, that nothing else is pending on the loop (ready
+callbacks, timers, I/O, executor jobs), and that this stays so for a few loop
+iterations. Only then is :class:`DeadlockError` raised; in doubt it never is.
+
+uvloop shows no pending timers or I/O, so the loops ``run`` creates keep their own
+account: timers made through ``call_at``/``call_later`` are remembered, and any use of
+sockets, servers, pipes, subprocesses or signals switches detection off for that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import types
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from csp import _park
+from csp._errors import DeadlockError
+from csp._park import Scheduler, park_reason
+
+T = TypeVar("T")
+
+_LOOPS = ("auto", "uvloop", "asyncio")
+_CSP_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _is_coro_fn(fn: object) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if isinstance(fn, type) or not callable(fn):
+        return False
+    return inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def _make_coro(
+    who: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Coroutine[Any, Any, Any]:
+    """Build the coroutine ``fn(*args, **kwargs)``, rejecting anything else unseen."""
+    if inspect.iscoroutine(fn) or isinstance(fn, types.CoroutineType):
+        if args or kwargs:
+            fn.close()
+            raise TypeError(f"{who}: arguments given with a coroutine object")
+        return fn
+    if _is_coro_fn(fn):
+        coro = fn(*args, **kwargs)
+        if not inspect.iscoroutine(coro):
+            raise TypeError(f"{who}: {fn!r} did not return a coroutine")
+        return coro
+    if callable(fn):
+        raise TypeError(
+            f"{who} needs a coroutine function (async def) or a coroutine, "
+            f"got the plain callable {fn!r}"
+        )
+    raise TypeError(f"{who} needs a coroutine function or a coroutine, got {fn!r}")
+
+
+def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
+       **kwargs: Any) -> asyncio.Task[T]:
+    """Start a goroutine on the running loop (Go: ``go f(x)``).
+
+    ``fn`` is a coroutine function, called as ``fn(*args, **kwargs)``, or a coroutine
+    object passed alone. Returns the ``asyncio.Task``; csp holds a strong reference to
+    it until it finishes. Under :func:`csp.run` an exception escaping the goroutine
+    ends the program (Go: an unrecovered panic); elsewhere it goes to the loop's
+    exception handler as soon as the goroutine ends. Example::
+
+        csp.go(worker, jobs, results)
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        if inspect.iscoroutine(fn):
+            fn.close()
+        raise RuntimeError("csp.go() must be called with an event loop running") from None
+    coro = _make_coro("csp.go()", fn, args, kwargs)
+    sched = _park.scheduler()
+    task: asyncio.Task[T] = loop.create_task(coro)
+    sched.next_id += 1
+    sched.goroutines[task] = sched.next_id
+    task.add_done_callback(_goroutine_done)
+    return task
+
+
+def _goroutine_done(task: asyncio.Task[Any]) -> None:
+    sched = _park._schedulers.get(task.get_loop())
+    if sched is None:
+        return
+    sched.goroutines.pop(task, None)
+    if not task.cancelled():
+        exc = task.exception()
+        if exc is not None:
+            if sched.panic_handler is not None:
+                sched.panic_handler(task, exc)
+            else:
+                task.get_loop().call_exception_handler(
+                    {"message": "Exception in goroutine", "exception": exc, "task": task}
+                )
+    if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
+        sched.on_all_parked()
+
+
+async def gosched() -> None:
+    """Yield to other tasks once (Go: ``runtime.Gosched()``)."""
+    await asyncio.sleep(0)
+
+
+def num_goroutine() -> int:
+    """Live goroutines of the running loop, main included under ``csp.run``.
+
+    Go: ``runtime.NumGoroutine()``.
+    """
+    return len(_park.scheduler().goroutines)
+
+
+# -- loops that keep an account of timers and I/O ------------------------------------
+
+
+class _Accounting:
+    """Mixin for the loops ``csp.run`` makes: remembers timers and I/O use."""
+
+    _csp_timers: list[asyncio.TimerHandle]
+    _csp_io: int  # >0: I/O was used; deadlock detection declines to decide
+    _csp_jobs: int  # executor jobs in flight
+
+    def _csp_init(self) -> None:
+        self._csp_timers = []
+        self._csp_io = 0
+        self._csp_jobs = 0
+
+    def _csp_note_timer(self, h: asyncio.TimerHandle) -> asyncio.TimerHandle:
+        timers = self._csp_timers
+        timers.append(h)
+        if len(timers) >= 256 and (len(timers) & (len(timers) - 1)) == 0:
+            now = self.time()  # type: ignore[attr-defined]
+            timers[:] = [t for t in timers if not t.cancelled() and t.when() > now]
+        return h
+
+    def _csp_pending_timers(self) -> list[asyncio.TimerHandle]:
+        now = self.time()  # type: ignore[attr-defined]
+        self._csp_timers[:] = [
+            t for t in self._csp_timers if not t.cancelled() and t.when() > now
+        ]
+        return self._csp_timers
+
+    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = super().run_in_executor(executor, func, *args)  # type: ignore[misc]
+        self._csp_jobs += 1
+
+        def done(_: object) -> None:
+            self._csp_jobs -= 1
+
+        fut.add_done_callback(done)
+        return fut
+
+
+_IO_METHODS = (
+    "create_server", "create_connection", "create_unix_server", "create_unix_connection",
+    "create_datagram_endpoint", "connect_accepted_socket", "connect_read_pipe",
+    "connect_write_pipe", "subprocess_exec", "subprocess_shell", "add_reader", "add_writer",
+    "add_signal_handler", "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_sendall",
+    "sock_sendto", "sock_accept", "sock_connect", "getaddrinfo", "getnameinfo",
+    "sendfile", "start_tls",
+)
+
+
+class _AsyncioLoop(_Accounting, asyncio.SelectorEventLoop):  # type: ignore[misc]
+    """The default asyncio loop; pending timers and I/O are read off the loop itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._csp_init()
+
+    def _csp_busy(self, exclude: object) -> str | None:
+        if any(h is not exclude for h in self._ready):  # type: ignore[attr-defined]
+            return "ready callbacks"
+        if any(not h.cancelled() and h is not exclude for h in self._scheduled):  # type: ignore[attr-defined]
+            return "timers"
+        if len(self._selector.get_map()) > 1:  # type: ignore[attr-defined]  # > self-pipe
+            return "I/O"
+        if self._csp_jobs:
+            return "executor jobs"
+        return None
+
+
+def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platform without uvloop
+        return None
+
+    class _UVLoop(_Accounting, uvloop.Loop):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self._csp_init()
+
+        def call_later(  # type: ignore[override]
+            self, delay: float, callback: Any, *args: Any, context: Any = None
+        ) -> asyncio.TimerHandle:
+            return self._csp_note_timer(
+                super().call_later(delay, callback, *args, context=context)
+            )
+
+        def call_at(  # type: ignore[override]
+            self, when: float, callback: Any, *args: Any, context: Any = None
+        ) -> asyncio.TimerHandle:
+            return self._csp_note_timer(
+                super().call_at(when, callback, *args, context=context)
+            )
+
+        def _csp_raw_call_at(self, when: float, callback: Any) -> asyncio.TimerHandle:
+            h: asyncio.TimerHandle = super().call_at(when, callback)
+            return h
+
+        def _csp_busy(self, exclude: object) -> str | None:
+            if self._csp_io:
+                return "I/O"
+            if self._csp_jobs:
+                return "executor jobs"
+            if self._csp_pending_timers():
+                return "timers"
+            return None
+
+    for name in _IO_METHODS:
+        if hasattr(uvloop.Loop, name):
+            setattr(_UVLoop, name, _io_method_for(_UVLoop, name))
+    return _UVLoop
+
+
+def _io_method_for(cls: type, name: str) -> Callable[..., Any]:
+    base = getattr(super(cls, cls), name)
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._csp_io += 1
+        return base(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__qualname__ = f"{cls.__name__}.{name}"
+    return method
+
+
+_uvloop_class: type[asyncio.AbstractEventLoop] | bool | None = False
+
+
+def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    global _uvloop_class
+    if loop not in _LOOPS:
+        raise ValueError(f"unknown loop {loop!r}: expected 'auto', 'uvloop' or 'asyncio'")
+    if loop in ("auto", "uvloop"):
+        if _uvloop_class is False:
+            _uvloop_class = _make_uvloop_class()
+        if _uvloop_class is not None:
+            return _uvloop_class  # type: ignore[return-value]
+        if loop == "uvloop":
+            raise ValueError("loop='uvloop' but uvloop is not installed")
+    return _AsyncioLoop
+
+
+# -- csp.run ------------------------------------------------------------------------
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """The innermost frame of ``task`` outside csp, as 'func() at file:line'."""
+    coro: Any = task.get_coro()
+    frame = None
+    while coro is not None:
+        f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if f is None:
+            break
+        if not os.path.abspath(f.f_code.co_filename).startswith(_CSP_DIR + os.sep):
+            frame = f
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    if frame is None:
+        return "(unknown)"
+    return f"{frame.f_code.co_name}() at {frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+class _Run:
+    """State of one ``csp.run``: the first panic, and the deadlock watch."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sched: Scheduler,
+                 main: asyncio.Task[Any]) -> None:
+        self.loop = loop
+        self.sched = sched
+        self.main = main
+        self.panic: BaseException | None = None
+        self.cleaning = False
+        self.checking = False
+        self.rounds = 0
+        self.snapshot: list[tuple[asyncio.Task[Any], object]] | None = None
+        self.watched: set[asyncio.Task[Any]] = set()
+        self.handle: asyncio.Handle | None = None
+
+    def on_panic(self, task: asyncio.Task[Any] | None, exc: BaseException) -> None:
+        if self.panic is not None:
+            return
+        self.panic = exc
+        self.sched.on_all_parked = None
+        if self.cleaning:
+            return  # main is already cancelling and awaiting everyone
+        if self.main is not asyncio.current_task():
+            self.main.cancel()
+        for t in list(self.sched.goroutines):
+            t.cancel()
+
+    # Deadlock watch ------------------------------------------------------------
+
+    def maybe_all_parked(self) -> None:
+        if self.checking or self.panic is not None:
+            return
+        self.checking = True
+        self.rounds = 0
+        self.snapshot = None
+        self.handle = self.loop.call_soon(self._check)
+
+    def _state(self) -> list[tuple[asyncio.Task[Any], object]] | None:
+        """Every live task parked in csp, with its waiter; None if any is not."""
+        tasks = asyncio.all_tasks(self.loop)
+        goroutines = self.sched.goroutines
+        out = []
+        for t in tasks:
+            if t not in goroutines:
+                if t not in self.watched:  # re-check when it ends
+                    self.watched.add(t)
+                    t.add_done_callback(self._foreign_done)
+                return None
+            if park_reason(t) is None:
+                return None
+            out.append((t, t._fut_waiter))  # type: ignore[attr-defined]
+        return out
+
+    def _foreign_done(self, t: asyncio.Task[Any]) -> None:
+        self.watched.discard(t)
+        if self.sched.on_all_parked is not None:
+            self.maybe_all_parked()
+
+    def _check(self) -> None:
+        self.handle = None
+        if self.panic is not None or self.sched.on_all_parked is None:
+            self.checking = False
+            return
+        state = self._state()
+        if state is None or self.sched.runq:
+            self.checking = False
+            return
+        busy = self.loop._csp_busy(self.handle)  # type: ignore[attr-defined]
+        if busy == "timers":
+            # Look again once the next timer has fired: it may wake nobody.
+            self.checking = False
+            self._recheck_after_timers()
+            return
+        if busy is not None:
+            self.checking = False
+            return
+        if self.snapshot is not None and [(t, id(w)) for t, w in state] != [
+            (t, id(w)) for t, w in self.snapshot
+        ]:
+            self.rounds = 0
+        self.snapshot = state
+        self.rounds += 1
+        if self.rounds < 3:
+            self.handle = self.loop.call_soon(self._check)
+            return
+        self.checking = False
+        self.on_panic(None, self._deadlock_error(state))
+
+    def _recheck_after_timers(self) -> None:
+        loop: Any = self.loop
+        if isinstance(loop, _AsyncioLoop):
+            whens = [h.when() for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+        else:
+            whens = [h.when() for h in loop._csp_pending_timers()]
+        if not whens:
+            return
+        when = min(whens)
+        raw = getattr(loop, "_csp_raw_call_at", None)
+        if raw is not None:
+            raw(when, self.maybe_all_parked)
+        else:
+            loop.call_at(when, self.maybe_all_parked)
+
+    def _deadlock_error(self, state: list[tuple[asyncio.Task[Any], object]]) -> DeadlockError:
+        ids = self.sched.goroutines
+        lines = ["all goroutines are asleep - deadlock!", ""]
+        for t, w in sorted(state, key=lambda tw: ids.get(tw[0], 0)):
+            lines.append(f"goroutine {ids.get(t, '?')} [{getattr(w, 'reason', '?')}]:")
+            lines.append(f"    {_where(t)}")
+        return DeadlockError("\n".join(lines))
+
+
+async def _main(coro: Coroutine[Any, Any, T]) -> T:
+    loop = asyncio.get_running_loop()
+    sched = _park.scheduler()
+    me = asyncio.current_task()
+    assert me is not None
+    sched.goroutines[me] = 1
+    sched.main = me
+    run = _Run(loop, sched, me)
+    sched.panic_handler = run.on_panic
+    sched.on_all_parked = run.maybe_all_parked
+    result: Any = None
+    try:
+        try:
+            result = await coro
+        except asyncio.CancelledError:
+            if run.panic is None:
+                raise
+        except BaseException as exc:
+            run.on_panic(me, exc)
+    finally:
+        run.cleaning = True
+        sched.on_all_parked = None
+        sched.goroutines.pop(me, None)
+        sched.main = None
+        await _cancel_all(sched)
+        sched.panic_handler = None
+    if run.panic is not None:
+        raise run.panic
+    return result  # type: ignore[no-any-return]
+
+
+async def _cancel_all(sched: Scheduler) -> None:
+    """Cancel every goroutine of the loop and wait until all have ended."""
+    while sched.goroutines:
+        tasks = list(sched.goroutines)
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait(tasks)
+
+
+def run(main: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
+        loop: str = "auto", debug: bool = False) -> T:
+    """Run ``main(*args)`` as the main goroutine on a new event loop (Go: the program).
+
+    ``loop`` is ``"auto"`` (uvloop when importable, else asyncio), ``"uvloop"`` or
+    ``"asyncio"``. When main returns, every goroutine still running is cancelled and
+    awaited, then its result is returned. If any goroutine raises, everything is
+    cancelled and that first exception is re-raised. If every goroutine is blocked
+    forever on csp operations, raises :class:`DeadlockError`. Example::
+
+        async def main() -> None:
+            ch = csp.Chan[str]()
+            csp.go(ch.send, "hello")
+            print(await ch.recv())
+
+        csp.run(main)
+    """
+    factory = _loop_factory(loop)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        if inspect.iscoroutine(main):
+            main.close()
+        raise RuntimeError("csp.run() cannot be called from a running event loop")
+    coro = _make_coro("csp.run()", main, args, {})
+    with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
+        try:
+            result: T = runner.run(_main(coro))
+            return result
+        finally:
+            _park.forget_loop(runner.get_loop())
+

@@ -1,0 +1,130 @@
+"""select: wait on several channel operations, commit exactly one.
+
+Strategy (Go's ``runtime/select.go``, single-threaded): parse the cases; poll them all
+at one instant (no await in between, so readiness cannot change); if some are ready,
+pick one uniformly at random and complete it without blocking. Otherwise, unless
+``default`` is given, park one waiter in every case's queue, in a fresh random order.
+The first partner (or close) to reach any of those entries completes the waiter for
+that case; the other entries go stale and are skipped by their channels. A cancelled
+select is a cancelled waiter: no entry can complete it any more, so it commits nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any, Final
+
+from csp import _park
+from csp._chan import Chan, _enqueue, nil
+from csp._errors import ClosedChannelError
+from csp._park import Waiter
+
+_RECV: Final = Chan.recv
+_RECV_OK: Final = Chan.recv_ok
+_SEND: Final = Chan.send
+
+_random = random.random
+
+# case kinds
+_K_RECV: Final = 0
+_K_RECV_OK: Final = 1
+_K_SEND: Final = 2
+
+
+def _bad_case(i: int, case: object) -> TypeError:
+    hint = ""
+    if hasattr(case, "cr_frame"):  # a coroutine: ch.recv() instead of ch.recv
+        case.close()  # type: ignore[attr-defined]
+        hint = " (pass the bound method, not its call: ch.recv, not ch.recv())"
+    elif isinstance(case, tuple) and len(case) == 2 and hasattr(case[0], "cr_frame"):
+        case[0].close()
+        hint = " (pass (ch.send, value), not ch.send(value))"
+    return TypeError(
+        f"select case {i}: expected ch.recv, ch.recv_ok or (ch.send, value), "
+        f"got {case!r}{hint}"
+    )
+
+
+def _parse(cases: tuple[Any, ...]) -> list[tuple[int, Chan[Any], Any]]:
+    parsed: list[tuple[int, Chan[Any], Any]] = []
+    for i, case in enumerate(cases):
+        f = getattr(case, "__func__", None)
+        if f is _RECV:
+            parsed.append((_K_RECV, case.__self__, None))
+        elif f is _RECV_OK:
+            parsed.append((_K_RECV_OK, case.__self__, None))
+        elif type(case) is tuple and len(case) == 2 and getattr(case[0], "__func__", None) is _SEND:
+            parsed.append((_K_SEND, case[0].__self__, case[1]))
+        else:
+            raise _bad_case(i, case)
+    return parsed
+
+
+async def select(
+    *cases: Callable[[], Any] | tuple[Callable[[Any], Any], Any], default: bool = False
+) -> tuple[int, Any]:
+    """Wait until one of several channel operations can proceed, and do exactly that one.
+
+    Go: ``select``. Each case is ``ch.recv`` (the value is the received value, None if
+    closed), ``ch.recv_ok`` (the value is ``(value, ok)``) or ``(ch.send, x)`` (the
+    value is None). Returns ``(index, value)`` of the case that took effect.
+
+    * Several cases ready: one is chosen uniformly at random.
+    * None ready and ``default=True``: returns ``(-1, None)`` at once.
+    * None ready otherwise: blocks until exactly one case completes. A send case on a
+      closed channel is ready and raises :class:`ClosedChannelError` when chosen.
+    * ``csp.nil`` cases are never chosen; ``await select()`` blocks forever.
+    * Cancelled while blocked: no case took effect.
+
+    Example::
+
+        i, v = await csp.select(jobs.recv, (results.send, r), ctx.done().recv)
+    """
+    if _park._redeliver:
+        _park.check_cancel()
+    parsed = _parse(cases)
+    ready: list[int] = []
+    for i, (kind, ch, _) in enumerate(parsed):
+        if ch is nil:
+            continue
+        if kind == _K_SEND:
+            if ch._send_ready():
+                ready.append(i)
+        elif ch._recv_ready():
+            ready.append(i)
+    if ready:
+        i = ready[0] if len(ready) == 1 else ready[int(_random() * len(ready))]
+        kind, ch, v = parsed[i]
+        if kind == _K_SEND:
+            ch._send_now(v)
+            return i, None
+        value, ok = ch._recv_now()
+        return i, ((value, ok) if kind == _K_RECV_OK else value)
+    if default:
+        return -1, None
+
+    w = Waiter(_park.scheduler(), "select" if parsed else "select (no cases)")
+    n = len(parsed)
+    order = list(range(n))
+    for j in range(n - 1, 0, -1):  # Fisher-Yates: a fresh random registration order
+        k = int(_random() * (j + 1))
+        order[j], order[k] = order[k], order[j]
+    for i in order:
+        kind, ch, v = parsed[i]
+        if ch is nil:
+            continue
+        if kind == _K_SEND:
+            _enqueue(ch._sendq, (w, v, i))
+        else:
+            _enqueue(ch._recvq, (w, None, i))
+    await w
+    i = w.index
+    kind = parsed[i][0]
+    if kind == _K_SEND:
+        if not w.ok:
+            raise ClosedChannelError("send on closed channel")
+        return i, None
+    if kind == _K_RECV_OK:
+        return i, (w.value, w.ok)
+    return i, w.value
