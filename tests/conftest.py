@@ -1,0 +1,60 @@
+"""Shared test fixtures: every test that takes ``loop_name`` runs on both loops.
+
+* ``run(fn, *args)``: ``csp.run`` on the parametrized loop.
+* ``arun(fn, *args)``: a plain ``asyncio.Runner`` on that loop (csp outside csp.run).
+* async tests marked ``@pytest.mark.asyncio`` run on both loops (the
+  ``pytest_asyncio_loop_factories`` hook below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+import csp
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None  # type: ignore[assignment]
+
+LOOPS = ["asyncio", "uvloop"] if uvloop is not None else ["asyncio"]
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        assert uvloop is not None
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+@pytest.fixture(params=LOOPS)
+def loop_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def run(loop_name: str) -> Callable[..., Any]:
+    def _run(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+        return csp.run(fn, *args, loop=loop_name)
+
+    return _run
+
+
+@pytest.fixture
+def arun(loop_name: str) -> Callable[..., Any]:
+    def _arun(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+        with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+            return runner.run(fn(*args))
+
+    return _arun
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Async tests marked ``@pytest.mark.asyncio`` run once per loop."""
+    return {name: loop_factory(name) for name in LOOPS}
