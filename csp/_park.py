@@ -30,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import sys
 from collections import deque
@@ -359,9 +360,231 @@ def pending_redeliveries() -> dict[asyncio.Task[Any], tuple[int, Any]]:
 def park_reason(task: asyncio.Task[Any]) -> str | None:
     """What ``task`` is parked on, if it is parked in csp; else None."""
     w = getattr(task, "_fut_waiter", None)
+    if type(w) is Goroutine:
+        w = w.cur
     if type(w) is Waiter and w.state is PENDING:
         return w.reason
     return None
+
+
+# -- goroutines: tasks whose csp wake-ups bypass the Task machinery -----------------
+
+_enter_task = asyncio.tasks._enter_task
+_leave_task = asyncio.tasks._leave_task
+
+_NOTHING: Final = 0  # no outcome waits for the Task
+_YIELDED: Final = 1  # the coroutine yielded something that is not a csp waiter
+_RAISED: Final = 2  # the coroutine finished (StopIteration) or raised
+
+
+class Goroutine:
+    """The coroutine of a goroutine's Task, which wakes it without the Task machinery.
+
+    ``csp.go`` runs ``Task(Goroutine(coro))``. To the Task this object is the coroutine
+    (``send``/``throw``/``close``) and, while the goroutine is parked in csp, also the
+    future it waits on (the *parker*). When ``coro`` awaits a csp :class:`Waiter`,
+    the Task parks on this object once; from then on each wake-up of a csp waiter
+    resumes ``coro`` straight from the run queue (``_resume``: enter the task so that
+    ``current_task()`` is right, ``coro.send(None)`` in the task's context, leave),
+    for as long as ``coro`` keeps parking on csp waiters. When it yields anything else
+    (a Future, a bare yield) or finishes, the outcome is stored and the Task is woken
+    to take it over through ``send``, so asyncio sees an ordinary task.
+
+    Cancellation: ``Task.cancel()`` calls :meth:`cancel` while the task is parked
+    here, which cancels the csp waiter the goroutine is parked on (took no effect), or,
+    if that waiter was already completed, throws CancelledError into the coroutine at
+    its resumption, where the waiter keeps the outcome and defers the cancellation
+    exactly as for a plain task.
+
+    Invariants:
+      * ``kind != _NOTHING`` iff an outcome waits for the Task to take it over;
+      * ``cur`` is the csp waiter ``coro`` is parked on while ``kind == _NOTHING``;
+      * ``_task_cb`` is set iff the Task is parked on this object.
+    """
+
+    __slots__ = (
+        "coro",
+        "task",
+        "ctx",
+        "sched",
+        "cur",
+        "kind",
+        "outcome",
+        "cancel_pending",
+        "cancel_msg",
+        "_task_cb",
+        "_task_ctx",
+        "_asyncio_future_blocking",
+        "__weakref__",
+    )
+
+    def __init__(
+        self, coro: Any, sched: Scheduler, ctx: contextvars.Context
+    ) -> None:
+        self.coro = coro
+        self.task: asyncio.Task[Any] | None = None
+        self.ctx = ctx
+        self.sched = sched
+        self.cur: Waiter | None = None
+        self.kind = _NOTHING
+        self.outcome: Any = None
+        self.cancel_pending = False
+        self.cancel_msg: Any = None
+        self._task_cb: Callable[[Any], object] | None = None
+        self._task_ctx: contextvars.Context | None = None
+        self._asyncio_future_blocking = False
+
+    # -- the coroutine protocol, used by the Task -----------------------------------
+
+    def send(self, value: Any) -> Any:
+        if self.kind:
+            return self._deliver()
+        return self._after(self.coro.send(value))
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if self.kind == _YIELDED:
+            y = self.outcome
+            self.kind, self.outcome = _NOTHING, None
+            if y is not None and hasattr(y, "cancel") and not y.done() and y.cancel():
+                # As the Task would: cancel what the coroutine awaits; the Task
+                # then throws CancelledError in when it completes.
+                return y
+        elif self.kind == _RAISED:
+            return self._deliver()  # it finished before the cancellation reached it
+        if val is None and tb is None:
+            return self._after(self.coro.throw(typ))
+        return self._after(self.coro.throw(typ, val, tb))  # pragma: no cover
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def _deliver(self) -> Any:
+        kind, out = self.kind, self.outcome
+        self.kind, self.outcome = _NOTHING, None
+        if kind == _RAISED:
+            raise out
+        return out
+
+    def _after(self, y: Any) -> Any:
+        if type(y) is Waiter:
+            # Parked in csp: take the wake-up over; the Task parks on us.
+            y._asyncio_future_blocking = False
+            y._cb = self._resume
+            y._ctx = self.ctx
+            self.cur = y
+            self._asyncio_future_blocking = True
+            return self
+        return y
+
+    def _resume(self, w: Waiter) -> None:
+        """Run the goroutine from the run queue after its csp waiter ``w`` finished."""
+        loop = self.sched.loop
+        task = self.task
+        _enter_task(loop, task)
+        try:
+            if self.cancel_pending:
+                self.cancel_pending = False
+                msg, self.cancel_msg = self.cancel_msg, None
+                y = self.coro.throw(
+                    asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
+                )
+            else:
+                y = self.coro.send(None)
+        except BaseException as exc:
+            self.cur = None
+            self.kind, self.outcome = _RAISED, exc
+            _leave_task(loop, task)
+            self._wake_task()
+            return
+        _leave_task(loop, task)
+        if type(y) is Waiter:
+            y._asyncio_future_blocking = False
+            y._cb = self._resume
+            y._ctx = self.ctx
+            self.cur = y
+        else:
+            self.cur = None
+            self.kind, self.outcome = _YIELDED, y
+            self._wake_task()
+
+    def _wake_task(self) -> None:
+        cb = self._task_cb
+        if cb is not None:
+            self._task_cb = None
+            self.sched.push(cb, self, self._task_ctx)  # type: ignore[arg-type]
+
+    # -- the future protocol, used by the Task while parked here ----------------------
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.sched.loop
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        self._task_cb = fn
+        self._task_ctx = context if context is not None else contextvars.copy_context()
+        if self.kind:
+            self._wake_task()
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        if self._task_cb is not None and self._task_cb == fn:
+            self._task_cb = None
+            return 1
+        return 0
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.kind:
+            return False  # the Task is about to run: it delivers the cancellation
+        w = self.cur
+        if w is None:
+            return False
+        if w.state is PENDING:
+            w.cancel(msg)  # wakes _resume, where the waiter raises CancelledError
+            return True
+        self.cancel_pending = True
+        self.cancel_msg = msg
+        return True
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return self.kind != _NOTHING
+
+    def result(self) -> None:
+        return None
+
+    def exception(self) -> None:
+        return None
+
+    # -- what debuggers and asyncio's reprs look for ----------------------------------
+
+    @property
+    def cr_frame(self) -> Any:
+        return getattr(self.coro, "cr_frame", None)
+
+    @property
+    def cr_code(self) -> Any:
+        return getattr(self.coro, "cr_code", None)
+
+    @property
+    def cr_await(self) -> Any:
+        return getattr(self.coro, "cr_await", None)
+
+    @property
+    def cr_running(self) -> bool:
+        return bool(getattr(self.coro, "cr_running", False))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name not in ("__qualname__", "__name__"):
+            raise AttributeError(name)
+        return getattr(self.coro, name)
+
+    def __repr__(self) -> str:
+        return f"<csp goroutine {self.coro!r}>"
+
+
+collections.abc.Coroutine.register(Goroutine)
 
 
 def _sizeof() -> int:  # for benchmarks: bytes held by one parked waiter

@@ -17,6 +17,7 @@ sockets, servers, pipes, subprocesses or signals switches detection off for that
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import types
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 from csp import _park
 from csp._errors import DeadlockError
-from csp._park import Scheduler, park_reason
+from csp._park import Goroutine, Scheduler, park_reason
 
 T = TypeVar("T")
 
@@ -83,7 +84,10 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
         raise RuntimeError("csp.go() must be called with an event loop running") from None
     coro = _make_coro("csp.go()", fn, args, kwargs)
     sched = _park.scheduler()
-    task: asyncio.Task[T] = loop.create_task(coro)
+    ctx = contextvars.copy_context()
+    g = Goroutine(coro, sched, ctx)
+    task: asyncio.Task[T] = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
+    g.task = task
     sched.next_id += 1
     sched.goroutines[task] = sched.next_id
     task.add_done_callback(_goroutine_done)
@@ -270,6 +274,8 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop]:
 def _where(task: asyncio.Task[Any]) -> str:
     """The innermost frame of ``task`` outside csp, as 'func() at file:line'."""
     coro: Any = task.get_coro()
+    if type(coro) is Goroutine:
+        coro = coro.coro
     frame = None
     while coro is not None:
         f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)

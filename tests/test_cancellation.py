@@ -22,10 +22,22 @@ import pytest
 import csp
 
 # -- targeted regression tests ------------------------------------------------------
+# Each runs with the parked party as a plain asyncio Task and as a goroutine
+# (csp.go), whose csp wake-ups bypass the Task machinery.
+
+
+Spawn = Callable[[Any], "asyncio.Task[Any]"]
+
+
+@pytest.fixture(params=["task", "goroutine"])
+def spawn(request: pytest.FixtureRequest) -> Spawn:
+    if request.param == "task":
+        return asyncio.create_task
+    return csp.go
 
 
 @pytest.mark.asyncio
-async def test_recv_cancelled_after_handoff_keeps_value() -> None:
+async def test_recv_cancelled_after_handoff_keeps_value(spawn: Spawn) -> None:
     """Cancelling recv after a sender handed it a value neither loses nor duplicates
     it: recv returns the value, and the cancellation is raised at the next await."""
     ch = csp.Chan[int]()
@@ -37,7 +49,7 @@ async def test_recv_cancelled_after_handoff_keeps_value() -> None:
         await asyncio.sleep(0)
         trace.append("not reached")
 
-    t = asyncio.create_task(receiver())
+    t = spawn(receiver())
     await asyncio.sleep(0)
     await ch.send(1)  # handed over: the receiver owns 1 from now on
     t.cancel()
@@ -47,7 +59,7 @@ async def test_recv_cancelled_after_handoff_keeps_value() -> None:
 
 
 @pytest.mark.asyncio
-async def test_send_cancelled_after_handoff_returns() -> None:
+async def test_send_cancelled_after_handoff_returns(spawn: Spawn) -> None:
     """A parked sender whose value was taken, then cancelled before it resumed, returns
     normally (the send took effect); its next csp operation raises CancelledError
     before taking effect."""
@@ -64,7 +76,7 @@ async def test_send_cancelled_after_handoff_returns() -> None:
             trace.append("cancelled before second send")
             raise
 
-    t = asyncio.create_task(sender())
+    t = spawn(sender())
     await asyncio.sleep(0)
     assert await ch.recv() == 1
     t.cancel()
@@ -75,28 +87,28 @@ async def test_send_cancelled_after_handoff_returns() -> None:
 
 
 @pytest.mark.asyncio
-async def test_cancelled_parked_recv_takes_nothing() -> None:
+async def test_cancelled_parked_recv_takes_nothing(spawn: Spawn) -> None:
     """A receiver cancelled while parked takes no value: the next send goes to the
     next receiver."""
     ch = csp.Chan[int]()
-    t = asyncio.create_task(ch.recv())
+    t = spawn(ch.recv())
     await asyncio.sleep(0)
     t.cancel()
     with pytest.raises(asyncio.CancelledError):
         await t
-    r2 = asyncio.create_task(ch.recv())
+    r2 = spawn(ch.recv())
     await asyncio.sleep(0)
     await ch.send(5)
     assert await r2 == 5
 
 
 @pytest.mark.asyncio
-async def test_wait_for_send_returns_once_effective() -> None:
+async def test_wait_for_send_returns_once_effective(spawn: Spawn) -> None:
     """``await asyncio.wait_for(ch.send(v), t)`` returns once the send took effect,
     even when the inner task is cancelled in the same instant (as wait_for's timeout
     does): the inner task finishes normally instead of ending cancelled."""
     ch = csp.Chan[int]()
-    outer = asyncio.create_task(asyncio.wait_for(ch.send(3), 30))
+    outer = spawn(asyncio.wait_for(ch.send(3), 30))
     for _ in range(3):
         await asyncio.sleep(0)
     me = asyncio.current_task()
@@ -108,7 +120,7 @@ async def test_wait_for_send_returns_once_effective() -> None:
 
 
 @pytest.mark.asyncio
-async def test_timeout_withdrawn_after_effect() -> None:
+async def test_timeout_withdrawn_after_effect(spawn: Spawn) -> None:
     """A timeout that expires after the operation took effect is withdrawn when its
     block exits: no TimeoutError, no stray cancellation later, cancelling() back to 0."""
     ch = csp.Chan[int]()
@@ -123,24 +135,24 @@ async def test_timeout_withdrawn_after_effect() -> None:
         assert task is not None
         return f"ok {task.cancelling()}"
 
-    r = asyncio.create_task(ch.recv())
+    r = spawn(ch.recv())
     await asyncio.sleep(0)
-    t = asyncio.create_task(sender())
+    t = spawn(sender())
     assert await r == 7
     assert await t == "ok 0"
 
 
 @pytest.mark.asyncio
-async def test_cancelled_select_commits_nothing() -> None:
+async def test_cancelled_select_commits_nothing(spawn: Spawn) -> None:
     """A select cancelled while parked commits no case: the values sent afterwards
     reach later receivers."""
     a, b = csp.Chan[int](), csp.Chan[int]()
-    t = asyncio.create_task(csp.select(a.recv, b.recv))
+    t = spawn(csp.select(a.recv, b.recv))
     await asyncio.sleep(0)
     t.cancel()
     with pytest.raises(asyncio.CancelledError):
         await t
-    r = asyncio.create_task(a.recv())
+    r = spawn(a.recv())
     await asyncio.sleep(0)
     await a.send(1)
     assert await r == 1
@@ -148,10 +160,10 @@ async def test_cancelled_select_commits_nothing() -> None:
 
 
 @pytest.mark.asyncio
-async def test_select_handoff_then_cancel_keeps_case() -> None:
+async def test_select_handoff_then_cancel_keeps_case(spawn: Spawn) -> None:
     """A parked select completed by a partner and then cancelled returns that case."""
     a, b = csp.Chan[int](), csp.Chan[int]()
-    t = asyncio.create_task(csp.select(a.recv, (b.send, 9)))
+    t = spawn(csp.select(a.recv, (b.send, 9)))
     await asyncio.sleep(0)
     assert await b.recv() == 9
     t.cancel()
@@ -159,7 +171,7 @@ async def test_select_handoff_then_cancel_keeps_case() -> None:
 
 
 @pytest.mark.asyncio
-async def test_anyio_scope_cancel_after_handoff() -> None:
+async def test_anyio_scope_cancel_after_handoff(spawn: Spawn) -> None:
     """Inside an anyio cancel scope cancelled right after the hand-off, recv returns the
     value and the scope swallows its own cancellation at exit."""
     ch = csp.Chan[int]()
@@ -174,7 +186,7 @@ async def test_anyio_scope_cancel_after_handoff() -> None:
             got.append(-1)
         return "exited"
 
-    t = asyncio.create_task(receiver())
+    t = spawn(receiver())
     await asyncio.sleep(0)
     await ch.send(4)
     scope_ref[0].cancel()
@@ -362,13 +374,14 @@ async def _stress(seed: int, cap: int, nvalues: int, with_select: bool) -> Ledge
             elif r < 0.8 and scopes:
                 arng.choice(scopes).cancel()
 
-    receivers = [
-        asyncio.create_task(receiver(random.Random(rng.random())))
-        for _ in range(rng.randint(1, 4))
-    ]
+    def spawn(coro: Any) -> asyncio.Task[Any]:
+        # half the actors are goroutines (direct wake-ups), half plain tasks
+        return csp.go(coro) if rng.random() < 0.5 else asyncio.create_task(coro)
+
+    receivers = [spawn(receiver(random.Random(rng.random()))) for _ in range(rng.randint(1, 4))]
     chaos_task = asyncio.create_task(chaos(random.Random(rng.random())))
     senders = [
-        asyncio.create_task(sender(chunk, random.Random(rng.random()))) for chunk in chunks
+        spawn(sender(chunk, random.Random(rng.random()))) for chunk in chunks
     ]
     await asyncio.gather(*senders)
     stop.set()
