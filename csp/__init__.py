@@ -7,16 +7,26 @@ and ``csp.select`` move values between them. See the README for the Go -> csp ta
 
 from __future__ import annotations
 
+from csp import atomic
 from csp._chan import Chan, nil
 from csp._errors import ChannelError, ClosedChannelError, DeadlockError
 from csp._runtime import go, gosched, num_goroutine, run
 from csp._select import select
+from csp._sync import Cond, ErrGroup, Mutex, Once, RWMutex, Semaphore, WaitGroup
 
 __all__ = [
     "Chan",
     "ChannelError",
     "ClosedChannelError",
+    "Cond",
     "DeadlockError",
+    "ErrGroup",
+    "Mutex",
+    "Once",
+    "RWMutex",
+    "Semaphore",
+    "WaitGroup",
+    "atomic",
     "go",
     "gosched",
     "nil",
