@@ -357,13 +357,13 @@ def pending_redeliveries() -> dict[asyncio.Task[Any], tuple[int, Any]]:
     return _redeliver
 
 
-def park_reason(task: asyncio.Task[Any]) -> str | None:
-    """What ``task`` is parked on, if it is parked in csp; else None."""
+def parked_on(task: asyncio.Task[Any]) -> Waiter | None:
+    """The csp waiter ``task`` is parked on, or None if it is not parked in csp."""
     w = getattr(task, "_fut_waiter", None)
     if type(w) is Goroutine:
-        w = w.cur
+        w = w.cur if not w.kind else None
     if type(w) is Waiter and w.state is PENDING:
-        return w.reason
+        return w
     return None
 
 
@@ -480,6 +480,7 @@ class Goroutine:
         """Run the goroutine from the run queue after its csp waiter ``w`` finished."""
         loop = self.sched.loop
         task = self.task
+        assert task is not None
         _enter_task(loop, task)
         try:
             if self.cancel_pending:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from csp import _park
 from csp._errors import DeadlockError
-from csp._park import Goroutine, Scheduler, park_reason
+from csp._park import Goroutine, Scheduler, Waiter, parked_on
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
     sched = _park.scheduler()
     ctx = contextvars.copy_context()
     g = Goroutine(coro, sched, ctx)
-    task: asyncio.Task[T] = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
+    task: asyncio.Task[T] = loop.create_task(g, context=ctx)
     g.task = task
     sched.next_id += 1
     sched.goroutines[task] = sched.next_id
@@ -276,14 +276,16 @@ def _where(task: asyncio.Task[Any]) -> str:
     coro: Any = task.get_coro()
     if type(coro) is Goroutine:
         coro = coro.coro
-    frame = None
+    frame = outer = None
     while coro is not None:
         f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if f is None:
             break
+        outer = outer or f
         if not os.path.abspath(f.f_code.co_filename).startswith(_CSP_DIR + os.sep):
             frame = f
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    frame = frame or outer  # a goroutine started on a csp method itself (go(mu.lock))
     if frame is None:
         return "(unknown)"
     return f"{frame.f_code.co_name}() at {frame.f_code.co_filename}:{frame.f_lineno}"
@@ -301,7 +303,7 @@ class _Run:
         self.cleaning = False
         self.checking = False
         self.rounds = 0
-        self.snapshot: list[tuple[asyncio.Task[Any], object]] | None = None
+        self.snapshot: list[tuple[asyncio.Task[Any], Waiter]] | None = None
         self.watched: set[asyncio.Task[Any]] = set()
         self.handle: asyncio.Handle | None = None
 
@@ -327,7 +329,7 @@ class _Run:
         self.snapshot = None
         self.handle = self.loop.call_soon(self._check)
 
-    def _state(self) -> list[tuple[asyncio.Task[Any], object]] | None:
+    def _state(self) -> list[tuple[asyncio.Task[Any], Waiter]] | None:
         """Every live task parked in csp, with its waiter; None if any is not."""
         tasks = asyncio.all_tasks(self.loop)
         goroutines = self.sched.goroutines
@@ -338,9 +340,10 @@ class _Run:
                     self.watched.add(t)
                     t.add_done_callback(self._foreign_done)
                 return None
-            if park_reason(t) is None:
+            w = parked_on(t)
+            if w is None:
                 return None
-            out.append((t, t._fut_waiter))  # type: ignore[attr-defined]
+            out.append((t, w))
         return out
 
     def _foreign_done(self, t: asyncio.Task[Any]) -> None:
@@ -393,11 +396,11 @@ class _Run:
         else:
             loop.call_at(when, self.maybe_all_parked)
 
-    def _deadlock_error(self, state: list[tuple[asyncio.Task[Any], object]]) -> DeadlockError:
+    def _deadlock_error(self, state: list[tuple[asyncio.Task[Any], Waiter]]) -> DeadlockError:
         ids = self.sched.goroutines
         lines = ["all goroutines are asleep - deadlock!", ""]
         for t, w in sorted(state, key=lambda tw: ids.get(tw[0], 0)):
-            lines.append(f"goroutine {ids.get(t, '?')} [{getattr(w, 'reason', '?')}]:")
+            lines.append(f"goroutine {ids.get(t, '?')} [{w.reason}]:")
             lines.append(f"    {_where(t)}")
         return DeadlockError("\n".join(lines))
 
