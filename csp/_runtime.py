@@ -141,6 +141,8 @@ class _Accounting:
         self._csp_jobs = 0
 
     def _csp_note_timer(self, h: asyncio.TimerHandle) -> asyncio.TimerHandle:
+        if not hasattr(h, "when"):
+            return h  # uvloop runs sub-millisecond delays as plain (ready) handles
         timers = self._csp_timers
         timers.append(h)
         if len(timers) >= 256 and (len(timers) & (len(timers) - 1)) == 0:
