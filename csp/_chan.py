@@ -35,20 +35,27 @@ T = TypeVar("T")
 _Entry = tuple[Waiter, Any, int]
 
 # A queue is swept of stale entries when it reaches this length, and after a sweep
-# when it reaches twice its live length.
+# when it reaches twice its live length (Chan._sweep_at).
 _SWEEP_MIN: Final = 64
 
 
-def _enqueue(q: deque[_Entry], entry: _Entry) -> None:
+def _enqueue(ch: Chan[Any], q: deque[_Entry], entry: _Entry) -> None:
     q.append(entry)
-    n = len(q)
-    if n >= _SWEEP_MIN and (n & (n - 1)) == 0:
-        # At 64, 128, 256, ... entries: drop the stale ones. Amortised O(1): a sweep
-        # of n entries happens only after the queue doubled.
-        live = [e for e in q if e[0].state is PENDING]
-        if len(live) < n:
-            q.clear()
-            q.extend(live)
+    if len(q) >= ch._sweep_at:
+        _sweep(ch, q)
+
+
+def _sweep(ch: Chan[Any], q: deque[_Entry]) -> None:
+    """Drop the stale entries of ``q``, which reached ``ch._sweep_at`` entries.
+
+    The next sweep waits until the queue has doubled its live length, so sweeping
+    costs amortised O(1) per append.
+    """
+    live = [e for e in q if e[0].state is PENDING]
+    if len(live) < len(q):
+        q.clear()
+        q.extend(live)
+    ch._sweep_at = max(_SWEEP_MIN, 2 * len(live))
 
 
 def _first_live(q: deque[_Entry]) -> _Entry | None:
@@ -83,7 +90,7 @@ class Chan(Generic[T]):
         assert await ch.recv() == 1
     """
 
-    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_recvq", "_sendq")
+    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_recvq", "_sendq", "_sweep_at")
 
     def __init__(self, cap: int = 0) -> None:
         if not isinstance(cap, int) or isinstance(cap, bool):
@@ -95,6 +102,7 @@ class Chan(Generic[T]):
         self._recvq: deque[_Entry] = deque()
         self._sendq: deque[_Entry] = deque()
         self._closed = False
+        self._sweep_at = _SWEEP_MIN  # sweep a queue of stale entries at this length
 
     # -- non-blocking inspection ---------------------------------------------------
 
@@ -141,7 +149,14 @@ class Chan(Generic[T]):
                 return v
         if self._closed:
             return None
-        w = self._park_recv("chan receive")
+        w = Waiter(_park.scheduler(), "chan receive")
+        if self is not nil:
+            q = self._recvq
+            q.append((w, None, -1))
+            if len(q) >= self._sweep_at:
+                _sweep(self, q)
+        else:
+            w.reason = "chan receive (nil chan)"
         await w
         return w.value  # type: ignore[no-any-return]
 
@@ -167,17 +182,16 @@ class Chan(Generic[T]):
                 return v, True
         if self._closed:
             return None, False
-        w = self._park_recv("chan receive")
-        await w
-        return w.value, w.ok
-
-    def _park_recv(self, reason: str) -> Waiter:
-        w = Waiter(_park.scheduler(), reason)
+        w = Waiter(_park.scheduler(), "chan receive")
         if self is not nil:
-            _enqueue(self._recvq, (w, None, -1))
+            q = self._recvq
+            q.append((w, None, -1))
+            if len(q) >= self._sweep_at:
+                _sweep(self, q)
         else:
             w.reason = "chan receive (nil chan)"
-        return w
+        await w
+        return w.value, w.ok
 
     def _admit_sender(self) -> None:
         """A buffer slot just freed: move the longest-parked sender's value in."""
@@ -224,7 +238,10 @@ class Chan(Generic[T]):
             return
         w = Waiter(_park.scheduler(), "chan send")
         if self is not nil:
-            _enqueue(self._sendq, (w, value, -1))
+            q = self._sendq
+            q.append((w, value, -1))
+            if len(q) >= self._sweep_at:
+                _sweep(self, q)
         else:
             w.reason = "chan send (nil chan)"
         await w

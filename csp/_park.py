@@ -173,7 +173,8 @@ class Waiter:
     )
 
     def __init__(self, sched: Scheduler, reason: str) -> None:
-        self._asyncio_future_blocking = False
+        # True from the start: a waiter is only ever created to be awaited at once.
+        self._asyncio_future_blocking = True
         self._sched = sched
         self._cb: Callable[[Any], object] | None = None
         self._ctx: contextvars.Context | None = None
@@ -204,7 +205,11 @@ class Waiter:
         cb = self._cb
         if cb is not None:
             self._cb = None
-            sched.push(cb, self, self._ctx)  # type: ignore[arg-type]
+            # Scheduler.push, inlined: this is the hottest call in csp.
+            sched.runq.append((cb, self, self._ctx))  # type: ignore[arg-type]
+            if not sched.scheduled:
+                sched.scheduled = True
+                sched.loop.call_soon(sched.drain)
 
     # -- the Future-like protocol used by asyncio.Task ----------------------------
 
@@ -272,7 +277,6 @@ class Waiter:
 
     def __await__(self) -> Any:
         if self.state is PENDING:
-            self._asyncio_future_blocking = True
             try:
                 yield self
             except BaseException as exc:

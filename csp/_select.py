@@ -115,9 +115,9 @@ async def select(
         if ch is nil:
             continue
         if kind == _K_SEND:
-            _enqueue(ch._sendq, (w, v, i))
+            _enqueue(ch, ch._sendq, (w, v, i))
         else:
-            _enqueue(ch._recvq, (w, None, i))
+            _enqueue(ch, ch._recvq, (w, None, i))
     await w
     i = w.index
     kind = parsed[i][0]
