@@ -5,8 +5,6 @@ The public surface is re-exported here; the implementation lives in private modu
 and ``csp.select`` move values between them. See the README for the Go -> csp table.
 """
 
-from __future__ import annotations
-
 from csp import atomic
 from csp._chan import Chan, nil
 from csp._errors import ChannelError, ClosedChannelError, DeadlockError

@@ -163,6 +163,9 @@ class _Accounting:
 
         def done(_: object) -> None:
             self._csp_jobs -= 1
+            sched = _park._schedulers.get(self)  # type: ignore[call-overload]
+            if sched is not None and sched.on_all_parked is not None:
+                sched.on_all_parked()
 
         fut.add_done_callback(done)
         return fut
@@ -223,7 +226,8 @@ def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
             )
 
         def _csp_raw_call_at(self, when: float, callback: Any) -> asyncio.TimerHandle:
-            h: asyncio.TimerHandle = super().call_at(when, callback)
+            # uvloop's call_at goes through self.call_later; its call_later does not.
+            h: asyncio.TimerHandle = super().call_later(max(0.0, when - self.time()), callback)
             return h
 
         def _csp_busy(self, exclude: object) -> str | None:
@@ -319,7 +323,8 @@ class _Run:
         if self.main is not asyncio.current_task():
             self.main.cancel()
         for t in list(self.sched.goroutines):
-            t.cancel()
+            if t is not self.main:
+                t.cancel()
 
     # Deadlock watch ------------------------------------------------------------
 
@@ -368,6 +373,10 @@ class _Run:
             self.checking = False
             self._recheck_after_timers()
             return
+        if busy == "ready callbacks":
+            self.rounds = 0
+            self.handle = self.loop.call_soon(self._check)
+            return
         if busy is not None:
             self.checking = False
             return
@@ -390,6 +399,7 @@ class _Run:
         else:
             whens = [h.when() for h in loop._csp_pending_timers()]
         if not whens:
+            self.maybe_all_parked()
             return
         when = min(whens)
         raw = getattr(loop, "_csp_raw_call_at", None)
@@ -464,7 +474,12 @@ def run(main: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
 
         csp.run(main)
     """
-    factory = _loop_factory(loop)
+    try:
+        factory = _loop_factory(loop)
+    except ValueError:
+        if inspect.iscoroutine(main):
+            main.close()
+        raise
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -57,7 +57,13 @@ def _parse(cases: tuple[Any, ...]) -> list[tuple[int, Chan[Any], Any]]:
         elif type(case) is tuple and len(case) == 2 and getattr(case[0], "__func__", None) is _SEND:
             parsed.append((_K_SEND, case[0].__self__, case[1]))
         else:
-            raise _bad_case(i, case)
+            err = _bad_case(i, case)
+            for c in cases:
+                if hasattr(c, "cr_frame"):
+                    c.close()
+                elif isinstance(c, tuple) and c and hasattr(c[0], "cr_frame"):
+                    c[0].close()
+            raise err
     return parsed
 
 
