@@ -700,18 +700,69 @@ def test_deadlock_all_goroutines_blocked(run: Run) -> None:
     ]
 
 
-def test_deadlock_after_a_noop_timer_fires(run: Run) -> None:
+def run_or_rescue(loop_name: str, main: Callable[[csp.Chan[Any]], Any], limit: float) -> str:
+    """csp.run ``main(stuck)``, where main ends up blocked on ``stuck.recv()``.
+
+    Returns "deadlock" if run raised DeadlockError. If the detector missed the
+    deadlock, a watchdog thread closes ``stuck`` after ``limit`` seconds and this
+    returns "missed" instead of hanging (pytest-timeout cannot interrupt a uvloop
+    loop parked in epoll_wait)."""
+    box: dict[str, Callable[[], None]] = {}
+
+    async def wrapper() -> str:
+        loop = asyncio.get_running_loop()
+        stuck = csp.Chan[Any]()
+        box["rescue"] = lambda: loop.call_soon_threadsafe(stuck.close)
+        await main(stuck)
+        return "missed"
+
+    def rescue() -> None:
+        try:
+            box["rescue"]()
+        except (KeyError, RuntimeError):  # not started yet, or loop already closed
+            pass
+
+    watchdog = threading.Timer(limit, rescue)
+    watchdog.start()
+    try:
+        return str(csp.run(wrapper, loop=loop_name))
+    except csp.DeadlockError:
+        return "deadlock"
+    finally:
+        watchdog.cancel()
+        watchdog.join()
+
+
+def test_deadlock_after_a_noop_timer_fires(loop_name: str) -> None:
     """G7(a) — Seen: a pending timer postpones detection until it fires; if it wakes
     nobody, the deadlock is then reported."""
     fired: list[str] = []
 
-    async def main() -> None:
+    async def main(stuck: csp.Chan[Any]) -> None:
         asyncio.get_running_loop().call_later(0.02, fired.append, "timer")
-        await csp.Chan[int]().recv()
+        await stuck.recv()
 
-    with pytest.raises(csp.DeadlockError):
-        run(main)
+    assert run_or_rescue(loop_name, main, 2.0) == "deadlock"
     assert fired == ["timer"]
+
+
+def test_deadlock_after_a_timer_fires_every_time(loop_name: str) -> None:
+    """G7(a) regression: the deadlock that follows a noop timer is reported on every
+    run, never missed (a miss leaves the program parked forever). 300 runs with a
+    1 ms timer; each missed run is rescued after 0.3 s and counted."""
+    fired: list[int] = []
+    results: list[str] = []
+
+    async def main(stuck: csp.Chan[Any]) -> None:
+        asyncio.get_running_loop().call_later(0.001, fired.append, 1)
+        await stuck.recv()
+
+    for _ in range(300):
+        results.append(run_or_rescue(loop_name, main, 0.3))
+        if results.count("missed") >= 3:
+            break
+    assert results.count("missed") == 0, f"missed {results.count('missed')} of {len(results)}"
+    assert len(fired) == len(results) == 300
 
 
 def test_partial_deadlock_is_not_reported(run: Run) -> None:
@@ -763,6 +814,29 @@ def test_no_deadlock_noop_timer_then_later_timer_sends(run: Run) -> None:
         return [fired, v]
 
     assert run(main) == [["noop"], "late"]
+
+
+def test_no_deadlock_noop_timer_then_sleeping_goroutine_sends(run: Run) -> None:
+    """G7(a,b): main parked, a noop call_later timer fires and wakes nobody, while a
+    goroutine sleeps (asyncio.sleep: a timer, not a csp park) and sends after that
+    timer has fired: no deadlock, main gets the value."""
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        trace: list[str] = []
+        ch = csp.Chan[str]()
+
+        async def sleeper() -> None:
+            await asyncio.sleep(0.05)
+            trace.append("sleeper sends")
+            await ch.send("after the noop timer")
+
+        loop.call_later(0.01, trace.append, "noop timer")
+        csp.go(sleeper)
+        v = await ch.recv()
+        return [trace, v]
+
+    assert run(main) == [["noop timer", "sleeper sends"], "after the noop timer"]
 
 
 def test_no_deadlock_asyncio_timeout_around_recv(run: Run) -> None:
