@@ -746,6 +746,37 @@ def test_deadlock_after_a_noop_timer_fires(loop_name: str) -> None:
     assert fired == ["timer"]
 
 
+def test_deadlock_after_an_overdue_timer_fires(loop_name: str) -> None:
+    """G7(a) regression: the loop runs late (a blocking call in main), so when the
+    detector first looks, the noop timer is already due but has not run yet (on the
+    asyncio loop it sits in the ready queue). Once it has run, the deadlock must still
+    be reported, not missed."""
+    fired: list[str] = []
+
+    async def main(stuck: csp.Chan[Any]) -> None:
+        asyncio.get_running_loop().call_later(0.001, fired.append, "timer")
+        time.sleep(0.005)  # a slow callback: the timer is overdue when main parks
+        await stuck.recv()
+
+    assert run_or_rescue(loop_name, main, 1.0) == "deadlock"
+    assert fired == ["timer"]
+
+
+def test_deadlock_after_an_executor_job_ends(loop_name: str) -> None:
+    """G7(b): a job running in the default executor (a thread busy on the program's
+    behalf) postpones detection; once it has ended and woken nobody, the deadlock is
+    reported, not missed."""
+    ran: list[str] = []
+
+    async def main(stuck: csp.Chan[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, lambda: (time.sleep(0.02), ran.append("job")))
+        await stuck.recv()
+
+    assert run_or_rescue(loop_name, main, 1.0) == "deadlock"
+    assert ran == ["job"]
+
+
 def test_deadlock_after_a_timer_fires_every_time(loop_name: str) -> None:
     """G7(a) regression: the deadlock that follows a noop timer is reported on every
     run, never missed (a miss leaves the program parked forever). 300 runs with a
