@@ -1,0 +1,146 @@
+"""The public surface: export list, docstrings, slotted final classes, reprs.
+
+The expected names are hardcoded here (the repository must not read ../shared at
+test time). They are the Runtime, Channels and select sections of API.md; the sync,
+atomic, context and time names are added to ``CORE`` (or a sibling set) by the issues
+that implement them.
+"""
+
+from __future__ import annotations
+import __future__
+
+import asyncio
+import importlib.resources
+import inspect
+from typing import Any
+
+import pytest
+
+import csp
+
+# API.md: Runtime (goroutines), Channels, select.
+CORE = {
+    "run",
+    "go",
+    "gosched",
+    "num_goroutine",
+    "DeadlockError",
+    "Chan",
+    "nil",
+    "ChannelError",
+    "ClosedChannelError",
+    "select",
+}
+
+
+def public_names() -> set[str]:
+    """Names the package exposes (public submodules such as ``csp.atomic`` included),
+    except the ``annotations`` feature left by ``from __future__ import annotations``."""
+    return {
+        n
+        for n, v in vars(csp).items()
+        if not n.startswith("_") and not isinstance(v, __future__._Feature)
+    }
+
+
+def test_all_matches_exported_names() -> None:
+    """``csp.__all__`` lists exactly the public names, once each, and star-import
+    gives exactly them."""
+    assert len(csp.__all__) == len(set(csp.__all__))
+    assert set(csp.__all__) == public_names()
+    ns: dict[str, Any] = {}
+    exec("from csp import *", ns)
+    assert {n for n in ns if n != "__builtins__"} == set(csp.__all__)
+
+
+def test_core_names_exist() -> None:
+    """Every name of API.md's Runtime, Channels and select sections is exported."""
+    assert sorted(CORE - set(csp.__all__)) == []
+    for name in CORE:
+        assert getattr(csp, name) is not None
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    """STYLE 8: every public name, and every public method or property of a public
+    class, has a docstring."""
+    missing = []
+    for name in csp.__all__:
+        obj = getattr(csp, name)
+        if not (inspect.getdoc(obj) or "").strip():
+            missing.append(name)
+        if inspect.isclass(obj) and not issubclass(obj, BaseException):
+            for attr, member in vars(obj).items():
+                # public members, plus the dunders that carry Go semantics
+                if attr.startswith("_") and attr not in ("__len__", "__anext__"):
+                    continue
+                if callable(member) or isinstance(member, property):
+                    if not (inspect.getdoc(member) or "").strip():
+                        missing.append(f"{name}.{attr}")
+    assert missing == []
+
+
+def test_public_classes_are_final_and_slotted() -> None:
+    """STYLE 9: public classes are ``@final`` and define ``__slots__`` (instances have
+    no ``__dict__``). Exceptions are exempt: BaseException carries a ``__dict__``
+    anyway, and ChannelError must stay subclassable."""
+    checked = []
+    for name in csp.__all__:
+        cls = getattr(csp, name)
+        if not inspect.isclass(cls) or issubclass(cls, BaseException):
+            continue
+        checked.append(name)
+        assert "__slots__" in vars(cls), name
+        assert getattr(cls, "__final__", False) is True, name
+    assert "Chan" in checked
+    assert not hasattr(csp.Chan(), "__dict__")
+    assert not hasattr(csp.nil, "__dict__")
+
+
+def test_error_hierarchy() -> None:
+    """API.md: ClosedChannelError subclasses ChannelError subclasses RuntimeError;
+    STYLE 11: no csp error is (or subclasses) CancelledError."""
+    assert issubclass(csp.ClosedChannelError, csp.ChannelError)
+    assert issubclass(csp.ChannelError, RuntimeError)
+    assert issubclass(csp.DeadlockError, Exception)
+    for e in (csp.ChannelError, csp.ClosedChannelError, csp.DeadlockError):
+        assert not issubclass(e, asyncio.CancelledError)
+
+
+def test_chan_is_generic() -> None:
+    """API.md: generic ``csp.Chan[T]``; the alias makes ordinary channels."""
+    ch = csp.Chan[int](2)
+    assert type(ch) is csp.Chan
+    assert ch.cap == 2
+    assert csp.Chan[str]().cap == 0
+
+
+def test_package_is_typed() -> None:
+    """STYLE 10: the package ships ``py.typed``."""
+    assert importlib.resources.files("csp").joinpath("py.typed").is_file()
+    assert isinstance(csp.__version__, str)
+
+
+@pytest.mark.asyncio
+async def test_chan_repr_shows_state() -> None:
+    """STYLE 9: a channel's repr shows cap, len, live waiter counts and closed."""
+    ch = csp.Chan[int](2)
+    assert repr(ch) == "<csp.Chan cap=2 len=0 recv_waiters=0 send_waiters=0>"
+    receivers = [asyncio.create_task(ch.recv()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert repr(ch) == "<csp.Chan cap=2 len=0 recv_waiters=2 send_waiters=0>"
+    receivers[0].cancel()
+    await asyncio.sleep(0)
+    assert repr(ch) == "<csp.Chan cap=2 len=0 recv_waiters=1 send_waiters=0>"
+    await ch.send(0)  # to the parked receiver
+    await ch.send(1)  # buffered
+    await ch.send(2)
+    assert await receivers[1] == 0
+    assert repr(ch) == "<csp.Chan cap=2 len=2 recv_waiters=0 send_waiters=0>"
+    sender = asyncio.create_task(ch.send(3))
+    await asyncio.sleep(0)
+    assert repr(ch) == "<csp.Chan cap=2 len=2 recv_waiters=0 send_waiters=1>"
+    ch.close()
+    with pytest.raises(csp.ClosedChannelError):
+        await sender
+    assert repr(ch) == "<csp.Chan cap=2 len=2 recv_waiters=0 send_waiters=0 closed>"
+    assert repr(csp.nil) == "<csp.nil>"

@@ -1,0 +1,1019 @@
+"""Goroutines and the runtime: csp.go, csp.run, gosched, num_goroutine, DeadlockError.
+
+Go rules G1..G9 (GO_SEMANTICS.md section 3) and the Runtime section of API.md, on
+both loops. Ordering is forced with channels and bounded gosched loops. Real timers
+appear only where the test is about timers, timeouts or outside events (the deadlock
+detector must wait for them), and their delays never decide a test's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import csp
+
+Run = Callable[..., Any]
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+
+async def spin(n: int = 10) -> None:
+    for _ in range(n):
+        await csp.gosched()
+
+
+def no_runtime_warnings(recwarn: pytest.WarningsRecorder) -> list[str]:
+    gc.collect()
+    return [str(w.message) for w in recwarn if w.category is RuntimeWarning]
+
+
+# -- csp.go --------------------------------------------------------------------------
+
+
+def test_go_returns_the_task_running_the_goroutine(run: Run) -> None:
+    """G1 — ``go f(x)``: arguments are bound at the go statement; go() returns the
+    asyncio.Task; inside the goroutine current_task() is that task; awaiting the task
+    gives the coroutine's result."""
+
+    async def main() -> list[Any]:
+        ch = csp.Chan[Any]()
+        x = [1]
+
+        async def child(a: list[int], *, k: str) -> str:
+            await ch.send(asyncio.current_task())
+            return f"{a}-{k}"
+
+        t = csp.go(child, x, k="kw")
+        x = [2]  # rebinding after go() does not change the argument
+        out: list[Any] = [isinstance(t, asyncio.Task)]
+        out.append(await ch.recv() is t)
+        out.append(await t)
+        # a coroutine object alone is accepted too
+        t2 = csp.go(child([3], k="c"))
+        out.append(await ch.recv() is t2)
+        out.append(await t2)
+        return out
+
+    assert run(main) == [True, True, "[1]-kw", True, "[3]-c"]
+
+
+def test_go_propagates_contextvars_from_the_spawner(run: Run) -> None:
+    """G1 — a goroutine starts with a copy of the spawner's context: it sees the
+    spawner's values, and its own changes do not leak back."""
+
+    async def main() -> list[str]:
+        seen: list[str] = []
+        var.set("main")
+
+        async def child() -> None:
+            seen.append(var.get())
+            var.set("child")
+            seen.append(var.get())
+
+        await csp.go(child)
+        seen.append(var.get())
+        var.set("main2")
+        await csp.go(child)
+        return seen
+
+    assert run(main) == ["main", "child", "main", "main2", "child"]
+
+
+def test_asyncio_timeout_and_taskgroup_inside_goroutines(run: Run) -> None:
+    """asyncio interop: asyncio.timeout around a csp recv in a goroutine raises
+    TimeoutError (the recv took no value); a TaskGroup inside a goroutine runs csp
+    operations, and a failing sibling cancels one parked on a channel."""
+
+    async def main() -> list[Any]:
+        ch = csp.Chan[int]()
+        res = csp.Chan[int](3)
+
+        async def worker() -> list[Any]:
+            out: list[Any] = []
+            try:
+                async with asyncio.timeout(0.01):
+                    await ch.recv()
+            except TimeoutError:
+                out.append("timeout")
+            async with asyncio.TaskGroup() as tg:
+                for i in range(3):
+                    tg.create_task(res.send(i))
+            out.append(sorted([await res.recv() for _ in range(3)]))  # type: ignore[type-var]
+
+            cancelled: list[str] = []
+
+            async def parked() -> None:
+                try:
+                    await ch.recv()
+                except asyncio.CancelledError:
+                    cancelled.append("parked cancelled")
+                    raise
+
+            async def failing() -> None:
+                await spin(3)
+                raise ValueError("sibling failed")
+
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(parked())
+                    tg.create_task(failing())
+            except* ValueError as eg:
+                out.append([str(e) for e in eg.exceptions])
+            out.append(cancelled)
+            return out
+
+        out = await csp.go(worker)
+        # the timed-out and cancelled receivers left no waiter: a send finds nobody
+        out.append(await csp.select((ch.send, 1), default=True))
+        return out
+
+    assert run(main) == ["timeout", [0, 1, 2], ["sibling failed"], ["parked cancelled"], (-1, None)]
+
+
+def test_csp_in_plain_asyncio_tasks(arun: Run) -> None:
+    """csp outside csp.run: goroutines and plain asyncio tasks exchange values over
+    channels and select; num_goroutine counts goroutines only (no main)."""
+
+    async def amain() -> list[Any]:
+        out: list[Any] = [csp.num_goroutine()]
+        a, b = csp.Chan[int](), csp.Chan[int]()
+
+        async def echo() -> None:
+            async for v in a:
+                await b.send(v * 10)
+
+        g1 = csp.go(echo)
+        g2 = csp.go(echo)
+        out.append(csp.num_goroutine())
+        plain = asyncio.create_task(a.send(1))
+        out.append(await b.recv())
+        await plain
+        i, _ = await csp.select((a.send, 2), csp.nil.recv)
+        out.append((i, await b.recv()))
+        a.close()
+        await asyncio.gather(g1, g2)
+        out.append(csp.num_goroutine())
+        return out
+
+    assert arun(amain) == [0, 2, 10, (0, 20), 0]
+
+
+def test_goroutine_exception_outside_run_reaches_loop_handler_at_once(arun: Run) -> None:
+    """API.md csp.go: outside csp.run, an exception escaping a goroutine goes to the
+    loop's exception handler as soon as the goroutine ends (not at garbage
+    collection), exactly once."""
+    calls: list[dict[str, Any]] = []
+    exc = ValueError("escaped")
+
+    async def amain() -> tuple[int, bool, bool]:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: calls.append(ctx))
+        ch = csp.Chan[int]()
+
+        async def bad() -> None:
+            await ch.recv()
+            raise exc
+
+        t = csp.go(bad)
+        await spin(2)
+        before = len(calls)
+        await ch.send(1)
+        await spin(3)
+        return before, calls[0]["exception"] is exc, calls[0].get("task") is t
+
+    assert arun(amain) == (0, True, True)
+    gc.collect()
+    assert len(calls) == 1
+    assert calls[0]["message"] == "Exception in goroutine"
+
+
+def test_go_outside_a_running_loop(recwarn: pytest.WarningsRecorder) -> None:
+    """csp.go needs a running loop: RuntimeError, and a coroutine passed is closed."""
+
+    async def f() -> None:
+        raise AssertionError("must not run")
+
+    coro = f()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="event loop"):
+            csp.go(coro)
+        assert coro.cr_frame is None
+        del coro
+        assert no_runtime_warnings(recwarn) == []
+
+
+def test_go_rejects_non_coroutines_without_calling(
+    run: Run, recwarn: pytest.WarningsRecorder
+) -> None:
+    """API.md: go() of something that is not a coroutine function or coroutine is a
+    TypeError, rejected without calling it; a coroutine object with extra arguments
+    is a TypeError and is closed (no "never awaited" warning)."""
+    called: list[str] = []
+
+    def plain(x: int = 0) -> None:
+        called.append("plain")
+
+    class Callable_:
+        def __call__(self) -> None:
+            called.append("callable")
+
+    async def coro_fn(x: int = 0) -> None:
+        called.append("coro_fn")
+
+    async def main() -> list[str]:
+        msgs = []
+        for fn, args in [
+            (plain, ()),
+            (plain, (1,)),
+            (Callable_(), ()),
+            (42, ()),
+            (None, ()),
+            ("f", ()),
+        ]:
+            with pytest.raises(TypeError) as ei:
+                csp.go(fn, *args)  # type: ignore[arg-type]
+            msgs.append(str(ei.value))
+        c = coro_fn()
+        with pytest.raises(TypeError):
+            csp.go(c, 1)  # type: ignore[call-overload]
+        msgs.append(str(c.cr_frame is None))
+        await spin()
+        return msgs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        msgs = run(main)
+        assert no_runtime_warnings(recwarn) == []
+    assert called == []
+    assert all(m.startswith("csp.go") for m in msgs[:6]), msgs
+    assert msgs[6] == "True"
+
+
+# -- csp.run ---------------------------------------------------------------------------
+
+
+def test_run_returns_main_result_with_args_and_coroutine(run: Run, loop_name: str) -> None:
+    """API.md csp.run: returns main's result; run(main, *args); main may be a
+    coroutine object; loop= selects the loop; debug= is passed to the loop."""
+
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async def debug() -> bool:
+        return asyncio.get_running_loop().get_debug()
+
+    assert run(add, 2, 3) == 5
+    assert run(add(4, 5)) == 9
+    assert csp.run(debug, loop=loop_name, debug=True) is True
+    assert csp.run(debug, loop=loop_name) is False
+
+
+def test_run_loop_names(loop_name: str) -> None:
+    """API.md csp.run: loop="asyncio" runs a selector loop, "uvloop" a uvloop loop,
+    "auto" uvloop when importable."""
+
+    async def kind() -> list[str]:
+        loop = asyncio.get_running_loop()
+        return [c.__module__ for c in type(loop).__mro__]
+
+    mro = csp.run(kind, loop=loop_name)
+    if loop_name == "uvloop":
+        assert "uvloop" in mro
+        assert "uvloop" in csp.run(kind, loop="auto")
+    else:
+        assert "uvloop" not in mro
+        assert "asyncio.selector_events" in mro
+
+
+def test_main_return_cancels_and_awaits_goroutines(run: Run) -> None:
+    """G4, API.md csp.run: when main returns, every goroutine still running (parked or
+    runnable) is cancelled and awaited (its finally blocks, even ones that await,
+    complete) before run returns; then num_goroutine is back to 0 for that loop."""
+    trace: list[str] = []
+
+    async def main() -> str:
+        ch = csp.Chan[int]()
+
+        async def parked() -> None:
+            try:
+                await ch.recv()
+            finally:
+                await csp.gosched()  # cleanup that itself suspends
+                trace.append("parked cleaned up")
+
+        async def busy() -> None:
+            try:
+                while True:
+                    await csp.gosched()
+            finally:
+                trace.append("busy cleaned up")
+
+        async def nested() -> None:
+            try:
+                await csp.go(parked)
+            finally:
+                trace.append("nested cleaned up")
+
+        csp.go(parked)
+        csp.go(busy)
+        csp.go(nested)
+        await spin()
+        trace.append("main returns")
+        return "result"
+
+    assert run(main) == "result"
+    assert trace[0] == "main returns"
+    assert sorted(trace[1:]) == sorted(
+        ["parked cleaned up", "parked cleaned up", "busy cleaned up", "nested cleaned up"]
+    )
+
+
+def test_goroutine_panic_is_reraised_and_main_cancelled(run: Run) -> None:
+    """G5, API.md csp.run: an exception escaping a goroutine cancels main and every
+    goroutine (their finally blocks run) and run re-raises that very exception."""
+    exc = ValueError("panic: boom")
+    trace: list[str] = []
+
+    async def main() -> None:
+        go_on = csp.Chan[int]()
+
+        async def bad() -> None:
+            await go_on.recv()
+            raise exc
+
+        async def bystander() -> None:
+            try:
+                await csp.select()
+            finally:
+                trace.append("bystander finally")
+
+        csp.go(bad)
+        csp.go(bystander)
+        try:
+            await go_on.send(1)
+            await csp.Chan[int]().recv()
+            trace.append("main not cancelled")
+        except asyncio.CancelledError:
+            trace.append("main cancelled")
+            raise
+
+    with pytest.raises(ValueError) as ei:
+        run(main)
+    assert ei.value is exc
+    assert sorted(trace) == ["bystander finally", "main cancelled"]
+
+
+def test_main_panic_cancels_goroutines(run: Run) -> None:
+    """G5: an exception escaping main is re-raised by run after every goroutine was
+    cancelled and awaited."""
+    exc = KeyError("main failed")
+    trace: list[str] = []
+
+    async def main() -> None:
+        async def g() -> None:
+            try:
+                await csp.Chan[int]().recv()
+            finally:
+                trace.append("g finally")
+
+        csp.go(g)
+        await spin()
+        raise exc
+
+    with pytest.raises(KeyError) as ei:
+        run(main)
+    assert ei.value is exc
+    assert trace == ["g finally"]
+
+
+def test_first_panic_wins(run: Run) -> None:
+    """API.md csp.run: "the first one wins": a second goroutine raising while being
+    cancelled because of the first panic does not replace it."""
+    first, second = ValueError("first"), KeyError("second")
+
+    async def main() -> None:
+        start = csp.Chan[int]()
+
+        async def g1() -> None:
+            await start.recv()
+            raise first
+
+        async def g2() -> None:
+            try:
+                await csp.select()
+            except asyncio.CancelledError:
+                raise second from None
+
+        csp.go(g2)
+        csp.go(g1)
+        await spin()
+        await start.send(1)
+        await csp.select()
+
+    with pytest.raises(ValueError) as ei:
+        run(main)
+    assert ei.value is first
+
+
+def test_cancelled_goroutine_is_not_a_panic(run: Run) -> None:
+    """API.md csp.run: a goroutine that ends because it was cancelled (task.cancel(),
+    or raising CancelledError itself) is not a panic; main goes on and returns. A
+    TimeoutError escaping a goroutine (wait_for expired) is an ordinary exception:
+    a panic."""
+
+    async def main() -> list[Any]:
+        t = csp.go(csp.Chan[int]().recv)
+        await spin()
+        t.cancel()
+
+        async def self_cancel() -> None:
+            raise asyncio.CancelledError
+
+        t2 = csp.go(self_cancel)
+        await asyncio.wait([t, t2])
+        await spin()
+        return [t.cancelled(), t2.cancelled(), csp.num_goroutine(), "main returned"]
+
+    assert run(main) == [True, True, 1, "main returned"]
+
+    async def timed_out() -> None:
+        await asyncio.wait_for(csp.Chan[int]().recv(), 0.001)
+
+    async def main2() -> None:
+        csp.go(timed_out)
+        await csp.select()
+
+    with pytest.raises(TimeoutError):
+        run(main2)
+
+
+def test_num_goroutine(run: Run) -> None:
+    """G9 — Seen: NumGoroutine 1 -> 4 with three parked receivers -> 1 after close
+    (main included; finished goroutines are not counted)."""
+
+    async def main() -> list[int]:
+        out = [csp.num_goroutine()]
+        ch = csp.Chan[int]()
+        ts = [csp.go(ch.recv) for _ in range(3)]
+        out.append(csp.num_goroutine())  # counted from go(), before they run
+        await spin()
+        out.append(csp.num_goroutine())  # parked ones count
+        ch.close()
+        await spin()
+        out.append(csp.num_goroutine())
+        await asyncio.gather(*ts)
+        return out
+
+    assert run(main) == [1, 4, 4, 1]
+
+
+def test_gosched_yields(run: Run) -> None:
+    """G8 — runtime.Gosched yields and the caller resumes by itself: two goroutines
+    that gosched between steps interleave; without gosched one runs to completion
+    first (asyncio is cooperative)."""
+
+    async def main() -> list[list[str]]:
+        traces = []
+        for yielding in (False, True):
+            trace: list[str] = []
+
+            async def worker(
+                name: str, trace: list[str] = trace, yielding: bool = yielding
+            ) -> None:
+                for i in range(3):
+                    trace.append(f"{name}{i}")
+                    if yielding:
+                        await csp.gosched()
+
+            await asyncio.gather(csp.go(worker, "a"), csp.go(worker, "b"))
+            traces.append(trace)
+        return traces
+
+    assert run(main) == [["a0", "a1", "a2", "b0", "b1", "b2"], ["a0", "b0", "a1", "b1", "a2", "b2"]]
+
+
+def test_run_bad_input(loop_name: str, recwarn: pytest.WarningsRecorder) -> None:
+    """API.md: run() of a non-coroutine is a TypeError (a plain function is not
+    called); an unknown loop name is a ValueError; a coroutine object given with
+    arguments is a TypeError and is closed (no "never awaited" warning)."""
+    called: list[int] = []
+
+    def plain() -> None:
+        called.append(1)
+
+    async def main(x: int = 0) -> int:
+        return x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        for bad in (42, None, plain, lambda: main()):
+            with pytest.raises(TypeError, match=r"^csp\.run\(\)"):
+                csp.run(bad, loop=loop_name)  # type: ignore[arg-type]
+        assert called == []
+        with pytest.raises(ValueError, match="unknown loop 'bogus'"):
+            csp.run(main, loop="bogus")
+        c = main()
+        with pytest.raises(TypeError, match="arguments given with a coroutine object"):
+            csp.run(c, 1, loop=loop_name)  # type: ignore[call-overload]
+        closed = c.cr_frame is None
+        del c
+        assert no_runtime_warnings(recwarn) == []
+    assert closed
+
+
+def test_run_bad_loop_closes_the_coroutine(recwarn: pytest.WarningsRecorder) -> None:
+    """API.md: ``csp.run(main(), loop="bogus")`` raises ValueError and, like every other
+    rejection of a coroutine object, closes it (no "never awaited" warning)."""
+
+    async def main() -> None:
+        raise AssertionError("must not run")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        c = main()
+        with pytest.raises(ValueError, match="unknown loop 'bogus'"):
+            csp.run(c, loop="bogus")
+        closed = c.cr_frame is None
+        del c
+        warned = no_runtime_warnings(recwarn)
+    assert (closed, warned) == (True, [])
+
+
+def test_run_inside_a_running_loop(arun: Run, recwarn: pytest.WarningsRecorder) -> None:
+    """API.md: csp.run() inside a running loop raises RuntimeError and closes the
+    coroutine it was given (no "never awaited" warning)."""
+
+    async def inner() -> None:
+        raise AssertionError("must not run")
+
+    async def amain() -> list[Any]:
+        c = inner()
+        with pytest.raises(RuntimeError, match="running event loop"):
+            csp.run(c)
+        with pytest.raises(RuntimeError, match="running event loop"):
+            csp.run(inner)
+        return [c.cr_frame is None]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert arun(amain) == [True]
+        assert no_runtime_warnings(recwarn) == []
+
+
+# -- DeadlockError -----------------------------------------------------------------------
+
+
+def parse_deadlock(msg: str) -> list[tuple[int, str, str]]:
+    """(goroutine id, wait reason, function name) for each goroutine in the report."""
+    lines = msg.splitlines()
+    assert lines[0] == "all goroutines are asleep - deadlock!"
+    out = []
+    for i, line in enumerate(lines):
+        if line.startswith("goroutine "):
+            gid, reason = line[len("goroutine ") :].split(" ", 1)
+            assert reason.startswith("[") and reason.endswith("]:"), line
+            where = lines[i + 1].strip()
+            out.append((int(gid), reason[1:-2], where.split("(")[0]))
+    return out
+
+
+def test_deadlock_main_alone(run: Run) -> None:
+    """G7 — ``fatal error: all goroutines are asleep - deadlock!``: main blocked on a
+    receive from an unbuffered channel nobody sends on."""
+
+    async def main() -> None:
+        await csp.Chan[int]().recv()
+
+    with pytest.raises(csp.DeadlockError) as ei:
+        run(main)
+    msg = str(ei.value)
+    assert msg.startswith("all goroutines are asleep - deadlock!")
+    assert parse_deadlock(msg) == [(1, "chan receive", "main")]
+    assert "test_runtime.py:" in msg
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("select", "select (no cases)"),
+        ("nil recv", "chan receive (nil chan)"),
+        ("nil send", "chan send (nil chan)"),
+        ("send", "chan send"),
+        ("recv_ok", "chan receive"),
+        ("select2", "select"),
+        ("nil select", "select"),
+    ],
+)
+def test_deadlock_main_blocked_in_each_way(run: Run, kind: str, reason: str) -> None:
+    """G7 — main alone, blocked on select{}, a nil channel, an unbuffered send, a
+    receive with ok, a select on idle channels, or a select on nil cases; the report
+    names the wait reason Go would print."""
+
+    async def main() -> None:
+        ch = csp.Chan[int]()
+        if kind == "select":
+            await csp.select()
+        elif kind == "nil recv":
+            await csp.nil.recv()
+        elif kind == "nil send":
+            await csp.nil.send(1)
+        elif kind == "send":
+            await ch.send(1)
+        elif kind == "recv_ok":
+            await ch.recv_ok()
+        elif kind == "select2":
+            await csp.select(ch.recv, (ch.send, 2))
+        else:
+            await csp.select(csp.nil.recv, (csp.nil.send, 1))
+
+    with pytest.raises(csp.DeadlockError) as ei:
+        run(main)
+    assert parse_deadlock(str(ei.value)) == [(1, reason, "main")]
+
+
+def test_deadlock_all_goroutines_blocked(run: Run) -> None:
+    """G7 — main and every goroutine parked: the report lists each goroutine with its
+    wait reason and function, and every goroutine was cancelled and awaited (finally
+    blocks ran) before DeadlockError reached the caller."""
+    finals: list[str] = []
+
+    async def main() -> None:
+        a, b = csp.Chan[int](), csp.Chan[int](1)
+        await b.send(0)  # full
+
+        async def receiver() -> None:
+            try:
+                await a.recv()
+            finally:
+                finals.append("receiver")
+
+        async def sender() -> None:
+            try:
+                await b.send(1)
+            finally:
+                await csp.gosched()
+                finals.append("sender")
+
+        async def selector() -> None:
+            try:
+                await csp.select(a.recv, (b.send, 2))
+            finally:
+                finals.append("selector")
+
+        async def forever() -> None:
+            try:
+                await csp.select()
+            finally:
+                finals.append("forever")
+
+        async def nil_receiver() -> None:
+            try:
+                await csp.nil.recv()
+            finally:
+                finals.append("nil_receiver")
+
+        for g in (receiver, sender, selector, forever, nil_receiver):
+            csp.go(g)
+        await a.recv()
+
+    with pytest.raises(csp.DeadlockError) as ei:
+        run(main)
+    assert sorted(finals) == ["forever", "nil_receiver", "receiver", "selector", "sender"]
+    assert parse_deadlock(str(ei.value)) == [
+        (1, "chan receive", "main"),
+        (2, "chan receive", "receiver"),
+        (3, "chan send", "sender"),
+        (4, "select", "selector"),
+        (5, "select (no cases)", "forever"),
+        (6, "chan receive (nil chan)", "nil_receiver"),
+    ]
+
+
+def run_or_rescue(loop_name: str, main: Callable[[csp.Chan[Any]], Any], limit: float) -> str:
+    """csp.run ``main(stuck)``, where main ends up blocked on ``stuck.recv()``.
+
+    Returns "deadlock" if run raised DeadlockError. If the detector missed the
+    deadlock, a watchdog thread closes ``stuck`` after ``limit`` seconds and this
+    returns "missed" instead of hanging (pytest-timeout cannot interrupt a uvloop
+    loop parked in epoll_wait)."""
+    box: dict[str, Callable[[], None]] = {}
+
+    async def wrapper() -> str:
+        loop = asyncio.get_running_loop()
+        stuck = csp.Chan[Any]()
+        box["rescue"] = lambda: loop.call_soon_threadsafe(stuck.close)
+        await main(stuck)
+        return "missed"
+
+    def rescue() -> None:
+        try:
+            box["rescue"]()
+        except (KeyError, RuntimeError):  # not started yet, or loop already closed
+            pass
+
+    watchdog = threading.Timer(limit, rescue)
+    watchdog.start()
+    try:
+        return str(csp.run(wrapper, loop=loop_name))
+    except csp.DeadlockError:
+        return "deadlock"
+    finally:
+        watchdog.cancel()
+        watchdog.join()
+
+
+def test_deadlock_after_a_noop_timer_fires(loop_name: str) -> None:
+    """G7(a) — Seen: a pending timer postpones detection until it fires; if it wakes
+    nobody, the deadlock is then reported."""
+    fired: list[str] = []
+
+    async def main(stuck: csp.Chan[Any]) -> None:
+        asyncio.get_running_loop().call_later(0.02, fired.append, "timer")
+        await stuck.recv()
+
+    assert run_or_rescue(loop_name, main, 2.0) == "deadlock"
+    assert fired == ["timer"]
+
+
+def test_deadlock_after_an_overdue_timer_fires(loop_name: str) -> None:
+    """G7(a) regression: the loop runs late (a blocking call in main), so when the
+    detector first looks, the noop timer is already due but has not run yet (on the
+    asyncio loop it sits in the ready queue). Once it has run, the deadlock must still
+    be reported, not missed."""
+    fired: list[str] = []
+
+    async def main(stuck: csp.Chan[Any]) -> None:
+        asyncio.get_running_loop().call_later(0.001, fired.append, "timer")
+        time.sleep(0.005)  # a slow callback: the timer is overdue when main parks
+        await stuck.recv()
+
+    assert run_or_rescue(loop_name, main, 1.0) == "deadlock"
+    assert fired == ["timer"]
+
+
+def test_deadlock_after_an_executor_job_ends(loop_name: str) -> None:
+    """G7(b): a job running in the default executor (a thread busy on the program's
+    behalf) postpones detection; once it has ended and woken nobody, the deadlock is
+    reported, not missed."""
+    ran: list[str] = []
+
+    async def main(stuck: csp.Chan[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, lambda: (time.sleep(0.02), ran.append("job")))
+        await stuck.recv()
+
+    assert run_or_rescue(loop_name, main, 1.0) == "deadlock"
+    assert ran == ["job"]
+
+
+def test_deadlock_after_a_timer_fires_every_time(loop_name: str) -> None:
+    """G7(a) regression: the deadlock that follows a noop timer is reported on every
+    run, never missed (a miss leaves the program parked forever). 300 runs with a
+    1 ms timer; each missed run is rescued after 0.3 s and counted."""
+    fired: list[int] = []
+    results: list[str] = []
+
+    async def main(stuck: csp.Chan[Any]) -> None:
+        asyncio.get_running_loop().call_later(0.001, fired.append, 1)
+        await stuck.recv()
+
+    for _ in range(300):
+        results.append(run_or_rescue(loop_name, main, 0.3))
+        if results.count("missed") >= 3:
+            break
+    assert results.count("missed") == 0, f"missed {results.count('missed')} of {len(results)}"
+    assert len(fired) == len(results) == 300
+
+
+def test_partial_deadlock_is_not_reported(run: Run) -> None:
+    """G7(c) — a goroutine stuck forever while main goes on is a leak, not a deadlock:
+    main returns normally (and the leaked goroutine is cancelled)."""
+
+    async def main() -> str:
+        ch = csp.Chan[int]()
+        csp.go(ch.recv)
+        csp.go(csp.nil.send, 1)
+        for _ in range(50):
+            await csp.gosched()
+        return "done"
+
+    assert run(main) == "done"
+
+
+# -- no false positives ---------------------------------------------------------------
+
+
+def test_no_deadlock_call_later_sends_or_closes(run: Run) -> None:
+    """G7(a), API.md: a pending loop.call_later means no deadlock: main blocked in
+    recv is woken by a timer callback that closes the channel or starts a sender."""
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        a = csp.Chan[int]()
+        loop.call_later(0.01, a.close)
+        out: list[Any] = [await a.recv_ok()]
+        b = csp.Chan[int]()
+        loop.call_later(0.01, lambda: csp.go(b.send, 7))
+        out.append(await b.recv())
+        return out
+
+    assert run(main) == [(None, False), 7]
+
+
+def test_no_deadlock_noop_timer_then_later_timer_sends(run: Run) -> None:
+    """G7(a): a timer that fires and wakes nobody is followed by another pending timer
+    that starts a sender: still no deadlock."""
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        fired: list[str] = []
+        ch = csp.Chan[str]()
+        loop.call_later(0.01, fired.append, "noop")
+        loop.call_later(0.04, lambda: csp.go(ch.send, "late"))
+        v = await ch.recv()
+        return [fired, v]
+
+    assert run(main) == [["noop"], "late"]
+
+
+def test_no_deadlock_noop_timer_then_sleeping_goroutine_sends(run: Run) -> None:
+    """G7(a,b): main parked, a noop call_later timer fires and wakes nobody, while a
+    goroutine sleeps (asyncio.sleep: a timer, not a csp park) and sends after that
+    timer has fired: no deadlock, main gets the value."""
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        trace: list[str] = []
+        ch = csp.Chan[str]()
+
+        async def sleeper() -> None:
+            await asyncio.sleep(0.05)
+            trace.append("sleeper sends")
+            await ch.send("after the noop timer")
+
+        loop.call_later(0.01, trace.append, "noop timer")
+        csp.go(sleeper)
+        v = await ch.recv()
+        return [trace, v]
+
+    assert run(main) == [["noop timer", "sleeper sends"], "after the noop timer"]
+
+
+def test_no_deadlock_asyncio_timeout_around_recv(run: Run) -> None:
+    """API.md DeadlockError: asyncio.timeout / wait_for around a blocking recv raise
+    TimeoutError, never DeadlockError."""
+
+    async def main() -> list[str]:
+        out = []
+        ch = csp.Chan[int]()
+        try:
+            async with asyncio.timeout(0.02):
+                await ch.recv()
+        except TimeoutError:
+            out.append("timeout")
+        try:
+            await asyncio.wait_for(ch.recv(), 0.02)
+        except TimeoutError:
+            out.append("wait_for")
+        try:
+            async with asyncio.timeout(0.02):
+                await csp.select()
+        except TimeoutError:
+            out.append("select")
+        return out
+
+    assert run(main) == ["timeout", "wait_for", "select"]
+
+
+def test_no_deadlock_while_a_plain_task_is_alive(run: Run) -> None:
+    """API.md DeadlockError: a live task that is not a goroutine means no deadlock,
+    whether it is busy (yielding) or parked itself on a csp channel."""
+
+    async def main() -> list[Any]:
+        ch = csp.Chan[int]()
+
+        async def plain_busy() -> None:
+            for _ in range(100):
+                await asyncio.sleep(0)
+            await ch.send(1)
+
+        t = asyncio.create_task(plain_busy())
+        out: list[Any] = [await ch.recv()]
+        await t
+        # a plain task parked in csp, woken by a thread: every goroutine is parked,
+        # but the plain task means "undecided", so no deadlock
+        gate, result = csp.Chan[int](), csp.Chan[int]()
+
+        async def plain_parked() -> None:
+            await result.send(10 + (await gate.recv_ok())[1])
+
+        t2 = asyncio.create_task(plain_parked())
+        loop = asyncio.get_running_loop()
+
+        def later() -> None:
+            time.sleep(0.05)  # outside event: arrives after the detector's rounds
+            loop.call_soon_threadsafe(gate.close)
+
+        th = threading.Thread(target=later)
+        th.start()
+        out.append(await result.recv())
+        await t2
+        th.join()
+        return out
+
+    assert run(main) == [1, 10]
+
+
+def test_no_deadlock_plain_task_waiting_on_thread_future(run: Run) -> None:
+    """API.md DeadlockError: main parked in csp while a plain task waits for a future
+    that a thread completes later (no timer, no loop I/O of our own)."""
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+        ch = csp.Chan[str]()
+
+        async def plain() -> None:
+            await ch.send(await fut)
+
+        t = asyncio.create_task(plain())
+
+        def thread() -> None:
+            time.sleep(0.05)
+            loop.call_soon_threadsafe(fut.set_result, "from thread")
+
+        th = threading.Thread(target=thread)
+        th.start()
+        v = await ch.recv()
+        await t
+        th.join()
+        return v  # type: ignore[return-value]
+
+    assert run(main) == "from thread"
+
+
+def test_no_deadlock_listening_server(run: Run) -> None:
+    """API.md DeadlockError: pending I/O (a listening server) means no deadlock: main
+    parked in recv until a client (a thread) connects and the connection handler sends
+    what it read."""
+
+    async def main() -> bytes:
+        ch = csp.Chan[bytes]()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            line = await reader.readline()
+            writer.close()
+            await ch.send(line)
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        def client() -> None:
+            time.sleep(0.05)  # connect after main has been parked a while
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(b"hello\n")
+
+        th = threading.Thread(target=client)
+        th.start()
+        try:
+            return await ch.recv()  # type: ignore[return-value]
+        finally:
+            th.join()
+            server.close()
+            await server.wait_closed()
+
+    assert run(main) == b"hello\n"
+
+
+def test_no_deadlock_goroutines_ping_pong_then_finish(run: Run) -> None:
+    """G7: goroutines that park and wake each other many times (so every goroutine is
+    momentarily parked after each hand-off) are never reported as deadlocked."""
+    N = 2000
+
+    async def main() -> int:
+        ping, pong = csp.Chan[int](), csp.Chan[int]()
+
+        async def player() -> None:
+            async for v in ping:
+                await pong.send(v + 1)
+
+        csp.go(player)
+        v = 0
+        for _ in range(N):
+            await ping.send(v)
+            v = await pong.recv()  # type: ignore[assignment]
+        ping.close()
+        return v
+
+    assert run(main) == N
