@@ -28,7 +28,7 @@ from typing import Any, Final, Generic, TypeVar, final
 
 from csp import _park
 from csp._errors import ChannelError, ClosedChannelError
-from csp._park import PENDING, Waiter
+from csp._park import PENDING, Waiter, _redeliver
 
 T = TypeVar("T")
 
@@ -133,7 +133,7 @@ class Chan(Generic[T]):
         Blocks until a value is available. Once the channel is closed and drained it
         returns ``None`` at once. If cancelled, no value was taken.
         """
-        if _park._redeliver:
+        if _redeliver:
             _park.check_cancel()
         buf = self._buf
         if buf:
@@ -166,7 +166,7 @@ class Chan(Generic[T]):
         ``ok`` is False only when the channel is closed and drained; the value is then
         ``None``. If cancelled, no value was taken.
         """
-        if _park._redeliver:
+        if _redeliver:
             _park.check_cancel()
         buf = self._buf
         if buf:
@@ -223,7 +223,7 @@ class Chan(Generic[T]):
         :class:`ClosedChannelError` ("send on closed channel") if the channel is, or
         becomes while waiting, closed. If cancelled, the value was not sent.
         """
-        if _park._redeliver:
+        if _redeliver:
             _park.check_cancel()
         if self._closed:
             raise ClosedChannelError("send on closed channel")

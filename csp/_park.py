@@ -172,22 +172,26 @@ class Waiter:
         "value",
     )
 
+    _ctx: contextvars.Context
+    index: int
+    value: Any
+    ok: bool
+
     def __init__(self, sched: Scheduler, reason: str) -> None:
+        # Only what is read before completion is set here (hot path): ``index``,
+        # ``value`` and ``ok`` are written by complete() or _abort() before any read.
         # True from the start: a waiter is only ever created to be awaited at once.
         self._asyncio_future_blocking = True
         self._sched = sched
         self._cb: Callable[[Any], object] | None = None
-        self._ctx: contextvars.Context | None = None
         self.state = PENDING
-        self.index = -1
-        self.value: Any = None
-        self.ok = True
         self.reason = reason
         # called (once) when a pending waiter is cancelled, to unregister it
         self.on_cancel: Callable[[Waiter], None] | None = None
-        sched.nparked += 1
-        if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
-            sched.on_all_parked()  # csp.run's deadlock watch: it checks later, not now
+        if sched.on_all_parked is not None:  # csp.run's deadlock watch is on
+            sched.nparked += 1
+            if sched.nparked >= len(sched.goroutines):
+                sched.on_all_parked()  # it checks later, not now
 
     # -- completion (called by channels, locks, timers) ---------------------------
 
@@ -201,12 +205,13 @@ class Waiter:
         self.value = value
         self.ok = ok
         sched = self._sched
-        sched.nparked -= 1
+        if sched.on_all_parked is not None:
+            sched.nparked -= 1
         cb = self._cb
         if cb is not None:
-            self._cb = None
-            # Scheduler.push, inlined: this is the hottest call in csp.
-            sched.runq.append((cb, self, self._ctx))  # type: ignore[arg-type]
+            # Scheduler.push, inlined: this is the hottest call in csp. (The state
+            # check every completer makes keeps this from running twice.)
+            sched.runq.append((cb, self, self._ctx))
             if not sched.scheduled:
                 sched.scheduled = True
                 sched.loop.call_soon(sched.drain)
@@ -242,14 +247,15 @@ class Waiter:
         cb = self._cb
         if cb is not None:
             self._cb = None
-            self._sched.push(cb, self, self._ctx)  # type: ignore[arg-type]
+            self._sched.push(cb, self, self._ctx)
         return True
 
     def _abort(self, msg: Any = None) -> None:
         """PENDING -> CANCELLED and unregister, without waking anyone."""
         self.state = CANCELLED
         self.value = msg
-        self._sched.nparked -= 1
+        if self._sched.on_all_parked is not None:
+            self._sched.nparked -= 1
         on_cancel = self.on_cancel
         if on_cancel is not None:
             self.on_cancel = None
@@ -419,12 +425,18 @@ class Goroutine:
         "_task_cb",
         "_task_ctx",
         "_asyncio_future_blocking",
+        "_resume_cb",
         "__weakref__",
+        # only __name__ and __qualname__ live here, for asyncio's task reprs; a
+        # __getattr__ would slow down every attribute access on the hot path
+        "__dict__",
     )
 
     def __init__(
         self, coro: Any, sched: Scheduler, ctx: contextvars.Context
     ) -> None:
+        self.__name__ = getattr(coro, "__name__", "goroutine")
+        self.__qualname__ = getattr(coro, "__qualname__", self.__name__)
         self.coro = coro
         self.task: asyncio.Task[Any] | None = None
         self.ctx = ctx
@@ -437,6 +449,7 @@ class Goroutine:
         self._task_cb: Callable[[Any], object] | None = None
         self._task_ctx: contextvars.Context | None = None
         self._asyncio_future_blocking = False
+        self._resume_cb = self._resume  # one bound method for all wake-ups
 
     # -- the coroutine protocol, used by the Task -----------------------------------
 
@@ -472,8 +485,7 @@ class Goroutine:
     def _after(self, y: Any) -> Any:
         if type(y) is Waiter:
             # Parked in csp: take the wake-up over; the Task parks on us.
-            y._asyncio_future_blocking = False
-            y._cb = self._resume
+            y._cb = self._resume_cb
             y._ctx = self.ctx
             self.cur = y
             self._asyncio_future_blocking = True
@@ -503,8 +515,7 @@ class Goroutine:
             return
         _leave_task(loop, task)
         if type(y) is Waiter:
-            y._asyncio_future_blocking = False
-            y._cb = self._resume
+            y._cb = self._resume_cb
             y._ctx = self.ctx
             self.cur = y
         else:
@@ -580,13 +591,11 @@ class Goroutine:
     def cr_running(self) -> bool:
         return bool(getattr(self.coro, "cr_running", False))
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") and name not in ("__qualname__", "__name__"):
-            raise AttributeError(name)
-        return getattr(self.coro, name)
-
     def __repr__(self) -> str:
-        return f"<csp goroutine {self.coro!r}>"
+        w = self.cur
+        if not self.kind and w is not None and w.state is PENDING:
+            return f"<csp goroutine {self.__qualname__}() parked on {w.reason!r}>"
+        return f"<csp goroutine {self.__qualname__}()>"
 
 
 collections.abc.Coroutine.register(Goroutine)

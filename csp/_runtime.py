@@ -86,7 +86,7 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
     sched = _park.scheduler()
     ctx = contextvars.copy_context()
     g = Goroutine(coro, sched, ctx)
-    task: asyncio.Task[T] = loop.create_task(g, context=ctx)
+    task: asyncio.Task[T] = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
     g.task = task
     sched.next_id += 1
     sched.goroutines[task] = sched.next_id
