@@ -5,12 +5,13 @@ The public surface is re-exported here; the implementation lives in private modu
 and ``csp.select`` move values between them. See the README for the Go -> csp table.
 """
 
-from csp import atomic
+from csp import atomic, context
 from csp._chan import Chan, nil
 from csp._errors import ChannelError, ClosedChannelError, DeadlockError
 from csp._runtime import go, gosched, num_goroutine, run
 from csp._select import select
 from csp._sync import Cond, ErrGroup, Mutex, Once, RWMutex, Semaphore, WaitGroup
+from csp._time import Ticker, Timer, after, after_func, sleep, tick
 
 __all__ = [
     "Chan",
@@ -23,14 +24,21 @@ __all__ = [
     "Once",
     "RWMutex",
     "Semaphore",
+    "Ticker",
+    "Timer",
     "WaitGroup",
+    "after",
+    "after_func",
     "atomic",
+    "context",
     "go",
     "gosched",
     "nil",
     "num_goroutine",
     "run",
     "select",
+    "sleep",
+    "tick",
 ]
 
 __version__ = "0.1.0"

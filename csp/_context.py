@@ -1,0 +1,769 @@
+"""Contexts: Go's package context (cancellation trees, deadlines, values).
+
+Strategy (Go's ``context.go``). A context that can be cancelled is a
+:class:`_CancelCtx`; a value context is a :class:`_ValueCtx` that remembers its nearest
+cancellable ancestor, so ``done()``, ``err()`` and ``deadline()`` are O(1) at any depth
+and ``value()`` walks up the chain, innermost first. A new cancellable context
+registers itself in the ``_children`` of its nearest cancellable ancestor, or is born
+cancelled if that ancestor already is. ``cancel()`` walks the subtree with an explicit
+stack (no recursion limit on deep chains): it sets each node's error, closes its done
+channel, stops its deadline timer and drops its children, all before returning, then
+unlinks the cancelled node from its parent, so a long-lived parent only holds children
+that are still live. Non-context listeners (the :func:`scope` bridge, ``after_func``)
+are registered in ``_children`` too and are told through ``_parent_done``.
+
+Invariants:
+  * ``_err`` is None while live and is set exactly once; from then on ``_done`` is a
+    closed channel, ``_children`` and ``_handle`` are None;
+  * a live context is in its nearest cancellable ancestor's ``_children`` (unless that
+    ancestor is None: a root or ``without_cancel``), and a cancelled one in nobody's;
+  * ``_children`` is None rather than empty, so a parent that once had many children
+    does not keep a large empty table;
+  * ``_deadline`` is never later than the parent's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Final, final
+
+from csp._chan import Chan, _live_count, nil
+from csp._time import _call_at
+
+__all__ = [
+    "Canceled",
+    "CancelFunc",
+    "Context",
+    "DeadlineExceeded",
+    "Scope",
+    "after_func",
+    "background",
+    "cause",
+    "scope",
+    "todo",
+    "with_cancel",
+    "with_cancel_cause",
+    "with_deadline",
+    "with_deadline_cause",
+    "with_timeout",
+    "with_timeout_cause",
+    "with_value",
+    "without_cancel",
+]
+
+
+class Canceled(Exception):
+    """The error of a context that was cancelled (Go: ``context.Canceled``).
+
+    ``str()`` is Go's text, ``context canceled``.
+    """
+
+    def __init__(self, msg: str = "context canceled") -> None:
+        super().__init__(msg)
+
+
+class DeadlineExceeded(TimeoutError):
+    """The error of a context whose deadline passed (Go: ``context.DeadlineExceeded``).
+
+    Also a ``TimeoutError``; ``str()`` is ``context deadline exceeded``.
+    """
+
+    def __init__(self, msg: str = "context deadline exceeded") -> None:
+        super().__init__(msg)
+
+
+CancelFunc = Callable[[], None]
+"""What ``with_cancel`` and friends return beside the context: ``cancel()``."""
+
+
+class Context:
+    """A Go context: a cancellation signal, a deadline and values, passed down a call tree.
+
+    Make them with :func:`background`, :func:`with_cancel`, :func:`with_timeout`,
+    :func:`with_deadline`, :func:`with_value`; this class is for type annotations and
+    ``isinstance`` only (do not subclass it). Example::
+
+        ctx, cancel = csp.context.with_timeout(csp.context.background(), 2.0)
+        try:
+            i, v = await csp.select(results.recv, ctx.done().recv)
+            if i == 1:
+                raise ctx.err()
+        finally:
+            cancel()
+    """
+
+    __slots__ = ()
+
+    _parent: Context | None
+
+    def done(self) -> Chan[None]:
+        """A channel that is closed when the context is cancelled or expires.
+
+        The same channel every time; ``csp.nil`` for contexts that are never
+        cancelled. Use it in select: ``ctx.done().recv``.
+        """
+        raise NotImplementedError
+
+    def err(self) -> Canceled | DeadlineExceeded | None:
+        """None while the context is live, then :class:`Canceled` or
+        :class:`DeadlineExceeded` (the same object from then on)."""
+        raise NotImplementedError
+
+    def deadline(self) -> float | None:
+        """When the context expires, in the loop's clock (``loop.time()``), or None."""
+        raise NotImplementedError
+
+    def value(self, key: object) -> Any:
+        """The value bound to ``key`` by the innermost :func:`with_value` above this
+        context (keys compared with ``==``), or None."""
+        c: Context | None = self
+        while c is not None:
+            if type(c) is _ValueCtx and c._key == key:
+                return c._val
+            c = c._parent
+        return None
+
+    def _name(self) -> str:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        # Go's String(): the chain of constructor names from the root, built without
+        # recursion so that deep chains print.
+        names: list[str] = []
+        c: Context | None = self
+        while c is not None:
+            names.append(c._name())
+            c = c._parent
+        return ".".join(reversed(names))
+
+
+class _Listener:
+    """Something registered in a context's ``_children`` that is not a context."""
+
+    __slots__ = ()
+
+    def _parent_done(self, err: Canceled | DeadlineExceeded, cause: BaseException) -> None:
+        raise NotImplementedError
+
+
+@final
+class _EmptyCtx(Context):
+    __slots__ = ("_label",)
+
+    _parent = None
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+
+    def done(self) -> Chan[None]:
+        return nil
+
+    def err(self) -> None:
+        return None
+
+    def deadline(self) -> None:
+        return None
+
+    def value(self, key: object) -> None:
+        return None
+
+    def _name(self) -> str:
+        return self._label
+
+    def __repr__(self) -> str:
+        return f"<csp.context {self._label}>"
+
+
+_background: Final = _EmptyCtx("context.Background")
+_todo: Final = _EmptyCtx("context.TODO")
+
+# Go's closedchan: the done channel of a context cancelled before anyone asked for it.
+_closed: Final[Chan[None]] = Chan()
+_closed.close()
+
+
+@final
+class _CancelCtx(Context):
+    __slots__ = (
+        "_cause",
+        "_children",
+        "_deadline",
+        "_dl_cause",
+        "_done",
+        "_err",
+        "_handle",
+        "_kind",
+        "_parent",
+        "_registered",
+    )
+
+    def __init__(self, parent: Context, deadline: float | None, kind: str) -> None:
+        self._parent = parent
+        self._deadline = deadline
+        self._kind = kind
+        self._done: Chan[None] | None = None
+        self._err: Canceled | DeadlineExceeded | None = None
+        self._cause: BaseException | None = None
+        self._children: dict[_CancelCtx | _Listener, None] | None = None
+        self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._dl_cause: BaseException | None = None
+        # the ancestor whose _children hold us (None: nobody can cancel us from above)
+        self._registered: _CancelCtx | None = None
+
+    def done(self) -> Chan[None]:
+        d = self._done
+        if d is None:
+            d = self._done = Chan()
+        return d
+
+    def err(self) -> Canceled | DeadlineExceeded | None:
+        return self._err
+
+    def deadline(self) -> float | None:
+        return self._deadline
+
+    def _name(self) -> str:
+        if self._kind == "WithDeadline":
+            return f"WithDeadline({self._deadline:.6g})"
+        return self._kind
+
+    def __repr__(self) -> str:
+        err = self._err
+        state = "live" if err is None else str(err)
+        n = len(self._children) if self._children else 0
+        d = self._done
+        waiters = _live_count(d._recvq) if d is not None else 0
+        return f"<csp.context {self} {state} children={n} done_waiters={waiters}>"
+
+    # -- cancellation -----------------------------------------------------------
+
+    def _user_cancel(self) -> None:
+        if self._err is None:
+            self._cancel(Canceled(), None)
+
+    def _user_cancel_cause(self, cause: BaseException | None = None) -> None:
+        if self._err is None:
+            self._cancel(Canceled(), cause)
+
+
+    def _cancel(self, err: Canceled | DeadlineExceeded, cause: BaseException | None) -> None:
+        """Cancel this context and its subtree, then unlink it from its parent."""
+        _cancel_tree(self, err, err if cause is None else cause)
+        p = self._registered
+        if p is not None:
+            self._registered = None
+            _unlink(p, self)
+
+
+def _expire(c: _CancelCtx) -> None:
+    """Loop callback: the deadline of ``c`` passed."""
+    c._handle = None
+    if c._err is None:
+        c._cancel(DeadlineExceeded(), c._dl_cause)
+
+
+def _cancel_tree(root: _CancelCtx, err: Canceled | DeadlineExceeded,
+                 cause: BaseException) -> None:
+    """Cancel ``root`` and every live descendant; synchronous, iterative.
+
+    Precondition: ``root._err is None``. Every node is finished (error set, done closed,
+    timer stopped, children detached) before listeners are told, so a listener that
+    looks at the tree sees it cancelled.
+    """
+    stack: list[_CancelCtx | _Listener] = [root]
+    listeners: list[_Listener] = []
+    while stack:
+        c = stack.pop()
+        if type(c) is not _CancelCtx:
+            listeners.append(c)
+            continue
+        if c._err is not None:
+            continue
+        c._err = err
+        c._cause = cause
+        c._registered = None
+        h = c._handle
+        if h is not None:
+            c._handle = None
+            h.cancel()
+        d = c._done
+        if d is None:
+            c._done = _closed
+        elif not d._closed:
+            d.close()
+        children = c._children
+        if children:
+            c._children = None
+            stack.extend(reversed(children))
+    for lst in listeners:
+        lst._parent_done(err, cause)
+
+
+def _unlink(p: _CancelCtx, child: _CancelCtx | _Listener) -> None:
+    children = p._children
+    if children is not None:
+        children.pop(child, None)
+        if not children:
+            p._children = None
+
+
+@final
+class _ValueCtx(Context):
+    __slots__ = ("_cc", "_key", "_parent", "_val")
+
+    def __init__(self, parent: Context, key: object, val: object) -> None:
+        self._parent = parent
+        self._key = key
+        self._val = val
+        self._cc = _cc_of(parent)
+
+    def done(self) -> Chan[None]:
+        cc = self._cc
+        return nil if cc is None else cc.done()
+
+    def err(self) -> Canceled | DeadlineExceeded | None:
+        cc = self._cc
+        return None if cc is None else cc._err
+
+    def deadline(self) -> float | None:
+        cc = self._cc
+        return None if cc is None else cc._deadline
+
+    def _name(self) -> str:
+        return f"WithValue({self._key!r}, {self._val!r})"
+
+    def __repr__(self) -> str:
+        err = self.err()
+        return f"<csp.context {self} {'live' if err is None else err}>"
+
+
+@final
+class _WithoutCancelCtx(Context):
+    __slots__ = ("_parent",)
+
+    _cc = None
+
+    def __init__(self, parent: Context) -> None:
+        self._parent = parent
+
+    def done(self) -> Chan[None]:
+        return nil
+
+    def err(self) -> None:
+        return None
+
+    def deadline(self) -> None:
+        return None
+
+    def _name(self) -> str:
+        return "WithoutCancel"
+
+    def __repr__(self) -> str:
+        return f"<csp.context {self}>"
+
+
+def _cc_of(ctx: Context) -> _CancelCtx | None:
+    """The nearest cancellable context at or above ``ctx`` (None: never cancelled)."""
+    if type(ctx) is _CancelCtx:
+        return ctx
+    if type(ctx) is _ValueCtx:
+        return ctx._cc
+    return None
+
+
+def _check_parent(parent: object) -> Context:
+    if parent is None:
+        raise TypeError("cannot create context from nil parent")
+    if not isinstance(parent, Context):
+        raise TypeError(f"parent must be a csp.context.Context, not {type(parent).__name__}")
+    return parent
+
+
+def _attach(c: _CancelCtx, parent: Context) -> None:
+    """Go's propagateCancel: register ``c`` under its nearest cancellable ancestor, or
+    cancel it at once if that ancestor is already cancelled."""
+    pc = _cc_of(parent)
+    if pc is None:
+        return
+    err = pc._err
+    if err is not None:
+        _cancel_tree(c, err, pc._cause if pc._cause is not None else err)
+        return
+    children = pc._children
+    if children is None:
+        pc._children = {c: None}
+    else:
+        children[c] = None
+    c._registered = pc
+
+
+# -- public constructors ---------------------------------------------------------
+
+
+def background() -> Context:
+    """The root context: never cancelled, no deadline, no values (Go: ``Background()``).
+
+    Example: ``ctx, cancel = csp.context.with_cancel(csp.context.background())``.
+    """
+    return _background
+
+
+def todo() -> Context:
+    """A root context like :func:`background`, for code not yet given one (Go: ``TODO()``).
+
+    Example: ``await fetch(csp.context.todo(), url)``.
+    """
+    return _todo
+
+
+def with_cancel(parent: Context) -> tuple[Context, CancelFunc]:
+    """A child of ``parent`` with its own ``cancel()`` (Go: ``WithCancel``).
+
+    ``cancel()`` is idempotent and synchronous: when it returns, the child and every
+    descendant are cancelled (``err()`` is :class:`Canceled`, ``done()`` closed) and the
+    child is unlinked from ``parent``. Cancelling ``parent`` cancels the child; a child
+    of a cancelled parent is born cancelled with the parent's error. May be called
+    before a loop runs. Example::
+
+        ctx, cancel = csp.context.with_cancel(parent)
+        csp.go(worker, ctx)
+        ...
+        cancel()  # the worker sees ctx.done() closed
+    """
+    parent = _check_parent(parent)
+    c = _CancelCtx(parent, parent.deadline(), "WithCancel")
+    _attach(c, parent)
+    return c, c._user_cancel
+
+
+def with_cancel_cause(
+    parent: Context,
+) -> tuple[Context, Callable[[BaseException | None], None]]:
+    """Like :func:`with_cancel`, but ``cancel(cause)`` records why (Go 1.20:
+    ``WithCancelCause``); read it with :func:`cause`. ``cancel(None)`` records
+    :class:`Canceled`. ``err()`` is still :class:`Canceled`. Example::
+
+        ctx, cancel = csp.context.with_cancel_cause(parent)
+        cancel(ConnectionResetError("peer went away"))
+        assert isinstance(csp.context.cause(ctx), ConnectionResetError)
+    """
+    parent = _check_parent(parent)
+    c = _CancelCtx(parent, parent.deadline(), "WithCancel")
+    _attach(c, parent)
+    return c, c._user_cancel_cause
+
+
+def with_deadline(parent: Context, deadline: float) -> tuple[Context, CancelFunc]:
+    """A child that is cancelled at ``deadline`` (Go: ``WithDeadline``).
+
+    ``deadline`` is in the running loop's clock (``loop.time()``); a loop must be
+    running. If the parent's deadline is earlier, this is :func:`with_cancel` and
+    ``deadline()`` reports the parent's. If ``deadline`` has passed, the child is born
+    expired. On expiry ``err()`` is :class:`DeadlineExceeded`; an earlier ``cancel()``
+    gives :class:`Canceled` and stops the timer. Example::
+
+        loop = asyncio.get_running_loop()
+        ctx, cancel = csp.context.with_deadline(parent, loop.time() + 5)
+    """
+    return _with_deadline(parent, deadline, None)
+
+
+def with_deadline_cause(
+    parent: Context, deadline: float, cause: BaseException | None
+) -> tuple[Context, CancelFunc]:
+    """:func:`with_deadline` whose expiry records ``cause`` (Go 1.21:
+    ``WithDeadlineCause``); a manual ``cancel()`` records :class:`Canceled`.
+
+    Example: ``with_deadline_cause(parent, loop.time() + 5, RuntimeError("slow"))``.
+    """
+    return _with_deadline(parent, deadline, cause)
+
+
+def _with_deadline(
+    parent: Context, deadline: float, cause: BaseException | None
+) -> tuple[Context, CancelFunc]:
+    parent = _check_parent(parent)
+    loop = asyncio.get_running_loop()
+    pd = parent.deadline()
+    if pd is not None and pd <= deadline:
+        # The parent's deadline comes first: it alone decides (Go does the same).
+        return with_cancel(parent)
+    c = _CancelCtx(parent, deadline, "WithDeadline")
+    c._dl_cause = cause
+    _attach(c, parent)
+    if c._err is None:
+        if deadline <= loop.time():
+            c._cancel(DeadlineExceeded(), cause)
+        else:
+            c._handle = _call_at(loop, deadline, _expire, c)
+    return c, c._user_cancel
+
+
+def with_timeout(parent: Context, seconds: float) -> tuple[Context, CancelFunc]:
+    """``with_deadline(parent, loop.time() + seconds)`` (Go: ``WithTimeout``).
+
+    Call ``cancel()`` when done so the timer does not outlive the work. Example::
+
+        ctx, cancel = csp.context.with_timeout(parent, 0.5)
+        try:
+            await fetch(ctx, url)
+        finally:
+            cancel()
+    """
+    return _with_deadline(parent, asyncio.get_running_loop().time() + seconds, None)
+
+
+def with_timeout_cause(
+    parent: Context, seconds: float, cause: BaseException | None
+) -> tuple[Context, CancelFunc]:
+    """:func:`with_timeout` whose expiry records ``cause`` (Go 1.21: ``WithTimeoutCause``).
+
+    Example: ``with_timeout_cause(parent, 5, RuntimeError("backend too slow"))``.
+    """
+    return _with_deadline(parent, asyncio.get_running_loop().time() + seconds, cause)
+
+
+def with_value(parent: Context, key: object, value: object) -> Context:
+    """A child carrying ``value`` under ``key`` (Go: ``WithValue``).
+
+    ``ctx.value(key)`` searches innermost first and compares keys with ``==``. A None
+    key raises ``TypeError("nil key")``. Use a private object or class as the key so
+    packages do not collide. Example::
+
+        REQUEST_ID = object()
+        ctx = csp.context.with_value(ctx, REQUEST_ID, "r-42")
+        assert ctx.value(REQUEST_ID) == "r-42"
+    """
+    parent = _check_parent(parent)
+    if key is None:
+        raise TypeError("nil key")
+    return _ValueCtx(parent, key, value)
+
+
+def without_cancel(parent: Context) -> Context:
+    """A child that keeps ``parent``'s values but is never cancelled and has no
+    deadline (Go 1.21: ``WithoutCancel``). Example::
+
+        bg = csp.context.without_cancel(request_ctx)  # for work that outlives the request
+    """
+    return _WithoutCancelCtx(_check_parent(parent))
+
+
+def cause(ctx: Context) -> BaseException | None:
+    """Why ``ctx`` was cancelled (Go 1.20: ``context.Cause``).
+
+    None while live; then the cause given to the first cancellation of ``ctx`` or an
+    ancestor (``with_cancel_cause``, ``with_*_cause``), or ``ctx.err()`` when none was
+    given. Example: ``if isinstance(cause(ctx), ConnectionResetError): ...``.
+    """
+    cc = _cc_of(_check_parent(ctx))
+    return None if cc is None else cc._cause
+
+
+# -- after_func -------------------------------------------------------------------
+
+
+@final
+class _AfterFunc(_Listener):
+    __slots__ = ("_fn", "_pc", "_state")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self._fn = fn
+        self._pc: _CancelCtx | None = None
+        self._state = 0  # 0 waiting, 1 started, 2 stopped
+
+    def _parent_done(self, err: Canceled | DeadlineExceeded, cause: BaseException) -> None:
+        self._pc = None
+        if self._state == 0:
+            self._state = 1
+            _start_func(self._fn)
+
+    def stop(self) -> bool:
+        if self._state != 0:
+            return False
+        self._state = 2
+        pc = self._pc
+        if pc is not None:
+            self._pc = None
+            _unlink(pc, self)
+        return True
+
+
+def _start_func(fn: Callable[[], object]) -> None:
+    from csp._time import _run_func
+
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        loop.call_soon(_run_func, fn, loop)
+        return
+    res = fn()  # no loop: nothing else could run it
+    if asyncio.iscoroutine(res):
+        res.close()
+        raise RuntimeError("context.after_func: an async function needs a running loop")
+
+
+def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
+    """Run ``fn()`` once ``ctx`` is done (Go 1.21: ``context.AfterFunc``).
+
+    ``fn`` runs from the loop (a coroutine function runs as a goroutine), at once if
+    ``ctx`` is already done. Returns ``stop()``, which returns True iff it prevented
+    the call; it does not wait for a running ``fn``. Example::
+
+        stop = csp.context.after_func(ctx, conn.close)
+        try:
+            await serve(conn)
+        finally:
+            stop()
+    """
+    a = _AfterFunc(fn)
+    pc = _cc_of(_check_parent(ctx))
+    if pc is not None:
+        if pc._err is not None:
+            a._parent_done(pc._err, pc._cause or pc._err)
+        else:
+            children = pc._children
+            if children is None:
+                pc._children = {a: None}
+            else:
+                children[a] = None
+            a._pc = pc
+    return a.stop
+
+
+# -- the bridge to asyncio cancellation ------------------------------------------
+
+
+class _State(enum.Enum):
+    CREATED = "created"
+    ENTERED = "active"
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+    EXITED = "finished"
+
+
+@final
+class Scope(_Listener):
+    """An ``async with`` block that is cancelled when a context is done; see :func:`scope`."""
+
+    __slots__ = ("_ctx", "_handle", "_pc", "_state", "_task")
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = _check_parent(ctx)
+        self._state = _State.CREATED
+        self._task: asyncio.Task[Any] | None = None
+        self._handle: asyncio.Handle | None = None
+        self._pc: _CancelCtx | None = None
+
+    @property
+    def ctx(self) -> Context:
+        """The context this scope follows."""
+        return self._ctx
+
+    def expired(self) -> bool:
+        """True if the context ended while the block ran and the scope cancelled it."""
+        return self._state in (_State.EXPIRING, _State.EXPIRED)
+
+    def __repr__(self) -> str:
+        return f"<csp.context.Scope [{self._state.value}] ctx={self._ctx}>"
+
+    async def __aenter__(self) -> Scope:
+        if self._state is not _State.CREATED:
+            raise RuntimeError("scope has already been entered")
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("scope should be used inside a task")
+        self._state = _State.ENTERED
+        self._task = task
+        pc = _cc_of(self._ctx)
+        if pc is not None:
+            if pc._err is not None:
+                # Like asyncio.timeout() with a past deadline: cancel at the block's
+                # first suspension, from the loop, never from inside the task.
+                self._handle = task.get_loop().call_soon(self._on_done)
+            else:
+                children = pc._children
+                if children is None:
+                    pc._children = {self: None}
+                else:
+                    children[self] = None
+                self._pc = pc
+        return self
+
+    def _parent_done(self, err: Canceled | DeadlineExceeded, cause: BaseException) -> None:
+        # Called synchronously by cancel(), maybe from our own task (the block cancels
+        # its own context). Task.cancel() on the running task would leave a pending
+        # cancellation behind if the block then ended without suspending, so from our
+        # own task go through the loop, as asyncio.timeout() does.
+        self._pc = None
+        if self._state is not _State.ENTERED:
+            return
+        task = self._task
+        assert task is not None
+        if asyncio.current_task() is task:
+            self._handle = task.get_loop().call_soon(self._on_done)
+        else:
+            self._on_done()
+
+    def _on_done(self) -> None:
+        self._handle = None
+        if self._state is not _State.ENTERED:
+            return
+        assert self._task is not None
+        self._task.cancel()
+        self._state = _State.EXPIRING
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        h = self._handle
+        if h is not None:
+            self._handle = None
+            h.cancel()
+        pc = self._pc
+        if pc is not None:
+            self._pc = None
+            _unlink(pc, self)
+        if self._state is _State.EXPIRING:
+            self._state = _State.EXPIRED
+            assert self._task is not None
+            if self._task.uncancel() == 0 and exc_type is asyncio.CancelledError:
+                # No other cancellation is outstanding: this one was ours.
+                err = self._ctx.err()
+                assert err is not None
+                c = cause(self._ctx)
+                # A fresh instance per exit, so tracebacks do not pile up on the shared
+                # err() object; a custom cause (with_cancel_cause) is chained.
+                raise type(err)() from (c if c is not err else exc_val)
+        elif self._state is _State.ENTERED:
+            self._state = _State.EXITED
+
+
+def scope(ctx: Context) -> Scope:
+    """Bridge a context to asyncio cancellation: ``async with csp.context.scope(ctx):``.
+
+    The block runs normally while ``ctx`` is live. When ``ctx`` is cancelled or
+    expires (or already is, at entry), the block is cancelled at its current await,
+    exactly as ``asyncio.timeout()`` does it, and the ``CancelledError`` is turned into
+    an instance of ``type(ctx.err())`` (:class:`Canceled` or :class:`DeadlineExceeded`,
+    a ``TimeoutError``) raised out of the block. So ordinary asyncio code (a socket
+    read, an HTTP call, ``asyncio.Event.wait``) stops when the context ends. The task's
+    ``cancelling()`` count is left as it was (``uncancel()`` accounting as in
+    ``asyncio.timeout()``), so nested timeouts and scopes, and a cancellation of the
+    task from outside, keep working: if someone else also cancelled the task, the
+    ``CancelledError`` propagates instead. Use it inside a task; single use. Example::
+
+        async def read_line(ctx: csp.context.Context, reader: asyncio.StreamReader) -> bytes:
+            async with csp.context.scope(ctx):
+                return await reader.readline()   # raises Canceled when ctx is cancelled
+
+        ctx, cancel = csp.context.with_cancel(csp.context.background())
+        csp.go(read_line, ctx, reader)
+        cancel()   # the pending readline() is cancelled; read_line raises Canceled
+    """
+    return Scope(ctx)

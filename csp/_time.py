@@ -1,0 +1,399 @@
+"""Timers: Go's package time (Sleep, After, Tick, Timer, Ticker, AfterFunc) on the loop clock.
+
+Strategy. A timer is one loop ``TimerHandle`` (``loop.call_at``) plus a small state
+record, :class:`_Arm`, which the handle's callback receives. ``_Arm`` *is* a weak
+reference to the timer's channel: the loop holds the record strongly (through the
+handle) but the channel only weakly, so a channel nobody can receive from any more
+(``select(ch.recv, csp.after(60).recv)`` after the select returned, an unreferenced
+``csp.tick``) is collected at once, and the weak reference's callback cancels the
+handle: a garbage timer leaves nothing scheduled on the loop. ``after_func`` timers
+have no channel; their handle holds the function strongly, as Go's runtime does.
+
+Timer channels are ordinary ``csp.Chan(1)``\\ s. Firing completes the longest-parked
+live receiver directly (the value belongs to it from that instant, so cancellation
+cannot lose it) or else fills the one-slot buffer with a non-blocking put; a Ticker
+drops a tick when the slot is still full, so a slow receiver gets the oldest
+undelivered tick. ``stop()``/``reset()`` cancel the handle and clear the slot: a value
+that fired but was not received counts as pending and is discarded, which gives Go
+1.23's guarantee that no stale value is received after they return.
+
+Invariants:
+  * ``_Arm.handle`` is the one live loop handle of the timer, or None when it is not
+    scheduled; a cancelled or fired handle is never left in it;
+  * a timer's channel holds at most one value, and none while a receiver is parked
+    on it (the channel's own invariant);
+  * the loop never holds a timer's channel strongly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import weakref
+from collections.abc import Callable
+from typing import Any, Final, final
+
+from csp import _park
+from csp._chan import Chan, nil
+from csp._park import PENDING, Waiter
+
+__all__ = ["Ticker", "Timer", "after", "after_func", "sleep", "tick"]
+
+
+class _Arm(weakref.ref):  # type: ignore[type-arg]
+    """A timer's schedule: a weak reference to its channel plus the loop handle.
+
+    ``fn`` is set for ``after_func`` timers (their referent is ``csp.nil``, which
+    lives forever); ``period`` is non-zero for tickers.
+    """
+
+    __slots__ = ("fn", "handle", "loop", "period", "when")
+
+    handle: asyncio.TimerHandle | asyncio.Handle | None
+    loop: asyncio.AbstractEventLoop
+    when: float
+    period: float
+    fn: Callable[[], object] | None
+
+    def __init__(self, c: Chan[Any], callback: Callable[[_Arm], None] | None) -> None:
+        super().__init__(c, callback)  # type: ignore[call-arg]
+
+
+# uvloop schedules in whole milliseconds and turns a delay under half a millisecond
+# into call_soon, returning a plain Handle. csp.run's uvloop subclass expects every
+# call_at result to be a TimerHandle (it calls .when() on it), so csp does that
+# conversion itself on loops of that class (they have ``_csp_raw_call_at``).
+_UV_SOON: Final = 0.0005
+
+
+def _call_at(
+    loop: asyncio.AbstractEventLoop, when: float, cb: Callable[[Any], object], arg: Any
+) -> asyncio.TimerHandle | asyncio.Handle:
+    if hasattr(loop, "_csp_raw_call_at") and when - loop.time() < _UV_SOON:
+        return loop.call_soon(cb, arg)
+    return loop.call_at(when, cb, arg)
+
+
+def _chan_gone(r: _Arm) -> None:
+    """Weak-reference callback: the timer's channel was collected; unschedule."""
+    h = r.handle
+    if h is not None:
+        r.handle = None
+        h.cancel()
+
+
+def _new_arm(c: Chan[Any], loop: asyncio.AbstractEventLoop, period: float = 0.0,
+             fn: Callable[[], object] | None = None) -> _Arm:
+    r = _Arm(c, None if fn is not None else _chan_gone)
+    r.handle = None
+    r.loop = loop
+    r.when = 0.0
+    r.period = period
+    r.fn = fn
+    return r
+
+
+def _deliver(c: Chan[float], now: float) -> None:
+    """Non-blocking send of ``now``: to the longest-parked live receiver, else into
+    the one-slot buffer if it is empty (else the value is dropped: a ticker's
+    slow receiver keeps the oldest tick)."""
+    q = c._recvq
+    while q:
+        w, _, i = q.popleft()
+        if w.state is PENDING:
+            w.complete(i, now)
+            return
+    if not c._buf:
+        c._buf.append(now)
+
+
+def _fire(r: _Arm) -> None:
+    """Loop callback of a one-shot timer."""
+    r.handle = None
+    fn = r.fn
+    if fn is not None:
+        _run_func(fn, r.loop)
+        return
+    c = r()
+    if c is not None:
+        _deliver(c, r.loop.time())
+
+
+def _tick(r: _Arm) -> None:
+    """Loop callback of a ticker: deliver, then schedule the next tick in phase,
+    skipping the ticks that are already late (Go does not burst to catch up)."""
+    c = r()
+    if c is None:
+        r.handle = None
+        return
+    loop = r.loop
+    now = loop.time()
+    _deliver(c, now)
+    p = r.period
+    nxt = r.when + p
+    if nxt <= now:
+        nxt += p * ((now - nxt) // p + 1)
+    r.when = nxt
+    r.handle = _call_at(loop, nxt, _tick, r)
+
+
+def _start(r: _Arm, seconds: float) -> None:
+    """Arm a one-shot timer. Precondition: ``r.handle is None``."""
+    loop = r.loop
+    if seconds <= 0:
+        if r.fn is not None:
+            r.handle = loop.call_soon(_fire, r)
+        else:
+            c = r()
+            if c is not None:
+                _deliver(c, loop.time())
+        return
+    r.when = when = loop.time() + seconds
+    r.handle = _call_at(loop, when, _fire, r)
+
+
+def _unschedule(r: _Arm) -> bool:
+    """Cancel the handle and discard an undelivered value; True if either existed."""
+    pending = False
+    h = r.handle
+    if h is not None:
+        r.handle = None
+        h.cancel()
+        pending = True
+    c = r()
+    if c is not None and c._buf and c is not nil:
+        c._buf.clear()
+        pending = True
+    return pending
+
+
+def _run_func(fn: Callable[[], object], loop: asyncio.AbstractEventLoop) -> None:
+    """Run an ``after_func`` function: an async one as a goroutine, a sync one here.
+
+    An exception escaping a sync function is treated like one escaping a goroutine:
+    under ``csp.run`` it ends the program (Go: an unrecovered panic in f), elsewhere it
+    goes to the loop's exception handler.
+    """
+    from csp._runtime import _is_coro_fn, go
+
+    try:
+        if _is_coro_fn(fn):
+            go(fn)  # type: ignore[arg-type]
+            return
+        res = fn()
+        if inspect.iscoroutine(res):
+            go(res)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        sched = _park._schedulers.get(loop)
+        if sched is not None and sched.panic_handler is not None:
+            sched.panic_handler(None, exc)  # type: ignore[arg-type]
+        else:
+            loop.call_exception_handler(
+                {"message": "Exception in csp.after_func function", "exception": exc}
+            )
+
+
+def _state(r: _Arm) -> str:
+    c = r()
+    if r.handle is not None:
+        return f"pending when={r.when:.6g}" if r.when else "pending"
+    if c is not None and c is not nil and c._buf:
+        return "fired unreceived"
+    return "stopped"
+
+
+@final
+class Timer:
+    """A single event after a delay (Go: ``time.NewTimer``, Go 1.23 semantics).
+
+    After ``seconds`` the loop time at which it fired is delivered on ``c`` (a
+    ``Chan[float]``). ``seconds <= 0`` fires at once. :meth:`stop` and :meth:`reset`
+    return True if the timer was pending, and a value that fired but was not received
+    yet counts as pending and is discarded: after they return, no stale value is
+    received from ``c``. Needs a running loop (it reads the loop's clock). An
+    unreferenced timer (and channel) is collected and unscheduled. Example::
+
+        t = csp.Timer(5.0)
+        i, v = await csp.select(results.recv, t.c.recv)
+        if i == 0:
+            t.stop()  # no value will arrive on t.c any more
+    """
+
+    __slots__ = ("_r", "c")
+
+    c: Chan[float]
+
+    def __init__(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        c: Chan[float] = Chan(1)
+        self.c = c
+        self._r = r = _new_arm(c, loop)
+        _start(r, seconds)
+
+    @classmethod
+    def _func(cls, seconds: float, fn: Callable[[], object]) -> Timer:
+        loop = asyncio.get_running_loop()
+        t = cls.__new__(cls)
+        t.c = nil
+        t._r = r = _new_arm(nil, loop, fn=fn)
+        _start(r, seconds)
+        return t
+
+    def stop(self) -> bool:
+        """Stop the timer (Go: ``Timer.Stop``).
+
+        Returns True if it was pending (not fired, or fired but not received: that
+        value is discarded), False if it had already delivered its value or was
+        stopped. Never closes ``c``; a receiver parked on ``c`` stays parked. For an
+        ``after_func`` timer, False means the function has started.
+        """
+        return _unschedule(self._r)
+
+    def reset(self, seconds: float) -> bool:
+        """Restart the timer to fire after ``seconds`` (Go: ``Timer.Reset``).
+
+        Returns what :meth:`stop` would have returned; no value of the old schedule is
+        received after it returns. For an ``after_func`` timer it moves the pending
+        call (True) or arms another one (False).
+        """
+        pending = _unschedule(self._r)
+        _start(self._r, seconds)
+        return pending
+
+    def __repr__(self) -> str:
+        kind = "after_func " if self._r.fn is not None else ""
+        return f"<csp.Timer {kind}{_state(self._r)}>"
+
+
+@final
+class Ticker:
+    """Ticks every interval (Go: ``time.NewTicker``, Go 1.23 semantics).
+
+    Delivers the loop time on ``c`` every ``seconds``, the first tick one interval
+    after creation, in phase with the start. The channel holds one tick: a slow
+    receiver gets the oldest undelivered tick, later ones are dropped and the
+    schedule does not burst to catch up. After :meth:`stop` or :meth:`reset` returns
+    no stale tick is received. ``seconds <= 0`` raises
+    ``ValueError("non-positive interval for Ticker")``. An unreferenced ticker (and
+    channel) is collected and unscheduled. Example::
+
+        t = csp.Ticker(1.0)
+        async for now in t.c:
+            print("tick at", now)
+    """
+
+    __slots__ = ("_r", "c")
+
+    c: Chan[float]
+
+    def __init__(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError("non-positive interval for Ticker")
+        loop = asyncio.get_running_loop()
+        c: Chan[float] = Chan(1)
+        self.c = c
+        self._r = _new_arm(c, loop, period=seconds)
+        self._arm(seconds)
+
+    def _arm(self, seconds: float) -> None:
+        r = self._r
+        r.period = seconds
+        r.when = when = r.loop.time() + seconds
+        r.handle = _call_at(r.loop, when, _tick, r)
+
+    def stop(self) -> None:
+        """Turn the ticker off (Go: ``Ticker.Stop``); an undelivered tick is discarded.
+
+        Does not close ``c``.
+        """
+        _unschedule(self._r)
+
+    def reset(self, seconds: float) -> None:
+        """Stop, then tick every ``seconds`` from now (Go: ``Ticker.Reset``).
+
+        An undelivered tick is discarded. ``seconds <= 0`` raises ``ValueError``.
+        """
+        if seconds <= 0:
+            raise ValueError("non-positive interval for Ticker")
+        _unschedule(self._r)
+        self._arm(seconds)
+
+    def __repr__(self) -> str:
+        return f"<csp.Ticker every={self._r.period:.6g}s {_state(self._r)}>"
+
+
+def after(seconds: float) -> Chan[float]:
+    """A channel that receives, once, the loop time at which ``seconds`` expired.
+
+    Go: ``time.After(d)``, i.e. ``Timer(seconds).c``. ``seconds <= 0`` fires at once.
+    If the channel becomes garbage before it fires, its timer is unscheduled, so the
+    idle-timeout idiom does not accumulate timers. Example::
+
+        i, v = await csp.select(ch.recv, csp.after(1.0).recv)
+        if i == 1:
+            print("timed out")
+    """
+    loop = asyncio.get_running_loop()
+    c: Chan[float] = Chan(1)
+    _start(_new_arm(c, loop), seconds)
+    return c
+
+
+def tick(seconds: float) -> Chan[float]:
+    """A channel that receives the loop time every ``seconds`` (Go: ``time.Tick``).
+
+    ``Ticker(seconds).c`` without a way to stop it; it stops when the channel is
+    garbage. ``seconds <= 0`` returns ``csp.nil``. Example::
+
+        beat = csp.tick(0.5)
+        while True:
+            now = await beat.recv()
+    """
+    if seconds <= 0:
+        return nil
+    return Ticker(seconds).c
+
+
+def after_func(seconds: float, fn: Callable[[], object]) -> Timer:
+    """Run ``fn()`` once after ``seconds`` unless stopped (Go: ``time.AfterFunc``).
+
+    ``fn`` is a plain function (called from the loop) or a coroutine function (run as a
+    goroutine, ``csp.go(fn)``). Returns a :class:`Timer` whose ``c`` is ``csp.nil``;
+    its :meth:`~Timer.stop` returns True iff it prevented the call. ``seconds <= 0``
+    runs it at the loop's next iteration. Example::
+
+        t = csp.after_func(2.0, lambda: print("slow request"))
+        await do_request()
+        t.stop()
+    """
+    if not callable(fn):
+        raise TypeError(f"after_func needs a callable, got {fn!r}")
+    return Timer._func(seconds, fn)
+
+
+def _wake(w: Waiter) -> None:
+    if w.state is PENDING:
+        w.complete(-1, None)
+
+
+async def sleep(seconds: float) -> None:
+    """Pause the calling goroutine for ``seconds`` of loop time (Go: ``time.Sleep``).
+
+    ``seconds <= 0`` does not wait on the clock; it yields once, like ``csp.gosched()``.
+    A cancelled sleep leaves no timer behind. Example::
+
+        await csp.sleep(0.1)
+    """
+    if _park._redeliver:
+        _park.check_cancel()
+    if seconds <= 0:
+        await asyncio.sleep(0)
+        return
+    sched = _park.scheduler()
+    loop = sched.loop
+    w = Waiter(sched, "sleep")
+    h = _call_at(loop, loop.time() + seconds, _wake, w)
+    w.on_cancel = lambda _w: h.cancel()
+    await w
