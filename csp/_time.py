@@ -62,8 +62,9 @@ class _Arm(weakref.ref):  # type: ignore[type-arg]
 # uvloop schedules in whole milliseconds and turns a delay under half a millisecond
 # into call_soon, returning a plain Handle. csp.run's uvloop subclass expects every
 # call_at result to be a TimerHandle (it calls .when() on it), so csp does that
-# conversion itself on loops of that class (they have ``_csp_raw_call_at``).
-_UV_SOON: Final = 0.0005
+# conversion itself on loops of that class (they have ``_csp_raw_call_at``), with a
+# margin because uvloop's time() reads the clock again when it computes the delay.
+_UV_SOON: Final = 0.001
 
 
 def _call_at(
