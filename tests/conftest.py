@@ -21,6 +21,9 @@ try:
 except ImportError:  # pragma: no cover
     uvloop = None  # type: ignore[assignment]
 
+# the controllable clock: fixtures ``clock`` and ``vrun`` (tests/vclock.py)
+pytest_plugins = ["vclock"]
+
 LOOPS = ["asyncio", "uvloop"] if uvloop is not None else ["asyncio"]
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 from typing import Any
 
 import pytest
-from vclock import Clock, clock, pending_timers, vrun  # noqa: F401  (fixtures)
+from vclock import Clock, pending_timers
 
 import csp
 from csp import _time
@@ -189,7 +190,7 @@ def test_timer_value_goes_straight_to_a_parked_select(vrun: Any) -> None:
     async def main() -> tuple[int, bool]:
         t = csp.Timer(2 * U)
         other = csp.Chan[int]()
-        i, v = await csp.select(other.recv, t.c.recv)
+        i, _ = await csp.select(other.recv, t.c.recv)
         return i, t.stop()
 
     assert vrun(main) == (1, False)
@@ -239,7 +240,7 @@ def test_ticker_ticks_in_phase(vrun: Any, clock: Clock) -> None:
     if clock.virtual:
         assert vals == [t0 + k * U for k in range(1, 6)]
     else:
-        assert all(a < b for a, b in zip(vals, vals[1:], strict=False))
+        assert all(a < b for a, b in itertools.pairwise(vals))
         assert vals[0] >= t0 + U - 0.001
 
 
@@ -729,7 +730,9 @@ def test_many_timers_firing_stress(vrun: Any) -> None:
                 else:
                     t.reset(rng.randrange(1, 50) * U)
         await csp.sleep(100 * U)
-        got = sum(1 for k in live if (await ready(timers[k].c))[0] == 0)
+        got = 0
+        for k in live:
+            got += (await ready(timers[k].c))[0] == 0
         stale = sum(1 for k in range(len(timers)) if k not in live and len(timers[k].c))
         return got, stale + len(live) - got
 
