@@ -251,10 +251,9 @@ class _CancelCtx(Context):
 
     def _cancel(self, err: Canceled | DeadlineExceeded, cause: BaseException | None) -> None:
         """Cancel this context and its subtree, then unlink it from its parent."""
+        p = self._registered  # read first: _cancel_tree clears it
         _cancel_tree(self, err, err if cause is None else cause)
-        p = self._registered
         if p is not None:
-            self._registered = None
             _unlink(p, self)
 
 
