@@ -701,8 +701,12 @@ class Scope(_Listener):
             return
         task = self._task
         assert task is not None
-        if asyncio.current_task() is task:
-            self._handle = task.get_loop().call_soon(self._on_done)
+        loop = task.get_loop()
+        running = asyncio._get_running_loop()
+        if running is not loop:  # cancel() from another thread: hand it to our loop
+            loop.call_soon_threadsafe(self._on_done)
+        elif asyncio.current_task(loop) is task:
+            self._handle = loop.call_soon(self._on_done)
         else:
             self._on_done()
 

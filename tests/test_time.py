@@ -239,9 +239,9 @@ def test_ticker_ticks_in_phase(vrun: Any, clock: Clock) -> None:
     t0, vals = vrun(main)
     if clock.virtual:
         assert vals == [t0 + k * U for k in range(1, 6)]
-    else:
-        assert all(a < b for a, b in itertools.pairwise(vals))
-        assert vals[0] >= t0 + U - 0.001
+    else:  # uvloop's clock has millisecond resolution: ticks are non-decreasing
+        assert all(a <= b for a, b in itertools.pairwise(vals))
+        assert vals[0] >= t0 + U - 0.001 and vals[-1] >= t0 + 5 * U - 0.002
 
 
 def test_ticker_slow_receiver_gets_oldest_tick_and_later_ones_drop(
@@ -355,7 +355,7 @@ def test_tick_channel(vrun: Any, clock: Clock) -> None:
     if clock.virtual:
         assert vals == [t0 + 2 * U, t0 + 4 * U, t0 + 6 * U]
     else:
-        assert vals == sorted(vals) and len(set(vals)) == 3
+        assert vals == sorted(vals) and vals[-1] >= t0 + 6 * U - 0.002
 
 
 # -- after_func --------------------------------------------------------------------
