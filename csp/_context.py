@@ -31,7 +31,6 @@ from types import TracebackType
 from typing import Any, Final, final
 
 from csp._chan import Chan, _live_count, nil
-from csp._time import _call_at
 
 __all__ = [
     "Canceled",
@@ -497,7 +496,7 @@ def _with_deadline(
         if deadline <= loop.time():
             c._cancel(DeadlineExceeded(), cause)
         else:
-            c._handle = _call_at(loop, deadline, _expire, c)
+            c._handle = loop.call_at(deadline, _expire, c)
     return c, c._user_cancel
 
 

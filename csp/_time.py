@@ -31,7 +31,7 @@ import asyncio
 import inspect
 import weakref
 from collections.abc import Callable
-from typing import Any, Final, final
+from typing import Any, final
 
 from csp import _park
 from csp._chan import Chan, nil
@@ -57,22 +57,6 @@ class _Arm(weakref.ref):  # type: ignore[type-arg]
 
     def __init__(self, c: Chan[Any], callback: Callable[[_Arm], None] | None) -> None:
         super().__init__(c, callback)  # type: ignore[call-arg]
-
-
-# uvloop schedules in whole milliseconds and turns a delay under half a millisecond
-# into call_soon, returning a plain Handle. csp.run's uvloop subclass expects every
-# call_at result to be a TimerHandle (it calls .when() on it), so csp does that
-# conversion itself on loops of that class (they have ``_csp_raw_call_at``), with a
-# margin because uvloop's time() reads the clock again when it computes the delay.
-_UV_SOON: Final = 0.001
-
-
-def _call_at(
-    loop: asyncio.AbstractEventLoop, when: float, cb: Callable[[Any], object], arg: Any
-) -> asyncio.TimerHandle | asyncio.Handle:
-    if hasattr(loop, "_csp_raw_call_at") and when - loop.time() < _UV_SOON:
-        return loop.call_soon(cb, arg)
-    return loop.call_at(when, cb, arg)
 
 
 def _chan_gone(r: _Arm) -> None:
@@ -135,7 +119,7 @@ def _tick(r: _Arm) -> None:
     if nxt <= now:
         nxt += p * ((now - nxt) // p + 1)
     r.when = nxt
-    r.handle = _call_at(loop, nxt, _tick, r)
+    r.handle = loop.call_at(nxt, _tick, r)
 
 
 def _start(r: _Arm, seconds: float) -> None:
@@ -150,7 +134,7 @@ def _start(r: _Arm, seconds: float) -> None:
                 _deliver(c, loop.time())
         return
     r.when = when = loop.time() + seconds
-    r.handle = _call_at(loop, when, _fire, r)
+    r.handle = loop.call_at(when, _fire, r)
 
 
 def _unschedule(r: _Arm) -> bool:
@@ -302,7 +286,7 @@ class Ticker:
         r = self._r
         r.period = seconds
         r.when = when = r.loop.time() + seconds
-        r.handle = _call_at(r.loop, when, _tick, r)
+        r.handle = r.loop.call_at(when, _tick, r)
 
     def stop(self) -> None:
         """Turn the ticker off (Go: ``Ticker.Stop``); an undelivered tick is discarded.
@@ -395,6 +379,6 @@ async def sleep(seconds: float) -> None:
     sched = _park.scheduler()
     loop = sched.loop
     w = Waiter(sched, "sleep")
-    h = _call_at(loop, loop.time() + seconds, _wake, w)
+    h = loop.call_at(loop.time() + seconds, _wake, w)
     w.on_cancel = lambda _w: h.cancel()
     await w

@@ -663,15 +663,10 @@ def test_stopped_timer_and_ticker_do_not_postpone_deadlock(vrun: Any) -> None:
         vrun(main)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="core bug in csp/_runtime.py: _UVLoop notes uvloop's plain Handle "
-    "(returned for delays < 0.5 ms) and calls .when() on it",
-)
 def test_uvloop_accounting_survives_sub_ms_timers() -> None:
-    """Under csp.run on uvloop, a timer with a sub-millisecond delay must not break the
-    loop's timer accounting (it crashes the 256th call_later, and the deadlock check)."""
+    """Under csp.run on uvloop, a timer with a sub-millisecond delay (uvloop returns a
+    plain Handle for it) must not break the loop's timer accounting (it used to crash
+    the 256th call_later and the deadlock check; fixed on main in 668fd4a)."""
     pytest.importorskip("uvloop")
 
     async def main() -> int:

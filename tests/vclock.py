@@ -83,7 +83,6 @@ def pending_timers(loop: asyncio.AbstractEventLoop) -> int:
     # so, hence the slack.
     limit = loop.time() + 0.002
     handles = loop._csp_pending_timers()  # type: ignore[attr-defined]
-    # (a plain Handle can be in the list: core bug, see test_uvloop_accounting_*)
     return len({id(h) for h in handles if hasattr(h, "when") and h.when() > limit})
 
 
@@ -97,16 +96,6 @@ def vrun(loop_name: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """``csp.run`` on the parametrized loop; on asyncio with the virtual clock."""
     if loop_name == "asyncio":
         monkeypatch.setattr(runtime, "_loop_factory", lambda name: VirtualClockLoop)
-    else:
-        # Core bug (see test_time.py::test_uvloop_accounting_survives_sub_ms_timers):
-        # csp.run's uvloop subclass notes the plain Handle that uvloop returns for a
-        # delay under 0.5 ms and later calls .when() on it. Keep such handles out.
-        note = runtime._Accounting._csp_note_timer
-
-        def note_timer(self: Any, h: Any) -> Any:
-            return note(self, h) if hasattr(h, "when") else h
-
-        monkeypatch.setattr(runtime._Accounting, "_csp_note_timer", note_timer)
 
     def _run(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
         return csp.run(fn, *args, loop=loop_name)
