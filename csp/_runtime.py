@@ -221,9 +221,8 @@ def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
         def call_at(  # type: ignore[override]
             self, when: float, callback: Any, *args: Any, context: Any = None
         ) -> asyncio.TimerHandle:
-            return self._csp_note_timer(
-                super().call_at(when, callback, *args, context=context)
-            )
+            # As uvloop does, through call_later, so that the timer is noted once.
+            return self.call_later(when - self.time(), callback, *args, context=context)
 
         def _csp_raw_call_at(self, when: float, callback: Any) -> asyncio.TimerHandle:
             # uvloop's call_at goes through self.call_later; its call_later does not.
