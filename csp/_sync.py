@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -36,7 +35,7 @@ from csp._runtime import _is_coro_fn, _make_coro
 from csp._runtime import go as _go
 
 if TYPE_CHECKING:
-    from csp._chan import Chan
+    from csp._context import Context
 
 __all__ = ["Cond", "ErrGroup", "Mutex", "Once", "RWMutex", "Semaphore", "WaitGroup"]
 
@@ -757,14 +756,6 @@ class Semaphore:
 # -- ErrGroup ---------------------------------------------------------------------------
 
 
-class _Context(Protocol):
-    """The part of a ``csp.context`` context that :class:`ErrGroup` relies on."""
-
-    def done(self) -> Chan[Any]: ...
-
-    def err(self) -> BaseException | None: ...
-
-
 _Fn = Callable[..., Awaitable[Any]] | Coroutine[Any, Any, Any]
 
 
@@ -817,20 +808,22 @@ class ErrGroup:
     def __init__(self) -> None:
         self._wg = WaitGroup()
         self._err: BaseException | None = None
-        self._cancel: Callable[[], None] | None = None
+        self._cancel: Callable[[BaseException | None], None] | None = None
         self._limit = -1
         self._active = 0
         self._queue: deque[_Call] = deque()
 
     @classmethod
-    def with_context(cls, parent: _Context) -> tuple[ErrGroup, _Context]:
+    def with_context(cls, parent: Context) -> tuple[ErrGroup, Context]:
         """A new group and a context derived from ``parent`` (Go: ``WithContext``).
 
         The context is cancelled by the first function that raises, or when
-        :meth:`wait` returns, whichever comes first.
+        :meth:`wait` returns, whichever comes first. As in Go, the first error is
+        the context's cause (``csp.context.cause(ctx)``).
         """
-        context = importlib.import_module("csp.context")
-        ctx, cancel = context.with_cancel(parent)
+        from csp import _context
+
+        ctx, cancel = _context.with_cancel_cause(parent)
         g = cls()
         g._cancel = cancel
         return g, ctx
@@ -886,7 +879,7 @@ class ErrGroup:
         """
         await self._wg._wait("errgroup.Group.Wait")
         if self._cancel is not None:
-            self._cancel()
+            self._cancel(self._err)
         if self._err is not None:
             raise self._err
 
@@ -910,7 +903,7 @@ class ErrGroup:
             if self._err is None:
                 self._err = exc
                 if self._cancel is not None:
-                    self._cancel()
+                    self._cancel(exc)
         finally:
             call.ended = True
             self._end()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import sys
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -22,53 +19,11 @@ async def until(pred: Callable[[], bool], limit: int = 1000) -> None:
     raise AssertionError("condition not reached")
 
 
-def _stand_in_context() -> types.ModuleType:
-    """A minimal csp.context (background, with_cancel, done, err) for use only while
-    the real module is absent from this branch."""
-    mod = types.ModuleType("csp.context")
-
-    class Canceled(Exception):
-        def __str__(self) -> str:
-            return "context canceled"
-
-    class Ctx:
-        def __init__(self) -> None:
-            self._done: csp.Chan[None] = csp.Chan()
-            self._err: Exception | None = None
-
-        def done(self) -> csp.Chan[None]:
-            return self._done
-
-        def err(self) -> Exception | None:
-            return self._err
-
-    def background() -> Ctx:
-        return Ctx()
-
-    def with_cancel(parent: Ctx) -> tuple[Ctx, Callable[[], None]]:
-        ctx = Ctx()
-
-        def cancel() -> None:
-            if ctx._err is None:
-                ctx._err = Canceled()
-                ctx._done.close()
-
-        return ctx, cancel
-
-    mod.Canceled = Canceled  # type: ignore[attr-defined]
-    mod.background = background  # type: ignore[attr-defined]
-    mod.with_cancel = with_cancel  # type: ignore[attr-defined]
-    return mod
-
-
 @pytest.fixture
-def ctxmod(monkeypatch: pytest.MonkeyPatch) -> Any:
-    try:
-        return importlib.import_module("csp.context")
-    except ImportError:
-        mod = _stand_in_context()
-        monkeypatch.setitem(sys.modules, "csp.context", mod)
-        return mod
+def ctxmod() -> Any:
+    import csp.context
+
+    return csp.context
 
 
 async def closed(ch: csp.Chan[Any]) -> bool:
@@ -361,9 +316,29 @@ def test_with_context_cancelled_wait_leaves_ctx_alive(
     assert run(main) == (True, True)
 
 
+def test_with_context_cause_is_first_error(run: Callable[..., Any]) -> None:
+    """As in Go (WithCancelCause), the group's context records the first error as its
+    cause; err() is still Canceled."""
+    import csp.context as context
+
+    async def main() -> tuple[bool, str]:
+        g, ctx = csp.ErrGroup.with_context(context.background())
+
+        async def bad() -> None:
+            raise KeyError("first")
+
+        g.go(bad)
+        with pytest.raises(KeyError):
+            await g.wait()
+        cause = context.cause(ctx)
+        return isinstance(ctx.err(), context.Canceled), repr(cause)
+
+    assert run(main) == (True, "KeyError('first')")
+
+
 def test_with_context_real_module(run: Callable[..., Any]) -> None:
     """With the real csp.context: the group's context is a child of the parent."""
-    context = pytest.importorskip("csp.context")
+    import csp.context as context
 
     async def main() -> tuple[bool, bool, str]:
         parent, cancel_parent = context.with_cancel(context.background())
