@@ -1,9 +1,7 @@
 """The public surface: export list, docstrings, slotted final classes, reprs.
 
 The expected names are hardcoded here (the repository must not read ../shared at
-test time). They are the Runtime, Channels and select sections of API.md; the sync,
-atomic, context and time names are added to ``CORE`` (or a sibling set) by the issues
-that implement them.
+test time): every name of the API contract, section by section.
 """
 
 from __future__ import annotations
@@ -53,11 +51,30 @@ def test_all_matches_exported_names() -> None:
     assert {n for n in ns if n != "__builtins__"} == set(csp.__all__)
 
 
+# API.md: sync, atomic, context, time.
+SYNC = {"Mutex", "RWMutex", "WaitGroup", "Once", "Cond", "Semaphore", "ErrGroup"}
+TIME = {"after", "tick", "Timer", "Ticker", "after_func", "sleep"}
+MODULES = {"atomic", "context"}
+ATOMIC = {"Int64", "Bool", "Value"}
+CONTEXT = {
+    "background", "todo", "with_cancel", "with_timeout", "with_deadline", "with_value",
+    "Canceled", "DeadlineExceeded",
+}
+
+
 def test_core_names_exist() -> None:
     """Every name of API.md's Runtime, Channels and select sections is exported."""
     assert sorted(CORE - set(csp.__all__)) == []
     for name in CORE:
         assert getattr(csp, name) is not None
+
+
+def test_contract_names_exist() -> None:
+    """Every top-level name of the contract is exported, and nothing else."""
+    assert set(csp.__all__) == CORE | SYNC | TIME | MODULES
+    assert ATOMIC <= set(dir(csp.atomic))
+    assert CONTEXT <= set(dir(csp.context))
+    assert issubclass(csp.context.DeadlineExceeded, TimeoutError)
 
 
 def test_every_public_name_has_a_docstring() -> None:
