@@ -427,9 +427,10 @@ class Goroutine:
         "_asyncio_future_blocking",
         "_resume_cb",
         "__weakref__",
-        # only __name__ and __qualname__ live here, for asyncio's task reprs; a
-        # __getattr__ would slow down every attribute access on the hot path
-        "__dict__",
+        # for asyncio's task reprs (a __getattr__ delegating to the coroutine would
+        # slow down every attribute access on the hot path)
+        "__name__",
+        "__qualname__",
     )
 
     def __init__(
