@@ -5,7 +5,9 @@ Go pattern: the Go blog, "Go Concurrency Patterns: Pipelines and cancellation"
 closing its output when done; the consumer stops after the first values and closes
 `done`, which every stage selects on, so no goroutine is left blocked (no leak).
 The same pipeline then runs on `context.WithCancel` / `WithTimeout`, the idiomatic
-form since Go 1.7 (`case <-ctx.Done(): return ctx.Err()`).
+form since Go 1.7 (`case <-ctx.Done(): return ctx.Err()`). Shows: close + range,
+select with a send case and a done case, fan-out/fan-in, context.with_cancel,
+context.with_timeout, `num_goroutine` to check that nothing leaked.
 
     func sq(done <-chan struct{}, in <-chan int) <-chan int {
         out := make(chan int)

@@ -10,6 +10,9 @@ its (only) sender, so with many senders nobody closes the data channel at all:
    through a cap-1 `to_stop` channel with a try-send (select + default), so the
    request never blocks and `stop` is closed exactly once.
 
+Shows: select with a send case and a receive case, try-receive and try-send
+(select + default), close as a broadcast, a cap-1 signalling channel, WaitGroup.go.
+
     // 1. N senders, 1 receiver (Go 101)
     for i := 0; i < NumSenders; i++ {
         go func() {
@@ -130,8 +133,8 @@ async def m_receivers_n_senders() -> None:
     for rid in range(3):
         everyone.go(receiver, rid)
     await everyone.wait()
-    print(f"M receivers, N senders: stop requested by a {stopped_by.split('#')[0]};"
-          f" at least 100 received: {received >= 100}; sends == receives: {sent == received}")
+    print(f"M receivers, N senders: stop requested by a {stopped_by.split('#')[0]},"
+          f" >= 100 received: {received >= 100}, sends == receives: {sent == received}")
 
 
 async def main() -> None:

@@ -36,6 +36,11 @@ down); each writer waits for the socket (`await writer.drain()`) before it takes
 next message, and the hub never waits for a writer: a full `send` buffer drops that
 client instead of stalling the room.
 
+Shows: csp.go per connection (from asyncio.start_server's callback), a select loop
+over register/unregister/broadcast channels, try-send with default, context.with_cancel
+trees (server -> connection), csp.context.scope around plain asyncio reads and
+drains, WaitGroup for shutdown, real sockets.
+
 main() starts the server on 127.0.0.1 with port 0 (the OS picks a free port), runs
 three real clients over real sockets (alice talks, bob listens, carol never reads and
 is dropped), then shuts the server down and prints what each client saw.
@@ -287,8 +292,8 @@ async def main() -> None:
     await alice.read_until("* bob left")
     await server.shutdown()  # graceful: goodbye to everyone, wait for every connection
     await alice.read_until("")  # to EOF
-    print("alice saw:", " | ".join(alice.system))
-    print("bob saw:", " | ".join(bob.system))
+    print("alice saw:", ", ".join(line[2:] for line in alice.system))
+    print("bob saw:", ", ".join(line[2:] for line in bob.system))
     for _ in range(100):  # let the finished goroutines be reaped
         if csp.num_goroutine() == 1:
             break
