@@ -3,6 +3,16 @@
 The public surface is re-exported here; the implementation lives in private modules.
 ``csp.run(main)`` runs a program; ``csp.go(f, x)`` starts a goroutine; ``csp.Chan``
 and ``csp.select`` move values between them. See the README for the Go -> csp table.
+Example::
+
+    import csp
+
+    async def main() -> None:
+        ch = csp.Chan[str]()
+        csp.go(ch.send, "hello")      # go func() { ch <- "hello" }()
+        print(await ch.recv())        # fmt.Println(<-ch)
+
+    csp.run(main)
 """
 
 from csp import atomic, context

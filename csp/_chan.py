@@ -86,8 +86,12 @@ class Chan(Generic[T]):
     tasks first block on it. Example::
 
         ch = csp.Chan[int](1)
-        await ch.send(1)
-        assert await ch.recv() == 1
+        await ch.send(1)                              # ch <- 1
+        assert await ch.recv() == 1                   # <-ch
+        ch.close()                                    # close(ch)
+        assert await ch.recv_ok() == (None, False)    # v, ok := <-ch
+        async for v in ch:                            # for v := range ch
+            ...
     """
 
     __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_recvq", "_sendq", "_sweep_at")

@@ -57,7 +57,12 @@ __all__ = [
 class Canceled(Exception):
     """The error of a context that was cancelled (Go: ``context.Canceled``).
 
-    ``str()`` is Go's text, ``context canceled``.
+    ``str()`` is Go's text, ``context canceled``. Example::
+
+        ctx, cancel = csp.context.with_cancel(csp.context.background())
+        cancel()
+        assert isinstance(ctx.err(), csp.context.Canceled)
+        print(ctx.err())  # context canceled
     """
 
     def __init__(self, msg: str = "context canceled") -> None:
@@ -67,7 +72,12 @@ class Canceled(Exception):
 class DeadlineExceeded(TimeoutError):
     """The error of a context whose deadline passed (Go: ``context.DeadlineExceeded``).
 
-    Also a ``TimeoutError``; ``str()`` is ``context deadline exceeded``.
+    Also a ``TimeoutError``; ``str()`` is ``context deadline exceeded``. Example::
+
+        ctx, cancel = csp.context.with_timeout(csp.context.background(), 0.01)
+        await ctx.done().recv()
+        assert isinstance(ctx.err(), csp.context.DeadlineExceeded)
+        cancel()
     """
 
     def __init__(self, msg: str = "context deadline exceeded") -> None:
@@ -644,7 +654,14 @@ class _State(enum.Enum):
 
 @final
 class Scope(_Listener):
-    """An ``async with`` block that is cancelled when a context is done; see :func:`scope`."""
+    """An ``async with`` block that is cancelled when a context is done; see :func:`scope`.
+
+    Example::
+
+        async with csp.context.scope(ctx) as sc:
+            data = await reader.read(1024)   # raises ctx.err() if ctx ends first
+        assert not sc.expired()
+    """
 
     __slots__ = ("_ctx", "_handle", "_pc", "_state", "_task")
 

@@ -9,13 +9,29 @@ __all__ = ["ChannelError", "ClosedChannelError", "DeadlockError"]
 
 
 class ChannelError(RuntimeError):
-    """A misuse of a channel, such as ``close(csp.nil)`` (Go: a runtime panic)."""
+    """A misuse of a channel, such as ``close(csp.nil)`` (Go: a runtime panic).
+
+    Example::
+
+        try:
+            csp.nil.close()
+        except csp.ChannelError as err:
+            print(err)  # close of nil channel
+    """
 
 
 class ClosedChannelError(ChannelError):
     """Send on, or close of, a closed channel.
 
     Go: the panics ``send on closed channel`` and ``close of closed channel``.
+    Example::
+
+        ch = csp.Chan[int](1)
+        ch.close()
+        try:
+            await ch.send(1)
+        except csp.ClosedChannelError as err:
+            print(err)  # send on closed channel
     """
 
 
@@ -24,4 +40,13 @@ class DeadlockError(RuntimeError):
 
     Go: ``fatal error: all goroutines are asleep - deadlock!``. The message starts
     with that text (without ``fatal error:``) and lists where each goroutine waits.
+    Example::
+
+        async def main() -> None:
+            await csp.Chan[int]().recv()  # nobody will ever send
+
+        try:
+            csp.run(main)
+        except csp.DeadlockError as err:
+            print(err)  # all goroutines are asleep - deadlock! ... [chan receive] ...
     """

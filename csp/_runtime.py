@@ -113,14 +113,27 @@ def _goroutine_done(task: asyncio.Task[Any]) -> None:
 
 
 async def gosched() -> None:
-    """Yield to other tasks once (Go: ``runtime.Gosched()``)."""
+    """Yield to other tasks once (Go: ``runtime.Gosched()``).
+
+    The caller stays runnable and resumes by itself; it orders nothing. Use it in a
+    long CPU-bound loop, which would otherwise starve every other goroutine. Example::
+
+        for i, item in enumerate(items):
+            crunch(item)
+            if i % 1000 == 0:
+                await csp.gosched()
+    """
     await asyncio.sleep(0)
 
 
 def num_goroutine() -> int:
     """Live goroutines of the running loop, main included under ``csp.run``.
 
-    Go: ``runtime.NumGoroutine()``.
+    Go: ``runtime.NumGoroutine()``. Example::
+
+        csp.go(csp.Chan[int]().recv)   # parks forever
+        await csp.gosched()
+        print(csp.num_goroutine())     # 2 under csp.run: main and the parked one
     """
     return len(_park.scheduler().goroutines)
 

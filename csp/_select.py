@@ -86,6 +86,13 @@ async def select(
     Example::
 
         i, v = await csp.select(jobs.recv, (results.send, r), ctx.done().recv)
+        if i == 0:    # case j := <-jobs: v is the job (None if jobs is closed)
+            ...
+        elif i == 1:  # case results <- r: r was sent
+            ...
+        else:         # case <-ctx.Done():
+            return
+        i, _ = await csp.select(ch.recv, default=True)  # i == -1: nothing was ready
     """
     if _park._redeliver:
         _park.check_cancel()

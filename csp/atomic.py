@@ -9,7 +9,11 @@ event loops; they never block on anything but that short lock, so they are plain
 calls, not coroutines.
 
 ``Int64`` wraps around at 64 bits like Go's two's-complement ``int64``:
-``Int64(2**63 - 1).add(1)`` returns ``-2**63``.
+``Int64(2**63 - 1).add(1)`` returns ``-2**63``. Example::
+
+    requests = csp.atomic.Int64()
+    requests.add(1)                      # from any thread or goroutine
+    print(requests.load())               # 1
 """
 
 from __future__ import annotations
