@@ -1,12 +1,14 @@
 """Deadlock detection: Go's "fatal error: all goroutines are asleep - deadlock!".
 
-Go pattern: the classic WaitGroup mistake from Go 101, "Common Concurrent Programming
-Mistakes": workers send results on an unbuffered channel, but main waits for the
-WaitGroup before it reads them, so the workers block on their sends and main blocks
-in Wait. The Go runtime notices that every goroutine is asleep and aborts; `csp.run`
-raises `csp.DeadlockError` with the same first line and where each goroutine sleeps.
-Shows: DeadlockError, WaitGroup, and the two usual fixes (buffer the channel, or
-read the results while another goroutine waits and closes).
+Go pattern: the Go runtime's deadlock report (runtime.checkdead) on a classic
+WaitGroup mistake: workers send results on an unbuffered channel, but main waits for
+the WaitGroup before it reads them, so the workers block on their sends and main
+blocks in Wait. The fix is the closer goroutine of `merge` in the Go blog's "Go
+Concurrency Patterns: Pipelines and cancellation". The Go runtime notices that every
+goroutine is asleep and aborts; `csp.run` raises `csp.DeadlockError` with the same
+first line and where each goroutine sleeps. Shows: DeadlockError, WaitGroup, and the
+usual fix: read the results while another goroutine waits and closes (a buffer with
+room for every result works too).
 
     func main() {
         var wg sync.WaitGroup

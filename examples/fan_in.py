@@ -3,7 +3,7 @@
 Go patterns: `merge` from the Go blog "Go Concurrency Patterns: Pipelines and
 cancellation" (one forwarding goroutine per input plus a WaitGroup that closes the
 output), and the two-input `select` merge that switches a finished input off by
-setting it to nil (Go 101: Channel Use Cases, "Disable a case by assigning nil").
+setting its channel variable to nil (a nil channel's case is never chosen).
 Shows: WaitGroup, close + range, select over receive cases, `csp.nil`.
 
     func merge(cs ...<-chan int) <-chan int {

@@ -1,13 +1,13 @@
 """First response wins: ask several replicas, take the fastest, cancel the losers.
 
-Go patterns: `First` from Rob Pike's talk "Go Concurrency Patterns" (Google Search 2.1:
-query replicated servers, use the first response) and Go 101: Channel Use Cases,
-"Use the first response of multiple sources". The result channel has room for every
-replica so a loser's send never blocks (no goroutine leak), and a context cancels
-the losers' work as soon as the winner is in. A second round puts a deadline on the
-whole search (Google Search 2.1's `time.After(80 * time.Millisecond)`).
-Shows: context.WithCancel, context.WithTimeout, `case <-ctx.Done()`, a buffered
-result channel, WaitGroup to observe the losers stop.
+Go patterns: `First` from Rob Pike's talk "Go Concurrency Patterns" ("Avoid
+timeout": replicate the servers, send the query to every replica, use the first
+response) and Go 101: Channel Use Cases, "The first response wins". The result
+channel has room for every replica so a loser's send never blocks (no goroutine
+leak), and a context cancels the losers' work as soon as the winner is in. A second
+round puts a deadline on the whole search (Google Search 2.1's `time.After(80 *
+time.Millisecond)`). Shows: context.WithCancel, context.WithTimeout, `case
+<-ctx.Done()`, a buffered result channel, WaitGroup to observe the losers stop.
 
     func First(ctx context.Context, query string, replicas ...Search) Result {
         ctx, cancel := context.WithCancel(ctx)

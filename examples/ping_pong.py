@@ -1,8 +1,9 @@
 """Ping-pong: two goroutines hit one ball back and forth over an unbuffered channel.
 
 Go pattern: the "ball" game from Sameer Ajmani's talk "Advanced Go Concurrency
-Patterns" (also Go 101: Channel Use Cases, "Ping-pong"). Shows: an unbuffered channel
-as a rendezvous, `go`, FIFO receivers, `close` ending a `for range`.
+Patterns" (also Go 101: Channel Use Cases, "Dialogue (Ping-Pong)"). Shows: an
+unbuffered channel as a rendezvous, `go`, FIFO receivers, `close` ending a `for
+range`.
 
     type Ball struct{ hits int }
 

@@ -1,7 +1,7 @@
 """Concurrent prime sieve: a daisy chain of filter goroutines, one per prime.
 
-Go pattern: the prime sieve from "A Tour of Go" / the Go Playground and Rob Pike's
-talk "Go Concurrency Patterns" (Doug McIlroy's sieve). Shows: chained goroutines,
+Go pattern: the concurrent prime sieve of the Go Playground examples and of the Go
+distribution's test/chan/sieve1.go (after Doug McIlroy). Shows: chained goroutines,
 unbuffered channels, direction by convention (each stage only sends on `out`),
 `run` cancelling the goroutines still parked when main returns (as a Go program's
 exit does).
