@@ -46,7 +46,7 @@ _current_task = asyncio.current_task
 
 # How many wake-ups one drain may run before it lets the event loop poll for I/O
 # and run its other callbacks (fairness; Go preempts after ~10 ms for the same end).
-DRAIN_BUDGET: Final = 512
+DRAIN_BUDGET: Final = 64
 
 
 class Scheduler:
