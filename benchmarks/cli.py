@@ -1,0 +1,229 @@
+"""``python -m benchmarks``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from benchmarks import gobench, report, scale
+from benchmarks.machine import describe, machine_info
+from benchmarks.patterns import BENCHES, IMPLS, PATTERNS, SCALE
+from benchmarks.runner import LOOPS, Plan, run_plan, sample_records, select_benches, split_available
+
+MODES: dict[str, dict[str, Any]] = {
+    # size of each bench, repetitions (after warm-up), scale N, Go benchtime
+    "quick": {"size": "quick", "reps": 5, "warmup": 1, "scale_n": 100_000,
+              "go_benchtime": "200ms", "go_count": 1},
+    "full": {"size": "full", "reps": 11, "warmup": 2, "scale_n": 1_000_000,
+             "go_benchtime": "1s", "go_count": 5},
+}
+SCALE_N_TINY = 2_000
+TRACE_N = 10_000
+
+
+def _csv(values: Sequence[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Channel patterns with csp, asyncio.Queue and anyio memory streams, "
+        "on the asyncio loop and uvloop. Prints ops/s and each implementation's ratio "
+        "against asyncio on the same loop.",
+        epilog="patterns: " + ", ".join((*PATTERNS, SCALE)) + "; or a bench key such as "
+        "spsc/cap=64 (see --list)",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                      help="small sizes, 5 repetitions, under a minute (default)")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full",
+                      help="bigger sizes, 11 repetitions, plus the scale benchmark (1M tasks)")
+    p.set_defaults(mode="quick")
+    p.add_argument("--pattern", action="append", metavar="P[,P...]",
+                   help="run only these patterns or bench keys (repeatable)")
+    p.add_argument("--impl", action="append", metavar="I[,I...]",
+                   help="implementations: " + ", ".join(IMPLS))
+    p.add_argument("--loop", action="append", metavar="L[,L...]",
+                   help="event loops: " + ", ".join(LOOPS))
+    p.add_argument("--reps", type=int, help="repetitions per bench (default: by mode)")
+    p.add_argument("--warmup", type=int, help="warm-up runs per bench (default: by mode)")
+    p.add_argument("--json", metavar="PATH", help="write every sample and machine info as JSON")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of the ratios")
+    p.add_argument("--format", choices=("table", "go"), default="table",
+                   help="'go': print Go's benchmark format (for benchstat) instead of tables")
+    p.add_argument("--go", action="store_true",
+                   help="also run the Go versions (benchmarks/go) as a reference column")
+    p.add_argument("--scale-n", type=int, metavar="N",
+                   help="tasks in the scale benchmark (default 100k quick, 1M full)")
+    p.add_argument("--list", action="store_true", help="list the benches and exit")
+    # Hidden: bench sizes independent of the mode ("tiny" for tests and smoke runs).
+    p.add_argument("--size", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
+    return p
+
+
+def _validate(p: argparse.ArgumentParser, name: str, got: list[str] | None,
+              allowed: Sequence[str]) -> list[str]:
+    if got is None:
+        return list(allowed)
+    bad = [g for g in got if g not in allowed]
+    if bad:
+        p.error(f"unknown {name} {', '.join(bad)} (choose from {', '.join(allowed)})")
+    return list(dict.fromkeys(got))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    start = time.perf_counter()
+    p = build_parser()
+    a = p.parse_args(argv)
+    out = Console(highlight=False)
+    if not out.is_terminal:  # piped to a file: room for the whole table
+        out = Console(highlight=False, width=max(out.width, 120))
+    err = Console(stderr=True, highlight=False)
+
+    if a.list:
+        for b in BENCHES:
+            need = f"  (needs csp.{', csp.'.join(b.requires)})" if b.requires else ""
+            out.print(f"{b.key:22} {b.title} [{b.unit}]{need}")
+        out.print(f"{SCALE:22} N tasks parked on a receive: memory and wake-up time")
+        return 0
+
+    mode = MODES[a.mode]
+    size = a.size or mode["size"]
+    reps = a.reps if a.reps is not None else mode["reps"]
+    warmup = a.warmup if a.warmup is not None else mode["warmup"]
+    if reps < 1 or warmup < 0:
+        p.error("--reps must be >= 1 and --warmup >= 0")
+    impls = _validate(p, "implementation", _csv(a.impl), IMPLS)
+    loops = _validate(p, "loop", _csv(a.loop), ("asyncio", "uvloop"))
+    missing_loops = [lp for lp in loops if lp not in LOOPS]
+    if missing_loops:
+        err.print(f"[yellow]note:[/] uvloop is not installed; running on {', '.join(LOOPS)}")
+        loops = [lp for lp in loops if lp in LOOPS]
+    patterns = _csv(a.pattern)
+    keys = {b.key for b in BENCHES}
+    if patterns:
+        bad = [x for x in patterns if x not in PATTERNS and x not in keys and x != SCALE]
+        if bad:
+            p.error(f"unknown pattern {', '.join(bad)} (see --list)")
+    want_scale = (SCALE in patterns) if patterns else a.mode == "full"
+    bench_filter = [x for x in patterns if x != SCALE] if patterns else None
+    selected = [] if patterns and not bench_filter else select_benches(bench_filter)
+    if "csp" in impls:
+        benches, skipped = split_available(selected)
+    else:  # what this csp lacks does not matter then
+        benches, skipped = selected, []
+
+    plan = Plan(benches, impls, loops, size, reps, warmup)
+    info = machine_info()
+    machine_line = describe(info)
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[now]}", style="dim"),
+        console=err,
+        transient=True,
+    )
+    results = []
+    scale_rows: list[dict[str, Any]] = []
+    go_run = None
+    scale_n = a.scale_n or (SCALE_N_TINY if size == "tiny" else mode["scale_n"])
+    with progress:
+        if benches:
+            task = progress.add_task("patterns", total=plan.steps(), now="")
+
+            def tick(what: str) -> None:
+                progress.update(task, advance=1, now=what)
+
+            results = run_plan(plan, tick)
+        if want_scale:
+            stask = progress.add_task("scale", total=len(impls) * len(loops), now="")
+            for loop in loops:
+                for impl in impls:
+                    progress.update(stask, now=f"{loop} · {impl} · N={scale_n:,}")
+                    try:
+                        row = scale.measure_subprocess(impl, loop, scale_n,
+                                                       min(TRACE_N, scale_n))
+                    except Exception as exc:
+                        row = {"impl": impl, "loop": loop, "n": scale_n,
+                               "error": f"{type(exc).__name__}: {exc}"}
+                    scale_rows.append(row)
+                    progress.update(stask, advance=1)
+        if a.go:
+            if gobench.find_go() is None:
+                err.print("[yellow]note:[/] --go: no `go` toolchain on PATH; "
+                          "continuing without the Go reference column")
+            else:
+                gtask = progress.add_task("Go reference", total=None, now="go test -bench")
+                go_run = gobench.run_go([b.go_name for b in benches],
+                                        mode["go_benchtime"] if size != "tiny" else "10ms",
+                                        mode["go_count"] if size != "tiny" else 1)
+                progress.update(gtask, completed=1, total=1)
+
+    wall = time.perf_counter() - start
+    errors = [r for r in results if r.error] + [r for r in scale_rows if r.get("error")]
+
+    if a.format == "go":
+        report.go_format(results, info, go_run, sys.stdout)
+    else:
+        report.print_report(out, results, impls, loops, reps, go_run, skipped, machine_line)
+        if scale_rows:
+            out.print(report.scale_table(scale_rows))
+            out.print("[dim]bytes/task (RSS): RSS growth ÷ N with all parked; (tracemalloc): "
+                      f"Python heap per parked task, measured with N={min(TRACE_N, scale_n):,}[/]")
+        elif not want_scale and not patterns:
+            out.print("[dim]scale/memory benchmark: not in --quick; run "
+                      "`python -m benchmarks --pattern scale` (100k tasks) or --full (1M)[/]")
+    for s in skipped if a.format == "go" else []:
+        err.print(f"[yellow]skipped[/] {s.bench.key}: {escape(s.reason)}")
+
+    if a.json:
+        doc = {
+            "schema": 1,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "command": ["python", "-m", "benchmarks",
+                        *(argv if argv is not None else sys.argv[1:])],
+            "machine": info,
+            "config": {"mode": a.mode, "size": size, "reps": reps, "warmup": warmup,
+                       "impls": impls, "loops": loops, "baseline": "asyncio",
+                       "benches": [b.key for b in benches]},
+            "results": sample_records(results),
+            "skipped": [{"bench": s.bench.key, "pattern": s.bench.pattern, "reason": s.reason}
+                        for s in skipped],
+            "scale": scale_rows,
+            "go": None if go_run is None else {
+                "version": go_run.version, "gomaxprocs": go_run.cpu, "error": go_run.error,
+                "ns_per_op": go_run.samples,
+            },
+            "wall_time_s": wall,
+        }
+        report.write_json(a.json, doc)
+        err.print(f"wrote {a.json}")
+    if a.plot:
+        try:
+            report.write_plot(a.plot, results, impls, loops, machine_line)
+            err.print(f"wrote {a.plot}")
+        except ImportError as exc:
+            err.print(f"[bold red]--plot:[/] {escape(str(exc))}")
+            return 2
+        except ValueError as exc:
+            err.print(f"[bold red]--plot:[/] {escape(str(exc))}")
+            return 2
+    err.print(f"total wall time {time.perf_counter() - start:.1f} s")
+    if errors:
+        err.print(f"[bold red]{len(errors)} integrity or run error(s); see above[/]")
+        return 1
+    return 0

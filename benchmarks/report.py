@@ -1,0 +1,304 @@
+"""Showing the results: rich tables, Go's benchmark format, JSON, a PNG chart."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from benchmarks.gobench import GoRun
+from benchmarks.patterns import BASELINE, Bench
+from benchmarks.runner import Result, Skipped, baseline_of, ratio
+
+IMPL_NAMES = {"csp": "csp", "asyncio": "asyncio", "anyio": "anyio"}
+
+
+def human(x: float) -> str:
+    """3 significant digits with k/M/G: 1234567 -> '1.23M'."""
+    if not math.isfinite(x):
+        return "inf"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            v = x / div
+            return f"{v:.3g}{suffix}" if v < 100 else f"{v:.0f}{suffix}"
+    return f"{x:.3g}"
+
+
+DASH = "\u2013"  # en dash, for ranges
+
+
+def human_range(lo: float, hi: float) -> str:
+    """'1.5-2.4M' (en dash) when both ends share a suffix, else '980k-1.2M'."""
+    a, b = human(lo), human(hi)
+    if a[-1:].isalpha() and a[-1:] == b[-1:]:
+        return f"{a[:-1]}{DASH}{b}"
+    return f"{a}{DASH}{b}"
+
+
+def _find(results: Sequence[Result], bench: Bench, loop: str, impl: str) -> Result | None:
+    for r in results:
+        if r.bench is bench and r.loop == loop and r.impl == impl:
+            return r
+    return None
+
+
+def goal_met(results: Sequence[Result], bench: Bench, loop: str) -> bool | None:
+    """Did csp meet its goal on this loop: the ratio goal, and ahead of anyio?"""
+    res = _find(results, bench, loop, "csp")
+    if res is None or not res.ok:
+        return None
+    verdicts: list[bool] = []
+    base = baseline_of(list(results), res)
+    if bench.goal is not None and base is not None:
+        rat = ratio(res, base)
+        if rat is None:
+            return None
+        verdicts.append(rat.median >= bench.goal)
+    other = _find(results, bench, loop, "anyio")
+    if other is not None and other.ok:
+        verdicts.append(res.median_s < other.median_s)
+    return all(verdicts) if verdicts else None
+
+
+def loop_table(results: Sequence[Result], loop: str, impls: Sequence[str],
+               reps: int, go: GoRun | None) -> Table:
+    benches = list(dict.fromkeys(r.bench for r in results if r.loop == loop))
+    table = Table(
+        title=f"[bold]{loop}[/] loop: ops/s, median of {reps} (min{DASH}max below); "
+        "ratio = ops/s ÷ asyncio's on this loop",
+        title_justify="left",
+        show_lines=True,
+    )
+    table.add_column("pattern", no_wrap=True)
+    for impl in impls:
+        table.add_column(IMPL_NAMES[impl], justify="right")
+    has_base = BASELINE in impls
+    others = [i for i in impls if i != BASELINE]
+    if has_base:
+        for impl in others:
+            table.add_column(f"{impl} ratio", justify="right")
+        if "csp" in impls:
+            table.add_column("csp goal", justify="center")
+    if go is not None:
+        table.add_column("Go (reference)", justify="right", style="cyan")
+
+    for bench in benches:
+        row: list[Text | str] = [Text.assemble(bench.title, "\n", (bench.unit, "dim"))]
+        for impl in impls:
+            res = _find(results, bench, loop, impl)
+            if res is None:
+                row.append("")
+            elif not res.ok:
+                row.append(Text("ERROR", style="bold red"))
+            else:
+                lo, hi = res.ops_range
+                row.append(Text.assemble(human(res.ops_per_s()), "\n",
+                                         (human_range(lo, hi), "dim")))
+        if has_base:
+            base = _find(results, bench, loop, BASELINE)
+            for impl in others:
+                res = _find(results, bench, loop, impl)
+                rat = ratio(res, base) if res is not None and base is not None else None
+                if rat is None:
+                    row.append("—")
+                    continue
+                style = "green" if rat.median >= 1.0 else "red"
+                row.append(Text.assemble((f"{rat.median:.2f}x", f"bold {style}"), "\n",
+                                         (f"{rat.low:.2f}{DASH}{rat.high:.2f}", "dim")))
+            if "csp" in impls:
+                met = goal_met(results, bench, loop)
+                goal = f"≥{bench.goal:g}x" if bench.goal is not None else "> anyio"
+                if met is None:
+                    row.append(Text(goal, style="dim"))
+                else:
+                    row.append(Text.assemble(goal, " ", ("✓", "green") if met else ("✗", "red")))
+        if go is not None:
+            ops = go.ops_per_s(bench.go_name)
+            row.append(human(ops) if ops else "—")
+        table.add_row(*row)
+    return table
+
+
+def uses_table(benches: Sequence[Bench], impls: Sequence[str]) -> Table:
+    table = Table(title="what each implementation uses", title_justify="left",
+                  show_header=True, box=None, padding=(0, 2))
+    table.add_column("pattern", style="dim", no_wrap=True)
+    for impl in impls:
+        table.add_column(IMPL_NAMES[impl])
+    for b in benches:
+        table.add_row(b.title, *[b.labels.get(i, "") for i in impls])
+    return table
+
+
+def scale_table(rows: Sequence[dict[str, Any]]) -> Table:
+    table = Table(
+        title="[bold]scale[/]: N tasks parked on a channel receive, then all woken",
+        title_justify="left",
+    )
+    for col, just in (("impl", "left"), ("loop", "left"), ("N", "right"),
+                      ("spawn + park", "right"), ("wake all + finish", "right"),
+                      ("RSS growth", "right"), ("bytes/task (RSS)", "right"),
+                      ("bytes/task (tracemalloc)", "right"), ("peak RSS", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows:
+        if r.get("error"):
+            table.add_row(r["impl"], r["loop"], human(r["n"]),
+                          Text(r["error"], style="bold red"), "", "", "", "", "")
+            continue
+        traced = r.get("traced_bytes_per_task")
+        table.add_row(
+            r["impl"], r["loop"], human(r["n"]),
+            f"{r['spawn_s']:.2f} s", f"{r['wake_s']:.2f} s",
+            f"{r['rss_growth_bytes'] / 2**20:.0f} MiB",
+            f"{r['rss_bytes_per_task']:.0f}",
+            f"{traced:.0f}" if traced is not None else "—",
+            f"{r['peak_rss_bytes'] / 2**20:.0f} MiB",
+        )
+    return table
+
+
+def print_report(console: Console, results: Sequence[Result], impls: Sequence[str],
+                 loops: Sequence[str], reps: int, go: GoRun | None,
+                 skipped: Sequence[Skipped], machine_line: str) -> None:
+    for loop in loops:
+        if any(r.loop == loop for r in results):
+            console.print(loop_table(results, loop, impls, reps, go))
+            console.print()
+    benches = list(dict.fromkeys(r.bench for r in results))
+    if benches:
+        console.print(uses_table(benches, impls))
+        console.print()
+    if "csp" in impls and BASELINE in impls and benches:
+        for loop in loops:
+            verdicts = [(b, goal_met(results, b, loop)) for b in benches]
+            judged = [(b, m) for b, m in verdicts if m is not None]
+            if not judged:
+                continue
+            missed = [b.key for b, m in judged if not m]
+            line = f"csp goals on {loop}: {sum(1 for _, m in judged if m)}/{len(judged)} met"
+            console.print(line + (f"; missed: {', '.join(missed)}" if missed else ""))
+    for s in skipped:
+        console.print(f"[yellow]skipped[/] {s.bench.key}: {escape(s.reason)}")
+    if go is not None:
+        if go.error:
+            console.print(f"[yellow]Go reference:[/] {escape(go.error)}")
+        else:
+            console.print(f"Go (reference): {go.version}, GOMAXPROCS=1, benchmarks/go "
+                          "(absolute ops/s; not part of any ratio)")
+    for r in results:
+        if r.error:
+            console.print(f"[bold red]error[/] {r.loop} · {r.bench.key} · {r.impl}: "
+                          f"{escape(r.error)}")
+    console.print(f"[dim]{machine_line}[/]")
+
+
+# -- Go's benchmark text format -----------------------------------------------------------
+
+
+def go_format(results: Sequence[Result], machine: dict[str, Any], go: GoRun | None,
+              out: IO[str]) -> None:
+    """One line per sample, as ``go test -bench`` prints them, for ``benchstat``.
+
+    Names are ``Benchmark<Pattern>/impl=<impl>/loop=<loop>`` so that ``benchstat -col /impl``
+    puts the implementations side by side.
+    """
+    out.write("goos: linux\n" if machine.get("platform", "").startswith("Linux")
+              else f"goos: {machine.get('platform', '')}\n")
+    out.write(f"goarch: {machine.get('machine', '')}\n")
+    out.write("pkg: benchmarks\n")
+    out.write(f"cpu: {machine.get('cpu', '')}\n")
+    for r in results:
+        if not r.ok:
+            continue
+        name = f"Benchmark{r.bench.go_name}/impl={r.impl}/loop={r.loop}"
+        for s in r.samples:
+            out.write(f"{name} \t{r.n:>10d}\t{s / r.n * 1e9:12.1f} ns/op\n")
+    if go is not None and not go.error:
+        for gname, samples in go.samples.items():
+            iters = go.iters.get(gname, [0] * len(samples))
+            for it, ns in zip(iters, samples, strict=False):
+                out.write(f"Benchmark{gname}/impl=go/loop=go \t{it:>10d}\t{ns:12.1f} ns/op\n")
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+
+def write_json(path: str | Path, doc: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+# -- PNG chart ---------------------------------------------------------------------------
+
+_TICKS = (0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 20, 50)
+PLOT_HINT = "the --plot chart needs matplotlib: pip install -e '.[plot]'"
+
+
+def write_plot(path: str | Path, results: Sequence[Result], impls: Sequence[str],
+               loops: Sequence[str], machine_line: str) -> None:
+    """Bar chart of each implementation's ratio vs asyncio, one panel per loop.
+
+    Raises ImportError with :data:`PLOT_HINT` when matplotlib is missing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+    except ImportError as exc:
+        raise ImportError(PLOT_HINT) from exc
+
+    others = [i for i in impls if i != BASELINE]
+    loops = [lp for lp in loops if any(r.loop == lp for r in results)]
+    benches = list(dict.fromkeys(r.bench for r in results))
+    if not others or not loops or not benches:
+        raise ValueError("nothing to plot: the chart shows ratios vs asyncio, "
+                         "so it needs asyncio and at least one other implementation")
+    colors = {"csp": "#1f77b4", "anyio": "#ff7f0e"}
+    fig, axes = plt.subplots(len(loops), 1, figsize=(max(8, 0.9 * len(benches) + 2),
+                                                     3.6 * len(loops)), squeeze=False)
+    width = 0.8 / len(others)
+    for ax, loop in zip(axes[:, 0], loops, strict=True):
+        for k, impl in enumerate(others):
+            xs, ys, lo, hi = [], [], [], []
+            for j, b in enumerate(benches):
+                res = _find(results, b, loop, impl)
+                base = _find(results, b, loop, BASELINE)
+                rat = ratio(res, base) if res is not None and base is not None else None
+                if rat is None:
+                    continue
+                xs.append(j + (k - (len(others) - 1) / 2) * width)
+                ys.append(rat.median)
+                lo.append(rat.median - rat.low)
+                hi.append(rat.high - rat.median)
+            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=impl,
+                   color=colors.get(impl))
+            for x, y, h in zip(xs, ys, hi, strict=True):
+                ax.annotate(f"{y:.2g}", (x, y + h), textcoords="offset points",
+                            xytext=(0, 2), ha="center", fontsize=6)
+        for j, b in enumerate(benches):
+            if b.goal is not None and "csp" in others:
+                ax.hlines(b.goal, j - 0.45, j + 0.45, colors="black", linestyles="dotted",
+                          linewidth=1)
+        ax.axhline(1.0, color="gray", linewidth=1)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(FixedLocator(_TICKS))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}x"))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_ylabel("ops/s relative to asyncio (higher is faster)")
+        ax.set_title(f"{loop} loop", loc="left")
+        ax.set_xticks(range(len(benches)))
+        ax.set_xticklabels([b.key for b in benches], rotation=30, ha="right", fontsize=8)
+        ax.legend(loc="upper right", fontsize=8)
+    fig.suptitle("csp and anyio vs asyncio (ratio of ops/s; dotted: csp goal)", fontsize=10)
+    fig.text(0.01, 0.005, machine_line, fontsize=6, color="gray")
+    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

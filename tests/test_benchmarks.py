@@ -1,0 +1,363 @@
+"""The benchmark suite (``python -m benchmarks``): integrity, fairness plumbing, CLI.
+
+These tests never assert speed. They check that every pattern does the work it claims
+in every implementation and on both loops (item count and checksum at a tiny size),
+that the runner interleaves implementations and refuses wrong results, and that the
+command line produces what it promises (JSON with every pattern, implementation and
+loop; Go's text format; the plot hint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import csp
+
+pytest.importorskip("rich")  # the suite's extra (`pip install -e '.[bench]'`)
+
+from benchmarks import cli, gobench, report, scale
+from benchmarks.patterns import BENCHES, IMPLS, Bench, IntegrityError
+from benchmarks.runner import (
+    LOOPS,
+    Plan,
+    Result,
+    ratio,
+    run_plan,
+    run_sample,
+    split_available,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- stand-ins for csp's sync types, used only while csp does not have them yet ----------
+# They let the Mutex/Semaphore/WaitGroup patterns' own code (counting, checksums,
+# joining) be tested now; once csp has the real types, the real ones are used.
+
+
+class _StandInMutex:
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    async def lock(self) -> None:
+        await self._lock.acquire()
+
+    def unlock(self) -> None:
+        self._lock.release()
+
+    async def __aenter__(self) -> None:
+        await self.lock()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.unlock()
+
+
+class _StandInSemaphore:
+    def __init__(self, n: int) -> None:
+        self._sem = asyncio.Semaphore(n)
+
+    async def acquire(self) -> None:
+        await self._sem.acquire()
+
+    def release(self) -> None:
+        self._sem.release()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
+class _StandInWaitGroup:
+    def __init__(self) -> None:
+        self._n = 0
+        self._event: asyncio.Event | None = None
+
+    def add(self, n: int = 1) -> None:
+        self._n += n
+
+    def done(self) -> None:
+        self._n -= 1
+        if self._n == 0 and self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self._n:
+            self._event = asyncio.Event()
+            await self._event.wait()
+
+
+_STAND_INS = {"Mutex": _StandInMutex, "Semaphore": _StandInSemaphore,
+              "WaitGroup": _StandInWaitGroup}
+
+
+@pytest.fixture
+def sync_names(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Install stand-ins for the sync names csp lacks; yields the names stood in for."""
+    stood_in = [name for name in _STAND_INS if not hasattr(csp, name)]
+    for name in stood_in:
+        monkeypatch.setattr(csp, name, _STAND_INS[name], raising=False)
+    yield stood_in
+
+
+# -- every pattern, every implementation, both loops -------------------------------------
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("bench", BENCHES, ids=[b.key for b in BENCHES])
+def test_pattern_integrity(bench: Bench, impl: str, loop_name: str,
+                           sync_names: list[str]) -> None:
+    """Each pattern moves exactly the expected items, with the expected checksum."""
+    n = bench.sizes["tiny"]
+    seconds, got = run_sample(impl, bench.impls[impl], n, loop_name, timeout=20)
+    assert got == bench.expected(n)
+    assert seconds > 0
+
+
+def test_every_pattern_has_all_implementations_and_a_go_twin() -> None:
+    go_src = (ROOT / "benchmarks" / "go" / "patterns_test.go").read_text()
+    for b in BENCHES:
+        assert sorted(b.impls) == sorted(IMPLS), b.key
+        assert sorted(b.labels) == sorted(IMPLS), b.key
+        assert set(b.sizes) == {"tiny", "quick", "full"}, b.key
+        top = b.go_name.split("/")[0]
+        assert f"func Benchmark{top}(b *testing.B)" in go_src, b.key
+    assert len({b.key for b in BENCHES}) == len(BENCHES)
+    assert len({b.go_name for b in BENCHES}) == len(BENCHES)
+    patterns = {b.pattern for b in BENCHES}
+    assert patterns == {"pingpong", "spsc", "fanin", "workerpool", "pipeline", "select",
+                        "eos", "mutex", "spawn"}
+    assert sorted(b.key for b in BENCHES if b.pattern == "spsc") == [
+        "spsc/cap=0", "spsc/cap=1", "spsc/cap=1024", "spsc/cap=64"]
+
+
+def test_check_rejects_wrong_count_and_wrong_checksum() -> None:
+    b = next(b for b in BENCHES if b.key == "spsc/cap=64")
+    b.check(10, (10, 45))
+    with pytest.raises(IntegrityError, match=r"expected \(count, checksum\) = \(10, 45\), "
+                       r"got \(9, 45\)"):
+        b.check(10, (9, 45))
+    with pytest.raises(IntegrityError, match=r"got \(10, 44\)"):
+        b.check(10, (10, 44))
+
+
+# -- the runner ------------------------------------------------------------------------
+
+
+def _fake_bench(calls: list[str], cheat: str | None = None) -> Bench:
+    def impl(name: str) -> Any:
+        async def run(n: int) -> tuple[int, int]:
+            calls.append(name)
+            await asyncio.sleep(0)
+            return (n - 1 if name == cheat else n), n * 2
+
+        return run
+
+    return Bench(key="fake", pattern="fake", title="fake", unit="items", go_name="Fake",
+                 sizes={"tiny": 3, "quick": 3, "full": 3},
+                 impls={i: impl(i) for i in IMPLS}, labels={i: i for i in IMPLS},
+                 expected=lambda n: (n, n * 2))
+
+
+def test_runner_warms_up_then_interleaves_in_rotated_order() -> None:
+    calls: list[str] = []
+    bench = _fake_bench(calls)
+    plan = Plan([bench], list(IMPLS), ["asyncio"], "tiny", reps=4, warmup=1)
+    seen: list[str] = []
+    results = run_plan(plan, seen.append)
+    assert calls == [
+        "csp", "asyncio", "anyio",  # warm-up
+        "csp", "asyncio", "anyio",
+        "asyncio", "anyio", "csp",
+        "anyio", "csp", "asyncio",
+        "csp", "asyncio", "anyio",
+    ]
+    assert len(seen) == plan.steps() == 15
+    assert [(r.impl, len(r.samples), r.error) for r in results] == [
+        ("csp", 4, None), ("asyncio", 4, None), ("anyio", 4, None)]
+
+
+def test_runner_turns_a_wrong_result_into_an_error_not_a_number() -> None:
+    calls: list[str] = []
+    bench = _fake_bench(calls, cheat="anyio")
+    plan = Plan([bench], list(IMPLS), ["asyncio"], "tiny", reps=3, warmup=1)
+    results = {r.impl: r for r in run_plan(plan)}
+    assert results["anyio"].samples == []
+    assert not results["anyio"].ok
+    assert results["anyio"].error == (
+        "IntegrityError: fake: expected (count, checksum) = (3, 6), got (2, 6)")
+    assert len(results["csp"].samples) == 3 and results["csp"].ok
+    assert calls.count("anyio") == 1  # not run again after the failure
+    recs = {r["impl"]: r for r in __import__("benchmarks.runner").runner.sample_records(
+        list(results.values()))}
+    assert "ops_per_s" not in recs["anyio"] and recs["anyio"]["error"].startswith("Integrity")
+
+
+def test_ratio_is_median_of_paired_repetitions() -> None:
+    bench = _fake_bench([])
+    base = Result(bench, "asyncio", "asyncio", 100, samples=[2.0, 4.0, 3.0])
+    res = Result(bench, "asyncio", "csp", 100, samples=[1.0, 1.0, 3.0])
+    r = ratio(res, base)
+    assert r is not None
+    assert (r.median, r.low, r.high) == (2.0, 1.0, 4.0)
+    assert res.ops_per_s() == 100.0  # n / median seconds
+    assert res.ops_range == (100 / 3.0, 100.0)
+    assert ratio(Result(bench, "asyncio", "csp", 100, error="x"), base) is None
+
+
+def test_benches_needing_missing_csp_names_are_skipped_with_a_reason(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("Mutex", "Semaphore", "WaitGroup"):
+        monkeypatch.delattr(csp, name, raising=False)
+    ok, skipped = split_available(list(BENCHES))
+    assert [s.bench.key for s in skipped] == [
+        "mutex/uncontended", "mutex/contended8", "semaphore", "spawn"]
+    assert skipped[0].reason.startswith("csp.Mutex not in this csp")
+    assert skipped[2].reason.startswith("csp.Semaphore not in this csp")
+    assert skipped[3].reason.startswith("csp.WaitGroup not in this csp")
+    assert len(ok) == len(BENCHES) - 4
+
+
+# -- the command line ------------------------------------------------------------------
+
+
+def _run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)
+
+
+def test_cli_quick_json_has_every_pattern_implementation_and_loop(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    proc = _run_cli("--quick", "--size", "tiny", "--reps", "1", "--warmup", "0",
+                    "--json", str(path))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(path.read_text())
+    assert {"cpu", "cores", "python", "csp", "uvloop", "anyio", "platform"} <= set(
+        doc["machine"])
+    assert doc["config"]["size"] == "tiny"
+    got = {(r["bench"], r["impl"], r["loop"]) for r in doc["results"]}
+    skipped = {s["bench"]: s["reason"] for s in doc["skipped"]}
+    for b in BENCHES:
+        if b.missing():
+            assert skipped[b.key].startswith(f"csp.{b.missing()[0]} not in this csp")
+            assert not any(k == b.key for k, _, _ in got)
+        else:
+            assert b.key not in skipped
+            assert {(b.key, i, lp) for i in IMPLS for lp in LOOPS} <= got
+    for r in doc["results"]:
+        assert r["error"] is None
+        assert len(r["samples_s"]) == 1 and r["samples_s"][0] > 0
+        assert r["ops_per_s"] > 0
+        if r["impl"] != "asyncio":
+            assert r["ratio_vs_baseline"] > 0
+    # the tables went to stdout
+    assert "uvloop loop" in proc.stdout and "asyncio loop" in proc.stdout
+    assert "csp ratio" in proc.stdout
+
+
+def test_cli_filters_and_go_format(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["--size", "tiny", "--reps", "2", "--warmup", "0",
+                     "--pattern", "spsc/cap=64,pingpong", "--impl", "csp,asyncio",
+                     "--loop", "asyncio", "--format", "go"])
+    assert code == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[:3] == ["goos: linux", "goarch: " + os.uname().machine, "pkg: benchmarks"]
+    parsed = gobench.parse(out)
+    assert sorted(parsed) == [
+        "PingPong/impl=asyncio/loop=asyncio", "PingPong/impl=csp/loop=asyncio",
+        "SPSC/cap=64/impl=asyncio/loop=asyncio", "SPSC/cap=64/impl=csp/loop=asyncio",
+    ]
+    for name, samples in parsed.items():
+        assert len(samples) == 2
+        n = 200 if name.startswith("PingPong") else 300
+        assert all(it == n and ns > 0 for it, ns in samples)
+
+
+def test_cli_rejects_unknown_names() -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--pattern", "nosuch"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--impl", "trio"])
+    assert e.value.code == 2
+
+
+def test_plot_without_matplotlib_says_how_to_install(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code = cli.main(["--size", "tiny", "--reps", "1", "--warmup", "0", "--pattern",
+                     "pingpong", "--loop", "asyncio", "--plot", "/nonexistent/x.png"])
+    assert code == 2
+    assert "pip install -e '.[plot]'" in capsys.readouterr().err
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    calls: list[str] = []
+    bench = _fake_bench(calls)
+    results = run_plan(Plan([bench], list(IMPLS), ["asyncio"], "tiny", reps=2, warmup=0))
+    path = tmp_path / "chart.png"
+    report.write_plot(path, results, list(IMPLS), ["asyncio"], "machine")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_go_absent_is_said_and_the_run_continues(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(gobench.shutil, "which", lambda name: None)
+    code = cli.main(["--size", "tiny", "--reps", "1", "--warmup", "0", "--pattern",
+                     "pingpong", "--loop", "asyncio", "--go"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "no `go` toolchain on PATH" in captured.err
+    assert "ping-pong" in captured.out
+    assert gobench.run_go(["PingPong"]).error == "no `go` toolchain on PATH"
+
+
+def test_go_output_is_parsed() -> None:
+    text = (
+        "goos: linux\n"
+        "BenchmarkPingPong    \t  369673\t       298.9 ns/op\n"
+        "BenchmarkSPSC/cap=64-2 \t 2823292\t        43.28 ns/op\n"
+        "PASS\n"
+    )
+    assert gobench.parse(text) == {"PingPong": [(369673, 298.9)],
+                                   "SPSC/cap=64": [(2823292, 43.28)]}
+
+
+@pytest.mark.slow
+def test_go_benchmarks_run_and_check_themselves() -> None:
+    if gobench.find_go() is None:
+        pytest.skip("no go toolchain")
+    run = gobench.run_go([b.go_name for b in BENCHES], benchtime="20ms")
+    assert run.error is None
+    assert sorted(run.samples) == sorted(b.go_name for b in BENCHES)
+
+
+# -- scale / memory ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("impl", scale.IMPLS)
+def test_scale_wakes_every_parked_task(impl: str, loop_name: str) -> None:
+    r = scale.measure(impl, loop_name, 600, trace_n=300)
+    assert (r["count"], r["checksum"]) == (600, 600 * 599 // 2)
+    assert r["traced_bytes_per_task"] > 100  # a parked task is never free
+    assert r["spawn_s"] > 0 and r["wake_s"] > 0 and r["peak_rss_bytes"] > 0
+
+
+def test_scale_runs_in_a_fresh_process() -> None:
+    r = scale.measure_subprocess("csp", "asyncio", 500, 200)
+    assert (r["impl"], r["loop"], r["n"], r["count"]) == ("csp", "asyncio", 500, 500)
+    assert r["rss_bytes_per_task"] == r["rss_growth_bytes"] / 500
