@@ -23,7 +23,7 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": {"size": "quick", "reps": 5, "warmup": 1, "scale_n": 100_000,
               "go_benchtime": "200ms", "go_count": 1},
     "full": {"size": "full", "reps": 11, "warmup": 2, "scale_n": 1_000_000,
-             "go_benchtime": "1s", "go_count": 5},
+             "go_benchtime": "500ms", "go_count": 5},
 }
 SCALE_N_TINY = 2_000
 TRACE_N = 10_000
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     out = Console(highlight=False)
     if not out.is_terminal:  # piped to a file: room for the whole table
-        out = Console(highlight=False, width=max(out.width, 120))
+        out = Console(highlight=False, width=max(out.width, 140))
     err = Console(stderr=True, highlight=False)
 
     if a.list:
@@ -184,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.print(report.scale_table(scale_rows))
             out.print("[dim]bytes/task (RSS): RSS growth ÷ N with all parked; (tracemalloc): "
                       f"Python heap per parked task, measured with N={min(TRACE_N, scale_n):,}[/]")
+            for line in report.scale_goals(scale_rows, 1_000_000, scale.GOAL_RSS_BYTES,
+                                           scale.GOAL_WAKE_S):
+                out.print(line)
         elif not want_scale and not patterns:
             out.print("[dim]scale/memory benchmark: not in --quick; run "
                       "`python -m benchmarks --pattern scale` (100k tasks) or --full (1M)[/]")

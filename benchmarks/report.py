@@ -137,6 +137,10 @@ def uses_table(benches: Sequence[Bench], impls: Sequence[str]) -> Table:
     return table
 
 
+def _secs(s: float) -> str:
+    return f"{s:.2f} s" if s >= 1 else f"{s * 1000:.0f} ms"
+
+
 def scale_table(rows: Sequence[dict[str, Any]]) -> Table:
     table = Table(
         title="[bold]scale[/]: N tasks parked on a channel receive, then all woken",
@@ -155,13 +159,34 @@ def scale_table(rows: Sequence[dict[str, Any]]) -> Table:
         traced = r.get("traced_bytes_per_task")
         table.add_row(
             r["impl"], r["loop"], human(r["n"]),
-            f"{r['spawn_s']:.2f} s", f"{r['wake_s']:.2f} s",
+            _secs(r["spawn_s"]), _secs(r["wake_s"]),
             f"{r['rss_growth_bytes'] / 2**20:.0f} MiB",
             f"{r['rss_bytes_per_task']:.0f}",
             f"{traced:.0f}" if traced is not None else "—",
             f"{r['peak_rss_bytes'] / 2**20:.0f} MiB",
         )
     return table
+
+
+def scale_goals(rows: Sequence[dict[str, Any]], goal_n: int, rss_goal: int,
+                wake_goal: float) -> list[str]:
+    """Verdicts on the csp scale goals (they are stated for ``goal_n`` goroutines)."""
+    lines = []
+    for r in rows:
+        if r["impl"] != "csp" or r.get("error"):
+            continue
+        if r["n"] < goal_n:
+            lines.append(f"csp scale goals are stated for N={goal_n:,} (run --full); "
+                         f"this run used N={r['n']:,}")
+            break
+        rss_ok = r["peak_rss_bytes"] < rss_goal
+        wake_ok = r["wake_s"] < wake_goal
+        lines.append(
+            f"csp on {r['loop']}, N={r['n']:,}: peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB "
+            f"(goal < {rss_goal / 2**30:g} GiB {'✓' if rss_ok else '✗'}), wake all + finish "
+            f"{r['wake_s']:.1f} s (goal < {wake_goal:g} s {'✓' if wake_ok else '✗'})"
+        )
+    return lines
 
 
 def print_report(console: Console, results: Sequence[Result], impls: Sequence[str],
