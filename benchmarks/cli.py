@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="warm-up runs per bench (default: by mode)")
     p.add_argument("--json", metavar="PATH", help="write every sample and machine info as JSON")
     p.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of the ratios")
-    p.add_argument("--format", choices=("table", "go"), default="table",
-                   help="'go': print Go's benchmark format (for benchstat) instead of tables")
+    p.add_argument("--format", choices=("table", "go", "markdown"), default="table",
+                   help="'go': Go's benchmark format (for benchstat); 'markdown': tables "
+                   "for a README")
     p.add_argument("--go", action="store_true",
                    help="also run the Go versions (benchmarks/go) as a reference column")
     p.add_argument("--scale-n", type=int, metavar="N",
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.list:
         for b in BENCHES:
             need = f"  (needs csp.{', csp.'.join(b.requires)})" if b.requires else ""
-            out.print(f"{b.key:22} {b.title} [{b.unit}]{need}")
+            out.print(escape(f"{b.key:22} {b.title} [{b.unit}]{need}"))
         out.print(f"{SCALE:22} N tasks parked on a receive: memory and wake-up time")
         return 0
 
@@ -176,8 +177,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.perf_counter() - start
     errors = [r for r in results if r.error] + [r for r in scale_rows if r.get("error")]
 
+    doc = {
+        "schema": 1,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": ["python", "-m", "benchmarks",
+                    *(argv if argv is not None else sys.argv[1:])],
+        "machine": info,
+        "config": {"mode": a.mode, "size": size, "reps": reps, "warmup": warmup,
+                   "impls": impls, "loops": loops, "baseline": "asyncio",
+                   "benches": [b.key for b in benches]},
+        "results": sample_records(results),
+        "skipped": [{"bench": s.bench.key, "pattern": s.bench.pattern, "reason": s.reason}
+                    for s in skipped],
+        "scale": scale_rows,
+        "go": None if go_run is None else {
+            "version": go_run.version, "gomaxprocs": go_run.cpu, "error": go_run.error,
+            "ns_per_op": go_run.samples,
+        },
+        "wall_time_s": wall,
+    }
+
     if a.format == "go":
         report.go_format(results, info, go_run, sys.stdout)
+    elif a.format == "markdown":
+        sys.stdout.write(report.markdown(doc) + "\n")
+        sys.stdout.write(machine_line + "\n")
     else:
         report.print_report(out, results, impls, loops, reps, go_run, skipped, machine_line)
         if scale_rows:
@@ -190,29 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif not want_scale and not patterns:
             out.print("[dim]scale/memory benchmark: not in --quick; run "
                       "`python -m benchmarks --pattern scale` (100k tasks) or --full (1M)[/]")
-    for s in skipped if a.format == "go" else []:
-        err.print(f"[yellow]skipped[/] {s.bench.key}: {escape(s.reason)}")
+    if a.format != "table":
+        for s in skipped:
+            err.print(f"[yellow]skipped[/] {s.bench.key}: {escape(s.reason)}")
 
     if a.json:
-        doc = {
-            "schema": 1,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "command": ["python", "-m", "benchmarks",
-                        *(argv if argv is not None else sys.argv[1:])],
-            "machine": info,
-            "config": {"mode": a.mode, "size": size, "reps": reps, "warmup": warmup,
-                       "impls": impls, "loops": loops, "baseline": "asyncio",
-                       "benches": [b.key for b in benches]},
-            "results": sample_records(results),
-            "skipped": [{"bench": s.bench.key, "pattern": s.bench.pattern, "reason": s.reason}
-                        for s in skipped],
-            "scale": scale_rows,
-            "go": None if go_run is None else {
-                "version": go_run.version, "gomaxprocs": go_run.cpu, "error": go_run.error,
-                "ns_per_op": go_run.samples,
-            },
-            "wall_time_s": wall,
-        }
         report.write_json(a.json, doc)
         err.print(f"wrote {a.json}")
     if a.plot:

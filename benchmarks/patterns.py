@@ -703,7 +703,7 @@ def semaphore_contended(impl: str, make: Callable[[int], Any]) -> Impl:
 
 
 async def spawn_csp(n: int) -> tuple[int, int]:
-    wg = csp.WaitGroup()  # type: ignore[attr-defined]
+    wg = csp.WaitGroup()
     acc = [0, 0]
 
     async def worker(i: int) -> None:
@@ -746,11 +746,11 @@ async def spawn_anyio(n: int) -> tuple[int, int]:
 
 
 def _csp_mutex() -> Any:
-    return csp.Mutex()  # type: ignore[attr-defined]
+    return csp.Mutex()
 
 
 def _csp_semaphore(k: int) -> Any:
-    return csp.Semaphore(k)  # type: ignore[attr-defined]
+    return csp.Semaphore(k)
 
 
 def _sizes(tiny: int, quick: int, full: int) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -14,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from benchmarks.gobench import GoRun
-from benchmarks.patterns import BASELINE, Bench
+from benchmarks.patterns import BASELINE, BENCHES, Bench
 from benchmarks.runner import Result, Skipped, baseline_of, ratio
 
 IMPL_NAMES = {"csp": "csp", "asyncio": "asyncio", "anyio": "anyio"}
@@ -250,6 +251,90 @@ def go_format(results: Sequence[Result], machine: dict[str, Any], go: GoRun | No
             iters = go.iters.get(gname, [0] * len(samples))
             for it, ns in zip(iters, samples, strict=False):
                 out.write(f"Benchmark{gname}/impl=go/loop=go \t{it:>10d}\t{ns:12.1f} ns/op\n")
+
+
+# -- Markdown (for the README), rendered from the JSON document ---------------------------
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """Markdown tables of a run, from the document ``--json`` writes."""
+    recs = doc["results"]
+    impls = doc["config"]["impls"]
+    go = doc.get("go") or {}
+    go_ns = go.get("ns_per_op") or {}
+    titles = {r["bench"]: (r["title"], r["unit"]) for r in recs}
+    go_names = {b.key: b.go_name for b in BENCHES}
+    go_names.update({r["bench"]: r["go_name"] for r in recs if "go_name" in r})
+    lines: list[str] = []
+    for loop in doc["config"]["loops"]:
+        by = {(r["bench"], r["impl"]): r for r in recs if r["loop"] == loop}
+        if not by:
+            continue
+        benches = list(dict.fromkeys(r["bench"] for r in recs if r["loop"] == loop))
+        others = [i for i in impls if i != BASELINE]
+        head = ["pattern", *impls, *(f"{i} ratio" for i in others if BASELINE in impls)]
+        if "csp" in impls and BASELINE in impls:
+            head.append("csp goal")
+        if go_ns:
+            head.append("Go (reference)")
+        lines += [f"**{loop} loop**: ops/s, median of {doc['config']['reps']} "
+                  f"(min{DASH}max); ratio = ops/s {chr(0xF7)} asyncio's on this loop", "",
+                  "| " + " | ".join(head) + " |",
+                  "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |"]
+        for key in benches:
+            title, unit = titles[key]
+            row = [f"{title} ({unit})"]
+            for impl in impls:
+                r = by.get((key, impl))
+                if r is None or r.get("error"):
+                    row.append("ERROR" if r is not None else "")
+                else:
+                    row.append(f"{human(r['ops_per_s'])} "
+                               f"({human_range(r['ops_per_s_min'], r['ops_per_s_max'])})")
+            if BASELINE in impls:
+                for impl in others:
+                    r = by.get((key, impl))
+                    if r is None or "ratio_vs_baseline" not in r:
+                        row.append("—")
+                    else:
+                        row.append(f"**{r['ratio_vs_baseline']:.2f}x** "
+                                   f"({r['ratio_min']:.2f}{DASH}{r['ratio_max']:.2f})")
+                if "csp" in impls:
+                    c, a = by.get((key, "csp")), by.get((key, "anyio"))
+                    goal = c.get("goal") if c else None
+                    verdicts = []
+                    if c and goal is not None and "ratio_vs_baseline" in c:
+                        verdicts.append(c["ratio_vs_baseline"] >= goal)
+                    if c and a and "median_s" in c and "median_s" in a:
+                        verdicts.append(c["median_s"] < a["median_s"])
+                    text = f"≥{goal:g}x" if goal is not None else "> anyio"
+                    if verdicts:
+                        text += " ✓" if all(verdicts) else " ✗"
+                    row.append(text)
+            if go_ns:
+                ns = go_ns.get(go_names.get(key, ""))
+                row.append(human(1e9 / statistics.median(ns)) if ns else "—")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    scale_rows = doc.get("scale") or []
+    if scale_rows:
+        lines += ["**scale**: N tasks parked on a channel receive, then all woken", "",
+                  "| impl | loop | N | spawn + park | wake all + finish | bytes/task (RSS) "
+                  "| bytes/task (tracemalloc) | peak RSS |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in scale_rows:
+            if r.get("error"):
+                lines.append(f"| {r['impl']} | {r['loop']} | {r['n']:,} | ERROR | | | | |")
+                continue
+            traced = r.get("traced_bytes_per_task")
+            lines.append(
+                f"| {r['impl']} | {r['loop']} | {r['n']:,} | {_secs(r['spawn_s'])} | "
+                f"{_secs(r['wake_s'])} | {r['rss_bytes_per_task']:.0f} | "
+                f"{'—' if traced is None else f'{traced:.0f}'} | "
+                f"{r['peak_rss_bytes'] / 2**20:.0f} MiB |"
+            )
+        lines.append("")
+    return "\n".join(lines)
 
 
 # -- JSON ----------------------------------------------------------------------------------

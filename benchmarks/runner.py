@@ -229,6 +229,7 @@ def sample_records(results: list[Result]) -> list[dict[str, Any]]:
             "bench": r.bench.key,
             "pattern": r.bench.pattern,
             "title": r.bench.title,
+            "go_name": r.bench.go_name,
             "loop": r.loop,
             "impl": r.impl,
             "uses": r.bench.labels.get(r.impl, ""),
