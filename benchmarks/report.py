@@ -26,7 +26,7 @@ def human(x: float) -> str:
     if not math.isfinite(x):
         return "inf"
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
+        if abs(x) >= div * 0.9995:  # so that 999,999.7 is "1M", not "1000k"
             v = x / div
             return f"{v:.3g}{suffix}" if v < 100 else f"{v:.0f}{suffix}"
     return f"{x:.3g}"
@@ -283,7 +283,7 @@ def markdown(doc: dict[str, Any]) -> str:
                   "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |"]
         for key in benches:
             title, unit = titles[key]
-            row = [f"{title} ({unit})"]
+            row = [f"{title} · {unit}"]
             for impl in impls:
                 r = by.get((key, impl))
                 if r is None or r.get("error"):

@@ -286,6 +286,36 @@ def test_cli_filters_and_go_format(capsys: pytest.CaptureFixture[str]) -> None:
         assert all(it == n and ns > 0 for it, ns in samples)
 
 
+def test_cli_markdown_format(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["--size", "tiny", "--reps", "2", "--warmup", "0",
+                     "--pattern", "pingpong", "--loop", "uvloop", "--format", "markdown"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("**uvloop loop**: ops/s, median of 2")
+    assert lines[2] == ("| pattern | csp | asyncio | anyio | csp ratio | anyio ratio "
+                        "| csp goal |")
+    assert lines[3] == "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    row = lines[4].split(" | ")
+    assert row[0] == "| ping-pong, unbuffered · round trips"
+    assert row[4].startswith("**") and row[4].count("x**") == 1  # csp ratio
+    assert row[6].startswith("≥3x ")
+
+
+def test_human_numbers() -> None:
+    assert [report.human(x) for x in (999.4, 999_999.7, 1234, 56_789, 2.5e6, 123_456_789)] == [
+        "999", "1M", "1.23k", "56.8k", "2.5M", "123M"]
+    assert report.human_range(1.5e6, 2.41e6) == "1.5\u20132.41M"
+    assert report.human_range(980e3, 1.2e6) == "980k\u20131.2M"
+
+
+def test_cli_list_names_every_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for b in BENCHES:
+        assert f"{b.key} " in out
+    assert "[round trips]" in out and "scale" in out
+
+
 def test_cli_rejects_unknown_names() -> None:
     with pytest.raises(SystemExit) as e:
         cli.main(["--pattern", "nosuch"])
