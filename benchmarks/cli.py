@@ -201,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.go_format(results, info, go_run, sys.stdout)
     elif a.format == "markdown":
         sys.stdout.write(report.markdown(doc) + "\n")
+        for line in report.scale_goals(scale_rows, 1_000_000, scale.GOAL_RSS_BYTES,
+                                       scale.GOAL_WAKE_S):
+            sys.stdout.write(f"- {line}\n")
         sys.stdout.write(machine_line + "\n")
     else:
         report.print_report(out, results, impls, loops, reps, go_run, skipped, machine_line)
