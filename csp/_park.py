@@ -450,14 +450,19 @@ class Goroutine:
         self._task_cb: Callable[[Any], object] | None = None
         self._task_ctx: contextvars.Context | None = None
         self._asyncio_future_blocking = False
-        self._resume_cb = self._resume  # one bound method for all wake-ups
+        self._resume_cb: Callable[[Waiter], None] | None = self._resume  # one for all
 
     # -- the coroutine protocol, used by the Task -----------------------------------
 
     def send(self, value: Any) -> Any:
         if self.kind:
             return self._deliver()
-        return self._after(self.coro.send(value))
+        try:
+            y = self.coro.send(value)
+        except BaseException:
+            self._finished()
+            raise
+        return self._after(y)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         if self.kind == _YIELDED:
@@ -469,9 +474,15 @@ class Goroutine:
                 return y
         elif self.kind == _RAISED:
             return self._deliver()  # it finished before the cancellation reached it
-        if val is None and tb is None:
-            return self._after(self.coro.throw(typ))
-        return self._after(self.coro.throw(typ, val, tb))  # pragma: no cover
+        try:
+            if val is None and tb is None:
+                y = self.coro.throw(typ)
+            else:  # pragma: no cover - asyncio throws instances
+                y = self.coro.throw(typ, val, tb)
+        except BaseException:
+            self._finished()
+            raise
+        return self._after(y)
 
     def close(self) -> None:
         self.coro.close()
@@ -480,8 +491,16 @@ class Goroutine:
         kind, out = self.kind, self.outcome
         self.kind, self.outcome = _NOTHING, None
         if kind == _RAISED:
+            self._finished()
             raise out
         return out
+
+    def _finished(self) -> None:
+        """The coroutine is done: break the cycles (Task -> self -> Task, self -> its
+        bound wake-up method) so that reference counting frees a finished goroutine."""
+        self.task = None
+        self.cur = None
+        self._resume_cb = None
 
     def _after(self, y: Any) -> Any:
         if type(y) is Waiter:

@@ -16,16 +16,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 import csp
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Goroutine shim <-> Task reference cycle keeps finished goroutines alive "
-    "until the cycle collector runs (reported with the benchmark suite)",
-)
 def test_finished_goroutine_is_freed_without_the_cycle_collector(
         run: Callable[..., Any]) -> None:
     """A goroutine that has finished, and that nothing references, is freed at once."""
