@@ -408,7 +408,8 @@ class Goroutine:
 
     Invariants:
       * ``kind != _NOTHING`` iff an outcome waits for the Task to take it over;
-      * ``cur`` is the csp waiter ``coro`` is parked on while ``kind == _NOTHING``;
+      * ``cur`` is the csp waiter ``coro`` is parked on while ``kind == _NOTHING``,
+        or None while a resumption after a bare yield is queued on the loop;
       * ``_task_cb`` is set iff the Task is parked on this object.
     """
 
@@ -423,21 +424,15 @@ class Goroutine:
         "cancel_pending",
         "cancel_msg",
         "_task_cb",
-        "_task_ctx",
+        "_task_ctx",  # set with _task_cb
         "_asyncio_future_blocking",
         "_resume_cb",
         "__weakref__",
-        # for asyncio's task reprs (a __getattr__ delegating to the coroutine would
-        # slow down every attribute access on the hot path)
-        "__name__",
-        "__qualname__",
     )
 
     def __init__(
         self, coro: Any, sched: Scheduler, ctx: contextvars.Context
     ) -> None:
-        self.__name__ = getattr(coro, "__name__", "goroutine")
-        self.__qualname__ = getattr(coro, "__qualname__", self.__name__)
         self.coro = coro
         self.task: asyncio.Task[Any] | None = None
         self.ctx = ctx
@@ -448,9 +443,9 @@ class Goroutine:
         self.cancel_pending = False
         self.cancel_msg: Any = None
         self._task_cb: Callable[[Any], object] | None = None
-        self._task_ctx: contextvars.Context | None = None
         self._asyncio_future_blocking = False
-        self._resume_cb: Callable[[Waiter], None] | None = self._resume  # one for all
+        # one bound method for all wake-ups, made when the goroutine first parks
+        self._resume_cb: Callable[[Waiter], None] | None = None
 
     # -- the coroutine protocol, used by the Task -----------------------------------
 
@@ -459,8 +454,8 @@ class Goroutine:
             return self._deliver()
         try:
             y = self.coro.send(value)
-        except BaseException:
-            self._finished()
+        except BaseException as exc:
+            self._finished(exc)
             raise
         return self._after(y)
 
@@ -479,8 +474,8 @@ class Goroutine:
                 y = self.coro.throw(typ)
             else:  # pragma: no cover - asyncio throws instances
                 y = self.coro.throw(typ, val, tb)
-        except BaseException:
-            self._finished()
+        except BaseException as exc:
+            self._finished(exc)
             raise
         return self._after(y)
 
@@ -491,20 +486,36 @@ class Goroutine:
         kind, out = self.kind, self.outcome
         self.kind, self.outcome = _NOTHING, None
         if kind == _RAISED:
-            self._finished()
+            self._finished(out)
             raise out
         return out
 
-    def _finished(self) -> None:
-        """The coroutine is done: break the cycles (Task -> self -> Task, self -> its
-        bound wake-up method) so that reference counting frees a finished goroutine."""
+    def _finished(self, exc: BaseException) -> None:
+        """The coroutine ended with ``exc`` (StopIteration when it returned).
+
+        The goroutine leaves the scheduler's registry now (instead of in a done
+        callback: cheaper), an escaping exception is reported once the Task has
+        recorded it, and the cycles Task -> self -> Task and self -> its bound wake-up
+        method are broken, so reference counting frees a finished goroutine.
+        """
+        task = self.task
         self.task = None
         self.cur = None
         self._resume_cb = None
+        if task is None:
+            return
+        sched = self.sched
+        sched.goroutines.pop(task, None)
+        if type(exc) is not StopIteration and not isinstance(exc, asyncio.CancelledError):
+            task.add_done_callback(_goroutine_failed)
+        if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
+            sched.on_all_parked()
 
     def _after(self, y: Any) -> Any:
         if type(y) is Waiter:
             # Parked in csp: take the wake-up over; the Task parks on us.
+            if self._resume_cb is None:
+                self._resume_cb = self._resume
             y._cb = self._resume_cb
             y._ctx = self.ctx
             self.cur = y
@@ -512,8 +523,9 @@ class Goroutine:
             return self
         return y
 
-    def _resume(self, w: Waiter) -> None:
-        """Run the goroutine from the run queue after its csp waiter ``w`` finished."""
+    def _resume(self, w: Waiter | None) -> None:
+        """Run the goroutine from the run queue after its csp waiter ``w`` finished
+        (or, with ``w`` None, one loop iteration after a bare yield)."""
         loop = self.sched.loop
         task = self.task
         assert task is not None
@@ -538,6 +550,11 @@ class Goroutine:
             y._cb = self._resume_cb
             y._ctx = self.ctx
             self.cur = y
+        elif y is None:
+            # A bare yield (asyncio.sleep(0), gosched): resume after one loop
+            # iteration, exactly as the Task would, without waking the Task.
+            self.cur = None
+            loop.call_soon(self._resume_cb, None, context=self.ctx)  # type: ignore[arg-type]
         else:
             self.cur = None
             self.kind, self.outcome = _YIELDED, y
@@ -547,7 +564,7 @@ class Goroutine:
         cb = self._task_cb
         if cb is not None:
             self._task_cb = None
-            self.sched.push(cb, self, self._task_ctx)  # type: ignore[arg-type]
+            self.sched.push(cb, self, self._task_ctx)
 
     # -- the future protocol, used by the Task while parked here ----------------------
 
@@ -569,11 +586,13 @@ class Goroutine:
         return 0
 
     def cancel(self, msg: Any = None) -> bool:
-        if self.kind:
+        if self.kind or self.task is None:
             return False  # the Task is about to run: it delivers the cancellation
         w = self.cur
-        if w is None:
-            return False
+        if w is None:  # after a bare yield: throw CancelledError in at the resumption
+            self.cancel_pending = True
+            self.cancel_msg = msg
+            return True
         if w.state is PENDING:
             w.cancel(msg)  # wakes _resume, where the waiter raises CancelledError
             return True
@@ -594,6 +613,12 @@ class Goroutine:
         return None
 
     # -- what debuggers and asyncio's reprs look for ----------------------------------
+    # (a __getattr__ delegating to the coroutine would slow down every attribute access
+    # on the hot path; asyncio's task repr falls back from __qualname__ to __name__)
+
+    @property
+    def __name__(self) -> str:
+        return str(getattr(self.coro, "__qualname__", None) or "goroutine")
 
     @property
     def cr_frame(self) -> Any:
@@ -614,11 +639,28 @@ class Goroutine:
     def __repr__(self) -> str:
         w = self.cur
         if not self.kind and w is not None and w.state is PENDING:
-            return f"<csp goroutine {self.__qualname__}() parked on {w.reason!r}>"
-        return f"<csp goroutine {self.__qualname__}()>"
+            return f"<csp goroutine {self.__name__}() parked on {w.reason!r}>"
+        return f"<csp goroutine {self.__name__}()>"
 
 
 collections.abc.Coroutine.register(Goroutine)
+
+
+def _goroutine_failed(task: asyncio.Task[Any]) -> None:
+    """An exception escaped a goroutine (Go: an unrecovered panic): under ``csp.run``
+    it ends the program, elsewhere it goes to the loop's exception handler at once."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        return
+    sched = _schedulers.get(task.get_loop())
+    if sched is not None and sched.panic_handler is not None:
+        sched.panic_handler(task, exc)
+    else:
+        task.get_loop().call_exception_handler(
+            {"message": "Exception in goroutine", "exception": exc, "task": task}
+        )
 
 
 def _sizeof() -> int:  # for benchmarks: bytes held by one parked waiter

@@ -22,6 +22,8 @@ import inspect
 import os
 import types
 from collections.abc import Awaitable, Callable, Coroutine
+from inspect import CO_COROUTINE
+from types import FunctionType
 from typing import Any, TypeVar
 
 from csp import _park
@@ -29,6 +31,8 @@ from csp._errors import DeadlockError
 from csp._park import Goroutine, Scheduler, Waiter, parked_on
 
 T = TypeVar("T")
+
+_get_running_loop = asyncio._get_running_loop
 
 _LOOPS = ("auto", "uvloop", "asyncio")
 _CSP_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -76,40 +80,24 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
 
         csp.go(worker, jobs, results)
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
+    loop = _get_running_loop()
+    if loop is None:
         if inspect.iscoroutine(fn):
             fn.close()
-        raise RuntimeError("csp.go() must be called with an event loop running") from None
-    coro = _make_coro("csp.go()", fn, args, kwargs)
-    sched = _park.scheduler()
+        raise RuntimeError("csp.go() must be called with an event loop running")
+    if type(fn) is FunctionType and fn.__code__.co_flags & CO_COROUTINE:
+        coro = fn(*args, **kwargs)  # the common case, checked cheaply
+    else:
+        coro = _make_coro("csp.go()", fn, args, kwargs)
+    sched = _park._last_sched if loop is _park._last_loop else _park.scheduler()
+    assert sched is not None
     ctx = contextvars.copy_context()
     g = Goroutine(coro, sched, ctx)
     task: asyncio.Task[T] = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
     g.task = task
     sched.next_id += 1
     sched.goroutines[task] = sched.next_id
-    task.add_done_callback(_goroutine_done)
     return task
-
-
-def _goroutine_done(task: asyncio.Task[Any]) -> None:
-    sched = _park._schedulers.get(task.get_loop())
-    if sched is None:
-        return
-    sched.goroutines.pop(task, None)
-    if not task.cancelled():
-        exc = task.exception()
-        if exc is not None:
-            if sched.panic_handler is not None:
-                sched.panic_handler(task, exc)
-            else:
-                task.get_loop().call_exception_handler(
-                    {"message": "Exception in goroutine", "exception": exc, "task": task}
-                )
-    if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
-        sched.on_all_parked()
 
 
 async def gosched() -> None:

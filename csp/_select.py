@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from csp import _park
-from csp._chan import Chan, _enqueue, nil
+from csp._chan import Chan, _enqueue, _first_live, nil
 from csp._errors import ClosedChannelError
-from csp._park import Waiter
+from csp._park import Waiter, _redeliver
 
 _RECV: Final = Chan.recv
 _RECV_OK: Final = Chan.recv_ok
@@ -46,25 +46,13 @@ def _bad_case(i: int, case: object) -> TypeError:
     )
 
 
-def _parse(cases: tuple[Any, ...]) -> list[tuple[int, Chan[Any], Any]]:
-    parsed: list[tuple[int, Chan[Any], Any]] = []
-    for i, case in enumerate(cases):
-        f = getattr(case, "__func__", None)
-        if f is _RECV:
-            parsed.append((_K_RECV, case.__self__, None))
-        elif f is _RECV_OK:
-            parsed.append((_K_RECV_OK, case.__self__, None))
-        elif type(case) is tuple and len(case) == 2 and getattr(case[0], "__func__", None) is _SEND:
-            parsed.append((_K_SEND, case[0].__self__, case[1]))
-        else:
-            err = _bad_case(i, case)
-            for c in cases:
-                if hasattr(c, "cr_frame"):
-                    c.close()
-                elif isinstance(c, tuple) and c and hasattr(c[0], "cr_frame"):
-                    c[0].close()
-            raise err
-    return parsed
+def _close_coroutines(cases: tuple[Any, ...]) -> None:
+    """Close every coroutine passed by mistake (ch.recv()), so none warns unawaited."""
+    for c in cases:
+        if hasattr(c, "cr_frame"):
+            c.close()
+        elif isinstance(c, tuple) and c and hasattr(c[0], "cr_frame"):
+            c[0].close()
 
 
 async def select(
@@ -86,26 +74,41 @@ async def select(
     Example::
 
         i, v = await csp.select(jobs.recv, (results.send, r), ctx.done().recv)
-        if i == 0:    # case j := <-jobs: v is the job (None if jobs is closed)
-            ...
-        elif i == 1:  # case results <- r: r was sent
-            ...
-        else:         # case <-ctx.Done():
-            return
-        i, _ = await csp.select(ch.recv, default=True)  # i == -1: nothing was ready
+        if i == 0:
+            ...  # v is the job received
+        elif i == 2:
+            return  # the context is done
     """
-    if _park._redeliver:
+    if _redeliver:
         _park.check_cancel()
-    parsed = _parse(cases)
+    # Parse the cases and poll them at one instant (no await in between). csp.nil is
+    # never ready by construction: no buffer, never closed, nothing ever queued.
+    parsed: list[tuple[int, Chan[Any], Any]] = []
     ready: list[int] = []
-    for i, (kind, ch, _) in enumerate(parsed):
-        if ch is nil:
-            continue
-        if kind == _K_SEND:
-            if ch._send_ready():
+    for i, case in enumerate(cases):
+        f = getattr(case, "__func__", None)
+        if f is _RECV or f is _RECV_OK:
+            ch = case.__self__  # type: ignore[union-attr]
+            parsed.append((_K_RECV if f is _RECV else _K_RECV_OK, ch, None))
+            if ch._buf or ch._closed or (ch._sendq and _first_live(ch._sendq) is not None):
                 ready.append(i)
-        elif ch._recv_ready():
-            ready.append(i)
+        elif (
+            type(case) is tuple
+            and len(case) == 2
+            and getattr(case[0], "__func__", None) is _SEND
+        ):
+            ch = case[0].__self__  # type: ignore[attr-defined]
+            parsed.append((_K_SEND, ch, case[1]))
+            if (
+                ch._closed
+                or len(ch._buf) < ch._cap
+                or (ch._recvq and _first_live(ch._recvq) is not None)
+            ):
+                ready.append(i)
+        else:
+            err = _bad_case(i, case)
+            _close_coroutines(cases)
+            raise err
     if ready:
         i = ready[0] if len(ready) == 1 else ready[int(_random() * len(ready))]
         kind, ch, v = parsed[i]

@@ -412,7 +412,11 @@ class WaitGroup:
 
     def done(self) -> None:
         """Decrement the counter by one (Go: ``Done``)."""
-        self.add(-1)
+        n = self._n - 1  # add(-1), inlined: called once per goroutine
+        if n <= 0:
+            self.add(-1)
+        else:
+            self._n = n
 
     async def wait(self) -> None:
         """Block until the counter is zero; return at once if it is zero now."""

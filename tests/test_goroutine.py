@@ -214,3 +214,32 @@ def test_goroutine_repr_and_stack(run: object) -> None:
 
     r, _ = run(main)  # type: ignore[operator]
     assert "worker" in r
+
+
+@pytest.mark.asyncio
+async def test_cancel_goroutine_in_bare_yield_after_direct_wakeup() -> None:
+    """A goroutine woken directly by csp that then yields bare (asyncio.sleep(0)) is
+    resumed by csp after one loop iteration; cancelling it there raises CancelledError
+    at that sleep, and it took nothing more."""
+    ch = csp.Chan[int]()
+    trace: list[object] = []
+
+    async def g() -> None:
+        trace.append(await ch.recv())
+        try:
+            while True:
+                await asyncio.sleep(0)
+                trace.append("tick")
+        except asyncio.CancelledError:
+            trace.append("cancelled at sleep")
+            raise
+
+    t = csp.go(g)
+    await ch.send(5)
+    for _ in range(4):
+        await asyncio.sleep(0)
+    t.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await t
+    assert trace[0] == 5 and trace[-1] == "cancelled at sleep"
+    assert set(trace[1:-1]) == {"tick"} and len(trace) >= 4
