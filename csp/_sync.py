@@ -160,7 +160,12 @@ class Mutex:
     __aenter__ = lock
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.unlock()
+        if self._waiters:  # unlock(), inlined
+            self._waiters.popleft().complete(-1, None)
+        elif self._locked:
+            self._locked = False
+        else:
+            raise RuntimeError("sync: unlock of unlocked mutex")
 
     def _invariants(self) -> None:
         assert not self._waiters or self._locked
@@ -741,11 +746,14 @@ class Semaphore:
         if head:
             self._grant()  # the requests behind a large one may fit now
 
-    async def __aenter__(self) -> None:
-        await self.acquire(1)
+    __aenter__ = acquire  # acquire(1): one coroutine, not two
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.release(1)
+        if self._cur < 1:
+            raise RuntimeError("semaphore: released more than held")
+        self._cur -= 1  # release(1), inlined
+        if self._waiters:
+            self._grant()
 
     def _invariants(self) -> None:
         assert 0 <= self._cur <= self._size
