@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
 from csp import _park
-from csp._park import PENDING, Waiter
+from csp._park import PENDING, Waiter, _redeliver
 from csp._runtime import _is_coro_fn, _make_coro
 from csp._runtime import go as _go
 
@@ -64,7 +64,7 @@ def _need_loop(who: str, fn: object) -> None:
 
 def _check_cancel() -> None:
     # Raise a cancellation the task owes itself, before an operation takes effect.
-    if _park._redeliver:
+    if _redeliver:
         _park.check_cancel()
 
 
@@ -125,7 +125,7 @@ class Mutex:
 
     async def lock(self) -> None:
         """Lock the mutex, waiting (in FIFO order) while another task holds it."""
-        if _park._redeliver:
+        if _redeliver:
             _park.check_cancel()
         if not self._locked:
             self._locked = True
@@ -224,7 +224,7 @@ class RWMutex:
 
     async def rlock(self) -> None:
         """Lock for reading; waits while a writer holds the lock or is waiting for it."""
-        if _park._redeliver:
+        if _redeliver:
             _park.check_cancel()
         if not self._writer and not self._wq:
             self._readers += 1
@@ -270,7 +270,7 @@ class RWMutex:
 
     async def lock(self) -> None:
         """Lock for writing; waits until no reader or writer holds the lock."""
-        if _park._redeliver:
+        if _redeliver:
             _park.check_cancel()
         if not self._writer and self._readers == 0:
             self._writer = True  # _wq is empty here (invariant)
@@ -428,7 +428,7 @@ class WaitGroup:
         await self._wait("sync.WaitGroup.Wait")
 
     async def _wait(self, reason: str) -> None:
-        if _park._redeliver:
+        if _redeliver:
             _park.check_cancel()
         if self._n == 0:
             return
@@ -518,7 +518,7 @@ class Once:
         """Call ``fn()`` unless a call already completed; see the class docstring."""
         if self._done:
             return
-        if _park._redeliver:
+        if _redeliver:
             _park.check_cancel()
         if self._running:
             w = Waiter(_park.scheduler(), "sync.Once.Do")
@@ -693,7 +693,7 @@ class Semaphore:
         """Take ``k`` tokens, waiting in FIFO order until they are free."""
         if k < 0 or k > self._size:
             self._check_weight(k)
-        if _park._redeliver:
+        if _redeliver:
             _park.check_cancel()
         if self._size - self._cur >= k and not self._waiters:
             self._cur += k

@@ -35,7 +35,7 @@ from typing import Any, final
 
 from csp import _park
 from csp._chan import Chan, nil
-from csp._park import PENDING, Waiter
+from csp._park import PENDING, Waiter, _redeliver
 
 __all__ = ["Ticker", "Timer", "after", "after_func", "sleep", "tick"]
 
@@ -371,7 +371,7 @@ async def sleep(seconds: float) -> None:
 
         await csp.sleep(0.1)
     """
-    if _park._redeliver:
+    if _redeliver:
         _park.check_cancel()
     if seconds <= 0:
         await asyncio.sleep(0)
