@@ -430,6 +430,9 @@ class Goroutine:
         "__weakref__",
     )
 
+    outcome: Any
+    cancel_msg: Any
+
     def __init__(
         self, coro: Any, sched: Scheduler, ctx: contextvars.Context
     ) -> None:
@@ -438,10 +441,8 @@ class Goroutine:
         self.ctx = ctx
         self.sched = sched
         self.cur: Waiter | None = None
-        self.kind = _NOTHING
-        self.outcome: Any = None
-        self.cancel_pending = False
-        self.cancel_msg: Any = None
+        self.kind = _NOTHING  # ``outcome`` is written with kind, before any read
+        self.cancel_pending = False  # ``cancel_msg`` likewise
         self._task_cb: Callable[[Any], object] | None = None
         self._asyncio_future_blocking = False
         # one bound method for all wake-ups, made when the goroutine first parks

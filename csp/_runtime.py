@@ -33,6 +33,7 @@ from csp._park import Goroutine, Scheduler, Waiter, parked_on
 T = TypeVar("T")
 
 _get_running_loop = asyncio._get_running_loop
+_Task = asyncio.Task
 
 _LOOPS = ("auto", "uvloop", "asyncio")
 _CSP_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -93,7 +94,12 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
     assert sched is not None
     ctx = contextvars.copy_context()
     g = Goroutine(coro, sched, ctx)
-    task: asyncio.Task[T] = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
+    if getattr(loop, "_task_factory", 0) is None:
+        # asyncio's own loops without a task factory: what create_task does, minus
+        # its bookkeeping (name, closed check: a running loop is not closed)
+        task: asyncio.Task[T] = _Task(g, loop=loop, context=ctx)  # type: ignore[arg-type]
+    else:
+        task = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
     g.task = task
     sched.next_id += 1
     sched.goroutines[task] = sched.next_id
