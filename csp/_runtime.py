@@ -318,6 +318,7 @@ class _Run:
         self.snapshot: list[tuple[asyncio.Task[Any], Waiter]] | None = None
         self.watched: set[asyncio.Task[Any]] = set()
         self.handle: asyncio.Handle | None = None
+        self.supervisor: asyncio.Task[Any] | None = None  # csp.run's own task
 
     def on_panic(self, task: asyncio.Task[Any] | None, exc: BaseException) -> None:
         if self.panic is not None:
@@ -348,6 +349,8 @@ class _Run:
         goroutines = self.sched.goroutines
         out = []
         for t in tasks:
+            if t is self.supervisor:
+                continue  # it only waits for main
             if t not in goroutines:
                 if t not in self.watched:  # re-check when it ends
                     self.watched.add(t)
@@ -424,31 +427,43 @@ class _Run:
 
 
 async def _main(coro: Coroutine[Any, Any, T]) -> T:
+    """The runner's task: start main as goroutine 1, supervise, clean up."""
     loop = asyncio.get_running_loop()
     sched = _park.scheduler()
-    me = asyncio.current_task()
-    assert me is not None
-    sched.goroutines[me] = 1
-    sched.main = me
-    run = _Run(loop, sched, me)
+    # main runs as a goroutine of its own (resumed directly like any other); this
+    # supervising task only waits for it and is not counted as a goroutine.
+    ctx = contextvars.copy_context()
+    g = Goroutine(coro, sched, ctx)
+    main: asyncio.Task[T] = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
+    g.task = main
+    sched.goroutines[main] = 1
+    sched.main = main
+    run = _Run(loop, sched, main)
+    run.supervisor = asyncio.current_task()
     sched.panic_handler = run.on_panic
     sched.on_all_parked = run.maybe_all_parked
     result: Any = None
+    interrupted: asyncio.CancelledError | None = None
     try:
         try:
-            result = await coro
-        except asyncio.CancelledError:
-            if run.panic is None:
-                raise
+            result = await main
+        except asyncio.CancelledError as exc:
+            if not main.done():  # the runner itself was cancelled (Ctrl-C): stop main
+                interrupted = exc
+                main.cancel()
+            elif run.panic is None:
+                raise  # main ended cancelled (it cancelled itself): as asyncio.run
         except BaseException as exc:
-            run.on_panic(me, exc)
+            run.on_panic(main, exc)
     finally:
         run.cleaning = True
         sched.on_all_parked = None
-        sched.goroutines.pop(me, None)
-        sched.main = None
         await _cancel_all(sched)
+        sched.goroutines.pop(main, None)
+        sched.main = None
         sched.panic_handler = None
+    if interrupted is not None:
+        raise interrupted
     if run.panic is not None:
         raise run.panic
     return result  # type: ignore[no-any-return]
