@@ -212,10 +212,35 @@ class Chan(Generic[T]):
 
     async def __anext__(self) -> T:
         """``async for v in ch`` (Go: ``for v := range ch``): ends when closed and drained."""
-        v, ok = await self.recv_ok()
-        if not ok:
+        # recv_ok, inlined: one coroutine per iteration instead of two
+        if _redeliver:
+            _park.check_cancel()
+        buf = self._buf
+        if buf:
+            v = buf.popleft()
+            if self._sendq:
+                self._admit_sender()
+            return v
+        sendq = self._sendq
+        while sendq:
+            w, v, i = sendq.popleft()
+            if w.state is PENDING:
+                w.complete(i, None)
+                return v
+        if self._closed:
             raise StopAsyncIteration
-        return v  # type: ignore[return-value]
+        w = Waiter(_park.scheduler(), "chan receive")
+        if self is not nil:
+            q = self._recvq
+            q.append((w, None, -1))
+            if len(q) >= self._sweep_at:
+                _sweep(self, q)
+        else:
+            w.reason = "chan receive (nil chan)"
+        await w
+        if not w.ok:
+            raise StopAsyncIteration
+        return w.value  # type: ignore[no-any-return]
 
     # -- send ----------------------------------------------------------------------
 
