@@ -54,7 +54,7 @@ class Scheduler:
 
     Invariants:
       * ``scheduled`` is True iff a drain callback is queued on the loop;
-      * ``runq`` is non-empty only while ``scheduled`` is True;
+      * ``runq`` and ``yieldq`` are non-empty only while ``scheduled`` is True;
       * ``nparked`` counts waiters of this loop that are PENDING.
     """
 
@@ -68,12 +68,15 @@ class Scheduler:
         "on_all_parked",
         "panic_handler",
         "runq",
+        "yieldq",
         "scheduled",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.runq: deque[tuple[Callable[[Any], object], Any, contextvars.Context]] = deque()
+        # goroutines resumed after a bare yield, at the next drain (a loop iteration on)
+        self.yieldq: list[tuple[Callable[[Any], object], Any, contextvars.Context]] = []
         self.scheduled = False
         self.nparked = 0
         # goroutine task -> goroutine id (main is 1 under csp.run)
@@ -92,24 +95,34 @@ class Scheduler:
             self.loop.call_soon(self.drain)
 
     def drain(self) -> None:
+        # Goroutines that yielded (sleep(0), gosched) before this drain go first; the
+        # ones that yield during it wait for the next drain, a loop iteration later.
+        yieldq = self.yieldq
+        if yieldq:
+            self.yieldq = []
+            for item in yieldq:
+                self._run(item)
         runq = self.runq
         popleft = runq.popleft
         budget = DRAIN_BUDGET
         while runq and budget:
             budget -= 1
-            cb, arg, ctx = popleft()
-            try:
-                ctx.run(cb, arg)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:  # a callback is not ours to crash the drain
-                self.loop.call_exception_handler(
-                    {"message": "Exception in csp wake-up callback", "exception": exc}
-                )
-        if runq:
+            self._run(popleft())
+        if runq or self.yieldq:
             self.loop.call_soon(self.drain)
         else:
             self.scheduled = False
+
+    def _run(self, item: tuple[Callable[[Any], object], Any, contextvars.Context]) -> None:
+        cb, arg, ctx = item
+        try:
+            ctx.run(cb, arg)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # a callback is not ours to crash the drain
+            self.loop.call_exception_handler(
+                {"message": "Exception in csp wake-up callback", "exception": exc}
+            )
 
     def __repr__(self) -> str:
         return (
@@ -555,7 +568,11 @@ class Goroutine:
             # A bare yield (asyncio.sleep(0), gosched): resume after one loop
             # iteration, exactly as the Task would, without waking the Task.
             self.cur = None
-            loop.call_soon(self._resume_cb, None, context=self.ctx)  # type: ignore[arg-type]
+            sched = self.sched
+            sched.yieldq.append((self._resume_cb, None, self.ctx))  # type: ignore[arg-type]
+            if not sched.scheduled:
+                sched.scheduled = True
+                loop.call_soon(sched.drain)
         else:
             self.cur = None
             self.kind, self.outcome = _YIELDED, y

@@ -470,11 +470,16 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def _cancel_all(sched: Scheduler) -> None:
-    """Cancel every goroutine of the loop and wait until all have ended."""
+    """Cancel every goroutine of the loop and wait until all have ended.
+
+    A goroutine already being cancelled (by a panic or deadlock) is not cancelled
+    again, so that its ``finally`` blocks may await their clean-up undisturbed.
+    """
     while sched.goroutines:
         tasks = list(sched.goroutines)
         for t in tasks:
-            t.cancel()
+            if not t.cancelling():
+                t.cancel()
         await asyncio.wait(tasks)
 
 
