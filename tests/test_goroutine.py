@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import socket
 
 import pytest
 
@@ -243,3 +244,37 @@ async def test_cancel_goroutine_in_bare_yield_after_direct_wakeup() -> None:
         await t
     assert trace[0] == 5 and trace[-1] == "cancelled at sleep"
     assert set(trace[1:-1]) == {"tick"} and len(trace) >= 4
+
+
+@pytest.mark.asyncio
+async def test_yielding_goroutines_do_not_starve_the_loop() -> None:
+    """Goroutines spinning on gosched() (resumed by csp's drain, not by their Task)
+    still yield to the loop every time: plain tasks, call_soon callbacks and I/O
+    readiness make progress, and each spinner resumes once per loop iteration."""
+    stop = asyncio.Event()
+    spins = [0, 0]
+
+    async def spinner(k: int) -> None:
+        while not stop.is_set():
+            spins[k] += 1
+            await csp.gosched()
+
+    ts = [csp.go(spinner, 0), csp.go(spinner, 1)]
+    loop = asyncio.get_running_loop()
+    ticks: list[int] = []
+    for i in range(20):
+        fut = loop.create_future()
+        loop.call_soon(fut.set_result, i)
+        ticks.append(await fut)  # a plain future completed by a loop callback
+    r, w = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=r)
+    try:
+        w.send(b"x")
+        assert await reader.read(1) == b"x"  # I/O is polled between resumptions
+    finally:
+        writer.close()
+        w.close()
+    stop.set()
+    await asyncio.gather(*ts)
+    assert ticks == list(range(20))
+    assert min(spins) >= 20  # both kept running, interleaved with the loop
