@@ -443,6 +443,12 @@ class Goroutine:
         "__weakref__",
     )
 
+    # Written before they are first read, not in __init__ (spawning is a hot path):
+    # ``task`` right after the Task is made; ``cur`` and ``_task_cb`` when the Task
+    # first parks here; ``outcome`` with ``kind``; ``cancel_msg`` with ``cancel_pending``.
+    task: asyncio.Task[Any] | None
+    cur: Waiter | None
+    _task_cb: Callable[[Any], object] | None
     outcome: Any
     cancel_msg: Any
 
@@ -450,13 +456,10 @@ class Goroutine:
         self, coro: Any, sched: Scheduler, ctx: contextvars.Context
     ) -> None:
         self.coro = coro
-        self.task: asyncio.Task[Any] | None = None
         self.ctx = ctx
         self.sched = sched
-        self.cur: Waiter | None = None
-        self.kind = _NOTHING  # ``outcome`` is written with kind, before any read
-        self.cancel_pending = False  # ``cancel_msg`` likewise
-        self._task_cb: Callable[[Any], object] | None = None
+        self.kind = _NOTHING
+        self.cancel_pending = False
         self._asyncio_future_blocking = False
         # one bound method for all wake-ups, made when the goroutine first parks
         self._resume_cb: Callable[[Waiter], None] | None = None
@@ -513,11 +516,12 @@ class Goroutine:
         method are broken, so reference counting frees a finished goroutine.
         """
         task = self.task
-        self.task = None
-        self.cur = None
-        self._resume_cb = None
         if task is None:
             return
+        self.task = None
+        if self._resume_cb is not None:  # it parked at least once
+            self.cur = None
+            self._resume_cb = None
         sched = self.sched
         sched.goroutines.pop(task, None)
         if type(exc) is not StopIteration and not isinstance(exc, asyncio.CancelledError):
@@ -655,7 +659,7 @@ class Goroutine:
         return bool(getattr(self.coro, "cr_running", False))
 
     def __repr__(self) -> str:
-        w = self.cur
+        w = getattr(self, "cur", None)
         if not self.kind and w is not None and w.state is PENDING:
             return f"<csp goroutine {self.__name__}() parked on {w.reason!r}>"
         return f"<csp goroutine {self.__name__}()>"

@@ -90,8 +90,7 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
         coro = fn(*args, **kwargs)  # the common case, checked cheaply
     else:
         coro = _make_coro("csp.go()", fn, args, kwargs)
-    sched = _park._last_sched if loop is _park._last_loop else _park.scheduler()
-    assert sched is not None
+    sched = _park.scheduler()
     ctx = contextvars.copy_context()
     g = Goroutine(coro, sched, ctx)
     if getattr(loop, "_task_factory", 0) is None:
