@@ -107,7 +107,13 @@ class Scheduler:
         budget = DRAIN_BUDGET
         while runq and budget:
             budget -= 1
-            self._run(popleft())
+            cb, arg, ctx = popleft()
+            try:
+                ctx.run(cb, arg)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # a callback is not ours to crash the drain
+                self._failed(exc)
         if runq or self.yieldq:
             self.loop.call_soon(self.drain)
         else:
@@ -120,9 +126,12 @@ class Scheduler:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:  # a callback is not ours to crash the drain
-            self.loop.call_exception_handler(
-                {"message": "Exception in csp wake-up callback", "exception": exc}
-            )
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.loop.call_exception_handler(
+            {"message": "Exception in csp wake-up callback", "exception": exc}
+        )
 
     def __repr__(self) -> str:
         return (
