@@ -131,6 +131,10 @@ class Chan(Generic[T]):
 
     # -- receive -------------------------------------------------------------------
 
+    # recv, recv_ok and __anext__ repeat the same steps on purpose: each must be a single
+    # coroutine on the hottest path (a shared helper costs a call per operation).
+    # Change them together.
+
     async def recv(self) -> T | None:
         """Receive a value (Go: ``v := <-ch``).
 

@@ -158,14 +158,10 @@ class _Listener:
         raise NotImplementedError
 
 
-@final
-class _EmptyCtx(Context):
-    __slots__ = ("_label",)
+class _NeverDone(Context):
+    """A context that is never cancelled: no done channel, no error, no deadline."""
 
-    _parent = None
-
-    def __init__(self, label: str) -> None:
-        self._label = label
+    __slots__ = ()
 
     def done(self) -> Chan[None]:
         return nil
@@ -175,6 +171,16 @@ class _EmptyCtx(Context):
 
     def deadline(self) -> None:
         return None
+
+
+@final
+class _EmptyCtx(_NeverDone):
+    __slots__ = ("_label",)
+
+    _parent = None
+
+    def __init__(self, label: str) -> None:
+        self._label = label
 
     def value(self, key: object) -> None:
         return None
@@ -349,22 +355,13 @@ class _ValueCtx(Context):
 
 
 @final
-class _WithoutCancelCtx(Context):
+class _WithoutCancelCtx(_NeverDone):
     __slots__ = ("_parent",)
 
     _cc = None
 
     def __init__(self, parent: Context) -> None:
         self._parent = parent
-
-    def done(self) -> Chan[None]:
-        return nil
-
-    def err(self) -> None:
-        return None
-
-    def deadline(self) -> None:
-        return None
 
     def _name(self) -> str:
         return "WithoutCancel"
