@@ -157,7 +157,7 @@ class Chan(Generic[T]):
                 return v
         if self._closed:
             return None
-        w = Waiter(_park.scheduler(), "chan receive")
+        w = _park.new_waiter("chan receive")
         if self is not nil:
             q = self._recvq
             q.append((w, None, -1))
@@ -190,7 +190,7 @@ class Chan(Generic[T]):
                 return v, True
         if self._closed:
             return None, False
-        w = Waiter(_park.scheduler(), "chan receive")
+        w = _park.new_waiter("chan receive")
         if self is not nil:
             q = self._recvq
             q.append((w, None, -1))
@@ -233,7 +233,7 @@ class Chan(Generic[T]):
                 return v
         if self._closed:
             raise StopAsyncIteration
-        w = Waiter(_park.scheduler(), "chan receive")
+        w = _park.new_waiter("chan receive")
         if self is not nil:
             q = self._recvq
             q.append((w, None, -1))
@@ -269,7 +269,7 @@ class Chan(Generic[T]):
         if len(self._buf) < self._cap:
             self._buf.append(value)
             return
-        w = Waiter(_park.scheduler(), "chan send")
+        w = _park.new_waiter("chan send")
         if self is not nil:
             q = self._sendq
             q.append((w, value, -1))

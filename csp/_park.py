@@ -5,8 +5,10 @@ The waiter is *future-like*: it has exactly the attributes that asyncio's Task l
 for in an awaited object (``_asyncio_future_blocking``, ``get_loop``,
 ``add_done_callback``, ``cancel``, ``result``, ...), so the task parks on it as it
 would on a Future. Completing a waiter does not go through ``loop.call_soon``: the
-task's wake-up callback is appended to a per-loop run queue, and a single loop
-callback drains that queue, running each woken task's next step. A chain of
+waiting task's *runnable* is appended to a per-loop run queue (for a goroutine, the
+goroutine itself; for a plain Task, a :class:`_TaskWake` holding its wake-up
+callback), and a single loop callback drains that queue, running each woken task's
+next step. A chain of
 hand-offs (ping-pong, pipelines) therefore costs one loop iteration per batch of
 wake-ups instead of one per wake-up.
 
@@ -35,7 +37,7 @@ import contextvars
 import sys
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 PENDING: Final = 0
 DONE: Final = 1
@@ -52,10 +54,16 @@ DRAIN_BUDGET: Final = 64
 class Scheduler:
     """Per-loop run queue of wake-ups plus the bookkeeping ``csp.run`` needs.
 
+    The run queue holds *runnables*: objects with a ``ctx`` (the contextvars.Context
+    to run in), a ``run`` callable and its argument ``arg``. A goroutine is its own
+    runnable (:class:`Goroutine`); a plain Task parked on a csp waiter gets a
+    :class:`_TaskWake`.
+
     Invariants:
       * ``scheduled`` is True iff a drain callback is queued on the loop;
       * ``runq`` and ``yieldq`` are non-empty only while ``scheduled`` is True;
-      * ``nparked`` counts waiters of this loop that are PENDING.
+      * ``nparked`` counts goroutines whose Task is parked on their shim (resumed by
+        csp, not by the Task): it only decides when the deadlock watch looks.
     """
 
     __slots__ = (
@@ -74,9 +82,9 @@ class Scheduler:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.runq: deque[tuple[Callable[[Any], object], Any, contextvars.Context]] = deque()
+        self.runq: deque[Runnable] = deque()
         # goroutines resumed after a bare yield, at the next drain (a loop iteration on)
-        self.yieldq: list[tuple[Callable[[Any], object], Any, contextvars.Context]] = []
+        self.yieldq: list[Runnable] = []
         self.scheduled = False
         self.nparked = 0
         # goroutine task -> goroutine id (main is 1 under csp.run)
@@ -88,8 +96,8 @@ class Scheduler:
         self.next_id = 1
         self.main: asyncio.Task[Any] | None = None
 
-    def push(self, cb: Callable[[Any], object], arg: Any, ctx: contextvars.Context) -> None:
-        self.runq.append((cb, arg, ctx))
+    def push(self, r: Runnable) -> None:
+        self.runq.append(r)
         if not self.scheduled:
             self.scheduled = True
             self.loop.call_soon(self.drain)
@@ -100,16 +108,21 @@ class Scheduler:
         yieldq = self.yieldq
         if yieldq:
             self.yieldq = []
-            for item in yieldq:
-                self._run(item)
+            for r in yieldq:
+                try:
+                    r.ctx.run(r.run, r.arg)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:  # a callback is not ours to crash the drain
+                    self._failed(exc)
         runq = self.runq
         popleft = runq.popleft
         budget = DRAIN_BUDGET
         while runq and budget:
             budget -= 1
-            cb, arg, ctx = popleft()
+            r = popleft()
             try:
-                ctx.run(cb, arg)
+                r.ctx.run(r.run, r.arg)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:  # a callback is not ours to crash the drain
@@ -118,15 +131,9 @@ class Scheduler:
             self.loop.call_soon(self.drain)
         else:
             self.scheduled = False
-
-    def _run(self, item: tuple[Callable[[Any], object], Any, contextvars.Context]) -> None:
-        cb, arg, ctx = item
-        try:
-            ctx.run(cb, arg)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:  # a callback is not ours to crash the drain
-            self._failed(exc)
+            # Nothing left to run: if every goroutine is parked, csp.run looks closer.
+            if self.on_all_parked is not None and self.nparked >= len(self.goroutines):
+                self.on_all_parked()
 
     def _failed(self, exc: BaseException) -> None:
         self.loop.call_exception_handler(
@@ -139,6 +146,31 @@ class Scheduler:
             f"goroutines={len(self.goroutines)}>"
         )
 
+
+class Runnable(Protocol):
+    """What the run queue holds: call ``run(arg)`` in ``ctx``, on ``sched``'s loop."""
+
+    @property
+    def ctx(self) -> contextvars.Context: ...
+    @property
+    def sched(self) -> Scheduler: ...
+    @property
+    def run(self) -> Callable[[Any], object]: ...
+    @property
+    def arg(self) -> Any: ...
+
+
+class _TaskWake:
+    """The runnable that wakes a plain asyncio Task parked on a csp waiter: it calls
+    the Task's wake-up callback ``fn`` with the waiter ``arg``, as a Future would.
+    Built field by field (no ``__init__``: this is the plain-task hot path)."""
+
+    __slots__ = ("ctx", "sched", "run", "arg")
+
+    ctx: contextvars.Context
+    sched: Scheduler
+    run: Callable[[Any], object]
+    arg: Any
 
 _last_loop: asyncio.AbstractEventLoop | None = None
 _last_sched: Scheduler | None = None
@@ -178,42 +210,36 @@ class Waiter:
     the waiter: ``index`` is the select case that fired (-1 for a plain operation),
     ``ok`` is False when the waiter was woken by close rather than by a partner.
     ``reason`` says what the task waits for ("chan receive", "select", ...): it appears
-    in deadlock reports and in the task's repr.
+    in deadlock reports and in the task's repr. ``waker`` is the runnable queued when
+    the waiter leaves PENDING: the goroutine parked on it, or a :class:`_TaskWake` for
+    a plain Task; None until the waiting task has parked.
+
+    Make one with :func:`new_waiter`. The hottest paths (channel send and receive)
+    build it inline instead: ``Waiter()`` runs no Python ``__init__``, and they set
+    the same five fields ``new_waiter`` sets. Keep the two in step.
     """
 
     __slots__ = (
         "_asyncio_future_blocking",
-        "_cb",
-        "_ctx",
-        "_sched",
         "index",
         "ok",
         "on_cancel",
         "reason",
         "state",
         "value",
+        "waker",
     )
 
-    _ctx: contextvars.Context
+    # Set by new_waiter (or inline): read before completion.
+    _asyncio_future_blocking: bool
+    waker: Runnable | None
+    state: int
+    reason: str
+    on_cancel: Callable[[Waiter], None] | None  # called once when cancelled while pending
+    # Written by complete() or _abort() before any read.
     index: int
     value: Any
     ok: bool
-
-    def __init__(self, sched: Scheduler, reason: str) -> None:
-        # Only what is read before completion is set here (hot path): ``index``,
-        # ``value`` and ``ok`` are written by complete() or _abort() before any read.
-        # True from the start: a waiter is only ever created to be awaited at once.
-        self._asyncio_future_blocking = True
-        self._sched = sched
-        self._cb: Callable[[Any], object] | None = None
-        self.state = PENDING
-        self.reason = reason
-        # called (once) when a pending waiter is cancelled, to unregister it
-        self.on_cancel: Callable[[Waiter], None] | None = None
-        if sched.on_all_parked is not None:  # csp.run's deadlock watch is on
-            sched.nparked += 1
-            if sched.nparked >= len(sched.goroutines):
-                sched.on_all_parked()  # it checks later, not now
 
     # -- completion (called by channels, locks, timers) ---------------------------
 
@@ -226,14 +252,12 @@ class Waiter:
         self.index = index
         self.value = value
         self.ok = ok
-        sched = self._sched
-        if sched.on_all_parked is not None:
-            sched.nparked -= 1
-        cb = self._cb
-        if cb is not None:
+        r = self.waker
+        if r is not None:
             # Scheduler.push, inlined: this is the hottest call in csp. (The state
             # check every completer makes keeps this from running twice.)
-            sched.runq.append((cb, self, self._ctx))
+            sched = r.sched
+            sched.runq.append(r)
             if not sched.scheduled:
                 sched.scheduled = True
                 sched.loop.call_soon(sched.drain)
@@ -241,24 +265,33 @@ class Waiter:
     # -- the Future-like protocol used by asyncio.Task ----------------------------
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self._sched.loop
+        r = self.waker
+        if r is not None:
+            return r.sched.loop
+        loop = _get_running_loop()  # asked by the Task about to park here
+        if loop is None:
+            raise RuntimeError("csp waiter awaited outside a running event loop")
+        return loop
 
     def add_done_callback(
         self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
     ) -> None:
-        if context is None:
-            context = contextvars.copy_context()
+        r = _TaskWake()
+        r.run = fn
+        r.arg = self
+        r.ctx = context if context is not None else contextvars.copy_context()
+        r.sched = scheduler()
         if self.state is PENDING:
-            if self._cb is not None:  # never happens with a Task; keep it honest
+            if self.waker is not None:  # never happens with a Task; keep it honest
                 raise RuntimeError("csp waiter supports a single waiting task")
-            self._cb = fn
-            self._ctx = context
+            self.waker = r
         else:
-            self._sched.push(fn, self, context)
+            r.sched.push(r)
 
     def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
-        if self._cb is not None and self._cb == fn:
-            self._cb = None
+        r = self.waker
+        if type(r) is _TaskWake and r.run == fn:
+            self.waker = None
             return 1
         return 0
 
@@ -266,18 +299,16 @@ class Waiter:
         if self.state is not PENDING:
             return False
         self._abort(msg)
-        cb = self._cb
-        if cb is not None:
-            self._cb = None
-            self._sched.push(cb, self, self._ctx)
+        r = self.waker
+        if r is not None:
+            self.waker = None
+            r.sched.push(r)
         return True
 
     def _abort(self, msg: Any = None) -> None:
         """PENDING -> CANCELLED and unregister, without waking anyone."""
         self.state = CANCELLED
         self.value = msg
-        if self._sched.on_all_parked is not None:
-            self._sched.nparked -= 1
         on_cancel = self.on_cancel
         if on_cancel is not None:
             self.on_cancel = None
@@ -317,7 +348,7 @@ class Waiter:
         if self.state is PENDING:
             # Thrown in without going through cancel() (coro.throw, GeneratorExit):
             # withdraw the waiter so that nothing completes it later.
-            self._cb = None
+            self.waker = None
             self._abort()
             raise exc
         if self.state is DONE and isinstance(exc, asyncio.CancelledError):
@@ -330,6 +361,18 @@ class Waiter:
     def __repr__(self) -> str:
         state = ("pending", "done", "cancelled")[self.state]
         return f"<csp waiter {self.reason!r} {state}>"
+
+
+def new_waiter(reason: str) -> Waiter:
+    """A pending waiter for an operation described by ``reason``; await it at once."""
+    w = Waiter()
+    # True from the start: a waiter is only ever created to be awaited at once.
+    w._asyncio_future_blocking = True
+    w.waker = None
+    w.state = PENDING
+    w.reason = reason
+    w.on_cancel = None
+    return w
 
 
 # -- deferred re-delivery of a cancellation ---------------------------------------
@@ -401,6 +444,11 @@ def parked_on(task: asyncio.Task[Any]) -> Waiter | None:
 
 # -- goroutines: tasks whose csp wake-ups bypass the Task machinery -----------------
 
+def _unset(_: Any) -> None:
+    """A goroutine's ``run`` before it first parks and after it finished."""
+    raise RuntimeError("csp: goroutine resumed while not parked")  # pragma: no cover
+
+
 _enter_task = asyncio.tasks._enter_task
 _leave_task = asyncio.tasks._leave_task
 
@@ -448,7 +496,9 @@ class Goroutine:
         "_task_cb",
         "_task_ctx",  # set with _task_cb
         "_asyncio_future_blocking",
-        "_resume_cb",
+        "run",
+        "arg",
+        "loop",
         "__weakref__",
     )
 
@@ -467,11 +517,14 @@ class Goroutine:
         self.coro = coro
         self.ctx = ctx
         self.sched = sched
+        self.loop = sched.loop
         self.kind = _NOTHING
         self.cancel_pending = False
         self._asyncio_future_blocking = False
-        # one bound method for all wake-ups, made when the goroutine first parks
-        self._resume_cb: Callable[[Waiter], None] | None = None
+        # As a runnable (see Scheduler): one bound method for all wake-ups, made when
+        # the goroutine first parks.
+        self.run: Callable[[Any], object] = _unset
+        self.arg = None
 
     # -- the coroutine protocol, used by the Task -----------------------------------
 
@@ -528,9 +581,9 @@ class Goroutine:
         if task is None:
             return
         self.task = None
-        if self._resume_cb is not None:  # it parked at least once
+        if self.run is not _unset:  # it parked at least once
             self.cur = None
-            self._resume_cb = None
+            self.run = _unset
         sched = self.sched
         sched.goroutines.pop(task, None)
         if type(exc) is not StopIteration and not isinstance(exc, asyncio.CancelledError):
@@ -541,22 +594,24 @@ class Goroutine:
     def _after(self, y: Any) -> Any:
         if type(y) is Waiter:
             # Parked in csp: take the wake-up over; the Task parks on us.
-            if self._resume_cb is None:
-                self._resume_cb = self._resume
-            y._cb = self._resume_cb
-            y._ctx = self.ctx
+            if self.run is _unset:
+                self.run = self._resume
+            y.waker = self
             self.cur = y
             self._asyncio_future_blocking = True
+            sched = self.sched
+            sched.nparked += 1
+            if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
+                sched.on_all_parked()  # it checks later, not now
             return self
         return y
 
-    def _resume(self, w: Waiter | None) -> None:
-        """Run the goroutine from the run queue after its csp waiter ``w`` finished
-        (or, with ``w`` None, one loop iteration after a bare yield)."""
-        loop = self.sched.loop
+    def _resume(self, _: None) -> None:
+        """Run the goroutine from the run queue: its csp waiter finished, or it made a
+        bare yield one loop iteration ago. (``run``, as a runnable.)"""
+        loop = self.loop
         task = self.task
-        assert task is not None
-        _enter_task(loop, task)
+        _enter_task(loop, task)  # type: ignore[arg-type]
         try:
             if self.cancel_pending:
                 self.cancel_pending = False
@@ -569,33 +624,39 @@ class Goroutine:
         except BaseException as exc:
             self.cur = None
             self.kind, self.outcome = _RAISED, exc
-            _leave_task(loop, task)
+            _leave_task(loop, task)  # type: ignore[arg-type]
+            self.sched.nparked -= 1
             self._wake_task()
             return
-        _leave_task(loop, task)
+        _leave_task(loop, task)  # type: ignore[arg-type]
         if type(y) is Waiter:
-            y._cb = self._resume_cb
-            y._ctx = self.ctx
+            y.waker = self
             self.cur = y
         elif y is None:
             # A bare yield (asyncio.sleep(0), gosched): resume after one loop
             # iteration, exactly as the Task would, without waking the Task.
             self.cur = None
             sched = self.sched
-            sched.yieldq.append((self._resume_cb, None, self.ctx))  # type: ignore[arg-type]
+            sched.yieldq.append(self)
             if not sched.scheduled:
                 sched.scheduled = True
                 loop.call_soon(sched.drain)
         else:
             self.cur = None
             self.kind, self.outcome = _YIELDED, y
+            self.sched.nparked -= 1
             self._wake_task()
 
     def _wake_task(self) -> None:
         cb = self._task_cb
         if cb is not None:
             self._task_cb = None
-            self.sched.push(cb, self, self._task_ctx)
+            r = _TaskWake()
+            r.run = cb
+            r.arg = self
+            r.ctx = self._task_ctx
+            r.sched = sched = self.sched
+            sched.push(r)
 
     # -- the future protocol, used by the Task while parked here ----------------------
 
@@ -695,6 +756,4 @@ def _goroutine_failed(task: asyncio.Task[Any]) -> None:
 
 
 def _sizeof() -> int:  # for benchmarks: bytes held by one parked waiter
-    sched = Scheduler.__new__(Scheduler)
-    sched.nparked = 0
-    return sys.getsizeof(Waiter(sched, "x"))
+    return sys.getsizeof(new_waiter("x"))

@@ -18,7 +18,7 @@ from typing import Any, Final
 from csp import _park
 from csp._chan import Chan, _enqueue, _first_live, nil
 from csp._errors import ClosedChannelError
-from csp._park import Waiter, _redeliver
+from csp._park import _redeliver
 
 _RECV: Final = Chan.recv
 _RECV_OK: Final = Chan.recv_ok
@@ -120,7 +120,7 @@ async def select(
     if default:
         return -1, None
 
-    w = Waiter(_park.scheduler(), "select" if parsed else "select (no cases)")
+    w = _park.new_waiter("select" if parsed else "select (no cases)")
     n = len(parsed)
     order = list(range(n))
     for j in range(n - 1, 0, -1):  # Fisher-Yates: a fresh random registration order

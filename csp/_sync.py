@@ -130,7 +130,7 @@ class Mutex:
         if not self._locked:
             self._locked = True
             return
-        w = Waiter(_park.scheduler(), "sync.Mutex.Lock")
+        w = _park.new_waiter("sync.Mutex.Lock")
         w.on_cancel = self._waiters.remove
         self._waiters.append(w)
         await w
@@ -229,7 +229,7 @@ class RWMutex:
         if not self._writer and not self._wq:
             self._readers += 1
             return
-        w = Waiter(_park.scheduler(), "sync.RWMutex.RLock")
+        w = _park.new_waiter("sync.RWMutex.RLock")
         w.on_cancel = self._rq.remove
         self._rq.append(w)
         await w
@@ -275,7 +275,7 @@ class RWMutex:
         if not self._writer and self._readers == 0:
             self._writer = True  # _wq is empty here (invariant)
             return
-        w = Waiter(_park.scheduler(), "sync.RWMutex.Lock")
+        w = _park.new_waiter("sync.RWMutex.Lock")
         w.on_cancel = self._withdraw_writer
         self._wq.append(w)
         await w
@@ -432,7 +432,7 @@ class WaitGroup:
             _park.check_cancel()
         if self._n == 0:
             return
-        w = Waiter(_park.scheduler(), reason)
+        w = _park.new_waiter(reason)
         w.on_cancel = self._waiters.remove
         self._waiters.append(w)
         await w
@@ -521,7 +521,7 @@ class Once:
         if _redeliver:
             _park.check_cancel()
         if self._running:
-            w = Waiter(_park.scheduler(), "sync.Once.Do")
+            w = _park.new_waiter("sync.Once.Do")
             w.on_cancel = self._waiters.remove
             self._waiters.append(w)
             await w
@@ -610,7 +610,7 @@ class Cond:
         ``RuntimeError("sync: unlock of unlocked mutex")``, and leaves nothing queued.
         """
         _check_cancel()
-        w = Waiter(_park.scheduler(), "sync.Cond.Wait")
+        w = _park.new_waiter("sync.Cond.Wait")
         w.on_cancel = self._waiters.remove
         self._waiters.append(w)  # queue first, as Go does, then unlock
         try:
@@ -698,7 +698,7 @@ class Semaphore:
         if self._size - self._cur >= k and not self._waiters:
             self._cur += k
             return
-        w = Waiter(_park.scheduler(), "semaphore.Weighted.Acquire")
+        w = _park.new_waiter("semaphore.Weighted.Acquire")
         w.on_cancel = self._withdraw
         self._waiters.append((w, k))
         await w

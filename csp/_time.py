@@ -376,9 +376,8 @@ async def sleep(seconds: float) -> None:
     if seconds <= 0:
         await asyncio.sleep(0)
         return
-    sched = _park.scheduler()
-    loop = sched.loop
-    w = Waiter(sched, "sleep")
+    loop = _park.scheduler().loop
+    w = _park.new_waiter("sleep")
     h = loop.call_at(loop.time() + seconds, _wake, w)
     w.on_cancel = lambda _w: h.cancel()
     await w
