@@ -28,7 +28,7 @@ from typing import Any, Final, Generic, TypeVar, final
 
 from csp import _park
 from csp._errors import ChannelError, ClosedChannelError
-from csp._park import PENDING, Waiter, _redeliver
+from csp._park import DONE, PENDING, Waiter, _redeliver
 
 T = TypeVar("T")
 
@@ -153,11 +153,27 @@ class Chan(Generic[T]):
         while sendq:
             w, v, i = sendq.popleft()
             if w.state is PENDING:
-                w.complete(i, None)
+                # w.complete(i, None), inlined
+                w.state = DONE
+                w.index = i
+                w.value = None
+                w.ok = True
+                r = w.waker
+                if r is not None:
+                    sched = r.sched
+                    sched.runq.append(r)
+                    if not sched.scheduled:
+                        sched.scheduled = True
+                        sched.loop.call_soon(sched.drain)
                 return v
         if self._closed:
             return None
-        w = _park.new_waiter("chan receive")
+        w = Waiter()  # _park.new_waiter("chan receive"), inlined
+        w._asyncio_future_blocking = True
+        w.waker = None
+        w.state = PENDING
+        w.reason = "chan receive"
+        w.on_cancel = None
         if self is not nil:
             q = self._recvq
             q.append((w, None, -1))
@@ -264,12 +280,28 @@ class Chan(Generic[T]):
         while recvq:
             w, _, i = recvq.popleft()
             if w.state is PENDING:
-                w.complete(i, value)
+                # w.complete(i, value), inlined
+                w.state = DONE
+                w.index = i
+                w.value = value
+                w.ok = True
+                r = w.waker
+                if r is not None:
+                    sched = r.sched
+                    sched.runq.append(r)
+                    if not sched.scheduled:
+                        sched.scheduled = True
+                        sched.loop.call_soon(sched.drain)
                 return
         if len(self._buf) < self._cap:
             self._buf.append(value)
             return
-        w = _park.new_waiter("chan send")
+        w = Waiter()  # _park.new_waiter("chan send"), inlined
+        w._asyncio_future_blocking = True
+        w.waker = None
+        w.state = PENDING
+        w.reason = "chan send"
+        w.on_cancel = None
         if self is not nil:
             q = self._sendq
             q.append((w, value, -1))

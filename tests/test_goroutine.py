@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import socket
+import sys
 
 import pytest
 
@@ -15,8 +16,22 @@ import csp
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
 
+@pytest.fixture(params=["dict", "functions"])
+def task_switch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a goroutine's resumption sets the current task: writing asyncio's
+    current-task dict (probed at import) and the _enter_task/_leave_task fallback."""
+    from csp import _park
+
+    if request.param == "functions":
+        monkeypatch.setattr(_park, "_current_tasks", None)
+    elif sys.version_info < (3, 12):
+        # on 3.11 the probe must find the dict: it is the fast path we measure
+        assert _park._current_tasks is asyncio.tasks._current_tasks  # type: ignore[attr-defined]
+    return str(request.param)
+
+
 @pytest.mark.asyncio
-async def test_current_task_and_context_after_direct_wakeups() -> None:
+async def test_current_task_and_context_after_direct_wakeups(task_switch: str) -> None:
     """After many csp wake-ups, current_task() is the goroutine's task and context
     variables set inside the goroutine are still visible; the spawner's are copied."""
     ch = csp.Chan[int]()
@@ -30,13 +45,18 @@ async def test_current_task_and_context_after_direct_wakeups() -> None:
         for _ in range(5):
             await ch.recv()
             seen.append((asyncio.current_task() is me, var.get()))
+        raise ValueError("after a direct wake-up")
 
     t = csp.go(g)
     for i in range(5):
         await ch.send(i)
-    await t
+    with pytest.raises(ValueError, match="after a direct wake-up"):
+        await t
     assert seen == [(True, "inside")] * 5
     assert var.get() == "spawner"
+    assert asyncio.current_task() is not t
+    loop = asyncio.get_running_loop()
+    assert asyncio.current_task(loop) is asyncio.current_task()
 
 
 @pytest.mark.asyncio
