@@ -375,6 +375,42 @@ def new_waiter(reason: str) -> Waiter:
     return w
 
 
+# -- an awaitable that is already done ------------------------------------------------
+
+
+class _NoLoop:
+    """The loop :data:`READY` was made with: it belongs to none. A finished Future
+    never touches its loop when awaited; ``get_debug`` is what the constructor asks,
+    ``call_soon`` what ``add_done_callback`` on a finished Future calls (it runs the
+    callback on whichever loop is running)."""
+
+    def get_debug(self) -> bool:
+        return False
+
+    def call_soon(self, callback: Callable[..., object], *args: Any,
+                  context: contextvars.Context | None = None) -> asyncio.Handle:
+        return asyncio.get_running_loop().call_soon(callback, *args, context=context)
+
+    def __repr__(self) -> str:
+        return "<csp: no loop>"
+
+
+class _ReadyFuture(asyncio.Future[None]):
+    """A finished Future usable on every loop: ``get_loop()`` is the running loop, so
+    ``asyncio.gather``, ``wait_for`` and ``ensure_future`` accept it anywhere."""
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        loop = _get_running_loop()
+        return loop if loop is not None else super().get_loop()
+
+
+READY: Final[asyncio.Future[None]] = _ReadyFuture(loop=_NoLoop())  # type: ignore[arg-type]
+"""A finished Future (result None), shared: what the ``__aenter__``/``__aexit__`` of
+csp's locks return when they need not wait. Awaiting it neither suspends nor yields,
+and costs less than creating and running a coroutine (asyncio's C Future iterator)."""
+READY.set_result(None)
+
+
 # -- deferred re-delivery of a cancellation ---------------------------------------
 
 # task -> (cancelling() count at the time, cancel message)

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
 from csp import _park
-from csp._park import PENDING, Waiter, _redeliver
+from csp._park import PENDING, READY, Waiter, _redeliver
 from csp._runtime import _is_coro_fn, _make_coro
 from csp._runtime import go as _go
 
@@ -157,15 +157,23 @@ class Mutex:
         else:
             self._locked = False
 
-    __aenter__ = lock
+    # ``async with mu:`` without a coroutine when it need not wait: __aenter__ and
+    # __aexit__ are plain methods that return READY (a finished Future), else lock().
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def __aenter__(self) -> Awaitable[None]:
+        if not self._locked and not _redeliver:
+            self._locked = True  # lock(), inlined
+            return READY
+        return self.lock()
+
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         if self._waiters:  # unlock(), inlined
             self._waiters.popleft().complete(-1, None)
         elif self._locked:
             self._locked = False
         else:
             raise RuntimeError("sync: unlock of unlocked mutex")
+        return READY
 
     def _invariants(self) -> None:
         assert not self._waiters or self._locked
@@ -302,10 +310,15 @@ class RWMutex:
             self._writer = True
             self._wq.popleft().complete(-1, None)
 
-    __aenter__ = lock
+    def __aenter__(self) -> Awaitable[None]:
+        if not self._writer and self._readers == 0 and not _redeliver:
+            self._writer = True  # lock(), inlined
+            return READY
+        return self.lock()
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         self.unlock()
+        return READY
 
     # -- internals ---------------------------------------------------------------
 
@@ -358,11 +371,16 @@ class _RLocker:
     def unlock(self) -> None:
         self._rw.runlock()
 
-    async def __aenter__(self) -> None:
-        await self._rw.rlock()
+    def __aenter__(self) -> Awaitable[None]:
+        rw = self._rw
+        if not rw._writer and not rw._wq and not _redeliver:
+            rw._readers += 1  # rlock(), inlined
+            return READY
+        return rw.rlock()
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         self._rw.runlock()
+        return READY
 
     def __repr__(self) -> str:
         return f"<csp.RWMutex.rlocker of {self._rw!r}>"
@@ -746,14 +764,19 @@ class Semaphore:
         if head:
             self._grant()  # the requests behind a large one may fit now
 
-    __aenter__ = acquire  # acquire(1): one coroutine, not two
+    def __aenter__(self) -> Awaitable[None]:
+        if self._size - self._cur >= 1 and not self._waiters and not _redeliver:
+            self._cur += 1  # acquire(1), inlined
+            return READY
+        return self.acquire()
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         if self._cur < 1:
             raise RuntimeError("semaphore: released more than held")
         self._cur -= 1  # release(1), inlined
         if self._waiters:
             self._grant()
+        return READY
 
     def _invariants(self) -> None:
         assert 0 <= self._cur <= self._size

@@ -1873,3 +1873,120 @@ def test_cancellation_stress_big(kind: str, arun: Callable[..., Any]) -> None:
         total.failed += st.failed
         total.cancelled_inside += st.cancelled_inside
     assert total.returned > 0 and total.failed > 0 and total.cancelled_inside > 0
+
+
+# -- ``async with`` without a coroutine ----------------------------------------------------
+
+
+def _lock_cms() -> list[tuple[str, Any]]:
+    rw = csp.RWMutex()
+    return [
+        ("Mutex", csp.Mutex()),
+        ("RWMutex", rw),
+        ("RWMutex.rlocker", rw.rlocker()),
+        ("Semaphore", csp.Semaphore(1)),
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", [n for n, _ in _lock_cms()])
+async def test_async_with_free_lock_neither_suspends_nor_yields(name: str) -> None:
+    """A free lock's ``async with`` returns the shared finished future (no coroutine),
+    never yields to the loop, and the lock is free again afterwards."""
+    cm = dict(_lock_cms())[name]
+    ran = 0
+
+    async def other() -> None:
+        nonlocal ran
+        ran += 1
+
+    t = asyncio.create_task(other())
+    entered = 0
+    for _ in range(100):
+        async with cm:
+            entered += 1
+    assert (entered, ran) == (100, 0)  # other() never got the loop
+    assert cm.__aenter__() is csp._park.READY  # free after 100 rounds
+    assert cm.__aexit__(None, None, None) is csp._park.READY
+    await t
+    assert ran == 1
+    assert repr(cm).count("unlocked") == 1 or "held=0/1 waiters=0" in repr(cm)
+
+
+@pytest.mark.asyncio
+async def test_async_with_busy_lock_waits_in_fifo_order() -> None:
+    """When it must wait, ``async with`` parks like lock(): FIFO, then unlocks on exit."""
+    mu = csp.Mutex()
+    order: list[int] = []
+
+    async def user(i: int) -> None:
+        async with mu:
+            order.append(i)
+            await asyncio.sleep(0)
+
+    await mu.lock()
+    ts = [csp.go(user, i) for i in range(4)]
+    await until(lambda: len(mu._waiters) == 4)
+    mu.unlock()
+    for t in ts:
+        await t
+    assert order == [0, 1, 2, 3]
+    assert repr(mu) == "<csp.Mutex unlocked>"
+
+
+@pytest.mark.asyncio
+async def test_async_with_exit_of_unlocked_raises_go_message() -> None:
+    """Leaving ``async with`` on a lock someone else already unlocked raises Go's
+    message at the block's end."""
+    mu = csp.Mutex()
+    with pytest.raises(RuntimeError, match="sync: unlock of unlocked mutex"):
+        async with mu:
+            mu.unlock()
+    sem = csp.Semaphore(2)
+    with pytest.raises(RuntimeError, match="semaphore: released more than held"):
+        async with sem:
+            sem.release()
+
+
+@pytest.mark.asyncio
+async def test_async_with_raises_owed_cancellation_before_locking() -> None:
+    """A cancellation swallowed after an earlier operation took effect is raised by the
+    next ``async with`` before it locks, even though the lock is free."""
+    ch = csp.Chan[int]()
+    mu = csp.Mutex()
+    got: list[int] = []
+    entered = False
+
+    async def receiver() -> None:
+        nonlocal entered
+        got.append(await ch.recv())  # completed and cancelled in the same instant
+        async with mu:
+            entered = True  # pragma: no cover
+
+    t = asyncio.create_task(receiver())
+    await until(lambda: len(ch._recvq) == 1)
+    await ch.send(7)
+    t.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await t
+    assert got == [7]
+    assert entered is False
+    assert repr(mu) == "<csp.Mutex unlocked>"
+
+
+@pytest.mark.asyncio
+async def test_ready_future_is_a_finished_future_on_any_loop() -> None:
+    """The shared finished future works with asyncio's helpers on the running loop."""
+    ready = csp._park.READY
+    assert ready.done() and ready.result() is None
+    assert await ready is None
+    assert await asyncio.wait_for(csp.Mutex().__aenter__(), 1) is None
+    assert await asyncio.gather(csp.Mutex().__aenter__(), ready) == [None, None]
+    assert ready.get_loop() is asyncio.get_running_loop()
+    assert await asyncio.shield(ready) is None
+    assert asyncio.ensure_future(ready) is ready
+    seen: list[bool] = []
+    done = asyncio.Event()
+    ready.add_done_callback(lambda f: (seen.append(f is ready), done.set()))
+    await done.wait()
+    assert seen == [True]
