@@ -81,15 +81,17 @@ async def select(
     """
     if _redeliver:
         _park.check_cancel()
-    # Parse the cases and poll them at one instant (no await in between). csp.nil is
-    # never ready by construction: no buffer, never closed, nothing ever queued.
-    parsed: list[tuple[int, Chan[Any], Any]] = []
+    # Poll every case at one instant (no await in between), checking its shape on the
+    # way. csp.nil is never ready by construction: no buffer, never closed, nothing
+    # ever queued. Only the ready indexes are kept: this is the hot path.
     ready: list[int] = []
     for i, case in enumerate(cases):
-        f = getattr(case, "__func__", None)
+        try:
+            f = case.__func__  # type: ignore[union-attr]
+        except AttributeError:
+            f = None
         if f is _RECV or f is _RECV_OK:
             ch = case.__self__  # type: ignore[union-attr]
-            parsed.append((_K_RECV if f is _RECV else _K_RECV_OK, ch, None))
             if ch._buf or ch._closed or (ch._sendq and _first_live(ch._sendq) is not None):
                 ready.append(i)
         elif (
@@ -98,7 +100,6 @@ async def select(
             and getattr(case[0], "__func__", None) is _SEND
         ):
             ch = case[0].__self__  # type: ignore[attr-defined]
-            parsed.append((_K_SEND, ch, case[1]))
             if (
                 ch._closed
                 or len(ch._buf) < ch._cap
@@ -111,15 +112,31 @@ async def select(
             raise err
     if ready:
         i = ready[0] if len(ready) == 1 else ready[int(_random() * len(ready))]
-        kind, ch, v = parsed[i]
-        if kind == _K_SEND:
-            ch._send_now(v)
+        case = cases[i]
+        if type(case) is tuple:
+            case[0].__self__._send_now(case[1])  # type: ignore[attr-defined]
             return i, None
-        value, ok = ch._recv_now()
-        return i, ((value, ok) if kind == _K_RECV_OK else value)
+        ch = case.__self__  # type: ignore[union-attr]
+        buf = ch._buf
+        if buf:  # ch._recv_now(), inlined for the buffered case
+            value = buf.popleft()
+            if ch._sendq:
+                ch._admit_sender()
+            ok = True
+        else:
+            value, ok = ch._recv_now()
+        return i, ((value, ok) if case.__func__ is _RECV_OK else value)  # type: ignore[union-attr]
     if default:
         return -1, None
 
+    # Park: the cases were checked above, so they parse without surprises.
+    parsed: list[tuple[int, Chan[Any], Any]] = []
+    for case in cases:
+        if type(case) is tuple:
+            parsed.append((_K_SEND, case[0].__self__, case[1]))  # type: ignore[attr-defined]
+        else:
+            f = case.__func__  # type: ignore[union-attr]
+            parsed.append((_K_RECV if f is _RECV else _K_RECV_OK, case.__self__, None))  # type: ignore[union-attr]
     w = _park.new_waiter("select" if parsed else "select (no cases)")
     n = len(parsed)
     order = list(range(n))
