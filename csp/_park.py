@@ -118,9 +118,28 @@ class Scheduler:
         runq = self.runq
         popleft = runq.popleft
         budget = DRAIN_BUDGET
+        loop = self.loop
+        cur = _current_tasks
         while runq and budget:
             budget -= 1
             r = popleft()
+            if type(r) is Goroutine and not r.cancel_pending:
+                # Goroutine._resume, inlined (the hottest path in csp: a Python call
+                # made from C, ctx.run, costs a frame and an interpreter entry).
+                cur[loop] = r.task  # _enter_task(loop, task)
+                try:
+                    y = r.ctx.run(r.csend, None)
+                except BaseException as exc:
+                    del cur[loop]  # _leave_task(loop, task)
+                    r._raised(exc)
+                    continue
+                del cur[loop]
+                if type(y) is Waiter:
+                    y.waker = r
+                    r.cur = y
+                else:
+                    r._yielded(y)
+                continue
             try:
                 r.ctx.run(r.run, r.arg)
             except (SystemExit, KeyboardInterrupt):
@@ -519,7 +538,31 @@ def _tasks_dict() -> dict[Any, Any] | None:
     return d if seen and not entered else None
 
 
-_current_tasks = _tasks_dict()
+class _TaskSwitch:
+    """The fallback for :data:`_current_tasks`: ``d[loop] = task`` and ``del d[loop]``
+    call asyncio's ``_enter_task``/``_leave_task``, so the hot path has no branch."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: dict[Any, Any] = {}
+
+    def __setitem__(self, loop: Any, task: Any) -> None:
+        _enter_task(loop, task)
+        self._tasks[loop] = task
+
+    def __delitem__(self, loop: Any) -> None:
+        _leave_task(loop, self._tasks.pop(loop))
+
+
+def _task_switch() -> dict[Any, Any] | _TaskSwitch:
+    d = _tasks_dict()
+    return d if d is not None else _TaskSwitch()
+
+
+# What Goroutine._resume writes to make the goroutine's task current (and deletes to
+# leave it): asyncio's own dict when the probe allows, else a _TaskSwitch.
+_current_tasks = _task_switch()
 
 _NOTHING: Final = 0  # no outcome waits for the Task
 _YIELDED: Final = 1  # the coroutine yielded something that is not a csp waiter
@@ -567,6 +610,7 @@ class Goroutine:
         "_asyncio_future_blocking",
         "run",
         "arg",
+        "csend",
         "loop",
         "__weakref__",
     )
@@ -579,6 +623,7 @@ class Goroutine:
     _task_cb: Callable[[Any], object] | None
     outcome: Any
     cancel_msg: Any
+    csend: Callable[[Any], Any]  # coro.send, bound once (with ``run``)
 
     def __init__(
         self, coro: Any, sched: Scheduler, ctx: contextvars.Context
@@ -665,6 +710,7 @@ class Goroutine:
             # Parked in csp: take the wake-up over; the Task parks on us.
             if self.run is _unset:
                 self.run = self._resume
+                self.csend = self.coro.send
             y.waker = self
             self.cur = y
             self._asyncio_future_blocking = True
@@ -677,14 +723,11 @@ class Goroutine:
 
     def _resume(self, _: None) -> None:
         """Run the goroutine from the run queue: its csp waiter finished, or it made a
-        bare yield one loop iteration ago. (``run``, as a runnable.)"""
+        bare yield one loop iteration ago. (``run``, as a runnable; the drain inlines
+        the common case, a wake-up without a pending cancellation.)"""
         loop = self.loop
-        task = self.task
         cur = _current_tasks
-        if cur is not None:
-            cur[loop] = task  # _enter_task(loop, task): nothing runs during a drain
-        else:
-            _enter_task(loop, task)  # type: ignore[arg-type]
+        cur[loop] = self.task  # _enter_task(loop, task): nothing else runs during a drain
         try:
             if self.cancel_pending:
                 self.cancel_pending = False
@@ -695,33 +738,35 @@ class Goroutine:
             else:
                 y = self.coro.send(None)
         except BaseException as exc:
-            self.cur = None
-            self.kind, self.outcome = _RAISED, exc
-            if cur is not None:
-                del cur[loop]
-            else:
-                _leave_task(loop, task)  # type: ignore[arg-type]
-            self.sched.nparked -= 1
-            self._wake_task()
-            return
-        if cur is not None:
             del cur[loop]  # _leave_task(loop, task)
-        else:
-            _leave_task(loop, task)  # type: ignore[arg-type]
+            self._raised(exc)
+            return
+        del cur[loop]  # _leave_task(loop, task)
         if type(y) is Waiter:
             y.waker = self
             self.cur = y
-        elif y is None:
+        else:
+            self._yielded(y)
+
+    def _raised(self, exc: BaseException) -> None:
+        """A direct resumption ended the coroutine: the Task takes the outcome over."""
+        self.cur = None
+        self.kind, self.outcome = _RAISED, exc
+        self.sched.nparked -= 1
+        self._wake_task()
+
+    def _yielded(self, y: Any) -> None:
+        """A direct resumption yielded something other than a csp waiter."""
+        self.cur = None
+        if y is None:
             # A bare yield (asyncio.sleep(0), gosched): resume after one loop
             # iteration, exactly as the Task would, without waking the Task.
-            self.cur = None
             sched = self.sched
             sched.yieldq.append(self)
             if not sched.scheduled:
                 sched.scheduled = True
-                loop.call_soon(sched.drain)
+                self.loop.call_soon(sched.drain)
         else:
-            self.cur = None
             self.kind, self.outcome = _YIELDED, y
             self.sched.nparked -= 1
             self._wake_task()

@@ -23,7 +23,7 @@ def task_switch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     from csp import _park
 
     if request.param == "functions":
-        monkeypatch.setattr(_park, "_current_tasks", None)
+        monkeypatch.setattr(_park, "_current_tasks", _park._TaskSwitch())
     elif sys.version_info < (3, 12):
         # on 3.11 the probe must find the dict: it is the fast path we measure
         assert _park._current_tasks is asyncio.tasks._current_tasks  # type: ignore[attr-defined]
