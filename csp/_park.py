@@ -624,21 +624,16 @@ class Goroutine:
     outcome: Any
     cancel_msg: Any
     csend: Callable[[Any], Any]  # coro.send, bound once (with ``run``)
-
-    def __init__(
-        self, coro: Any, sched: Scheduler, ctx: contextvars.Context
-    ) -> None:
-        self.coro = coro
-        self.ctx = ctx
-        self.sched = sched
-        self.loop = sched.loop
-        self.kind = _NOTHING
-        self.cancel_pending = False
-        self._asyncio_future_blocking = False
-        # As a runnable (see Scheduler): one bound method for all wake-ups, made when
-        # the goroutine first parks.
-        self.run: Callable[[Any], object] = _unset
-        self.arg = None
+    # Set by new_goroutine (csp.go inlines the same stores: keep them in step).
+    coro: Any
+    ctx: contextvars.Context
+    sched: Scheduler
+    loop: asyncio.AbstractEventLoop
+    kind: int
+    cancel_pending: bool
+    _asyncio_future_blocking: bool
+    run: Callable[[Any], object]  # as a runnable: bound _resume once it parked
+    arg: None
 
     # -- the coroutine protocol, used by the Task -----------------------------------
 
@@ -860,6 +855,21 @@ class Goroutine:
 
 
 collections.abc.Coroutine.register(Goroutine)
+
+
+def new_goroutine(coro: Any, sched: Scheduler, ctx: contextvars.Context) -> Goroutine:
+    """The shim for ``coro``, to run as ``Task(g, context=ctx)``; set ``g.task`` next."""
+    g = Goroutine()
+    g.coro = coro
+    g.ctx = ctx
+    g.sched = sched
+    g.loop = sched.loop
+    g.kind = _NOTHING
+    g.cancel_pending = False
+    g._asyncio_future_blocking = False
+    g.run = _unset  # bound to _resume when it first parks
+    g.arg = None
+    return g
 
 
 def _goroutine_failed(task: asyncio.Task[Any]) -> None:

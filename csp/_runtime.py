@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from csp import _park
 from csp._errors import DeadlockError
-from csp._park import Goroutine, Scheduler, Waiter, parked_on
+from csp._park import Goroutine, Scheduler, Waiter, _unset, parked_on
 
 T = TypeVar("T")
 
@@ -87,12 +87,23 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
             fn.close()
         raise RuntimeError("csp.go() must be called with an event loop running")
     if type(fn) is FunctionType and fn.__code__.co_flags & CO_COROUTINE:
-        coro = fn(*args, **kwargs)  # the common case, checked cheaply
+        # the common case, checked cheaply
+        coro = fn(*args, **kwargs) if kwargs else fn(*args)
     else:
         coro = _make_coro("csp.go()", fn, args, kwargs)
-    sched = _park.scheduler()
+    sched = _park._last_sched if loop is _park._last_loop else _park.scheduler()
+    assert sched is not None
     ctx = contextvars.copy_context()
-    g = Goroutine(coro, sched, ctx)
+    g = Goroutine()  # _park.new_goroutine(coro, sched, ctx), inlined
+    g.coro = coro
+    g.ctx = ctx
+    g.sched = sched
+    g.loop = loop
+    g.kind = 0  # _NOTHING
+    g.cancel_pending = False
+    g._asyncio_future_blocking = False
+    g.run = _unset
+    g.arg = None
     if getattr(loop, "_task_factory", 0) is None:
         # asyncio's own loops without a task factory: what create_task does, minus
         # its bookkeeping (name, closed check: a running loop is not closed)
@@ -432,7 +443,7 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
     # main runs as a goroutine of its own (resumed directly like any other); this
     # supervising task only waits for it and is not counted as a goroutine.
     ctx = contextvars.copy_context()
-    g = Goroutine(coro, sched, ctx)
+    g = _park.new_goroutine(coro, sched, ctx)
     main: asyncio.Task[T] = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
     g.task = main
     sched.goroutines[main] = 1
