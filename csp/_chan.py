@@ -131,9 +131,11 @@ class Chan(Generic[T]):
 
     # -- receive -------------------------------------------------------------------
 
-    # recv, recv_ok and __anext__ repeat the same steps on purpose: each must be a single
-    # coroutine on the hottest path (a shared helper costs a call per operation).
-    # Change them together.
+    # recv, recv_ok, __anext__ and send repeat the same steps on purpose: each must be a
+    # single coroutine on the hottest path (a shared helper costs a Python call per
+    # operation, ~10% of a hand-off), so each also builds its waiter (new_waiter) and
+    # completes its partner (Waiter.complete) inline. Change them together;
+    # tests/test_chan.py::test_inlined_waiter_steps_match_park checks the copies.
 
     async def recv(self) -> T | None:
         """Receive a value (Go: ``v := <-ch``).
@@ -202,11 +204,27 @@ class Chan(Generic[T]):
         while sendq:
             w, v, i = sendq.popleft()
             if w.state is PENDING:
-                w.complete(i, None)
+                # w.complete(i, None), inlined
+                w.state = DONE
+                w.index = i
+                w.value = None
+                w.ok = True
+                r = w.waker
+                if r is not None:
+                    sched = r.sched
+                    sched.runq.append(r)
+                    if not sched.scheduled:
+                        sched.scheduled = True
+                        sched.loop.call_soon(sched.drain)
                 return v, True
         if self._closed:
             return None, False
-        w = _park.new_waiter("chan receive")
+        w = Waiter()  # _park.new_waiter("chan receive"), inlined
+        w._asyncio_future_blocking = True
+        w.waker = None
+        w.state = PENDING
+        w.reason = "chan receive"
+        w.on_cancel = None
         if self is not nil:
             q = self._recvq
             q.append((w, None, -1))
@@ -245,11 +263,27 @@ class Chan(Generic[T]):
         while sendq:
             w, v, i = sendq.popleft()
             if w.state is PENDING:
-                w.complete(i, None)
+                # w.complete(i, None), inlined
+                w.state = DONE
+                w.index = i
+                w.value = None
+                w.ok = True
+                r = w.waker
+                if r is not None:
+                    sched = r.sched
+                    sched.runq.append(r)
+                    if not sched.scheduled:
+                        sched.scheduled = True
+                        sched.loop.call_soon(sched.drain)
                 return v
         if self._closed:
             raise StopAsyncIteration
-        w = _park.new_waiter("chan receive")
+        w = Waiter()  # _park.new_waiter("chan receive"), inlined
+        w._asyncio_future_blocking = True
+        w.waker = None
+        w.state = PENDING
+        w.reason = "chan receive"
+        w.on_cancel = None
         if self is not nil:
             q = self._recvq
             q.append((w, None, -1))

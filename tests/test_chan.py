@@ -857,3 +857,55 @@ async def test_channels_work_in_plain_asyncio_tasks() -> None:
     ping.close()
     await t
     assert trace == [1, 3, 5, 7, 9]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("op", ["recv", "recv_ok", "anext", "send"])
+async def test_inlined_waiter_steps_match_park(op: str) -> None:
+    """The waiter each hot path builds inline has exactly the fields new_waiter() sets,
+    and the inline completion of a parked partner leaves it as Waiter.complete() does."""
+    from csp import _park
+
+    def fields(w: _park.Waiter) -> dict[str, Any]:
+        return {k: getattr(w, k) for k in _park.Waiter.__slots__ if hasattr(w, k)}
+
+    ch = csp.Chan[int]()
+
+    async def park() -> Any:
+        if op == "recv":
+            return await ch.recv()
+        if op == "recv_ok":
+            return await ch.recv_ok()
+        if op == "anext":
+            return await ch.__anext__()
+        return await ch.send(5)
+
+    t = asyncio.create_task(park())
+    q = ch._sendq if op == "send" else ch._recvq
+    while not q:
+        await asyncio.sleep(0)
+    w = q[0][0]
+    reason = "chan send" if op == "send" else "chan receive"
+    expected = fields(_park.new_waiter(reason))
+    got = fields(w)
+    assert got.pop("waker") is not None  # the parked task's runnable
+    expected.pop("waker")
+    # the Task that parked on it reset the flag, as it does for a Future
+    assert got.pop("_asyncio_future_blocking") is False
+    assert expected.pop("_asyncio_future_blocking") is True
+    assert got == expected
+    # complete it inline from the partner's side and compare with Waiter.complete()
+    if op == "send":
+        assert await ch.recv() == 5
+        ref_value: Any = None
+    else:
+        await ch.send(7)
+        ref_value = 7
+    ref = _park.new_waiter(reason)
+    ref.complete(-1, ref_value)
+    after, ref_after = fields(w), fields(ref)
+    for k in ("waker", "_asyncio_future_blocking"):
+        after.pop(k)
+        ref_after.pop(k)
+    assert after == ref_after
+    assert await t == {"recv": 7, "recv_ok": (7, True), "anext": 7, "send": None}[op]
