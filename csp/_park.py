@@ -108,10 +108,12 @@ class Scheduler:
         yieldq = self.yieldq
         if yieldq:
             self.yieldq = []
-            for r in yieldq:
+            for k, r in enumerate(yieldq):
                 try:
                     r.ctx.run(r.run, r.arg)
                 except (SystemExit, KeyboardInterrupt):
+                    self.yieldq[:0] = yieldq[k + 1:]
+                    self._requeue()
                     raise
                 except BaseException as exc:  # a callback is not ours to crash the drain
                     self._failed(exc)
@@ -137,12 +139,17 @@ class Scheduler:
                 if type(y) is Waiter:
                     y.waker = r
                     r.cur = y
+                    if r.cancel_pending:  # it cancelled its own task meanwhile
+                        r._cancel_parked()
                 else:
                     r._yielded(y)
                 continue
             try:
                 r.ctx.run(r.run, r.arg)
             except (SystemExit, KeyboardInterrupt):
+                # A Task's step re-raised them (as asyncio does): the loop stops, but
+                # what is queued still runs if the loop is run again (clean-up).
+                self._requeue()
                 raise
             except BaseException as exc:  # a callback is not ours to crash the drain
                 self._failed(exc)
@@ -153,6 +160,13 @@ class Scheduler:
             # Nothing left to run: if every goroutine is parked, csp.run looks closer.
             if self.on_all_parked is not None and self.nparked >= len(self.goroutines):
                 self.on_all_parked()
+
+    def _requeue(self) -> None:
+        """Keep the invariant when an exception escapes a drain half-way."""
+        if self.runq or self.yieldq:
+            self.loop.call_soon(self.drain)
+        else:
+            self.scheduled = False
 
     def _failed(self, exc: BaseException) -> None:
         self.loop.call_exception_handler(
@@ -640,6 +654,11 @@ class Goroutine:
     def send(self, value: Any) -> Any:
         if self.kind:
             return self._deliver()
+        if self.cancel_pending:  # owed since a direct step (see _take_cancel)
+            msg = self._take_cancel()
+            return self.throw(
+                asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
+            )
         try:
             y = self.coro.send(value)
         except BaseException as exc:
@@ -740,12 +759,36 @@ class Goroutine:
         if type(y) is Waiter:
             y.waker = self
             self.cur = y
+            if self.cancel_pending:
+                self._cancel_parked()
         else:
             self._yielded(y)
+
+    # A direct resumption runs while the Task is parked on this shim, so a cancel() of
+    # the task from inside that step (``current_task().cancel()``) reaches cancel()
+    # below, which can only set ``cancel_pending``. The step's end delivers it as the
+    # Task would have (its ``_must_cancel``): by cancelling what the coroutine awaits
+    # next, by throwing CancelledError in after a bare yield (``_resume``), or by ending
+    # the task cancelled if the coroutine returned.
+
+    def _take_cancel(self) -> Any:
+        self.cancel_pending = False
+        msg, self.cancel_msg = self.cancel_msg, None
+        return msg
+
+    def _cancel_parked(self) -> None:
+        """cancel_pending was set during the step that parked on ``cur``."""
+        w = self.cur
+        if w is not None and w.state is PENDING:
+            w.cancel(self._take_cancel())  # took no effect; wakes us with CancelledError
 
     def _raised(self, exc: BaseException) -> None:
         """A direct resumption ended the coroutine: the Task takes the outcome over."""
         self.cur = None
+        if self.cancel_pending and type(exc) is StopIteration:
+            # Task semantics: cancelled right before the coroutine returned.
+            msg = self._take_cancel()
+            exc = asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
         self.kind, self.outcome = _RAISED, exc
         self.sched.nparked -= 1
         self._wake_task()
@@ -755,13 +798,16 @@ class Goroutine:
         self.cur = None
         if y is None:
             # A bare yield (asyncio.sleep(0), gosched): resume after one loop
-            # iteration, exactly as the Task would, without waking the Task.
+            # iteration, exactly as the Task would, without waking the Task. A pending
+            # cancellation is thrown in then.
             sched = self.sched
             sched.yieldq.append(self)
             if not sched.scheduled:
                 sched.scheduled = True
                 self.loop.call_soon(sched.drain)
         else:
+            if self.cancel_pending and hasattr(y, "cancel") and y.cancel(self.cancel_msg):
+                self._take_cancel()  # as the Task does: cancel what it awaits
             self.kind, self.outcome = _YIELDED, y
             self.sched.nparked -= 1
             self._wake_task()

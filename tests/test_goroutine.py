@@ -298,3 +298,45 @@ async def test_yielding_goroutines_do_not_starve_the_loop() -> None:
     await asyncio.gather(*ts)
     assert ticks == list(range(20))
     assert min(spins) >= 20  # both kept running, interleaved with the loop
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("then", ["csp-op", "bare-yield", "return", "future"])
+async def test_self_cancel_during_direct_resumption(then: str) -> None:
+    """``current_task().cancel()`` inside a goroutine resumed straight from the run
+    queue behaves as in any Task: the next suspension raises CancelledError (a csp
+    operation parked then took no effect), and returning right after ends the task
+    cancelled."""
+    ch = csp.Chan[int]()
+    never = csp.Chan[int]()
+    trace: list[str] = []
+
+    async def g() -> str:
+        await ch.recv()  # first park: through the Task
+        await ch.recv()  # resumed directly from here on
+        me = asyncio.current_task()
+        assert me is not None
+        me.cancel("self")
+        if then == "return":
+            return "returned"
+        try:
+            if then == "csp-op":
+                await never.recv()
+            elif then == "bare-yield":
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.001)
+        except asyncio.CancelledError as e:
+            trace.append(f"cancelled: {e.args}")
+            raise
+        trace.append("not cancelled")  # pragma: no cover
+        return "finished"  # pragma: no cover
+
+    t = csp.go(g)
+    await ch.send(1)
+    await ch.send(2)
+    done, _ = await asyncio.wait([t], timeout=2)
+    assert done == {t}
+    assert t.cancelled()
+    assert trace == ([] if then == "return" else ["cancelled: ('self',)"])
+    assert len(never._recvq) == 0 or all(e[0].state != 0 for e in never._recvq)
