@@ -148,3 +148,44 @@ def test_wakeups_still_run_after_systemexit_escaped_a_drain(loop_name: str) -> N
             loop.run_until_complete(asyncio.wait(rest, timeout=0.5))
         asyncio.set_event_loop(None)
         loop.close()
+
+
+# -- READY: the shared finished future of the locks' ``async with`` ---------------------
+
+
+def test_ready_future_on_many_loops_and_threads() -> None:
+    """READY is usable on any loop, in any thread, one after another: awaited, gathered,
+    waited on, shielded and wrapped by ensure_future; it stays finished with result None
+    and logs nothing."""
+    import threading
+    import warnings
+
+    results: list[object] = []
+
+    async def use() -> None:
+        mu, sem, rw = csp.Mutex(), csp.Semaphore(1), csp.RWMutex()
+        r = await asyncio.gather(mu.__aenter__(), sem.__aenter__(), rw.rlocker().__aenter__())
+        results.append(tuple(r))
+        mu.unlock()
+        sem.release()
+        rw.runlock()
+        done, pending = await asyncio.wait([mu.__aenter__()])
+        results.append((len(done), len(pending)))
+        results.append(await asyncio.shield(mu.__aexit__(None, None, None)))
+        results.append(asyncio.ensure_future(mu.__aenter__()) is _park.READY)
+        mu.unlock()
+        with pytest.raises(KeyError):
+            async with mu:
+                raise KeyError("body")
+        results.append(repr(mu))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for factory in (asyncio.new_event_loop, loop_factory("uvloop")):
+            with asyncio.Runner(loop_factory=factory) as r:
+                r.run(use())
+        th = threading.Thread(target=asyncio.run, args=(use(),))
+        th.start()
+        th.join()
+    assert results == [(None, None, None), (1, 0), None, True, "<csp.Mutex unlocked>"] * 3
+    assert _park.READY.done() and _park.READY.result() is None
