@@ -253,7 +253,30 @@ def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
                 return "executor jobs"
             if self._csp_pending_timers():
                 return "timers"
+            if self.__dict__.get("_csp_soon"):
+                self._csp_soon = 0
+                return "ready callbacks"
             return None
+
+        # uvloop does not show its ready queue. While a deadlock check looks (a few
+        # loop iterations, only when every goroutine seems parked), an instance
+        # attribute shadows call_soon and counts the callbacks scheduled from Python
+        # (tasks, futures, user code), so that a chain of callbacks is seen as work.
+
+        def _csp_watch_soon(self, on: bool) -> None:
+            if on:
+                self._csp_soon = 0
+                self.call_soon = self._csp_counting_call_soon  # type: ignore[method-assign]
+            else:
+                self.__dict__.pop("call_soon", None)
+                self._csp_soon = 0
+
+        def _csp_counting_call_soon(
+            self, callback: Any, *args: Any, context: Any = None
+        ) -> asyncio.Handle:
+            self._csp_soon += 1
+            h: asyncio.Handle = uvloop.Loop.call_soon(self, callback, *args, context=context)
+            return h
 
     for name in _IO_METHODS:
         if hasattr(uvloop.Loop, name):
@@ -351,7 +374,10 @@ class _Run:
         self.checking = True
         self.rounds = 0
         self.snapshot = None
-        self.handle = self.loop.call_soon(self._check)
+        watch = getattr(self.loop, "_csp_watch_soon", None)
+        if watch is not None:
+            watch(True)
+        self.handle = self._soon(self._check)
 
     def _state(self) -> list[tuple[asyncio.Task[Any], Waiter]] | None:
         """Every live task parked in csp, with its waiter; None if any is not."""
@@ -377,27 +403,37 @@ class _Run:
         if self.sched.on_all_parked is not None:
             self.maybe_all_parked()
 
+    def _soon(self, fn: Callable[[], None]) -> asyncio.Handle:
+        """call_soon past the uvloop watch's counter (see _UVLoop._csp_watch_soon)."""
+        return type(self.loop).call_soon(self.loop, fn)
+
+    def _done_checking(self) -> None:
+        self.checking = False
+        watch = getattr(self.loop, "_csp_watch_soon", None)
+        if watch is not None:
+            watch(False)
+
     def _check(self) -> None:
         self.handle = None
         if self.panic is not None or self.sched.on_all_parked is None:
-            self.checking = False
+            self._done_checking()
             return
         state = self._state()
         if state is None or self.sched.runq:
-            self.checking = False
+            self._done_checking()
             return
         busy = self.loop._csp_busy(self.handle)  # type: ignore[attr-defined]
         if busy == "timers":
             # Look again once the next timer has fired: it may wake nobody.
-            self.checking = False
+            self._done_checking()
             self._recheck_after_timers()
             return
         if busy == "ready callbacks":
             self.rounds = 0
-            self.handle = self.loop.call_soon(self._check)
+            self.handle = self._soon(self._check)
             return
         if busy is not None:
-            self.checking = False
+            self._done_checking()
             return
         if self.snapshot is not None and [(t, id(w)) for t, w in state] != [
             (t, id(w)) for t, w in self.snapshot
@@ -406,9 +442,9 @@ class _Run:
         self.snapshot = state
         self.rounds += 1
         if self.rounds < 3:
-            self.handle = self.loop.call_soon(self._check)
+            self.handle = self._soon(self._check)
             return
-        self.checking = False
+        self._done_checking()
         self.on_panic(None, self._deadlock_error(state))
 
     def _recheck_after_timers(self) -> None:

@@ -1017,3 +1017,31 @@ def test_no_deadlock_goroutines_ping_pong_then_finish(run: Run) -> None:
         return v
 
     assert run(main) == N
+
+
+def test_uvloop_call_soon_watch_is_only_on_while_checking() -> None:
+    """On uvloop the deadlock check counts call_soon calls only while it looks: a
+    callback chain that ends the wait is seen as work, and afterwards the loop's own
+    call_soon is back (no per-call cost outside a check)."""
+    pytest.importorskip("uvloop")
+    seen: list[bool] = []
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        ch = csp.Chan[str]()
+
+        def step(k: int) -> None:
+            seen.append("call_soon" in vars(loop))
+            if k:
+                loop.call_soon(step, k - 1)
+            else:
+                csp.go(ch.send, "done")
+
+        loop.call_soon(step, 20)
+        got = await ch.recv()
+        await csp.gosched()
+        await csp.gosched()
+        return f"{got} {'call_soon' in vars(loop)}"
+
+    assert csp.run(main, loop="uvloop") == "done False"
+    assert len(seen) == 21 and any(seen)  # the watch was on during the chain
