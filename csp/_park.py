@@ -297,14 +297,9 @@ class Waiter:
 
     # -- the Future-like protocol used by asyncio.Task ----------------------------
 
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        r = self.waker
-        if r is not None:
-            return r.sched.loop
-        loop = _get_running_loop()  # asked by the Task about to park here
-        if loop is None:
-            raise RuntimeError("csp waiter awaited outside a running event loop")
-        return loop
+    # Asked by the Task about to park here, from inside its own step: the running loop
+    # (a C function, no Python frame on the plain-task path).
+    get_loop: Callable[[], asyncio.AbstractEventLoop] = staticmethod(_get_running_loop)  # type: ignore[assignment]
 
     def add_done_callback(
         self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
@@ -313,7 +308,7 @@ class Waiter:
         r.run = fn
         r.arg = self
         r.ctx = context if context is not None else contextvars.copy_context()
-        r.sched = scheduler()
+        r.sched = _last_sched if _get_running_loop() is _last_loop else scheduler()  # type: ignore[assignment]
         if self.state is PENDING:
             if self.waker is not None:  # never happens with a Task; keep it honest
                 raise RuntimeError("csp waiter supports a single waiting task")
