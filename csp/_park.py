@@ -103,23 +103,17 @@ class Scheduler:
             self.loop.call_soon(self.drain)
 
     def drain(self) -> None:
-        # Goroutines that yielded (sleep(0), gosched) before this drain go first; the
-        # ones that yield during it wait for the next drain, a loop iteration later.
+        runq = self.runq
+        budget = DRAIN_BUDGET
+        # Goroutines that yielded (sleep(0), gosched) before this drain go first, all
+        # of them, on top of the budget; the ones that yield during it wait for the
+        # next drain, a loop iteration later.
         yieldq = self.yieldq
         if yieldq:
             self.yieldq = []
-            for k, r in enumerate(yieldq):
-                try:
-                    r.ctx.run(r.run, r.arg)
-                except (SystemExit, KeyboardInterrupt):
-                    self.yieldq[:0] = yieldq[k + 1:]
-                    self._requeue()
-                    raise
-                except BaseException as exc:  # a callback is not ours to crash the drain
-                    self._failed(exc)
-        runq = self.runq
+            runq.extendleft(reversed(yieldq))
+            budget += len(yieldq)
         popleft = runq.popleft
-        budget = DRAIN_BUDGET
         loop = self.loop
         cur = _current_tasks
         while runq and budget:
@@ -141,6 +135,10 @@ class Scheduler:
                     r.cur = y
                     if r.cancel_pending:  # it cancelled its own task meanwhile
                         r._cancel_parked()
+                elif y is None:
+                    # a bare yield: resumed by the next drain (see _yielded)
+                    r.cur = None
+                    self.yieldq.append(r)
                 else:
                     r._yielded(y)
                 continue

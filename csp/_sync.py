@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
 from csp import _park
-from csp._park import PENDING, READY, Waiter, _redeliver
+from csp._park import DONE, PENDING, READY, Waiter, _redeliver
 from csp._runtime import _is_coro_fn, _make_coro
 from csp._runtime import go as _go
 
@@ -117,11 +117,12 @@ class Mutex:
     #     instead of clearing _locked);
     #   * every waiter in _waiters is PENDING (a cancelled one unlinks itself).
 
-    __slots__ = ("_locked", "_waiters")
+    __slots__ = ("_locked", "_waiters", "_unlink")
 
     def __init__(self) -> None:
         self._locked = False
         self._waiters: deque[Waiter] = deque()
+        self._unlink = self._waiters.remove  # a cancelled lock()'s on_cancel, bound once
 
     async def lock(self) -> None:
         """Lock the mutex, waiting (in FIFO order) while another task holds it."""
@@ -130,8 +131,12 @@ class Mutex:
         if not self._locked:
             self._locked = True
             return
-        w = _park.new_waiter("sync.Mutex.Lock")
-        w.on_cancel = self._waiters.remove
+        w = Waiter()  # _park.new_waiter("sync.Mutex.Lock"), inlined: contended hot path
+        w._asyncio_future_blocking = True
+        w.waker = None
+        w.state = PENDING
+        w.reason = "sync.Mutex.Lock"
+        w.on_cancel = self._unlink
         self._waiters.append(w)
         await w
 
@@ -168,7 +173,19 @@ class Mutex:
 
     def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         if self._waiters:  # unlock(), inlined
-            self._waiters.popleft().complete(-1, None)
+            w = self._waiters.popleft()  # still locked: now theirs
+            # w.complete(-1, None), inlined (contended hot path)
+            w.state = DONE
+            w.index = -1
+            w.value = None
+            w.ok = True
+            r = w.waker
+            if r is not None:
+                sched = r.sched
+                sched.runq.append(r)
+                if not sched.scheduled:
+                    sched.scheduled = True
+                    sched.loop.call_soon(sched.drain)
         elif self._locked:
             self._locked = False
         else:

@@ -1990,3 +1990,34 @@ async def test_ready_future_is_a_finished_future_on_any_loop() -> None:
     ready.add_done_callback(lambda f: (seen.append(f is ready), done.set()))
     await done.wait()
     assert seen == [True]
+
+
+@pytest.mark.asyncio
+async def test_mutex_inlined_waiter_steps_match_park() -> None:
+    """Mutex.lock() builds its waiter inline and __aexit__ hands the lock over with an
+    inline completion: both leave the waiter exactly as new_waiter()/complete() do."""
+    from csp import _park
+
+    def fields(w: _park.Waiter) -> dict[str, Any]:
+        return {k: getattr(w, k) for k in _park.Waiter.__slots__
+                if hasattr(w, k) and k not in ("waker", "_asyncio_future_blocking")}
+
+    mu = csp.Mutex()
+    await mu.lock()
+    t = asyncio.create_task(mu.lock())
+    await until(lambda: len(mu._waiters) == 1)
+    w = mu._waiters[0]
+    ref = _park.new_waiter("sync.Mutex.Lock")
+    ref.on_cancel = mu._unlink
+    assert fields(w) == fields(ref)
+    await mu.__aexit__(None, None, None)  # hands the mutex to t
+    ref.on_cancel = None
+    ref.complete(-1, None)
+    w_after = fields(w)
+    assert w_after.pop("on_cancel") is mu._unlink  # completion leaves the hook alone
+    ref_after = fields(ref)
+    ref_after.pop("on_cancel")
+    assert w_after == ref_after
+    await t
+    assert repr(mu) == "<csp.Mutex locked waiters=0>"
+    mu.unlock()
