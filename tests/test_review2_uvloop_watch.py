@@ -158,3 +158,30 @@ def test_watch_off_between_checks(loop: str) -> None:
         return v, "call_soon" in vars(lp), vars(lp).get("_csp_soon", 0)
 
     assert csp.run(main, loop=loop) == ("released", False, 0)
+
+
+@pytest.mark.parametrize("loop", [
+    "asyncio",
+    pytest.param("uvloop", marks=pytest.mark.xfail(
+        strict=True, reason=(
+            "_csp_watch_soon(True) overwrites an instance call_soon the program set "
+            "(instrumentation) and watch(False) pops it: the program's wrapper is lost"))),
+])
+def test_watch_keeps_a_call_soon_the_program_installed(loop: str) -> None:
+    """A program (a tracing/instrumentation helper) wraps ``loop.call_soon`` on the
+    instance; a deadlock check that looks and ends must leave that wrapper in place."""
+    async def main() -> tuple[str, bool]:
+        lp = asyncio.get_running_loop()
+        calls = [0]
+
+        def wrapper(cb: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+            calls[0] += 1
+            return type(lp).call_soon(lp, cb, *args, context=context)
+
+        lp.call_soon = wrapper  # type: ignore[method-assign]
+        v = await _chain("call_soon")()  # a check looks while the chain runs
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return v, vars(lp).get("call_soon") is wrapper
+
+    assert csp.run(main, loop=loop) == ("released", True)
