@@ -306,7 +306,11 @@ class Waiter:
         r.run = fn
         r.arg = self
         r.ctx = context if context is not None else contextvars.copy_context()
-        r.sched = _last_sched if _get_running_loop() is _last_loop else scheduler()  # type: ignore[assignment]
+        loop = _get_running_loop()
+        if loop is _last_loop and loop is not None:
+            r.sched = _last_sched  # type: ignore[assignment]
+        else:
+            r.sched = scheduler()  # raises a clear RuntimeError outside a running loop
         if self.state is PENDING:
             if self.waker is not None:  # never happens with a Task; keep it honest
                 raise RuntimeError("csp waiter supports a single waiting task")
@@ -686,6 +690,14 @@ class Goroutine:
         kind, out = self.kind, self.outcome
         self.kind, self.outcome = _NOTHING, None
         if kind == _RAISED:
+            task = self.task
+            if self.cancel_pending and type(out) is StopIteration and task is not None:
+                # It cancelled its own task, then returned, in a direct step: cancel
+                # the Task now, inside its own step, so that it ends cancelled with the
+                # message, as it would have (uncancel first: the count stays as it was).
+                msg = self._take_cancel()
+                task.uncancel()
+                task.cancel(msg)
             self._finished(out)
             raise out
         return out
@@ -778,10 +790,7 @@ class Goroutine:
     def _raised(self, exc: BaseException) -> None:
         """A direct resumption ended the coroutine: the Task takes the outcome over."""
         self.cur = None
-        if self.cancel_pending and type(exc) is StopIteration:
-            # Task semantics: cancelled right before the coroutine returned.
-            msg = self._take_cancel()
-            exc = asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
+        # (returned after cancelling its own task: _deliver ends the Task cancelled)
         self.kind, self.outcome = _RAISED, exc
         self.sched.nparked -= 1
         self._wake_task()
@@ -845,6 +854,10 @@ class Goroutine:
             return True
         if w.state is PENDING:
             w.cancel(msg)  # wakes _resume, where the waiter raises CancelledError
+            return True
+        if w.state is CANCELLED:
+            # Cancelled again before it resumed: the waiter's CancelledError (the first
+            # message) is on its way, and one is all it gets, as for a Task.
             return True
         self.cancel_pending = True
         self.cancel_msg = msg

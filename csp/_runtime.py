@@ -151,15 +151,20 @@ class _Accounting:
     _csp_timers: list[asyncio.TimerHandle]
     _csp_io: int  # >0: I/O was used; deadlock detection declines to decide
     _csp_jobs: int  # executor jobs in flight
+    _csp_soon: int
 
     def _csp_init(self) -> None:
+        self._csp_soon = 0  # callbacks scheduled, counted while a deadlock check looks
         self._csp_timers = []
         self._csp_io = 0
         self._csp_jobs = 0
 
     def _csp_note_timer(self, h: asyncio.TimerHandle) -> asyncio.TimerHandle:
         if not hasattr(h, "when"):
-            return h  # uvloop runs sub-millisecond delays as plain (ready) handles
+            # uvloop runs sub-millisecond delays as plain ready handles: a callback
+            # for the deadlock check's count (see _UVLoop._csp_watch_soon)
+            self._csp_soon += 1
+            return h
         timers = self._csp_timers
         timers.append(h)
         if len(timers) >= 256 and (len(timers) & (len(timers) - 1)) == 0:
@@ -253,7 +258,7 @@ def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
                 return "executor jobs"
             if self._csp_pending_timers():
                 return "timers"
-            if self.__dict__.get("_csp_soon"):
+            if self._csp_soon:
                 self._csp_soon = 0
                 return "ready callbacks"
             return None
@@ -264,18 +269,40 @@ def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
         # (tasks, futures, user code), so that a chain of callbacks is seen as work.
 
         def _csp_watch_soon(self, on: bool) -> None:
+            d = self.__dict__
             if on:
                 self._csp_soon = 0
+                # a call_soon the program put on the instance is kept and called through
+                self._csp_prev_soon = d.get("call_soon")
                 self.call_soon = self._csp_counting_call_soon  # type: ignore[method-assign]
             else:
-                self.__dict__.pop("call_soon", None)
+                prev = d.pop("_csp_prev_soon", None)
+                if d.get("call_soon") == self._csp_counting_call_soon:
+                    if prev is not None:
+                        self.call_soon = prev  # type: ignore[method-assign]
+                    else:
+                        del d["call_soon"]
                 self._csp_soon = 0
 
         def _csp_counting_call_soon(
             self, callback: Any, *args: Any, context: Any = None
         ) -> asyncio.Handle:
             self._csp_soon += 1
-            h: asyncio.Handle = uvloop.Loop.call_soon(self, callback, *args, context=context)
+            prev = self.__dict__.get("_csp_prev_soon")
+            if prev is not None:
+                h: asyncio.Handle = prev(callback, *args, context=context)
+            else:
+                h = uvloop.Loop.call_soon(self, callback, *args, context=context)
+            return h
+
+        def call_soon_threadsafe(  # type: ignore[override]
+            self, callback: Any, *args: Any, context: Any = None
+        ) -> asyncio.Handle:
+            # uvloop queues these without going through call_soon: count them too (an
+            # unlocked += from another thread can only lose a count, and any count
+            # above zero is enough)
+            self._csp_soon += 1
+            h: asyncio.Handle = super().call_soon_threadsafe(callback, *args, context=context)
             return h
 
     for name in _IO_METHODS:

@@ -389,10 +389,6 @@ def test_self_cancel_then_return_keeps_message_like_plain_task(loop_name: str) -
     assert got["go"][1][1][0] == got["task"][1][1][0] == ("bye",)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Goroutine._raised turns the return into a CancelledError('bye') the Task stores as "
-    "_cancelled_exc: only the first result()/exception() shows the message; a plain Task "
-    "cancels itself with super().cancel(msg) and keeps it for every retrieval"))
 def test_self_cancel_then_return_message_survives_every_retrieval(loop_name: str) -> None:
     """Invariant: a task that called ``cancel("bye")`` on itself and then returned is
     cancelled with message "bye" for every observer (``result()``, ``exception()``,
@@ -483,10 +479,6 @@ def test_cancel_by_another_task_matches_plain_task(loop_name: str, name: str) ->
     assert got["task"][0] == expected
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Goroutine.cancel: the 2nd cancel finds cur CANCELLED, sets cancel_pending/cancel_msg "
-    "and _resume throws CancelledError('y') instead of letting the waiter raise 'x'; "
-    "a plain Task keeps the first CancelledError (its __step keeps a CancelledError exc)"))
 def test_cancel_twice_while_parked_first_message_wins(loop_name: str) -> None:
     """Invariant (asyncio's): ``t.cancel("x"); t.cancel("y")`` on a task parked on a
     pending operation raises one CancelledError carrying "x" (the waiter was cancelled

@@ -17,8 +17,6 @@ import pytest
 
 import csp
 
-UVLOOP_MISSES = "uvloop: {} bypasses the counting call_soon; false DeadlockError"
-
 
 def _chain(schedule: str) -> Callable[[], Any]:
     """main blocks in csp while 10 loop callbacks (no task) run one after another,
@@ -52,12 +50,7 @@ def test_call_soon_chain_is_not_a_deadlock(loop: str) -> None:
     assert csp.run(_chain("call_soon"), loop=loop) == "released"
 
 
-@pytest.mark.parametrize("loop", [
-    "asyncio",
-    pytest.param("uvloop", marks=pytest.mark.xfail(
-        strict=True, raises=csp.DeadlockError,
-        reason=UVLOOP_MISSES.format("call_soon_threadsafe (uvloop's own _call_soon)"))),
-])
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_call_soon_threadsafe_chain_is_not_a_deadlock(loop: str) -> None:
     """The same chain scheduled with ``call_soon_threadsafe`` (what thread-safe
     libraries and concurrent.futures callbacks use, also from the loop's thread)."""
@@ -65,14 +58,7 @@ def test_call_soon_threadsafe_chain_is_not_a_deadlock(loop: str) -> None:
 
 
 @pytest.mark.parametrize("schedule", ["call_later(0)", "call_at(now)"])
-@pytest.mark.parametrize("loop", [
-    "asyncio",
-    pytest.param("uvloop", marks=pytest.mark.xfail(
-        strict=True, raises=csp.DeadlockError,
-        reason=UVLOOP_MISSES.format(
-            "call_later/call_at with a delay under 0.5 ms (uvloop makes a plain ready "
-            "handle via _call_soon; _csp_note_timer skips it as it has no when())"))),
-])
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_zero_delay_timer_chain_is_not_a_deadlock(loop: str, schedule: str) -> None:
     """The same chain scheduled with ``call_later(0, ...)`` / ``call_at(loop.time())``
     (a pending timer means no deadlock, API.md)."""
@@ -160,13 +146,7 @@ def test_watch_off_between_checks(loop: str) -> None:
     assert csp.run(main, loop=loop) == ("released", False, 0)
 
 
-@pytest.mark.parametrize("loop", [
-    "asyncio",
-    pytest.param("uvloop", marks=pytest.mark.xfail(
-        strict=True, reason=(
-            "_csp_watch_soon(True) overwrites an instance call_soon the program set "
-            "(instrumentation) and watch(False) pops it: the program's wrapper is lost"))),
-])
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_watch_keeps_a_call_soon_the_program_installed(loop: str) -> None:
     """A program (a tracing/instrumentation helper) wraps ``loop.call_soon`` on the
     instance; a deadlock check that looks and ends must leave that wrapper in place."""

@@ -189,3 +189,12 @@ def test_ready_future_on_many_loops_and_threads() -> None:
         th.join()
     assert results == [(None, None, None), (1, 0), None, True, "<csp.Mutex unlocked>"] * 3
     assert _park.READY.done() and _park.READY.result() is None
+
+
+def test_waiter_add_done_callback_outside_a_loop_is_a_clear_error() -> None:
+    """Parking a plain task's wake-up on a waiter needs a running loop: outside one,
+    add_done_callback says so at once instead of failing later at completion."""
+    w = _park.new_waiter("x")
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        w.add_done_callback(lambda f: None)
+    assert w.waker is None
