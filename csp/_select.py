@@ -86,10 +86,13 @@ async def select(
     # ever queued. Only the ready indexes are kept: this is the hot path.
     ready: list[int] = []
     for i, case in enumerate(cases):
-        try:
-            f = case.__func__  # type: ignore[union-attr]
-        except AttributeError:
-            f = None
+        if type(case) is tuple:
+            f = None  # a send case (checked below); no exception raised on this path
+        else:
+            try:
+                f = case.__func__  # type: ignore[union-attr]
+            except AttributeError:
+                f = None
         if f is _RECV or f is _RECV_OK:
             ch = case.__self__  # type: ignore[union-attr]
             if ch._buf or ch._closed or (ch._sendq and _first_live(ch._sendq) is not None):
