@@ -20,11 +20,12 @@ import asyncio
 import contextvars
 import inspect
 import os
+import sys
 import types
 from collections.abc import Awaitable, Callable, Coroutine
 from inspect import CO_COROUTINE
 from types import FunctionType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from csp import _park
 from csp._errors import DeadlockError
@@ -69,6 +70,28 @@ def _make_coro(
     raise TypeError(f"{who} needs a coroutine function or a coroutine, got {fn!r}")
 
 
+# How go() makes a goroutine's Task on a loop type: by calling asyncio.Task directly
+# when the type's create_task is asyncio's or uvloop's own (and no task factory is
+# set), else through loop.create_task.
+_STOCK_ASYNCIO: Final = 1
+_STOCK_UVLOOP: Final = 2
+_OTHER: Final = 0
+_task_path: dict[type, int] = {}
+
+
+def _learn_task_path(cls: type) -> int:
+    ct = getattr(cls, "create_task", None)
+    path = _OTHER
+    if ct is asyncio.BaseEventLoop.create_task:
+        path = _STOCK_ASYNCIO
+    else:
+        uvloop = sys.modules.get("uvloop")
+        if uvloop is not None and ct is uvloop.Loop.create_task:
+            path = _STOCK_UVLOOP
+    _task_path[cls] = path
+    return path
+
+
 def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
        **kwargs: Any) -> asyncio.Task[T]:
     """Start a goroutine on the running loop (Go: ``go f(x)``).
@@ -104,9 +127,14 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
     g._asyncio_future_blocking = False
     g.run = _unset
     g.arg = None
-    if getattr(loop, "_task_factory", 0) is None:
-        # asyncio's own loops without a task factory: what create_task does, minus
-        # its bookkeeping (name, closed check: a running loop is not closed)
+    path = _task_path.get(type(loop))
+    if path is None:
+        path = _learn_task_path(type(loop))
+    if (path == _STOCK_ASYNCIO and loop._task_factory is None) or (  # type: ignore[attr-defined]
+        path == _STOCK_UVLOOP and loop.get_task_factory() is None
+    ):
+        # the loop's own create_task without a task factory: what it does, minus its
+        # bookkeeping (name, closed check: a running loop is not closed)
         task: asyncio.Task[T] = _Task(g, loop=loop, context=ctx)  # type: ignore[arg-type]
     else:
         task = loop.create_task(g, context=ctx)  # type: ignore[arg-type]

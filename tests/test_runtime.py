@@ -1045,3 +1045,40 @@ def test_uvloop_call_soon_watch_is_only_on_while_checking() -> None:
 
     assert csp.run(main, loop="uvloop") == "done False"
     assert len(seen) == 21 and any(seen)  # the watch was on during the chain
+
+
+@pytest.mark.parametrize("how", ["factory", "subclass"])
+def test_go_honours_task_factories_and_create_task_overrides(loop_name: str, how: str) -> None:
+    """csp.go makes its Task directly only on a stock asyncio/uvloop loop without a
+    task factory: a task factory, or a loop type that overrides create_task, is used."""
+    from csp._runtime import _loop_factory
+
+    made: list[str] = []
+    base: Any = _loop_factory(loop_name)  # csp.run's loop class for this loop
+
+    class Loop(base):  # type: ignore[misc,valid-type]
+        def create_task(self, coro: Any, **kw: Any) -> Any:
+            made.append("create_task")
+            return super().create_task(coro, **kw)
+
+    def factory(loop: Any, coro: Any, **kw: Any) -> Any:
+        made.append("factory")
+        return asyncio.Task(coro, loop=loop, **kw)
+
+    loop = Loop() if how == "subclass" else base()
+    if how == "factory":
+        loop.set_task_factory(factory)
+
+    async def main() -> int:
+        made.clear()
+        ch = csp.Chan[int]()
+        t = csp.go(ch.send, 4)
+        v = await ch.recv()
+        await t
+        return v or 0
+
+    try:
+        assert loop.run_until_complete(main()) == 4
+    finally:
+        loop.close()
+    assert made == (["factory"] if how == "factory" else ["create_task"])
