@@ -720,3 +720,76 @@ CANCEL_FIRST_STATE: dict[str, Any] = {
     "ctx_done": ("Canceled('context canceled')", []),
     "ctx_select": ("Canceled('context canceled')", []),
 }
+
+
+# -- TaskGroup ------------------------------------------------------------------------
+
+
+async def _tg_drive(kind: str, name: str, child_kind: str) -> Any:
+    """The victim hosts a TaskGroup whose child completes the victim's parked operation
+    and then raises: the group cancels the victim (its parent) right after."""
+    sc = SCENARIOS[name]
+    st = St()
+    await sc.setup(st)
+    trace: list[Any] = []
+    start = csp.Chan[None]()
+
+    async def child() -> None:
+        await start.recv()
+        await sc.complete(st, None)
+        raise KeyError("child")
+
+    async def victim() -> str:
+        t = _me()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                if child_kind == "task":
+                    tg.create_task(child())
+                else:  # the child's body runs as a goroutine the group task awaits
+                    tg.create_task(_await(csp.go(child)))
+                r = await sc.op(st)
+                trace.append(("op", r, t.cancelling()))
+                await asyncio.sleep(0)
+                trace.append("slept")
+        except BaseException as e:
+            trace.append(("raised", type(e).__name__,
+                          [repr(x) for x in getattr(e, "exceptions", [])], t.cancelling()))
+            raise
+        return "end"
+
+    t = csp.go(victim) if kind == "go" else asyncio.create_task(victim())
+    for _ in range(20):
+        await asyncio.sleep(0)
+        if sc.parked(st):
+            break
+    else:
+        raise AssertionError("the victim did not park")
+    await start.send(None)
+    if sc.cleanup is not None:
+        await sc.cleanup(st)
+    async with asyncio.timeout(1):
+        await asyncio.wait([t])
+    return trace, sc.state(st), _outcome(t)
+
+
+async def _await(t: asyncio.Task[Any]) -> Any:
+    return await t
+
+
+@pytest.mark.parametrize("child_kind", ["task", "go"])
+@pytest.mark.parametrize("name", ["chan_recv", "select_recv", "rw_rlock", "sem_weighted",
+                                  "waitgroup", "cond_mutex", "ctx_select"])
+def test_taskgroup_child_completes_then_fails(loop_name: str, name: str,
+                                              child_kind: str) -> None:
+    """Invariant: the victim's operation, completed by a TaskGroup child that then
+    fails, returns its value once; the group's cancellation of the victim arrives at
+    its next suspension and the group raises the child's error. Goroutine == Task."""
+    out = {}
+    for kind in ("go", "task"):
+        with asyncio.Runner(loop_factory=loop_factory(loop_name)) as r:
+            out[kind] = r.run(_tg_drive(kind, name, child_kind))
+    assert out["go"] == out["task"]
+    trace, _state, outcome = out["task"]
+    assert trace == [("op", SCENARIOS[name].value, 0),
+                     ("raised", "ExceptionGroup", ["KeyError('child')"], 0)]
+    assert outcome[0] == "exception"

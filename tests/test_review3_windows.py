@@ -1,0 +1,115 @@
+"""Review 3: the window between a goroutine's direct step (run by the drain) ending
+with something the Task must take over (a Future it awaits, its return) and the Task
+actually taking it over (a ``_TaskWake`` queued at the end of the run queue). Another
+task resumed in the same drain, in between, sees the goroutine's Task in that state.
+
+The plain Task run of the same program is the reference: its step ran inside the
+drain and finished (or parked on the Future) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from conftest import loop_factory
+
+import csp
+
+
+async def _window(kind: str, variant: str) -> list[Any]:
+    trace: list[Any] = []
+    a, b = csp.Chan[int](), csp.Chan[int]()
+    box: list[asyncio.Task[Any]] = []
+
+    async def victim() -> int:
+        t = asyncio.current_task()
+        assert t is not None
+        await a.recv()
+        if variant == "return":
+            return 5
+        try:
+            if variant == "sleep":
+                await asyncio.sleep(0.01)
+            else:
+                await asyncio.get_running_loop().create_future()
+            trace.append("returned")
+        except asyncio.CancelledError as e:
+            trace.append(("cancelled", e.args, t.cancelling()))
+            raise
+        return 0
+
+    async def killer() -> None:
+        await b.recv()  # resumed in the same drain, right after the victim
+        t = box[0]
+        trace.append(("victim done", t.done()))
+        trace.append(("cancel", t.cancel("kill"), t.cancelling()))
+
+    if kind == "go":
+        t, k = csp.go(victim), csp.go(killer)
+    else:
+        t, k = asyncio.create_task(victim()), asyncio.create_task(killer())
+    box.append(t)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await a.send(1)
+    await b.send(2)  # the victim and then the killer run in one drain
+    async with asyncio.timeout(1):
+        await asyncio.wait([t, k])
+    if t.cancelled():
+        try:
+            t.result()
+        except asyncio.CancelledError as e:
+            trace.append(("outcome cancelled", e.args))
+    else:
+        trace.append(("outcome", t.result()))
+    return trace
+
+
+def _both(loop_name: str, variant: str) -> dict[str, list[Any]]:
+    out = {}
+    for kind in ("go", "task"):
+        with asyncio.Runner(loop_factory=loop_factory(loop_name)) as r:
+            out[kind] = r.run(_window(kind, variant))
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Goroutine.throw cancels the Future the coroutine yielded in a direct step with "
+    "y.cancel(), dropping the message the Task threw in: CancelledError() instead of "
+    "CancelledError('kill')"))
+@pytest.mark.parametrize("variant", ["sleep", "future"])
+def test_cancel_msg_kept_when_cancelled_before_task_takes_over_future(
+        loop_name: str, variant: str) -> None:
+    """Invariant: ``t.cancel("kill")`` of a goroutine whose direct step just awaited a
+    Future (asyncio.sleep, a bare Future) raises CancelledError("kill") at that await
+    and the task ends cancelled with "kill", as for a plain Task."""
+    got = _both(loop_name, variant)
+    assert got["task"] == [("victim done", False), ("cancel", True, 1),
+                           ("cancelled", ("kill",), 1), ("outcome cancelled", ("kill",))]
+    assert got["go"] == got["task"]
+
+
+def test_cancel_count_same_when_cancelled_before_task_takes_over_future(
+        loop_name: str) -> None:
+    """What already matches in that window: cancel() returns True, one CancelledError
+    at the await, cancelling() == 1, the task ends cancelled."""
+    got = _both(loop_name, "sleep")
+    strip = [e[:1] + e[2:] if e[0] in ("cancelled", "outcome cancelled") else e
+             for e in got["go"]]
+    assert strip == [("victim done", False), ("cancel", True, 1), ("cancelled", 1),
+                     ("outcome cancelled",)]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a goroutine that returned in a direct step is not done() until its _TaskWake, "
+    "queued at the end of the run queue, runs: a task resumed in between sees "
+    "done() False, and its cancel() returns True and bumps cancelling() although the "
+    "task then ends with its result and nothing was cancelled"))
+def test_goroutine_returned_in_direct_step_is_done_for_others(loop_name: str) -> None:
+    """Invariant (plain Task): once a task's coroutine has returned, other tasks see it
+    done() and cancel() returns False, leaving cancelling() at 0."""
+    got = _both(loop_name, "return")
+    assert got["task"] == [("victim done", True), ("cancel", False, 0), ("outcome", 5)]
+    assert got["go"] == got["task"]
