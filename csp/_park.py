@@ -142,6 +142,8 @@ class Scheduler:
                 else:
                     r._yielded(y)
                 continue
+            if type(r.arg) is Goroutine:
+                budget += 1  # a Task taking its goroutine's outcome over: not a wake-up
             try:
                 r.ctx.run(r.run, r.arg)
             except (SystemExit, KeyboardInterrupt):
@@ -667,9 +669,15 @@ class Goroutine:
         if self.kind == _YIELDED:
             y = self.outcome
             self.kind, self.outcome = _NOTHING, None
-            if y is not None and hasattr(y, "cancel") and not y.done() and y.cancel():
-                # As the Task would: cancel what the coroutine awaits; the Task
-                # then throws CancelledError in when it completes.
+            if (
+                isinstance(typ, asyncio.CancelledError)
+                and y is not None
+                and hasattr(y, "cancel")
+                and not y.done()
+                and y.cancel(typ.args[0] if typ.args else None)
+            ):
+                # As the Task would: cancel what the coroutine awaits, with the
+                # message; the Task then throws CancelledError in when it completes.
                 return y
         elif self.kind == _RAISED:
             return self._deliver()  # it finished before the cancellation reached it
@@ -823,7 +831,13 @@ class Goroutine:
             r.arg = self
             r.ctx = self._task_ctx
             r.sched = sched = self.sched
-            sched.push(r)
+            # First in line: the Task takes the outcome over before anything else
+            # runs, as if this step had been its own (no window where the goroutine
+            # has returned but its Task is not done; the drain does not count it).
+            sched.runq.appendleft(r)
+            if not sched.scheduled:
+                sched.scheduled = True
+                sched.loop.call_soon(sched.drain)
 
     # -- the future protocol, used by the Task while parked here ----------------------
 

@@ -1,7 +1,8 @@
 """Review 3: the window between a goroutine's direct step (run by the drain) ending
 with something the Task must take over (a Future it awaits, its return) and the Task
-actually taking it over (a ``_TaskWake`` queued at the end of the run queue). Another
-task resumed in the same drain, in between, sees the goroutine's Task in that state.
+actually taking it over. Another task resumed in the same drain must never see the
+goroutine's Task in between (the hand-over ``_TaskWake`` now goes first in the run
+queue), and a cancel message must reach the Future the goroutine awaits.
 
 The plain Task run of the same program is the reference: its step ran inside the
 drain and finished (or parked on the Future) at once.
@@ -75,10 +76,6 @@ def _both(loop_name: str, variant: str) -> dict[str, list[Any]]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Goroutine.throw cancels the Future the coroutine yielded in a direct step with "
-    "y.cancel(), dropping the message the Task threw in: CancelledError() instead of "
-    "CancelledError('kill')"))
 @pytest.mark.parametrize("variant", ["sleep", "future"])
 def test_cancel_msg_kept_when_cancelled_before_task_takes_over_future(
         loop_name: str, variant: str) -> None:
@@ -102,11 +99,6 @@ def test_cancel_count_same_when_cancelled_before_task_takes_over_future(
                      ("outcome cancelled",)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a goroutine that returned in a direct step is not done() until its _TaskWake, "
-    "queued at the end of the run queue, runs: a task resumed in between sees "
-    "done() False, and its cancel() returns True and bumps cancelling() although the "
-    "task then ends with its result and nothing was cancelled"))
 def test_goroutine_returned_in_direct_step_is_done_for_others(loop_name: str) -> None:
     """Invariant (plain Task): once a task's coroutine has returned, other tasks see it
     done() and cancel() returns False, leaving cancelling() at 0."""
