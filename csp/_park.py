@@ -161,6 +161,14 @@ class Scheduler:
             if self.on_all_parked is not None and self.nparked >= len(self.goroutines):
                 self.on_all_parked()
 
+    def maybe_all_parked(self) -> None:
+        """Every goroutine may be parked (``nparked`` covers them all): unless a wake-up
+        is queued (then the drain that runs it looks when it ends idle), ask csp.run's
+        deadlock watch to look. The look costs O(goroutines), so it must stay rare:
+        while woken goroutines wait in the run queue they still count as parked."""
+        if not self.runq and not self.yieldq and self.on_all_parked is not None:
+            self.on_all_parked()
+
     def _requeue(self) -> None:
         """Keep the invariant when an exception escapes a drain half-way."""
         if self.runq or self.yieldq:
@@ -730,7 +738,7 @@ class Goroutine:
         if type(exc) is not StopIteration and not isinstance(exc, asyncio.CancelledError):
             task.add_done_callback(_goroutine_failed)
         if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
-            sched.on_all_parked()
+            sched.maybe_all_parked()
 
     def _after(self, y: Any) -> Any:
         if type(y) is Waiter:
@@ -744,7 +752,7 @@ class Goroutine:
             sched = self.sched
             sched.nparked += 1
             if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
-                sched.on_all_parked()  # it checks later, not now
+                sched.maybe_all_parked()  # it checks later, not now
             return self
         return y
 

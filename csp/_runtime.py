@@ -473,8 +473,11 @@ class _Run:
         if self.panic is not None or self.sched.on_all_parked is None:
             self._done_checking()
             return
+        if self.sched.runq or self.sched.yieldq:  # cheap first: _state() is O(tasks)
+            self._done_checking()
+            return
         state = self._state()
-        if state is None or self.sched.runq:
+        if state is None:
             self._done_checking()
             return
         busy = self.loop._csp_busy(self.handle)  # type: ignore[attr-defined]

@@ -90,8 +90,8 @@ def test_deadlock_still_reported_after_a_chain_that_wakes_nobody(loop: str) -> N
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_watch_removed_when_run_returns_during_a_check(loop: str) -> None:
-    """main returns right after a chain released it, while a check still looks: the
-    watch is on then (uvloop) and gone once csp.run has returned."""
+    """main returns right after a chain released it, possibly while a check still
+    looks: whatever the watch's state then, it is gone once csp.run has returned."""
     seen: list[asyncio.AbstractEventLoop] = []
 
     async def main() -> tuple[str, bool]:
@@ -101,7 +101,8 @@ def test_watch_removed_when_run_returns_during_a_check(loop: str) -> None:
         return v, "call_soon" in vars(lp)
 
     v, watching = csp.run(main, loop=loop)
-    assert (v, watching) == ("released", loop == "uvloop")
+    assert v == "released"
+    assert not watching or loop == "uvloop"
     assert "call_soon" not in vars(seen[0])
 
 

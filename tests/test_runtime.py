@@ -1082,3 +1082,45 @@ def test_go_honours_task_factories_and_create_task_overrides(loop_name: str, how
     finally:
         loop.close()
     assert made == (["factory"] if how == "factory" else ["create_task"])
+
+
+def test_mass_wakeup_does_not_run_the_deadlock_check_per_goroutine(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waking N parked goroutines that then finish must not look for a deadlock at
+    each finish: a look costs O(tasks), so that would be quadratic (1M goroutines:
+    minutes instead of seconds). Woken goroutines waiting in the run queue still
+    count as parked; the scheduler must not ask while wake-ups are queued."""
+    from csp import _runtime
+
+    looks = [0]
+    state = _runtime._Run._state
+
+    def counting_state(self: Any) -> Any:
+        looks[0] += 1
+        return state(self)
+
+    monkeypatch.setattr(_runtime._Run, "_state", counting_state)
+    n = 3000
+
+    async def main() -> int:
+        ch = csp.Chan[int]()
+        done = csp.Chan[None](1)
+        left = [n]
+
+        async def g() -> None:
+            await ch.recv()
+            left[0] -= 1
+            if not left[0]:
+                await done.send(None)
+
+        for _ in range(n):
+            csp.go(g)
+        await csp.gosched()
+        for i in range(n):
+            await ch.send(i)
+        await done.recv()
+        return left[0]
+
+    assert run(main) == 0
+    assert looks[0] <= 10, looks[0]
