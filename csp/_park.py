@@ -596,12 +596,14 @@ class Goroutine:
     ``csp.go`` runs ``Task(Goroutine(coro))``. To the Task this object is the coroutine
     (``send``/``throw``/``close``) and, while the goroutine is parked in csp, also the
     future it waits on (the *parker*). When ``coro`` awaits a csp :class:`Waiter`,
-    the Task parks on this object once; from then on each wake-up of a csp waiter
-    resumes ``coro`` straight from the run queue (``_resume``: enter the task so that
+    the Task parks on this object once; from then on the goroutine is its own
+    runnable (the waiter's ``waker``) and each wake-up resumes ``coro`` straight from
+    the run queue (the drain inlines ``_resume``: make the task current so that
     ``current_task()`` is right, ``coro.send(None)`` in the task's context, leave),
-    for as long as ``coro`` keeps parking on csp waiters. When it yields anything else
-    (a Future, a bare yield) or finishes, the outcome is stored and the Task is woken
-    to take it over through ``send``, so asyncio sees an ordinary task.
+    for as long as ``coro`` keeps parking on csp waiters or yielding bare (resumed by
+    the next drain). When it yields anything else (a Future) or finishes, the outcome
+    is stored and the Task is woken first in line to take it over through ``send``,
+    so asyncio sees an ordinary task.
 
     Cancellation: ``Task.cancel()`` calls :meth:`cancel` while the task is parked
     here, which cancels the csp waiter the goroutine is parked on (took no effect), or,
