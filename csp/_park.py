@@ -97,7 +97,21 @@ class Scheduler:
         self.main: asyncio.Task[Any] | None = None
 
     def push(self, r: Runnable) -> None:
+        """Queue a wake-up (the hot paths inline this)."""
         self.runq.append(r)
+        self._ensure_drain()
+
+    def push_front(self, r: Runnable) -> None:
+        """Queue ``r`` to run before every queued wake-up."""
+        self.runq.appendleft(r)
+        self._ensure_drain()
+
+    def push_yield(self, r: Runnable) -> None:
+        """Queue ``r`` for the next drain, a loop iteration from now (a bare yield)."""
+        self.yieldq.append(r)
+        self._ensure_drain()
+
+    def _ensure_drain(self) -> None:
         if not self.scheduled:
             self.scheduled = True
             self.loop.call_soon(self.drain)
@@ -820,11 +834,7 @@ class Goroutine:
             # A bare yield (asyncio.sleep(0), gosched): resume after one loop
             # iteration, exactly as the Task would, without waking the Task. A pending
             # cancellation is thrown in then.
-            sched = self.sched
-            sched.yieldq.append(self)
-            if not sched.scheduled:
-                sched.scheduled = True
-                self.loop.call_soon(sched.drain)
+            self.sched.push_yield(self)
         else:
             if self.cancel_pending and hasattr(y, "cancel") and y.cancel(self.cancel_msg):
                 self._take_cancel()  # as the Task does: cancel what it awaits
@@ -840,14 +850,11 @@ class Goroutine:
             r.run = cb
             r.arg = self
             r.ctx = self._task_ctx
-            r.sched = sched = self.sched
+            r.sched = self.sched
             # First in line: the Task takes the outcome over before anything else
             # runs, as if this step had been its own (no window where the goroutine
             # has returned but its Task is not done; the drain does not count it).
-            sched.runq.appendleft(r)
-            if not sched.scheduled:
-                sched.scheduled = True
-                sched.loop.call_soon(sched.drain)
+            r.sched.push_front(r)
 
     # -- the future protocol, used by the Task while parked here ----------------------
 
