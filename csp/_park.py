@@ -32,8 +32,8 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import contextvars
+import inspect
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -68,6 +68,7 @@ class Scheduler:
 
     __slots__ = (
         "__weakref__",
+        "done_cb",
         "goroutines",
         "loop",
         "main",
@@ -95,6 +96,8 @@ class Scheduler:
         self.panic_handler: Callable[[asyncio.Task[Any], BaseException], None] | None = None
         self.next_id = 1
         self.main: asyncio.Task[Any] | None = None
+        # every goroutine's Task gets it as a done callback (bound once)
+        self.done_cb: Callable[[asyncio.Task[Any]], None] = self._goroutine_done
 
     def push(self, r: Runnable) -> None:
         """Queue a wake-up (the hot paths inline this)."""
@@ -141,7 +144,11 @@ class Scheduler:
                     y = r.ctx.run(r.csend, None)
                 except BaseException as exc:
                     del cur[loop]  # _leave_task(loop, task)
-                    r._raised(exc)
+                    try:
+                        r._raised(exc)
+                    except BaseException:  # SystemExit, KeyboardInterrupt: re-raised
+                        self._requeue()
+                        raise
                     continue
                 del cur[loop]
                 if type(y) is Waiter:
@@ -156,8 +163,6 @@ class Scheduler:
                 else:
                     r._yielded(y)
                 continue
-            if type(r.arg) is Goroutine:
-                budget += 1  # a Task taking its goroutine's outcome over: not a wake-up
             try:
                 r.ctx.run(r.run, r.arg)
             except (SystemExit, KeyboardInterrupt):
@@ -174,6 +179,19 @@ class Scheduler:
             # Nothing left to run: if every goroutine is parked, csp.run looks closer.
             if self.on_all_parked is not None and self.nparked >= len(self.goroutines):
                 self.on_all_parked()
+
+    def _goroutine_done(self, task: asyncio.Task[Any]) -> None:
+        """A goroutine's Task is done: it leaves the registry; an exception escaping it
+        is reported (Go: an unrecovered panic); maybe everyone left is parked now."""
+        self.goroutines.pop(task, None)
+        if task._exception is not None:  # type: ignore[attr-defined]  # (None if cancelled)
+            _goroutine_failed(task, self)
+        if self.on_all_parked is not None and self.nparked >= len(self.goroutines):
+            self.maybe_all_parked()
+
+    def live_goroutines(self) -> int:
+        """Goroutines not yet done (a done one leaves the registry a callback later)."""
+        return sum(1 for t in self.goroutines if not t.done())
 
     def maybe_all_parked(self) -> None:
         """Every goroutine may be parked (``nparked`` covers them all): unless a wake-up
@@ -279,6 +297,7 @@ class Waiter:
         "index",
         "ok",
         "on_cancel",
+        "proxy",
         "reason",
         "state",
         "value",
@@ -291,6 +310,9 @@ class Waiter:
     state: int
     reason: str
     on_cancel: Callable[[Waiter], None] | None  # called once when cancelled while pending
+    # Set (only) on the waiter a Task first parked on in csp: the Goroutine that drives
+    # the Task's coroutine since then. The Task stays parked here: see Goroutine.
+    proxy: Goroutine
     # Written by complete() or _abort() before any read.
     index: int
     value: Any
@@ -326,15 +348,23 @@ class Waiter:
     def add_done_callback(
         self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
     ) -> None:
+        loop = _get_running_loop()
+        if loop is _last_loop and loop is not None:
+            sched: Scheduler = _last_sched  # type: ignore[assignment]
+        else:
+            sched = scheduler()  # raises a clear RuntimeError outside a running loop
+        if self.state is PENDING and self.waker is None and context is not None:
+            # A Task parks here from inside its own step: csp drives it from now on.
+            task = _current_tasks_get(loop)
+            # (asyncio.Task itself: a subclass may have its own ideas about its steps)
+            if type(task) is _AsyncioTask and not task.done():
+                drive(task, self, sched, context)
+                return
         r = _TaskWake()
         r.run = fn
         r.arg = self
         r.ctx = context if context is not None else contextvars.copy_context()
-        loop = _get_running_loop()
-        if loop is _last_loop and loop is not None:
-            r.sched = _last_sched  # type: ignore[assignment]
-        else:
-            r.sched = scheduler()  # raises a clear RuntimeError outside a running loop
+        r.sched = sched
         if self.state is PENDING:
             if self.waker is not None:  # never happens with a Task; keep it honest
                 raise RuntimeError("csp waiter supports a single waiting task")
@@ -350,6 +380,14 @@ class Waiter:
         return 0
 
     def cancel(self, msg: Any = None) -> bool:
+        """Task.cancel() of the Task parked here (as on a Future)."""
+        g: Goroutine | None = getattr(self, "proxy", None)
+        if g is not None:  # the Task's proxy: the driving Goroutine decides
+            return g.cancel(msg)
+        return self._cancel(msg)
+
+    def _cancel(self, msg: Any = None) -> bool:
+        """Cancel this waiter: if pending, it took no effect and its task wakes."""
         if self.state is not PENDING:
             return False
         self._abort(msg)
@@ -413,6 +451,9 @@ class Waiter:
         raise exc
 
     def __repr__(self) -> str:
+        g = getattr(self, "proxy", None)
+        if g is not None:  # what a Task shows as wait_for=
+            return repr(g)
         state = ("pending", "done", "cancelled")[self.state]
         return f"<csp waiter {self.reason!r} {state}>"
 
@@ -525,9 +566,14 @@ def pending_redeliveries() -> dict[asyncio.Task[Any], tuple[int, Any]]:
 def parked_on(task: asyncio.Task[Any]) -> Waiter | None:
     """The csp waiter ``task`` is parked on, or None if it is not parked in csp."""
     w = getattr(task, "_fut_waiter", None)
-    if type(w) is Goroutine:
-        w = w.cur if not w.kind else None
-    if type(w) is Waiter and w.state is PENDING:
+    if type(w) is not Waiter:
+        return None
+    g = getattr(w, "proxy", None)
+    if g is not None:
+        if g.fut is not None or g.task is None:
+            return None
+        w = g.cur
+    if w is not None and w.state is PENDING:
         return w
     return None
 
@@ -598,38 +644,77 @@ def _task_switch() -> dict[Any, Any] | _TaskSwitch:
 # What Goroutine._resume writes to make the goroutine's task current (and deletes to
 # leave it): asyncio's own dict when the probe allows, else a _TaskSwitch.
 _current_tasks = _task_switch()
+_current_tasks_get: Callable[[Any], Any] = (
+    _current_tasks.get if type(_current_tasks) is dict else _current_task
+)
 
-_NOTHING: Final = 0  # no outcome waits for the Task
-_YIELDED: Final = 1  # the coroutine yielded something that is not a csp waiter
-_RAISED: Final = 2  # the coroutine finished (StopIteration) or raised
+_future_set_result = asyncio.Future.set_result
+_future_set_exception = asyncio.Future.set_exception
+_future_cancel = asyncio.Future.cancel
+_get_loop = asyncio.futures._get_loop  # type: ignore[attr-defined]
+_AsyncioTask = asyncio.Task
+
+
+def _cancelled_error(msg: Any) -> asyncio.CancelledError:
+    return asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
+
+
+def drive(task: asyncio.Task[Any], w: Waiter, sched: Scheduler, ctx: contextvars.Context) -> None:
+    """``task`` parks on the csp waiter ``w`` from inside its own step: from now on
+    csp runs the task's coroutine itself (see :class:`Goroutine`)."""
+    g = Goroutine()
+    coro = task.get_coro()
+    g.coro = coro
+    g.task = task
+    g.ctx = ctx
+    g.sched = sched
+    g.loop = sched.loop
+    g.cur = w
+    g.fut = None
+    g.cancel_pending = False
+    g.cancel_msg = None
+    g.run = g._resume
+    g.arg = None
+    g.csend = coro.send
+    w.waker = g
+    w.proxy = g
+    if task in sched.goroutines:
+        g.counted = True
+        sched.nparked += 1
+        if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
+            sched.maybe_all_parked()  # it checks later, not now
+    else:
+        g.counted = False
 
 
 class Goroutine:
-    """The coroutine of a goroutine's Task, which wakes it without the Task machinery.
+    """Runs a Task's coroutine from the run queue, without the Task machinery.
 
-    ``csp.go`` runs ``Task(Goroutine(coro))``. To the Task this object is the coroutine
-    (``send``/``throw``/``close``) and, while the goroutine is parked in csp, also the
-    future it waits on (the *parker*). When ``coro`` awaits a csp :class:`Waiter`,
-    the Task parks on this object once; from then on the goroutine is its own
-    runnable (the waiter's ``waker``) and each wake-up resumes ``coro`` straight from
-    the run queue (the drain inlines ``_resume``: make the task current so that
-    ``current_task()`` is right, ``coro.send(None)`` in the task's context, leave),
-    for as long as ``coro`` keeps parking on csp waiters or yielding bare (resumed by
-    the next drain). When it yields anything else (a Future) or finishes, the outcome
-    is stored and the Task is woken first in line to take it over through ``send``,
-    so asyncio sees an ordinary task.
+    The first time a Task (a goroutine's, or any plain asyncio Task) parks on a csp
+    :class:`Waiter`, that waiter becomes the Task's *proxy*: the Task stays parked on
+    it for good and never steps again. csp drives the coroutine from then on: each
+    wake-up resumes it straight from the run queue (the drain inlines ``_resume``:
+    make the task current so that ``current_task()`` is right, ``coro.send(None)`` in
+    the task's context, leave). When the coroutine awaits anything else (a Future, a
+    Task), this object waits on it exactly as the Task would have (``_yielded``,
+    ``_fut_wake``); when the coroutine ends, the outcome is set on the Task
+    (``_raised``), whose done callbacks then run as usual. The Task's ``cancel()``
+    reaches :meth:`cancel` through the proxy (``Waiter.cancel``).
 
-    Cancellation: ``Task.cancel()`` calls :meth:`cancel` while the task is parked
-    here, which cancels the csp waiter the goroutine is parked on (took no effect), or,
-    if that waiter was already completed, throws CancelledError into the coroutine at
-    its resumption, where the waiter keeps the outcome and defers the cancellation
-    exactly as for a plain task.
+    Cancellation follows ``Task.cancel()``: a pending csp waiter is cancelled (took no
+    effect) and wakes the coroutine with CancelledError; a foreign future is cancelled;
+    otherwise (a waiter already completed, a bare yield, the coroutine running now)
+    ``cancel_pending`` is set, the Task's ``_must_cancel``: CancelledError is thrown in
+    at the next resumption, or what it awaits next is cancelled, or, if it returns, the
+    Task ends cancelled.
 
     Invariants:
-      * ``kind != _NOTHING`` iff an outcome waits for the Task to take it over;
-      * ``cur`` is the csp waiter ``coro`` is parked on while ``kind == _NOTHING``,
-        or None while a resumption after a bare yield is queued on the loop;
-      * ``_task_cb`` is set iff the Task is parked on this object.
+      * ``task`` is None iff the coroutine has ended (its outcome is on the Task);
+      * ``cur`` is the csp waiter the coroutine is parked on, or None;
+      * ``fut`` is the foreign future it awaits (its callback is ``_fut_wake``), or None;
+      * a goroutine (``counted``) adds one to ``sched.nparked`` while it is parked in
+        csp or queued to be resumed by csp, that is while ``task`` is set and ``fut``
+        is None and no Task-style step is pending (``_throw_later``).
     """
 
     __slots__ = (
@@ -637,160 +722,77 @@ class Goroutine:
         "task",
         "ctx",
         "sched",
+        "loop",
         "cur",
-        "kind",
-        "outcome",
+        "fut",
         "cancel_pending",
         "cancel_msg",
-        "_task_cb",
-        "_task_ctx",  # set with _task_cb
-        "_asyncio_future_blocking",
+        "counted",
         "run",
         "arg",
         "csend",
-        "loop",
-        "__weakref__",
     )
 
-    # Written before they are first read, not in __init__ (spawning is a hot path):
-    # ``task`` right after the Task is made; ``cur`` and ``_task_cb`` when the Task
-    # first parks here; ``outcome`` with ``kind``; ``cancel_msg`` with ``cancel_pending``.
-    task: asyncio.Task[Any] | None
-    cur: Waiter | None
-    _task_cb: Callable[[Any], object] | None
-    outcome: Any
-    cancel_msg: Any
-    csend: Callable[[Any], Any]  # coro.send, bound once (with ``run``)
-    # Set by new_goroutine (csp.go inlines the same stores: keep them in step).
+    # All set by drive(): this object exists only from the Task's first csp park.
     coro: Any
+    task: asyncio.Task[Any] | None
     ctx: contextvars.Context
     sched: Scheduler
     loop: asyncio.AbstractEventLoop
-    kind: int
+    cur: Waiter | None
+    fut: Any
     cancel_pending: bool
-    _asyncio_future_blocking: bool
-    run: Callable[[Any], object]  # as a runnable: bound _resume once it parked
+    cancel_msg: Any
+    counted: bool
+    run: Callable[[Any], object]  # as a runnable: the bound _resume
     arg: None
+    csend: Callable[[Any], Any]  # coro.send, bound once
 
-    # -- the coroutine protocol, used by the Task -----------------------------------
-
-    def send(self, value: Any) -> Any:
-        if self.kind:
-            return self._deliver()
-        if self.cancel_pending:  # owed since a direct step (see _take_cancel)
-            msg = self._take_cancel()
-            return self.throw(
-                asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
-            )
-        try:
-            y = self.coro.send(value)
-        except BaseException as exc:
-            self._finished(exc)
-            raise
-        return self._after(y)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        if self.kind == _YIELDED:
-            y = self.outcome
-            self.kind, self.outcome = _NOTHING, None
-            if (
-                isinstance(typ, asyncio.CancelledError)
-                and y is not None
-                and hasattr(y, "cancel")
-                and not y.done()
-                and y.cancel(typ.args[0] if typ.args else None)
-            ):
-                # As the Task would: cancel what the coroutine awaits, with the
-                # message; the Task then throws CancelledError in when it completes.
-                return y
-        elif self.kind == _RAISED:
-            return self._deliver()  # it finished before the cancellation reached it
-        try:
-            if val is None and tb is None:
-                y = self.coro.throw(typ)
-            else:  # pragma: no cover - asyncio throws instances
-                y = self.coro.throw(typ, val, tb)
-        except BaseException as exc:
-            self._finished(exc)
-            raise
-        return self._after(y)
-
-    def close(self) -> None:
-        self.coro.close()
-
-    def _deliver(self) -> Any:
-        kind, out = self.kind, self.outcome
-        self.kind, self.outcome = _NOTHING, None
-        if kind == _RAISED:
-            task = self.task
-            if self.cancel_pending and type(out) is StopIteration and task is not None:
-                # It cancelled its own task, then returned, in a direct step: cancel
-                # the Task now, inside its own step, so that it ends cancelled with the
-                # message, as it would have (uncancel first: the count stays as it was).
-                msg = self._take_cancel()
-                task.uncancel()
-                task.cancel(msg)
-            self._finished(out)
-            raise out
-        return out
-
-    def _finished(self, exc: BaseException) -> None:
-        """The coroutine ended with ``exc`` (StopIteration when it returned).
-
-        The goroutine leaves the scheduler's registry now (instead of in a done
-        callback: cheaper), an escaping exception is reported once the Task has
-        recorded it, and the cycles Task -> self -> Task and self -> its bound wake-up
-        method are broken, so reference counting frees a finished goroutine.
-        """
-        task = self.task
-        if task is None:
-            return
-        self.task = None
-        if self.run is not _unset:  # it parked at least once
-            self.cur = None
-            self.run = _unset
-        sched = self.sched
-        sched.goroutines.pop(task, None)
-        if type(exc) is not StopIteration and not isinstance(exc, asyncio.CancelledError):
-            task.add_done_callback(_goroutine_failed)
-        if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
-            sched.maybe_all_parked()
-
-    def _after(self, y: Any) -> Any:
-        if type(y) is Waiter:
-            # Parked in csp: take the wake-up over; the Task parks on us.
-            if self.run is _unset:
-                self.run = self._resume
-                self.csend = self.coro.send
-            y.waker = self
-            self.cur = y
-            self._asyncio_future_blocking = True
-            sched = self.sched
-            sched.nparked += 1
-            if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
-                sched.maybe_all_parked()  # it checks later, not now
-            return self
-        return y
+    # -- resuming ------------------------------------------------------------------
 
     def _resume(self, _: None) -> None:
-        """Run the goroutine from the run queue: its csp waiter finished, or it made a
+        """Run the coroutine from the run queue: its csp waiter finished, or it made a
         bare yield one loop iteration ago. (``run``, as a runnable; the drain inlines
         the common case, a wake-up without a pending cancellation.)"""
+        self._step(None, True)
+
+    def _fut_wake(self, fut: Any) -> None:
+        """The foreign future the coroutine awaits is done (Task.__wakeup)."""
+        self.fut = None
+        try:
+            fut.result()
+        except BaseException as exc:
+            self._step(exc, False)
+        else:
+            self._step(None, False)
+
+    def _throw_later(self, exc: BaseException) -> None:
+        self._step(exc, False)
+
+    def _step(self, exc: BaseException | None, incsp: bool) -> None:
+        """One step of the coroutine, as Task.__step: send None or throw ``exc`` (a
+        pending cancellation wins); runs in the task's context."""
+        task = self.task
+        if task is None:  # pragma: no cover - ended meanwhile (nothing can wake it)
+            return
+        sched = self.sched
+        if self.counted and not incsp:
+            sched.nparked += 1
+        if self.cancel_pending:
+            msg = self._take_cancel()
+            if not isinstance(exc, asyncio.CancelledError):
+                exc = _cancelled_error(msg)
         loop = self.loop
         cur = _current_tasks
-        cur[loop] = self.task  # _enter_task(loop, task): nothing else runs during a drain
+        cur[loop] = task  # _enter_task(loop, task): nothing else runs now
         try:
-            if self.cancel_pending:
-                self.cancel_pending = False
-                msg, self.cancel_msg = self.cancel_msg, None
-                y = self.coro.throw(
-                    asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
-                )
-            else:
+            if exc is None:
                 y = self.coro.send(None)
-        except BaseException as exc:
+            else:
+                y = self.coro.throw(exc)
+        except BaseException as e:
             del cur[loop]  # _leave_task(loop, task)
-            self._raised(exc)
+            self._raised(e)
             return
         del cur[loop]  # _leave_task(loop, task)
         if type(y) is Waiter:
@@ -798,15 +800,25 @@ class Goroutine:
             self.cur = y
             if self.cancel_pending:
                 self._cancel_parked()
+            elif (
+                not incsp
+                and self.counted
+                and sched.on_all_parked is not None
+                and sched.nparked >= len(sched.goroutines)
+            ):
+                sched.maybe_all_parked()
+        elif y is None:
+            self.cur = None
+            sched.push_yield(self)
         else:
             self._yielded(y)
 
-    # A direct resumption runs while the Task is parked on this shim, so a cancel() of
-    # the task from inside that step (``current_task().cancel()``) reaches cancel()
-    # below, which can only set ``cancel_pending``. The step's end delivers it as the
-    # Task would have (its ``_must_cancel``): by cancelling what the coroutine awaits
-    # next, by throwing CancelledError in after a bare yield (``_resume``), or by ending
-    # the task cancelled if the coroutine returned.
+    # A resumption runs while the Task is parked on its proxy, so a cancel() of the
+    # task from inside that step (``current_task().cancel()``) reaches cancel() below,
+    # which can only set ``cancel_pending``. The step's end delivers it as the Task
+    # would have (its ``_must_cancel``): by cancelling what the coroutine awaits next,
+    # by throwing CancelledError in after a bare yield, or by ending the task
+    # cancelled if the coroutine returned.
 
     def _take_cancel(self) -> Any:
         self.cancel_pending = False
@@ -817,153 +829,110 @@ class Goroutine:
         """cancel_pending was set during the step that parked on ``cur``."""
         w = self.cur
         if w is not None and w.state is PENDING:
-            w.cancel(self._take_cancel())  # took no effect; wakes us with CancelledError
+            w._cancel(self._take_cancel())  # took no effect; wakes us with CancelledError
 
     def _raised(self, exc: BaseException) -> None:
-        """A direct resumption ended the coroutine: the Task takes the outcome over."""
-        self.cur = None
-        # (returned after cancelling its own task: _deliver ends the Task cancelled)
-        self.kind, self.outcome = _RAISED, exc
-        self.sched.nparked -= 1
-        self._wake_task()
+        """The coroutine ended with ``exc`` (StopIteration when it returned): set the
+        outcome on the Task, as its step would have (this also runs its callbacks)."""
+        task = self.task
+        assert task is not None
+        self.task = None
+        self.cur = self.fut = None
+        self.run = self.csend = _unset  # no cycle through the bound methods
+        if self.counted:
+            self.sched.nparked -= 1
+        if type(exc) is StopIteration:
+            if self.cancel_pending:
+                # It cancelled its own task, then returned: the Task ends cancelled.
+                _future_cancel(task, self._take_cancel())
+            else:
+                _future_set_result(task, exc.value)
+        elif isinstance(exc, asyncio.CancelledError):
+            _future_cancel(task, exc.args[0] if exc.args else None)
+        else:
+            _future_set_exception(task, exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise exc  # as the Task's step does: the loop stops
 
     def _yielded(self, y: Any) -> None:
-        """A direct resumption yielded something other than a csp waiter."""
+        """A resumption yielded something other than a csp waiter: what Task.__step
+        does with it, with this object in the Task's place."""
         self.cur = None
         if y is None:
             # A bare yield (asyncio.sleep(0), gosched): resume after one loop
-            # iteration, exactly as the Task would, without waking the Task. A pending
-            # cancellation is thrown in then.
+            # iteration, as the Task would. A pending cancellation is thrown in then.
             self.sched.push_yield(self)
-        else:
-            if self.cancel_pending and hasattr(y, "cancel") and y.cancel(self.cancel_msg):
-                self._take_cancel()  # as the Task does: cancel what it awaits
-            self.kind, self.outcome = _YIELDED, y
+            return
+        if self.counted:
             self.sched.nparked -= 1
-            self._wake_task()
+        task = self.task
+        blocking = getattr(y, "_asyncio_future_blocking", None)
+        if blocking is not None:
+            if _get_loop(y) is not self.loop:
+                exc = RuntimeError(f"Task {task!r} got Future {y!r} attached to a different loop")
+            elif blocking:
+                if y is task:
+                    exc = RuntimeError(f"Task cannot await on itself: {task!r}")
+                else:
+                    y._asyncio_future_blocking = False
+                    y.add_done_callback(self._fut_wake, context=self.ctx)
+                    self.fut = y
+                    if self.cancel_pending and y.cancel(msg=self.cancel_msg):
+                        self._take_cancel()
+                    return
+            else:
+                exc = RuntimeError(
+                    f"yield was used instead of yield from in task {task!r} with {y!r}"
+                )
+        elif inspect.isgenerator(y):
+            exc = RuntimeError(
+                f"yield was used instead of yield from for generator in task {task!r} with {y!r}"
+            )
+        else:
+            exc = RuntimeError(f"Task got bad yield: {y!r}")
+        self.loop.call_soon(self._throw_later, exc, context=self.ctx)
 
-    def _wake_task(self) -> None:
-        cb = self._task_cb
-        if cb is not None:
-            self._task_cb = None
-            r = _TaskWake()
-            r.run = cb
-            r.arg = self
-            r.ctx = self._task_ctx
-            r.sched = self.sched
-            # First in line: the Task takes the outcome over before anything else
-            # runs, as if this step had been its own (no window where the goroutine
-            # has returned but its Task is not done; the drain does not count it).
-            r.sched.push_front(r)
-
-    # -- the future protocol, used by the Task while parked here ----------------------
-
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self.sched.loop
-
-    def add_done_callback(
-        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
-    ) -> None:
-        self._task_cb = fn
-        self._task_ctx = context if context is not None else contextvars.copy_context()
-        if self.kind:
-            self._wake_task()
-
-    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
-        if self._task_cb is not None and self._task_cb == fn:
-            self._task_cb = None
-            return 1
-        return 0
+    # -- Task.cancel(), through the proxy waiter --------------------------------------
 
     def cancel(self, msg: Any = None) -> bool:
-        if self.kind or self.task is None:
-            return False  # the Task is about to run: it delivers the cancellation
-        w = self.cur
-        if w is None:  # after a bare yield: throw CancelledError in at the resumption
-            self.cancel_pending = True
-            self.cancel_msg = msg
-            return True
-        if w.state is PENDING:
-            w.cancel(msg)  # wakes _resume, where the waiter raises CancelledError
-            return True
-        if w.state is CANCELLED:
-            # Cancelled again before it resumed: the waiter's CancelledError (the first
-            # message) is on its way, and one is all it gets, as for a Task.
-            return True
+        if self.task is None:
+            return False
+        f = self.fut
+        if f is not None:
+            if f.cancel(msg=msg):
+                return True
+        else:
+            w = self.cur
+            if w is not None:
+                if w.state is PENDING:
+                    w._cancel(msg)  # wakes _resume, where the waiter raises CancelledError
+                    return True
+                if w.state is CANCELLED:
+                    # Cancelled again before it resumed: the waiter's CancelledError
+                    # (the first message) is on its way, and one is all it gets.
+                    return True
         self.cancel_pending = True
         self.cancel_msg = msg
         return True
 
-    def cancelled(self) -> bool:
-        return False
-
-    def done(self) -> bool:
-        return self.kind != _NOTHING
-
-    def result(self) -> None:
-        return None
-
-    def exception(self) -> None:
-        return None
-
-    # -- what debuggers and asyncio's reprs look for ----------------------------------
-    # (a __getattr__ delegating to the coroutine would slow down every attribute access
-    # on the hot path; asyncio's task repr falls back from __qualname__ to __name__)
-
-    @property
-    def __name__(self) -> str:
-        return str(getattr(self.coro, "__qualname__", None) or "goroutine")
-
-    @property
-    def cr_frame(self) -> Any:
-        return getattr(self.coro, "cr_frame", None)
-
-    @property
-    def cr_code(self) -> Any:
-        return getattr(self.coro, "cr_code", None)
-
-    @property
-    def cr_await(self) -> Any:
-        return getattr(self.coro, "cr_await", None)
-
-    @property
-    def cr_running(self) -> bool:
-        return bool(getattr(self.coro, "cr_running", False))
-
     def __repr__(self) -> str:
-        w = getattr(self, "cur", None)
-        if not self.kind and w is not None and w.state is PENDING:
-            return f"<csp goroutine {self.__name__}() parked on {w.reason!r}>"
-        return f"<csp goroutine {self.__name__}()>"
+        name = getattr(self.coro, "__qualname__", None) or "coroutine"
+        if self.task is None:
+            return f"<csp: {name}() ended>"
+        if self.fut is not None:
+            return f"<csp: {name}() waiting on {self.fut!r}>"
+        w = self.cur
+        if w is not None and w.state is PENDING:
+            return f"<csp: {name}() parked on {w.reason!r}>"
+        return f"<csp: {name}() runnable>"
 
 
-collections.abc.Coroutine.register(Goroutine)
-
-
-def new_goroutine(coro: Any, sched: Scheduler, ctx: contextvars.Context) -> Goroutine:
-    """The shim for ``coro``, to run as ``Task(g, context=ctx)``; set ``g.task`` next."""
-    g = Goroutine()
-    g.coro = coro
-    g.ctx = ctx
-    g.sched = sched
-    g.loop = sched.loop
-    g.kind = _NOTHING
-    g.cancel_pending = False
-    g._asyncio_future_blocking = False
-    g.run = _unset  # bound to _resume when it first parks
-    g.arg = None
-    return g
-
-
-def _goroutine_failed(task: asyncio.Task[Any]) -> None:
+def _goroutine_failed(task: asyncio.Task[Any], sched: Scheduler | None) -> None:
     """An exception escaped a goroutine (Go: an unrecovered panic): under ``csp.run``
     it ends the program, elsewhere it goes to the loop's exception handler at once."""
-    if task.cancelled():
-        return
     exc = task.exception()
     if exc is None:
         return
-    sched = _schedulers.get(task.get_loop())
     if sched is not None and sched.panic_handler is not None:
         sched.panic_handler(task, exc)
     else:

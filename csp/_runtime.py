@@ -29,7 +29,7 @@ from typing import Any, Final, TypeVar
 
 from csp import _park
 from csp._errors import DeadlockError
-from csp._park import Goroutine, Scheduler, Waiter, _unset, parked_on
+from csp._park import Scheduler, Waiter, parked_on
 
 T = TypeVar("T")
 
@@ -117,16 +117,6 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
     sched = _park._last_sched if loop is _park._last_loop else _park.scheduler()
     assert sched is not None
     ctx = contextvars.copy_context()
-    g = Goroutine()  # _park.new_goroutine(coro, sched, ctx), inlined
-    g.coro = coro
-    g.ctx = ctx
-    g.sched = sched
-    g.loop = loop
-    g.kind = 0  # _NOTHING
-    g.cancel_pending = False
-    g._asyncio_future_blocking = False
-    g.run = _unset
-    g.arg = None
     path = _task_path.get(type(loop))
     if path is None:
         path = _learn_task_path(type(loop))
@@ -135,10 +125,10 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
     ):
         # the loop's own create_task without a task factory: what it does, minus its
         # bookkeeping (name, closed check: a running loop is not closed)
-        task: asyncio.Task[T] = _Task(g, loop=loop, context=ctx)  # type: ignore[arg-type]
+        task: asyncio.Task[T] = _Task(coro, loop=loop, context=ctx)
     else:
-        task = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
-    g.task = task
+        task = loop.create_task(coro, context=ctx)
+    task.add_done_callback(sched.done_cb, context=ctx)
     sched.next_id += 1
     sched.goroutines[task] = sched.next_id
     return task
@@ -167,7 +157,7 @@ def num_goroutine() -> int:
         await csp.gosched()
         print(csp.num_goroutine())     # 2 under csp.run: main and the parked one
     """
-    return len(_park.scheduler().goroutines)
+    return _park.scheduler().live_goroutines()
 
 
 # -- loops that keep an account of timers and I/O ------------------------------------
@@ -374,8 +364,6 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop]:
 def _where(task: asyncio.Task[Any]) -> str:
     """The innermost frame of ``task`` outside csp, as 'func() at file:line'."""
     coro: Any = task.get_coro()
-    if type(coro) is Goroutine:
-        coro = coro.coro
     frame = outer = None
     while coro is not None:
         f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
@@ -537,9 +525,8 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
     # main runs as a goroutine of its own (resumed directly like any other); this
     # supervising task only waits for it and is not counted as a goroutine.
     ctx = contextvars.copy_context()
-    g = _park.new_goroutine(coro, sched, ctx)
-    main: asyncio.Task[T] = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
-    g.task = main
+    main: asyncio.Task[T] = loop.create_task(coro, context=ctx)
+    main.add_done_callback(sched.done_cb, context=ctx)
     sched.goroutines[main] = 1
     sched.main = main
     run = _Run(loop, sched, main)

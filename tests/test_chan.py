@@ -869,6 +869,10 @@ async def test_inlined_waiter_steps_match_park(op: str) -> None:
     def fields(w: _park.Waiter) -> dict[str, Any]:
         return {k: getattr(w, k) for k in _park.Waiter.__slots__ if hasattr(w, k)}
 
+    def got_waker_of(w: _park.Waiter) -> Any:
+        assert type(w.waker) is _park.Goroutine
+        return w.waker
+
     ch = csp.Chan[int]()
 
     async def park() -> Any:
@@ -890,6 +894,8 @@ async def test_inlined_waiter_steps_match_park(op: str) -> None:
     got = fields(w)
     assert got.pop("waker") is not None  # the parked task's runnable
     expected.pop("waker")
+    # the Task's first csp park: this waiter is its proxy from now on (see Goroutine)
+    assert got.pop("proxy") is got_waker_of(w)
     # the Task that parked on it reset the flag, as it does for a Future
     assert got.pop("_asyncio_future_blocking") is False
     assert expected.pop("_asyncio_future_blocking") is True
@@ -904,6 +910,7 @@ async def test_inlined_waiter_steps_match_park(op: str) -> None:
     ref = _park.new_waiter(reason)
     ref.complete(-1, ref_value)
     after, ref_after = fields(w), fields(ref)
+    after.pop("proxy")
     for k in ("waker", "_asyncio_future_blocking"):
         after.pop(k)
         ref_after.pop(k)

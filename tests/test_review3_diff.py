@@ -9,9 +9,10 @@ it ("cancel_then_done"). The cancellation comes from another task (``t.cancel``)
 an ``asyncio.timeout`` block expiring, from an anyio ``CancelScope`` or from
 ``asyncio.wait_for`` wrapping the operation.
 
-Invariants (the plain Task is the reference, and ``_park``'s contract):
-  * goroutine trace == plain-Task trace, including messages, ``cancelling()`` counts,
-    the resource's state afterwards and the task's outcome;
+Invariants (a Task that asyncio alone steps is the reference, and ``_park``'s
+contract; a plain Task is driven by csp once it parks, like a goroutine):
+  * goroutine trace == plain-Task trace == reference trace, including messages,
+    ``cancelling()`` counts, the resource's state afterwards and the task's outcome;
   * completed-then-cancelled: the operation returns its value normally, exactly once,
     and the cancellation is raised later (at the next csp operation, before it takes
     effect, or at the next suspension), unless its source withdrew it first;
@@ -28,7 +29,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import loop_factory
+from conftest import loop_factory, reference_task
 
 import csp
 from csp import _park, _time
@@ -581,7 +582,7 @@ async def _drive(kind: str, sc: Scenario, src: str, mode: str, then: str) -> Any
     trace: list[Any] = []
     box: list[Any] = []
     coro = _victim(sc, st, trace, box, src, then)
-    t = csp.go(coro) if kind == "go" else asyncio.create_task(coro)
+    t = _start(kind, coro)
     for _ in range(20):
         await asyncio.sleep(0)
         if sc.parked(st):
@@ -605,12 +606,26 @@ async def _drive(kind: str, sc: Scenario, src: str, mode: str, then: str) -> Any
     return trace, sc.state(st), _outcome(t)
 
 
+def _start(kind: str, coro: Any) -> asyncio.Task[Any]:
+    """A goroutine, a plain Task (driven by csp once it parks) or the reference: a
+    Task that asyncio alone steps (see conftest.AsyncioDrivenTask)."""
+    if kind == "go":
+        return csp.go(coro)
+    if kind == "ref":
+        return reference_task(coro)
+    return asyncio.create_task(coro)
+
+
+KINDS = ("go", "task", "ref")
+
+
 def _both(loop_name: str, name: str, src: str, mode: str, then: str) -> dict[str, Any]:
     sc = SCENARIOS[name]
     out = {}
-    for kind in ("go", "task"):
+    for kind in KINDS:
         with asyncio.Runner(loop_factory=loop_factory(loop_name)) as r:
             out[kind] = r.run(_drive(kind, sc, src, mode, then))
+    assert out["task"] == out.pop("ref")
     return out
 
 
@@ -757,7 +772,7 @@ async def _tg_drive(kind: str, name: str, child_kind: str) -> Any:
             raise
         return "end"
 
-    t = csp.go(victim) if kind == "go" else asyncio.create_task(victim())
+    t = _start(kind, victim())
     for _ in range(20):
         await asyncio.sleep(0)
         if sc.parked(st):
@@ -785,10 +800,10 @@ def test_taskgroup_child_completes_then_fails(loop_name: str, name: str,
     fails, returns its value once; the group's cancellation of the victim arrives at
     its next suspension and the group raises the child's error. Goroutine == Task."""
     out = {}
-    for kind in ("go", "task"):
+    for kind in KINDS:
         with asyncio.Runner(loop_factory=loop_factory(loop_name)) as r:
             out[kind] = r.run(_tg_drive(kind, name, child_kind))
-    assert out["go"] == out["task"]
+    assert out["go"] == out["task"] == out["ref"]
     trace, _state, outcome = out["task"]
     assert trace == [("op", SCENARIOS[name].value, 0),
                      ("raised", "ExceptionGroup", ["KeyError('child')"], 0)]

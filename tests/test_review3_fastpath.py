@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from conftest import reference_task
 
 import csp
 from csp._park import READY
@@ -23,6 +24,8 @@ Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
 def _spawner(kind: str) -> Spawn:
     if kind == "go":
         return csp.go  # type: ignore[return-value]
+    if kind == "ref":
+        return reference_task
     return asyncio.create_task
 
 
@@ -31,7 +34,7 @@ async def _settle(n: int = 10) -> None:
         await asyncio.sleep(0)
 
 
-KINDS = ["go", "task"]
+KINDS = ["go", "task", "ref"]  # ref: a Task that asyncio alone steps
 
 
 @pytest.mark.parametrize("kind", KINDS)

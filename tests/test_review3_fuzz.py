@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from conftest import reference_task
 
 import csp
 
@@ -147,11 +148,14 @@ async def _program(seed: int) -> dict[str, Any]:
                 received.append(v)
 
     def spawn(coro: Any) -> asyncio.Task[Any]:
-        if rnd.random() < 0.5:
+        x = rnd.random()
+        if x < 0.4:
             stats["goroutines"] += 1
             return csp.go(coro)  # type: ignore[no-any-return]
         stats["tasks"] += 1
-        return asyncio.create_task(coro)
+        if x < 0.7:
+            return asyncio.create_task(coro)  # driven by csp once it parks
+        return reference_task(coro)  # asyncio alone steps it
 
     producers = [spawn(producer(random.Random(rnd.random()), rnd.randint(5, 40)))
                  for _ in range(rnd.randint(1, 4))]

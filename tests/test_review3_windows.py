@@ -1,11 +1,12 @@
-"""Review 3: the window between a goroutine's direct step (run by the drain) ending
-with something the Task must take over (a Future it awaits, its return) and the Task
-actually taking it over. Another task resumed in the same drain must never see the
-goroutine's Task in between (the hand-over ``_TaskWake`` now goes first in the run
-queue), and a cancel message must reach the Future the goroutine awaits.
+"""Review 3: a goroutine's step run by csp (the drain) that ends with something only
+a Task used to handle: a Future it now awaits, or its return. (Then, the Task took the
+outcome over in a later hand-over; now csp awaits the Future itself and sets the
+Task's outcome inside the step.) Another task resumed in the same drain must see the
+goroutine's Task exactly as a Task stepped by asyncio would be: done at once after the
+return, and a cancel message must reach the Future it awaits.
 
-The plain Task run of the same program is the reference: its step ran inside the
-drain and finished (or parked on the Future) at once.
+The reference is a Task that asyncio alone steps (conftest.AsyncioDrivenTask); a plain
+``asyncio.create_task`` Task is driven by csp once it parks, like a goroutine.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import loop_factory
+from conftest import loop_factory, reference_task
 
 import csp
 
@@ -49,6 +50,8 @@ async def _window(kind: str, variant: str) -> list[Any]:
 
     if kind == "go":
         t, k = csp.go(victim), csp.go(killer)
+    elif kind == "ref":
+        t, k = reference_task(victim()), reference_task(killer())
     else:
         t, k = asyncio.create_task(victim()), asyncio.create_task(killer())
     box.append(t)
@@ -70,9 +73,10 @@ async def _window(kind: str, variant: str) -> list[Any]:
 
 def _both(loop_name: str, variant: str) -> dict[str, list[Any]]:
     out = {}
-    for kind in ("go", "task"):
+    for kind in ("go", "task", "ref"):  # ref: a Task that asyncio alone steps
         with asyncio.Runner(loop_factory=loop_factory(loop_name)) as r:
             out[kind] = r.run(_window(kind, variant))
+    assert out["task"] == out.pop("ref")
     return out
 
 

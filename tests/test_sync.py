@@ -2006,7 +2006,7 @@ async def test_mutex_inlined_waiter_steps_match_park() -> None:
 
     def fields(w: _park.Waiter) -> dict[str, Any]:
         return {k: getattr(w, k) for k in _park.Waiter.__slots__
-                if hasattr(w, k) and k not in ("waker", "_asyncio_future_blocking")}
+                if hasattr(w, k) and k not in ("waker", "_asyncio_future_blocking", "proxy")}
 
     mu = csp.Mutex()
     await mu.lock()
