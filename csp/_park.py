@@ -79,6 +79,7 @@ class Scheduler:
         "runq",
         "yieldq",
         "scheduled",
+        "task_path",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -98,6 +99,8 @@ class Scheduler:
         self.main: asyncio.Task[Any] | None = None
         # every goroutine's Task gets it as a done callback (bound once)
         self.done_cb: Callable[[asyncio.Task[Any]], None] = self._goroutine_done
+        # how csp.go makes a Task on this loop (csp._runtime._learn_task_path), once known
+        self.task_path = -1
 
     def push(self, r: Runnable) -> None:
         """Queue a wake-up (the hot paths inline this)."""
@@ -184,7 +187,7 @@ class Scheduler:
         """A goroutine's Task is done: it leaves the registry; an exception escaping it
         is reported (Go: an unrecovered panic); maybe everyone left is parked now."""
         self.goroutines.pop(task, None)
-        if task._exception is not None:  # type: ignore[attr-defined]  # (None if cancelled)
+        if task._exception is not None:  # (None if cancelled)
             _goroutine_failed(task, self)
         if self.on_all_parked is not None and self.nparked >= len(self.goroutines):
             self.maybe_all_parked()

@@ -72,9 +72,10 @@ def _make_coro(
 
 # How go() makes a goroutine's Task on a loop type: by calling asyncio.Task directly
 # when the type's create_task is asyncio's or uvloop's own (and no task factory is
-# set), else through loop.create_task.
+# set), else through loop.create_task. (Cached per scheduler: Scheduler.task_path.)
 _STOCK_ASYNCIO: Final = 1
 _STOCK_UVLOOP: Final = 2
+_CSP_UVLOOP: Final = 3  # csp.run's uvloop: it keeps its task factory in an attribute
 _OTHER: Final = 0
 _task_path: dict[type, int] = {}
 
@@ -87,7 +88,7 @@ def _learn_task_path(cls: type) -> int:
     else:
         uvloop = sys.modules.get("uvloop")
         if uvloop is not None and ct is uvloop.Loop.create_task:
-            path = _STOCK_UVLOOP
+            path = _CSP_UVLOOP if hasattr(cls, "_csp_task_factory") else _STOCK_UVLOOP
     _task_path[cls] = path
     return path
 
@@ -117,11 +118,13 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
     sched = _park._last_sched if loop is _park._last_loop else _park.scheduler()
     assert sched is not None
     ctx = contextvars.copy_context()
-    path = _task_path.get(type(loop))
-    if path is None:
-        path = _learn_task_path(type(loop))
-    if (path == _STOCK_ASYNCIO and loop._task_factory is None) or (  # type: ignore[attr-defined]
-        path == _STOCK_UVLOOP and loop.get_task_factory() is None
+    path = sched.task_path
+    if path < 0:
+        path = sched.task_path = _task_path.get(type(loop)) or _learn_task_path(type(loop))
+    if (
+        (path == _STOCK_ASYNCIO and loop._task_factory is None)  # type: ignore[attr-defined]
+        or (path == _CSP_UVLOOP and loop._csp_task_factory is None)  # type: ignore[attr-defined]
+        or (path == _STOCK_UVLOOP and loop.get_task_factory() is None)
     ):
         # the loop's own create_task without a task factory: what it does, minus its
         # bookkeeping (name, closed check: a running loop is not closed)
@@ -247,9 +250,16 @@ def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
         return None
 
     class _UVLoop(_Accounting, uvloop.Loop):  # type: ignore[misc]
+        # the task factory, readable without a method call (csp.go checks it)
+        _csp_task_factory: Any = None
+
         def __init__(self) -> None:
             super().__init__()
             self._csp_init()
+
+        def set_task_factory(self, factory: Any) -> None:
+            super().set_task_factory(factory)
+            self._csp_task_factory = factory
 
         def call_later(  # type: ignore[override]
             self, delay: float, callback: Any, *args: Any, context: Any = None
