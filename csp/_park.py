@@ -4,20 +4,22 @@ Strategy. A blocked csp operation creates one small :class:`Waiter` and awaits i
 The waiter is *future-like*: it has exactly the attributes that asyncio's Task looks
 for in an awaited object (``_asyncio_future_blocking``, ``get_loop``,
 ``add_done_callback``, ``cancel``, ``result``, ...), so the task parks on it as it
-would on a Future. Completing a waiter does not go through ``loop.call_soon``: the
-waiting task's *runnable* is appended to a per-loop run queue (for a goroutine, the
-goroutine itself; for a plain Task, a :class:`_TaskWake` holding its wake-up
-callback), and a single loop callback drains that queue, running each woken task's
-next step. A chain of
-hand-offs (ping-pong, pipelines) therefore costs one loop iteration per batch of
-wake-ups instead of one per wake-up.
+would on a Future, once. That first park makes the waiter the Task's *proxy*: from
+then on csp drives the Task's coroutine itself (:class:`Goroutine`), and later waiters
+are seen by csp only. Completing a waiter does not go through ``loop.call_soon``: the
+waiting task's *runnable* is appended to a per-loop run queue (the :class:`Goroutine`
+driving it; for a Task subclass, which csp does not drive, a :class:`_TaskWake`
+holding its wake-up callback), and a single loop callback drains that queue, running
+each woken task's next step. A chain of hand-offs (ping-pong, pipelines) therefore
+costs one loop iteration per batch of wake-ups instead of one per wake-up.
 
-Cancellation. ``Task.cancel()`` calls ``waiter.cancel()``:
+Cancellation. ``Task.cancel()`` reaches the waiter the task is parked on (through the
+proxy, :meth:`Goroutine.cancel`):
 
 * still pending: the waiter is marked cancelled (channels skip it from then on) and
   the task is woken with ``CancelledError``: the operation took no effect;
-* already completed (a value was handed over, a lock granted): ``cancel()`` returns
-  False, so the Task throws ``CancelledError`` into the coroutine at its next step.
+* already completed (a value was handed over, a lock granted): the cancellation is
+  noted, and ``CancelledError`` is thrown into the coroutine at its next step.
   :meth:`Waiter.__await__` catches it, keeps the result (the operation took effect)
   and re-delivers the cancellation later: at the task's next csp operation (see
   :func:`check_cancel`), or at its next suspension, provided the canceller has not
@@ -55,15 +57,15 @@ class Scheduler:
     """Per-loop run queue of wake-ups plus the bookkeeping ``csp.run`` needs.
 
     The run queue holds *runnables*: objects with a ``ctx`` (the contextvars.Context
-    to run in), a ``run`` callable and its argument ``arg``. A goroutine is its own
-    runnable (:class:`Goroutine`); a plain Task parked on a csp waiter gets a
-    :class:`_TaskWake`.
+    to run in), a ``run`` callable and its argument ``arg``: the :class:`Goroutine`
+    that drives a task (goroutine or plain Task), or a :class:`_TaskWake` for a Task
+    subclass parked on a csp waiter.
 
     Invariants:
       * ``scheduled`` is True iff a drain callback is queued on the loop;
       * ``runq`` and ``yieldq`` are non-empty only while ``scheduled`` is True;
-      * ``nparked`` counts goroutines whose Task is parked on their shim (resumed by
-        csp, not by the Task): it only decides when the deadlock watch looks.
+      * ``nparked`` counts driven goroutines parked in csp or queued to be resumed by
+        it (see Goroutine): it only decides when the deadlock watch looks.
     """
 
     __slots__ = (
@@ -105,11 +107,6 @@ class Scheduler:
     def push(self, r: Runnable) -> None:
         """Queue a wake-up (the hot paths inline this)."""
         self.runq.append(r)
-        self._ensure_drain()
-
-    def push_front(self, r: Runnable) -> None:
-        """Queue ``r`` to run before every queued wake-up."""
-        self.runq.appendleft(r)
         self._ensure_drain()
 
     def push_yield(self, r: Runnable) -> None:
@@ -237,9 +234,9 @@ class Runnable(Protocol):
 
 
 class _TaskWake:
-    """The runnable that wakes a plain asyncio Task parked on a csp waiter: it calls
-    the Task's wake-up callback ``fn`` with the waiter ``arg``, as a Future would.
-    Built field by field (no ``__init__``: this is the plain-task hot path)."""
+    """The runnable that wakes a Task csp does not drive (a subclass of asyncio.Task)
+    parked on a csp waiter: it calls the Task's wake-up callback ``run`` with the
+    waiter ``arg``, as a Future would. Built field by field (no ``__init__``)."""
 
     __slots__ = ("ctx", "sched", "run", "arg")
 
