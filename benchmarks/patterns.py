@@ -113,6 +113,30 @@ async def pingpong_csp(n: int) -> tuple[int, int]:
     return n + len(ping) + len(pong), total
 
 
+async def pingpong_tasks_csp(n: int) -> tuple[int, int]:
+    """csp channels between two plain asyncio Tasks of a TaskGroup (not goroutines): csp
+    drives any Task's coroutine once it has parked in csp, so this should match
+    ``pingpong_csp``."""
+    ping, pong = csp.Chan[int](), csp.Chan[int]()
+
+    async def ponger() -> None:
+        for _ in range(n):
+            v = await ping.recv()
+            await pong.send(v + 1)  # type: ignore[operator]
+
+    async def pinger() -> int:
+        total = 0
+        for i in range(n):
+            await ping.send(i)
+            total += await pong.recv()  # type: ignore[operator]
+        return total
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(ponger())
+        t = tg.create_task(pinger())
+    return n + len(ping) + len(pong), t.result()
+
+
 async def pingpong_asyncio(n: int) -> tuple[int, int]:
     ping: asyncio.Queue[int] = asyncio.Queue(1)
     pong: asyncio.Queue[int] = asyncio.Queue(1)
@@ -778,7 +802,21 @@ def _build() -> list[Bench]:
             labels=_stream_labels(0, 1, 0),
             expected=lambda n: (n, _tri(n) + n),
             goal=3.0,
-        )
+        ),
+        Bench(
+            key="pingpong/tasks",
+            pattern="pingpong-tasks",
+            title="ping-pong, unbuffered, plain Tasks",
+            unit="round trips",
+            go_name="PingPong/tasks",
+            sizes=_sizes(200, 3_000, 15_000),
+            impls={"csp": pingpong_tasks_csp, "asyncio": pingpong_asyncio,
+                   "anyio": pingpong_anyio},
+            labels={**_stream_labels(0, 1, 0),
+                    "csp": "Chan(0) between two TaskGroup tasks (not csp.go)"},
+            expected=lambda n: (n, _tri(n) + n),
+            goal=None,
+        ),
     ]
     for cap, quick, full in ((0, 5_000, 25_000), (1, 8_000, 40_000),
                              (64, 25_000, 125_000), (1024, 25_000, 125_000)):

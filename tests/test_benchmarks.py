@@ -135,8 +135,8 @@ def test_every_pattern_has_all_implementations_and_a_go_twin() -> None:
     assert len({b.key for b in BENCHES}) == len(BENCHES)
     assert len({b.go_name for b in BENCHES}) == len(BENCHES)
     patterns = {b.pattern for b in BENCHES}
-    assert patterns == {"pingpong", "spsc", "fanin", "workerpool", "pipeline", "select",
-                        "eos", "mutex", "spawn"}
+    assert patterns == {"pingpong", "pingpong-tasks", "spsc", "fanin", "workerpool",
+                        "pipeline", "select", "eos", "mutex", "spawn"}
     assert sorted(b.key for b in BENCHES if b.pattern == "spsc") == [
         "spsc/cap=0", "spsc/cap=1", "spsc/cap=1024", "spsc/cap=64"]
 
