@@ -535,11 +535,18 @@ def _redeliver_later(task: asyncio.Task[Any]) -> None:
     count, msg = entry
     if task.cancelling() < count or count == 0:
         return
-    if getattr(task, "_must_cancel", False):
+    if getattr(task, "_must_cancel", False) or _driver_cancel_pending(task):
         return  # a cancellation is already on its way
     # uncancel + cancel keeps the task's cancellation count as it was.
     task.uncancel()
     task.cancel(msg)
+
+
+def _driver_cancel_pending(task: asyncio.Task[Any]) -> bool:
+    """A driven task's ``_must_cancel``: see Goroutine.cancel_pending."""
+    w = getattr(task, "_fut_waiter", None)
+    g = getattr(w, "proxy", None) if type(w) is Waiter else None
+    return g is not None and g.cancel_pending
 
 
 def check_cancel() -> None:
@@ -648,6 +655,8 @@ _current_tasks_get: Callable[[Any], Any] = (
     _current_tasks.get if type(_current_tasks) is dict else _current_task
 )
 
+# CPython 3.13: Task.uncancel() down to 0 clears a pending _must_cancel.
+_UNCANCEL_WITHDRAWS: Final = sys.version_info >= (3, 13)
 _future_set_result = asyncio.Future.set_result
 _future_set_exception = asyncio.Future.set_exception
 _future_cancel = asyncio.Future.cancel
@@ -778,7 +787,7 @@ class Goroutine:
         sched = self.sched
         if self.counted and not incsp:
             sched.nparked += 1
-        if self.cancel_pending:
+        if self.cancel_pending and self._cancel_due():
             msg = self._take_cancel()
             if not isinstance(exc, asyncio.CancelledError):
                 exc = _cancelled_error(msg)
@@ -809,7 +818,12 @@ class Goroutine:
                 sched.maybe_all_parked()
         elif y is None:
             self.cur = None
-            sched.push_yield(self)
+            if incsp:
+                sched.push_yield(self)  # resumed by the drain after the next one
+            else:
+                # Not in a drain (woken by a Future): a drain may be queued already,
+                # before callbacks this step queued; resume after them, as the Task.
+                loop.call_soon(self._resume, None, context=self.ctx)
         else:
             self._yielded(y)
 
@@ -825,10 +839,20 @@ class Goroutine:
         msg, self.cancel_msg = self.cancel_msg, None
         return msg
 
+    def _cancel_due(self) -> bool:
+        """``cancel_pending`` is still owed: False (and cleared) if ``uncancel()`` has
+        brought the count back to 0 meanwhile, on Pythons where that withdraws a
+        Task's ``_must_cancel`` (3.13+)."""
+        task = self.task
+        if _UNCANCEL_WITHDRAWS and task is not None and task.cancelling() == 0:
+            self._take_cancel()
+            return False
+        return True
+
     def _cancel_parked(self) -> None:
         """cancel_pending was set during the step that parked on ``cur``."""
         w = self.cur
-        if w is not None and w.state is PENDING:
+        if w is not None and w.state is PENDING and self._cancel_due():
             w._cancel(self._take_cancel())  # took no effect; wakes us with CancelledError
 
     def _raised(self, exc: BaseException) -> None:
@@ -842,7 +866,7 @@ class Goroutine:
         if self.counted:
             self.sched.nparked -= 1
         if type(exc) is StopIteration:
-            if self.cancel_pending:
+            if self.cancel_pending and not (_UNCANCEL_WITHDRAWS and task.cancelling() == 0):
                 # It cancelled its own task, then returned: the Task ends cancelled.
                 _future_cancel(task, self._take_cancel())
             else:
@@ -865,6 +889,20 @@ class Goroutine:
             return
         if self.counted:
             self.sched.nparked -= 1
+        try:
+            self._await_foreign(y)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            # As when Task.__step fails handling what the coroutine yielded: the error
+            # goes to the loop's handler, and this task alone is stranded.
+            self.loop.call_exception_handler({
+                "message": f"Exception in csp while stepping {self.task!r}",
+                "exception": exc,
+                "task": self.task,
+            })
+
+    def _await_foreign(self, y: Any) -> None:
         task = self.task
         blocking = getattr(y, "_asyncio_future_blocking", None)
         if blocking is not None:
@@ -877,7 +915,11 @@ class Goroutine:
                     y._asyncio_future_blocking = False
                     y.add_done_callback(self._fut_wake, context=self.ctx)
                     self.fut = y
-                    if self.cancel_pending and y.cancel(msg=self.cancel_msg):
+                    if (
+                        self.cancel_pending
+                        and self._cancel_due()
+                        and y.cancel(msg=self.cancel_msg)
+                    ):
                         self._take_cancel()
                     return
             else:
@@ -895,8 +937,14 @@ class Goroutine:
     # -- Task.cancel(), through the proxy waiter --------------------------------------
 
     def cancel(self, msg: Any = None) -> bool:
-        if self.task is None:
+        task = self.task
+        if task is None:
             return False
+        if _current_tasks_get(self.loop) is task:
+            # cancelled from inside its own step: ``cur`` and ``fut`` are stale
+            self.cancel_pending = True
+            self.cancel_msg = msg
+            return True
         f = self.fut
         if f is not None:
             if f.cancel(msg=msg):
