@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "continuing without the Go reference column")
             else:
                 gtask = progress.add_task("Go reference", total=None, now="go test -bench")
-                go_run = gobench.run_go([b.go_name for b in benches],
+                go_run = gobench.run_go(sorted({b.go_ref for b in benches}),
                                         mode["go_benchtime"] if size != "tiny" else "10ms",
                                         mode["go_count"] if size != "tiny" else 1)
                 progress.update(gtask, completed=1, total=1)

@@ -72,6 +72,12 @@ class Bench:
     goal: float | None = None  # target ratio csp / asyncio (issue 6)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def go_ref(self) -> str:
+        """The Go benchmark this one is compared with: ``go_name``, unless ``extra``
+        names another (a variant with no Go twin of its own)."""
+        return str(self.extra.get("go_ref", self.go_name))
+
     def missing(self) -> list[str]:
         """csp names this bench needs that this csp build does not have."""
         return [name for name in self.requires if not hasattr(csp, name)]
@@ -816,6 +822,7 @@ def _build() -> list[Bench]:
                     "csp": "Chan(0) between two TaskGroup tasks (not csp.go)"},
             expected=lambda n: (n, _tri(n) + n),
             goal=None,
+            extra={"go_ref": "PingPong"},  # Go has goroutines only
         ),
     ]
     for cap, quick, full in ((0, 5_000, 25_000), (1, 8_000, 40_000),

@@ -121,7 +121,7 @@ def loop_table(results: Sequence[Result], loop: str, impls: Sequence[str],
                 else:
                     row.append(Text.assemble(goal, " ", ("✓", "green") if met else ("✗", "red")))
         if go is not None:
-            ops = go.ops_per_s(bench.go_name)
+            ops = go.ops_per_s(bench.go_ref)
             row.append(human(ops) if ops else "—")
         table.add_row(*row)
     return table
@@ -263,8 +263,8 @@ def markdown(doc: dict[str, Any]) -> str:
     go = doc.get("go") or {}
     go_ns = go.get("ns_per_op") or {}
     titles = {r["bench"]: (r["title"], r["unit"]) for r in recs}
-    go_names = {b.key: b.go_name for b in BENCHES}
-    go_names.update({r["bench"]: r["go_name"] for r in recs if "go_name" in r})
+    go_names = {b.key: b.go_ref for b in BENCHES}
+    go_names.update({r["bench"]: r.get("go_ref", r["go_name"]) for r in recs if "go_name" in r})
     lines: list[str] = []
     for loop in doc["config"]["loops"]:
         by = {(r["bench"], r["impl"]): r for r in recs if r["loop"] == loop}

@@ -230,6 +230,7 @@ def sample_records(results: list[Result]) -> list[dict[str, Any]]:
             "pattern": r.bench.pattern,
             "title": r.bench.title,
             "go_name": r.bench.go_name,
+            "go_ref": r.bench.go_ref,
             "loop": r.loop,
             "impl": r.impl,
             "uses": r.bench.labels.get(r.impl, ""),

@@ -130,7 +130,7 @@ def test_every_pattern_has_all_implementations_and_a_go_twin() -> None:
         assert sorted(b.impls) == sorted(IMPLS), b.key
         assert sorted(b.labels) == sorted(IMPLS), b.key
         assert set(b.sizes) == {"tiny", "quick", "full"}, b.key
-        top = b.go_name.split("/")[0]
+        top = b.go_ref.split("/")[0]
         assert f"func Benchmark{top}(b *testing.B)" in go_src, b.key
     assert len({b.key for b in BENCHES}) == len(BENCHES)
     assert len({b.go_name for b in BENCHES}) == len(BENCHES)
@@ -371,9 +371,10 @@ def test_go_output_is_parsed() -> None:
 def test_go_benchmarks_run_and_check_themselves() -> None:
     if gobench.find_go() is None:
         pytest.skip("no go toolchain")
-    run = gobench.run_go([b.go_name for b in BENCHES], benchtime="20ms")
+    refs = sorted({b.go_ref for b in BENCHES})
+    run = gobench.run_go(refs, benchtime="20ms")
     assert run.error is None
-    assert sorted(run.samples) == sorted(b.go_name for b in BENCHES)
+    assert sorted(run.samples) == refs
 
 
 # -- scale / memory ----------------------------------------------------------------------
