@@ -71,6 +71,7 @@ class Scheduler:
     __slots__ = (
         "__weakref__",
         "done_cb",
+        "done_ctx",
         "goroutines",
         "loop",
         "main",
@@ -101,6 +102,9 @@ class Scheduler:
         self.main: asyncio.Task[Any] | None = None
         # every goroutine's Task gets it as a done callback (bound once)
         self.done_cb: Callable[[asyncio.Task[Any]], None] = self._goroutine_done
+        # ... run in this empty context (not copied per goroutine, and not the task's:
+        # since 3.12 the loop's exception handler enters the task's context itself)
+        self.done_ctx = contextvars.Context()
         # how csp.go makes a Task on this loop (csp._runtime._learn_task_path), once known
         self.task_path = -1
 
@@ -161,7 +165,11 @@ class Scheduler:
                     r.cur = None
                     self.yieldq.append(r)
                 else:
-                    r._yielded(y)
+                    try:
+                        r._yielded(y, False)  # may step the Task (hand-back)
+                    except BaseException:  # SystemExit, KeyboardInterrupt: re-raised
+                        self._requeue()
+                        raise
                 continue
             try:
                 r.ctx.run(r.run, r.arg)
@@ -358,7 +366,7 @@ class Waiter:
             task = _current_tasks_get(loop)
             # (asyncio.Task itself: a subclass may have its own ideas about its steps)
             if type(task) is _AsyncioTask and not task.done():
-                drive(task, self, sched, context)
+                drive(task, self, sched, context, fn)
                 return
         r = _TaskWake()
         r.run = fn
@@ -417,9 +425,9 @@ class Waiter:
         return asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
 
     def result(self) -> None:
-        if self.state is CANCELLED:
+        if self.state is CANCELLED and getattr(self, "proxy", None) is None:
             raise self._cancelled_error()
-        return None
+        return None  # (a proxy: its Task is woken to take its coroutine back)
 
     def exception(self) -> BaseException | None:
         if self.state is CANCELLED:
@@ -664,14 +672,51 @@ _get_loop = asyncio.futures._get_loop  # type: ignore[attr-defined]
 _AsyncioTask = asyncio.Task
 
 
+def _leaf(coro: Any) -> Any:
+    """The innermost awaitable of a suspended coroutine chain."""
+    while True:
+        inner = getattr(coro, "cr_await", None)
+        if inner is None:
+            inner = getattr(coro, "gi_yieldfrom", None)
+            if inner is None:
+                return coro
+        coro = inner
+
+
+_FUTURE_ITER: list[type] = []
+
+
+class _NoFutureIter:
+    """Stands for C's FutureIter where futures are pure Python (never a leaf)."""
+
+
+def _future_iter_type(loop: asyncio.AbstractEventLoop) -> type:
+    """The type of ``iter(asyncio.Future)`` (C ``FutureIter``), learnt once. A
+    generator (pure-Python futures) does not qualify: sending None into a suspended
+    generator resumes it; only C's iterator yields its pending future again."""
+    if not _FUTURE_ITER:
+        f = loop.create_future()
+        it = f.__await__()
+        t = type(it)
+        _FUTURE_ITER.append(_NoFutureIter if inspect.isgenerator(it) else t)
+        if inspect.isgenerator(it):
+            it.close()
+        f.cancel()
+    return _FUTURE_ITER[0]
+
+
 def _cancelled_error(msg: Any) -> asyncio.CancelledError:
     return asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
 
 
-def drive(task: asyncio.Task[Any], w: Waiter, sched: Scheduler, ctx: contextvars.Context) -> None:
-    """``task`` parks on the csp waiter ``w`` from inside its own step: from now on
-    csp runs the task's coroutine itself (see :class:`Goroutine`)."""
+def drive(task: asyncio.Task[Any], w: Waiter, sched: Scheduler, ctx: contextvars.Context,
+          wakeup: Callable[[Any], object]) -> None:
+    """``task`` parks on the csp waiter ``w`` from inside its own step (``wakeup`` is
+    its wake-up callback): from now on csp runs the task's coroutine itself, until it
+    awaits an asyncio Future (see :class:`Goroutine`)."""
     g = Goroutine()
+    g.wakeup = wakeup
+    g.proxy = w
     coro = task.get_coro()
     g.coro = coro
     g.task = task
@@ -740,6 +785,8 @@ class Goroutine:
         "run",
         "arg",
         "csend",
+        "wakeup",
+        "proxy",
     )
 
     # All set by drive(): this object exists only from the Task's first csp park.
@@ -756,6 +803,8 @@ class Goroutine:
     run: Callable[[Any], object]  # as a runnable: the bound _resume
     arg: None
     csend: Callable[[Any], Any]  # coro.send, bound once
+    wakeup: Callable[[Any], object] | None  # the Task's wake-up callback, to hand back
+    proxy: Waiter | None  # the waiter the Task is parked on
 
     # -- resuming ------------------------------------------------------------------
 
@@ -825,7 +874,7 @@ class Goroutine:
                 # before callbacks this step queued; resume after them, as the Task.
                 loop.call_soon(self._resume, None, context=self.ctx)
         else:
-            self._yielded(y)
+            self._yielded(y, True)
 
     # A resumption runs while the Task is parked on its proxy, so a cancel() of the
     # task from inside that step (``current_task().cancel()``) reaches cancel() below,
@@ -844,7 +893,10 @@ class Goroutine:
         brought the count back to 0 meanwhile, on Pythons where that withdraws a
         Task's ``_must_cancel`` (3.13+)."""
         task = self.task
-        if _UNCANCEL_WITHDRAWS and task is not None and task.cancelling() == 0:
+        return task is None or self._cancel_due_for(task)
+
+    def _cancel_due_for(self, task: asyncio.Task[Any]) -> bool:
+        if _UNCANCEL_WITHDRAWS and task.cancelling() == 0:
             self._take_cancel()
             return False
         return True
@@ -860,11 +912,18 @@ class Goroutine:
         outcome on the Task, as its step would have (this also runs its callbacks)."""
         task = self.task
         assert task is not None
-        self.task = None
+        self.task = self.wakeup = self.proxy = None
         self.cur = self.fut = None
         self.run = self.csend = _unset  # no cycle through the bound methods
         if self.counted:
             self.sched.nparked -= 1
+        if type(exc) is not StopIteration:
+            # csp's frames out of the traceback: the Task's own step adds none, and
+            # _step's frame holds the Task (a cycle: Task -> exc -> frame -> Task)
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_frame.f_code in _STEP_CODES:
+                tb = tb.tb_next
+            exc.__traceback__ = tb
         if type(exc) is StopIteration:
             if self.cancel_pending and not (_UNCANCEL_WITHDRAWS and task.cancelling() == 0):
                 # It cancelled its own task, then returned: the Task ends cancelled.
@@ -878,9 +937,11 @@ class Goroutine:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise exc  # as the Task's step does: the loop stops
 
-    def _yielded(self, y: Any) -> None:
-        """A resumption yielded something other than a csp waiter: what Task.__step
-        does with it, with this object in the Task's place."""
+    def _yielded(self, y: Any, in_ctx: bool) -> None:
+        """A resumption yielded something other than a csp waiter: an asyncio Future
+        goes back to the Task (``_hand_back``); anything else is handled as
+        Task.__step does, with this object in the Task's place. ``in_ctx``: called
+        inside the task's context (else the drain's, outside it)."""
         self.cur = None
         if y is None:
             # A bare yield (asyncio.sleep(0), gosched): resume after one loop
@@ -890,17 +951,45 @@ class Goroutine:
         if self.counted:
             self.sched.nparked -= 1
         try:
-            self._await_foreign(y)
+            if type(_leaf(self.coro)) is _future_iter_type(self.loop):
+                self._hand_back(y, in_ctx)
+            else:
+                self._await_foreign(y)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             # As when Task.__step fails handling what the coroutine yielded: the error
             # goes to the loop's handler, and this task alone is stranded.
+            # (no "task" key: since 3.12 the handler would enter the task's context,
+            # which may be the one running now)
             self.loop.call_exception_handler({
                 "message": f"Exception in csp while stepping {self.task!r}",
                 "exception": exc,
-                "task": self.task,
             })
+
+    def _hand_back(self, y: Any, in_ctx: bool) -> None:
+        """The coroutine awaits an asyncio Future (``await fut``: the innermost
+        awaitable is the Future's C iterator): give the coroutine back to its Task,
+        which then awaits ``y`` itself, exactly as asyncio does (anyio's cancel scopes
+        look at what a Task awaits, for one). Waking the Task steps the coroutine
+        with None; the Future's iterator, its future still pending and no longer
+        marked blocking, yields it again, and the Task parks on it. The coroutine's
+        next csp park goes through its Task again (a new Goroutine)."""
+        task = self.task
+        assert task is not None
+        wakeup, proxy = self.wakeup, self.proxy
+        assert wakeup is not None
+        # inert from now on, and no cycle (wakeup -> Task -> proxy -> self) left
+        self.task = self.wakeup = self.proxy = None
+        self.run = self.csend = _unset
+        y._asyncio_future_blocking = False
+        # the Task's step, now (no task is current), in the task's context
+        if in_ctx:
+            wakeup(proxy)
+        else:
+            self.ctx.run(wakeup, proxy)
+        if self.cancel_pending and self._cancel_due_for(task):
+            y.cancel(msg=self._take_cancel())  # as the Task does with its _must_cancel
 
     def _await_foreign(self, y: Any) -> None:
         task = self.task
@@ -973,6 +1062,10 @@ class Goroutine:
         if w is not None and w.state is PENDING:
             return f"<csp: {name}() parked on {w.reason!r}>"
         return f"<csp: {name}() runnable>"
+
+
+# The frames an exception ending a coroutine passes through when csp resumed it.
+_STEP_CODES: Final = frozenset({Scheduler.drain.__code__, Goroutine._step.__code__})
 
 
 def _goroutine_failed(task: asyncio.Task[Any], sched: Scheduler | None) -> None:

@@ -131,7 +131,7 @@ def go(fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any,
         task: asyncio.Task[T] = _Task(coro, loop=loop, context=ctx)
     else:
         task = loop.create_task(coro, context=ctx)
-    task.add_done_callback(sched.done_cb, context=ctx)
+    task.add_done_callback(sched.done_cb, context=sched.done_ctx)
     sched.next_id += 1
     sched.goroutines[task] = sched.next_id
     return task
@@ -536,7 +536,7 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
     # supervising task only waits for it and is not counted as a goroutine.
     ctx = contextvars.copy_context()
     main: asyncio.Task[T] = loop.create_task(coro, context=ctx)
-    main.add_done_callback(sched.done_cb, context=ctx)
+    main.add_done_callback(sched.done_cb, context=sched.done_ctx)
     sched.goroutines[main] = 1
     sched.main = main
     run = _Run(loop, sched, main)
