@@ -161,9 +161,13 @@ class Scheduler:
                     if r.cancel_pending:  # it cancelled its own task meanwhile
                         r._cancel_parked()
                 elif y is None:
-                    # a bare yield: resumed by the next drain (see _yielded)
+                    # a bare yield: a goroutine is resumed by the next drain, a plain
+                    # Task through call_soon, in asyncio's order (see _yielded)
                     r.cur = None
-                    self.yieldq.append(r)
+                    if r.counted:
+                        self.yieldq.append(r)
+                    else:
+                        loop.call_soon(r.run, None, context=r.ctx)
                 else:
                     try:
                         r._yielded(y, False)  # may step the Task (hand-back)
@@ -867,11 +871,11 @@ class Goroutine:
                 sched.maybe_all_parked()
         elif y is None:
             self.cur = None
-            if incsp:
-                sched.push_yield(self)  # resumed by the drain after the next one
+            if incsp and self.counted:
+                sched.push_yield(self)  # a goroutine in a drain: the next drain
             else:
-                # Not in a drain (woken by a Future): a drain may be queued already,
-                # before callbacks this step queued; resume after them, as the Task.
+                # A plain Task, or not in a drain (a drain may be queued already,
+                # before callbacks this step queued): call_soon, as the Task would.
                 loop.call_soon(self._resume, None, context=self.ctx)
         else:
             self._yielded(y, True)
@@ -943,10 +947,8 @@ class Goroutine:
         Task.__step does, with this object in the Task's place. ``in_ctx``: called
         inside the task's context (else the drain's, outside it)."""
         self.cur = None
-        if y is None:
-            # A bare yield (asyncio.sleep(0), gosched): resume after one loop
-            # iteration, as the Task would. A pending cancellation is thrown in then.
-            self.sched.push_yield(self)
+        if y is None:  # pragma: no cover - the callers handle bare yields
+            self.loop.call_soon(self._resume, None, context=self.ctx)
             return
         if self.counted:
             self.sched.nparked -= 1

@@ -466,7 +466,9 @@ def _canceller(where: str, msgs: list[str], uncancel: bool = False
         if type(t) is not AsyncioDrivenTask:
             assert type(g) is _park.Goroutine and g.task is t
             if where == "yieldq":
-                assert g in _park.scheduler().yieldq
+                # a goroutine's bare yield waits for the next drain; a plain Task's
+                # is a call_soon, as asyncio's
+                assert (g in _park.scheduler().yieldq) is g.counted
             else:
                 assert _park.parked_on(t) is g.cur is not None
         for m in msgs:
