@@ -821,12 +821,13 @@ class Goroutine:
     def _fut_wake(self, fut: Any) -> None:
         """The foreign future the coroutine awaits is done (Task.__wakeup)."""
         self.fut = None
+        exc: BaseException | None = None
         try:
             fut.result()
-        except BaseException as exc:
-            self._step(exc, False)
-        else:
-            self._step(None, False)
+        except BaseException as e:
+            exc = e
+        # stepped outside the except block: the coroutine must not run "while handling"
+        self._step(exc, False)
 
     def _throw_later(self, exc: BaseException) -> None:
         self._step(exc, False)
