@@ -34,6 +34,7 @@ import contextvars
 import gc
 import inspect
 import io
+import logging
 import re
 import sys
 import threading
@@ -103,7 +104,8 @@ def _me() -> asyncio.Task[Any]:
 
 
 _ADDR = re.compile(r"0x[0-9a-fA-F]+")
-_TASKNAME = re.compile(r"Task-\d+")
+# (CPython 3.13.0's loop.create_task names a task made by a task factory 'None')
+_TASKNAME = re.compile(r"Task-\d+|(?<=name=')None(?=')")
 # anyio's cancel reason names the scope and the cancelling task (with its repr)
 _SCOPE = re.compile(r"cancel scope [0-9a-f]+( by <.*>)?$")
 # a goroutine's Task has csp's done callback: not part of what is compared
@@ -898,22 +900,26 @@ def _cancel_program(bname: str, mode: str) -> Program:
     return program
 
 
-def _skip_uncancel(mode: str) -> None:
-    if mode == "cancel_uncancel" and sys.version_info >= (3, 13):
-        pytest.skip("3.13's uncancel() withdraws a pending cancellation: see "
-                    "test_uncancel_withdraws_pending_cancel_313")
+def _xfail_uncancel_313(request: pytest.FixtureRequest, bname: str, mode: str) -> None:
+    """cancel() + uncancel() of a task in a bare yield: the pending cancellation is
+    _must_cancel, which 3.13's uncancel() withdraws (other blockers: the cancel went to
+    what the task awaits, and nothing is pending on the Task)."""
+    if mode == "cancel_uncancel" and bname == "sleep0" and sys.version_info >= (3, 13):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "3.13's uncancel() withdraws _must_cancel; csp's Goroutine.cancel_pending is "
+            "out of its reach: see test_uncancel_withdraws_pending_cancel_313")))
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("bname", list(BLOCKERS))
-def test_cancel_while_awaiting_after_driven_matches_asyncio(loop_name: str, bname: str,
-                                                             mode: str) -> None:
+def test_cancel_while_awaiting_after_driven_matches_asyncio(
+        loop_name: str, bname: str, mode: str, request: pytest.FixtureRequest) -> None:
     """Invariant: a driven task cancelled by another task while it awaits a foreign
     awaitable (or a csp operation, or bare yields), before or after that awaitable
     completed, once, twice, or withdrawn with uncancel(), raises exactly what asyncio
     raises, where asyncio raises it (message, cancelling() count), keeps values asyncio
     keeps, and raises nothing more afterwards."""
-    _skip_uncancel(mode)
+    _xfail_uncancel_313(request, bname, mode)
     log, trace, outcome = _same(_run3(loop_name, _cancel_program(bname, mode)))
     assert trace[:2] == [("first", 0), "blocking"]
     assert log[0] is True
@@ -2169,9 +2175,13 @@ def _gc_program(how: str) -> Program:
 def _gc_run3(loop_name: str, how: str) -> dict[str, Any]:
     gc.collect()
     gc.disable()
+    # A log record kept by pytest's capture would hold the exception, hence the task
+    # (3.12+ logs the goroutine's report: test_goroutine_panic_reaches_custom_...).
+    logging.disable(logging.CRITICAL)
     try:
         return {kind: _run(kind, loop_name, _gc_program(how)) for kind in ("go", "task")}
     finally:
+        logging.disable(logging.NOTSET)
         gc.enable()
         gc.collect()
 
@@ -2195,3 +2205,87 @@ def test_finished_driven_task_freed_by_refcount(loop_name: str, how: str) -> Non
     assert out["go"] == (True, [])
     expect_log = ["Task exception was never retrieved"] if how.startswith("raise") else []
     assert out["task"] == (True, expect_log)
+
+
+# -- later CPythons --------------------------------------------------------------------
+
+
+def test_goroutine_panic_reaches_custom_exception_handler(
+        loop_name: str, request: pytest.FixtureRequest) -> None:
+    """Invariant (API: outside csp.run an exception escaping a goroutine goes to the
+    loop's exception handler as soon as the goroutine ends): also with a custom
+    handler, on every CPython."""
+    if sys.version_info >= (3, 12) and loop_name == "asyncio":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "since 3.12 BaseEventLoop.call_exception_handler runs a custom handler in "
+            "context['task'].get_context() with ctx.run; csp reports the panic from "
+            "the goroutine's done callback, which csp.go registers with "
+            "context=<the Task's own context> (_runtime.py 131, _main 529), so that "
+            "context is already entered: RuntimeError 'cannot enter context', the "
+            "report is lost (_park.py 930-941)")))
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        seen: list[str] = []
+        loop.set_exception_handler(
+            lambda _l, c: seen.append(f"{c['message']}: {c.get('exception')!r}"))
+        ch = csp.Chan[int]()
+
+        async def bad() -> None:
+            await ch.recv()
+            raise ValueError("boom")
+
+        t = csp.go(bad)
+        await ch.send(1)
+        await asyncio.wait([t])
+        await _spin(2)
+        return seen
+
+    with asyncio.Runner(loop_factory=loop_factory(loop_name)) as r:
+        assert r.run(main()) == ["Exception in goroutine: ValueError('boom')"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in 3.12")
+def test_eager_tasks_driven_after_first_park_match_asyncio(loop_name: str) -> None:
+    """Invariant: with an eager task factory (3.12+), a task whose eager first step
+    parks in csp is driven from there like any other, and behaves as asyncio's."""
+    if loop_name == "uvloop" and sys.version_info >= (3, 13):
+        pytest.skip("uvloop passes eager_start= to the task factory, which CPython "
+                    "3.13.0's create_eager_task_factory() does not accept (not csp)")
+
+    async def program(kind: str) -> Any:
+        loop = asyncio.get_running_loop()
+        task_cls = AsyncioDrivenTask if kind == "ref" else asyncio.Task
+        loop.set_task_factory(asyncio.create_eager_task_factory(task_cls))  # type: ignore[attr-defined]
+        ch = csp.Chan[int]()
+        trace: list[Any] = []
+        fut = loop.create_future()
+
+        async def victim(n: int) -> int:
+            t = _me()
+            trace.append((n, "eager start", asyncio.current_task() is t))
+            v = await ch.recv()  # parks during the eager step
+            trace.append((n, "recv", v, asyncio.current_task() is t))
+            trace.append((n, "fut", await fut))
+            trace.append((n, "recv", await ch.recv()))
+            return n
+
+        ts = [csp.go(victim, 0) if kind == "go" else asyncio.create_task(victim(0)),
+              asyncio.create_task(victim(1))]
+        trace.append(("created", [t.done() for t in ts]))
+        for i in range(2):
+            await ch.send(10 + i)
+        await _spin(3)
+        fut.set_result("f")
+        t3 = asyncio.create_task(victim(2))  # eager: parks at once, inside this step
+        trace.append(("t3 parked", _park.parked_on(t3) is not None,
+                      _is_driven(t3) is (kind != "ref")))
+        for i in range(4):
+            await ch.send(20 + i)
+        await _finish(*ts, t3)
+        loop.set_task_factory(None)
+        return trace, [_outcome(t) for t in (*ts, t3)]
+
+    trace, outcomes = _same(_run3(loop_name, program))
+    assert outcomes == [("result", 0), ("result", 1), ("result", 2)]
+    assert trace[0] == (0, "eager start", True)
