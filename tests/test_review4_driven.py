@@ -1055,7 +1055,7 @@ _PARK_AFTER_SELF_CANCEL = pytest.mark.xfail(strict=True, reason=(
     "C Task calls _fut_waiter.cancel() for its _must_cancel right after "
     "add_done_callback made the waiter its proxy (drive), from inside its own step; "
     "Goroutine.cancel takes 'current task is the task' for a cancel made by the "
-    "coroutine (stale cur) and only sets cancel_pending (_park.py 1034-1037), the Task "
+    "coroutine (stale cur) and only sets cancel_pending (_park.py 1035-1039), the Task "
     "clears _must_cancel (True was returned), and the pending waiter is never "
     "cancelled: the park takes effect (a sender hands it its value) and the "
     "cancellation is only re-delivered at the next suspension"))
@@ -1346,7 +1346,7 @@ def test_cancel_while_bad_yield_error_pending_matches_asyncio(loop_name: str,
     "step (and the bad-yield RuntimeError messages that embed it) show "
     "'wait_for=<csp: victim() runnable>'; asyncio's Task has _fut_waiter None during "
     "its step and shows no wait_for (Waiter.__repr__ _park.py 465-470, Goroutine."
-    "__repr__ 1057-1066)"))
+    "__repr__ 1058-1067)"))
 @pytest.mark.parametrize("which", ["nonblocking_future", "generator"])
 def test_repr_while_running_matches_asyncio(loop_name: str, which: str) -> None:
     """Invariant: the bad-yield messages (which embed repr(task)) are asyncio's,
@@ -1990,7 +1990,7 @@ def _stack_program(fut: str) -> Program:
     "c",
     pytest.param("py", marks=pytest.mark.xfail(strict=True, reason=(
         "a coroutine csp resumes itself (a pure-Python Future's callback -> "
-        "Goroutine._fut_wake -> _step, _park.py 821-857) runs under csp's frames: "
+        "Goroutine._fut_wake -> _step, _park.py 821-858) runs under csp's frames: "
         "get_stack()/print_stack() of the running task show them"))),
 ])
 def test_get_stack_shows_no_csp_frames(loop_name: str, fut: str) -> None:
@@ -2073,7 +2073,7 @@ def test_repr_of_driven_task_does_not_crash_and_shows_csp_state(loop_name: str) 
     "_fut_waiter is the proxy waiter, so repr(task) shows wait_for=<csp: ...> while "
     "parked or runnable, also while it runs and once it has ended in a csp-resumed "
     "step (asyncio: <csp waiter ...>, or no wait_for); Waiter.__repr__ _park.py "
-    "465-470, Goroutine.__repr__ 1057-1066"))
+    "465-470, Goroutine.__repr__ 1058-1067"))
 def test_repr_of_driven_task_matches_asyncio(loop_name: str) -> None:
     """Invariant: repr(task) is asyncio's at every point."""
     _same(_run3(loop_name, _repr_program("")))
@@ -2273,7 +2273,7 @@ def _gc_run3(loop_name: str, how: str) -> dict[str, Any]:
             "its caller's frame (f_back): the exception the coroutine ended with, in a "
             "step csp resumed through Goroutine._step (here a pure-Python Future's "
             "callback), keeps _step's frame alive even though _raised cut it from the "
-            "traceback (_park.py 922-930), and its local 'task' closes a cycle Task -> "
+            "traceback (_park.py 924-931), and its local 'task' closes a cycle Task -> "
             "exception -> traceback -> coroutine frame -> _step frame -> Task: the "
             "failed Task waits for the cyclic GC and its 'exception was never "
             "retrieved' comes late"))),
@@ -2637,20 +2637,9 @@ def _exc_context_program(source: str) -> Program:
     return program
 
 
-_LEAK = pytest.mark.xfail(strict=True, reason=(
-    "Goroutine._fut_wake resumes the coroutine with the awaited (pure-Python) Future's "
-    "exception from inside its own 'except BaseException as exc:' block (_park.py "
-    "821-828 -> _step -> coro.throw): for the rest of that step the coroutine runs "
-    "while csp is handling that exception, so once the coroutine has handled it, "
-    "sys.exc_info() still returns it and every later exception gets it as __context__ "
-    "('During handling of the above exception, another exception occurred'); "
-    "asyncio's C Task throws it in from no except block"))
-
-
 @pytest.mark.parametrize("source", [
     "future_exception", "future_cancelled", "task_failing",
-    pytest.param("py_future_exception", marks=_LEAK),
-    pytest.param("py_future_cancelled", marks=_LEAK),
+    "py_future_exception", "py_future_cancelled",
 ])
 def test_handled_exception_does_not_leak_into_the_step(loop_name: str, source: str) -> None:
     """Invariant (Python's, asyncio's): an exception the coroutine caught and handled
