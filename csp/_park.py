@@ -175,8 +175,11 @@ class Scheduler:
                         self._requeue()
                         raise
                 continue
+            arg = r.arg
+            if type(r) is _TaskWake:
+                r.arg = None  # run once: no waiter <-> _TaskWake cycle (waker, arg) left
             try:
-                r.ctx.run(r.run, r.arg)
+                r.ctx.run(r.run, arg)
             except (SystemExit, KeyboardInterrupt):
                 # A Task's step re-raised them (as asyncio does): the loop stops, but
                 # what is queued still runs if the loop is run again (clean-up).
@@ -835,8 +838,7 @@ class Goroutine:
     def _step(self, exc: BaseException | None, incsp: bool) -> None:
         """One step of the coroutine, as Task.__step: send None or throw ``exc`` (a
         pending cancellation wins); runs in the task's context."""
-        task = self.task
-        if task is None:  # pragma: no cover - ended meanwhile (nothing can wake it)
+        if self.task is None:  # pragma: no cover - ended meanwhile (nothing wakes it)
             return
         sched = self.sched
         if self.counted and not incsp:
@@ -847,13 +849,17 @@ class Goroutine:
                 exc = _cancelled_error(msg)
         loop = self.loop
         cur = _current_tasks
-        cur[loop] = task  # _enter_task(loop, task): nothing else runs now
+        # (no local holds the Task or the exception past the resumption: on 3.12+
+        # a finished coroutine's frame links to this one, and the exception it ends
+        # with must not reach the Task through it, a cycle)
+        cur[loop] = self.task  # _enter_task(loop, task): nothing else runs now
         try:
             if exc is None:
                 y = self.coro.send(None)
             else:
-                y = self.coro.throw(exc)
+                y, exc = self.coro.throw(exc), None
         except BaseException as e:
+            exc = None
             del cur[loop]  # _leave_task(loop, task)
             self._raised(e)
             return
@@ -1032,11 +1038,6 @@ class Goroutine:
         task = self.task
         if task is None:
             return False
-        if _current_tasks_get(self.loop) is task:
-            # cancelled from inside its own step: ``cur`` and ``fut`` are stale
-            self.cancel_pending = True
-            self.cancel_msg = msg
-            return True
         f = self.fut
         if f is not None:
             if f.cancel(msg=msg):
@@ -1045,9 +1046,13 @@ class Goroutine:
             w = self.cur
             if w is not None:
                 if w.state is PENDING:
+                    # (also the Task's own _must_cancel, delivered from its step right
+                    # after it first parked here)
                     w._cancel(msg)  # wakes _resume, where the waiter raises CancelledError
                     return True
-                if w.state is CANCELLED:
+                if _current_tasks_get(self.loop) is task:
+                    pass  # cancelled from inside a step csp runs: ``cur`` is stale
+                elif w.state is CANCELLED:
                     # Cancelled again before it resumed: the waiter's CancelledError
                     # (the first message) is on its way, and one is all it gets.
                     return True

@@ -45,3 +45,36 @@ def test_finished_goroutine_is_freed_without_the_cycle_collector(
         return freed
 
     assert run(main) == ["create_task", "csp.go"]
+
+
+def test_task_subclass_woken_by_csp_is_freed_without_the_cycle_collector(
+        run: Callable[..., Any]) -> None:
+    """A Task subclass (which csp does not drive: a _TaskWake wakes it) that parked on
+    a csp channel and finished is freed at once: the waiter and its _TaskWake do not
+    keep each other, and the Task, alive. Found by review 4."""
+    from conftest import reference_task
+
+    async def main() -> list[bool]:
+        ch = csp.Chan[int]()
+
+        async def g() -> int:
+            return await ch.recv() or 0
+
+        out: list[bool] = []
+        gc.disable()
+        try:
+            for _ in range(2):
+                t = reference_task(g())
+                await asyncio.sleep(0)
+                await ch.send(5)
+                assert await t == 5
+                for _ in range(3):  # let done callbacks run
+                    await asyncio.sleep(0)
+                ref = weakref.ref(t)
+                del t
+                out.append(ref() is None)
+        finally:
+            gc.enable()
+        return out
+
+    assert run(main) == [True, True]

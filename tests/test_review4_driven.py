@@ -1048,27 +1048,13 @@ def _self_cancel_expected(pre: str, post: str) -> tuple[list[Any], Any]:
     return trace, ("cancelled", ("s",))
 
 
-# The Task (not csp) runs the step that parks: its first csp park, or its first one
-# after csp handed the coroutine back to the Task for an asyncio Future.
-_PARK_AFTER_SELF_CANCEL = pytest.mark.xfail(strict=True, reason=(
-    "a Task that cancelled itself and then parks in csp in a step the Task runs: the "
-    "C Task calls _fut_waiter.cancel() for its _must_cancel right after "
-    "add_done_callback made the waiter its proxy (drive), from inside its own step; "
-    "Goroutine.cancel takes 'current task is the task' for a cancel made by the "
-    "coroutine (stale cur) and only sets cancel_pending (_park.py 1035-1039), the Task "
-    "clears _must_cancel (True was returned), and the pending waiter is never "
-    "cancelled: the park takes effect (a sender hands it its value) and the "
-    "cancellation is only re-delivered at the next suspension"))
-
-
 def _self_cancel_cases() -> list[Any]:
     cases = []
     for pre in PRE:
         for post in POST:
-            marks = []
-            if pre in ("future_cancelled", "future_timeout") and post == "csp":
-                marks.append(_PARK_AFTER_SELF_CANCEL)
-            cases.append(pytest.param(pre, post, marks=marks))
+            # (future_* then csp: the Task, not csp, runs the step that parks again;
+            # the Task's own _must_cancel then reaches the new proxy from its step)
+            cases.append(pytest.param(pre, post))
     return cases
 
 
@@ -1123,7 +1109,6 @@ def _first_park_program(where: str) -> Program:
     return program
 
 
-@_PARK_AFTER_SELF_CANCEL
 @pytest.mark.parametrize("where", ["first_park", "after_hand_back"])
 def test_self_cancel_then_csp_park_in_task_step_matches_asyncio(loop_name: str,
                                                                 where: str) -> None:
@@ -2267,16 +2252,9 @@ def _gc_run3(loop_name: str, how: str) -> dict[str, Any]:
 @pytest.mark.parametrize("how", [
     "return_after_csp", "raise_after_csp", "return_after_future", "raise_after_future",
     "return_after_py_future",
-    pytest.param("raise_after_py_future", marks=pytest.mark.xfail(
-        sys.version_info >= (3, 12), strict=True, reason=(
-            "CPython 3.12+ links a finished coroutine frame that a traceback keeps to "
-            "its caller's frame (f_back): the exception the coroutine ended with, in a "
-            "step csp resumed through Goroutine._step (here a pure-Python Future's "
-            "callback), keeps _step's frame alive even though _raised cut it from the "
-            "traceback (_park.py 924-931), and its local 'task' closes a cycle Task -> "
-            "exception -> traceback -> coroutine frame -> _step frame -> Task: the "
-            "failed Task waits for the cyclic GC and its 'exception was never "
-            "retrieved' comes late"))),
+    # (3.12+ links the finished coroutine's frame to _step's: no local there may hold
+    # the Task or the exception past the resumption)
+    "raise_after_py_future",
 ])
 def test_finished_driven_task_freed_by_refcount(loop_name: str, how: str) -> None:
     """Invariant (asyncio's): with the cyclic GC disabled, a finished task nobody
