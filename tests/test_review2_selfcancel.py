@@ -71,12 +71,12 @@ async def _drive(kind: str, body: Body, action: Callable[..., Awaitable[None]] |
         if t.done():
             break
         try:
-            async with asyncio.timeout(0.05):
+            async with asyncio.timeout(2.0):
                 await ch.send(i)
         except TimeoutError:
             trace.append(("driver: nobody received", i))
     try:
-        async with asyncio.timeout(0.3):
+        async with asyncio.timeout(5.0):
             await asyncio.wait([t])
     except TimeoutError:
         trace.append("driver: task hangs")
