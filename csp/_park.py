@@ -751,16 +751,17 @@ def drive(task: asyncio.Task[Any], w: Waiter, sched: Scheduler, ctx: contextvars
 class Goroutine:
     """Runs a Task's coroutine from the run queue, without the Task machinery.
 
-    The first time a Task (a goroutine's, or any plain asyncio Task) parks on a csp
-    :class:`Waiter`, that waiter becomes the Task's *proxy*: the Task stays parked on
-    it for good and never steps again. csp drives the coroutine from then on: each
-    wake-up resumes it straight from the run queue (the drain inlines ``_resume``:
-    make the task current so that ``current_task()`` is right, ``coro.send(None)`` in
-    the task's context, leave). When the coroutine awaits anything else (a Future, a
-    Task), this object waits on it exactly as the Task would have (``_yielded``,
-    ``_fut_wake``); when the coroutine ends, the outcome is set on the Task
-    (``_raised``), whose done callbacks then run as usual. The Task's ``cancel()``
-    reaches :meth:`cancel` through the proxy (``Waiter.cancel``).
+    When a Task (a goroutine's, or any plain asyncio Task) parks on a csp
+    :class:`Waiter` from its own step, that waiter becomes the Task's *proxy*: the Task
+    stays parked on it and does not step, and csp drives the coroutine: each wake-up
+    resumes it straight from the run queue (the drain inlines ``_resume``: make the
+    task current so that ``current_task()`` is right, ``coro.send(None)`` in the task's
+    context, leave). When the coroutine awaits an asyncio Future, it is given back to
+    its Task (``_hand_back``), which awaits the Future as asyncio does, until its next
+    csp park makes a new Goroutine. Anything else it yields is handled as the Task
+    would (``_await_foreign``, ``_fut_wake``). When the coroutine ends, the outcome is
+    set on the Task (``_raised``), whose done callbacks then run as usual. The Task's
+    ``cancel()`` reaches :meth:`cancel` through the proxy (``Waiter.cancel``).
 
     Cancellation follows ``Task.cancel()``: a pending csp waiter is cancelled (took no
     effect) and wakes the coroutine with CancelledError; a foreign future is cancelled;
@@ -770,7 +771,8 @@ class Goroutine:
     Task ends cancelled.
 
     Invariants:
-      * ``task`` is None iff the coroutine has ended (its outcome is on the Task);
+      * ``task`` is None iff the coroutine has ended (its outcome is on the Task) or
+        was handed back to the Task; ``wakeup`` and ``proxy`` are None alike;
       * ``cur`` is the csp waiter the coroutine is parked on, or None;
       * ``fut`` is the foreign future it awaits (its callback is ``_fut_wake``), or None;
       * a goroutine (``counted``) adds one to ``sched.nparked`` while it is parked in
