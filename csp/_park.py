@@ -951,14 +951,12 @@ class Goroutine:
                 raise exc  # as the Task's step does: the loop stops
 
     def _yielded(self, y: Any, in_ctx: bool) -> None:
-        """A resumption yielded something other than a csp waiter: an asyncio Future
-        goes back to the Task (``_hand_back``); anything else is handled as
-        Task.__step does, with this object in the Task's place. ``in_ctx``: called
-        inside the task's context (else the drain's, outside it)."""
+        """A resumption yielded something other than a csp waiter or None (the
+        callers handle bare yields): an asyncio Future goes back to the Task
+        (``_hand_back``); anything else is handled as Task.__step does, with this
+        object in the Task's place. ``in_ctx``: called inside the task's context (else
+        the drain's, outside it)."""
         self.cur = None
-        if y is None:  # pragma: no cover - the callers handle bare yields
-            self.loop.call_soon(self._resume, None, context=self.ctx)
-            return
         if self.counted:
             self.sched.nparked -= 1
         try:
