@@ -16,8 +16,8 @@ Example::
 """
 
 from csp import atomic, context
-from csp._chan import Chan, nil
-from csp._errors import ChannelError, ClosedChannelError, DeadlockError
+from csp._chan import Chan, RecvChan, SendChan, nil
+from csp._errors import ChannelError, ClosedChannelError, DeadlockError, WouldBlock
 from csp._runtime import go, gosched, num_goroutine, run
 from csp._select import select
 from csp._sync import Cond, ErrGroup, Mutex, Once, RWMutex, Semaphore, WaitGroup
@@ -33,10 +33,13 @@ __all__ = [
     "Mutex",
     "Once",
     "RWMutex",
+    "RecvChan",
     "Semaphore",
+    "SendChan",
     "Ticker",
     "Timer",
     "WaitGroup",
+    "WouldBlock",
     "after",
     "after_func",
     "atomic",

@@ -1,79 +1,284 @@
 """Channels: Go's ``chan T`` on asyncio.
 
-Strategy. A channel is a bounded deque (the buffer) plus two FIFO queues of parked
-operations, ``_recvq`` and ``_sendq``. A queue entry is a tuple ``(waiter, value,
-case)``: the parked task's :class:`~csp._park.Waiter`, the value a sender offers, and
-the select case index (-1 for a plain operation). A select parks one waiter in several
-queues; the first partner to complete it wins, and the other entries become *stale*:
-they stay in their queues and are skipped (and dropped) when reached, and a queue
-that grows past a threshold is swept, so stale entries cost amortised O(1).
+Strategy (Go's ``runtime/chan.go``). A channel is a bounded deque (the buffer) plus two
+FIFO queues of parked operations, ``_recvq`` and ``_sendq`` (:class:`~csp._waitq.WaitQ`).
+Every operation is its non-blocking twin (:meth:`Chan._try_recv`, :meth:`Chan._try_send`:
+Go's ``block=false``) plus, when that would block, one park: a
+:class:`~csp._waiter.Waiter` in the right queue, awaited. A parked sender's waiter holds
+the value it offers. Handing a value to a parked partner completes the partner's waiter
+on the spot, so the value belongs to the partner from that instant and cancellation
+cannot lose it (``csp._waiter``); a withdrawn operation leaves its queue at once.
+select parks one node per case in the queues (``csp._select``); the non-blocking
+``*_nowait`` calls, select's poll and the timers use the same two twins.
 
-Every operation first tries to finish without blocking, exactly in Go's order
-(``runtime/chan.go``); only if it cannot does it park. Handing a value to a parked
-partner completes the partner's waiter on the spot, so the value belongs to the
-partner from that instant and cancellation cannot lose it (see ``_park``).
-
-Invariants (for live, i.e. PENDING, entries):
-  * at most one of ``_recvq`` and ``_sendq`` holds live entries, except that one select
-    may sit in both queues of one channel (it never pairs with itself);
-  * a non-empty buffer means no live receivers;
-  * a buffer with room means no live senders (for ``cap == 0`` every sender parks);
-  * a closed channel has no live entries in either queue.
+Invariants:
+  * at most one of ``_recvq`` and ``_sendq`` is non-empty, except that one select may
+    sit in both queues of one channel (it never pairs with itself);
+  * a non-empty buffer means no parked receivers;
+  * a buffer with room means no parked senders (for ``cap == 0`` every sender parks);
+  * a closed channel has empty queues;
+  * every node in either queue belongs to a pending operation; a sender's node holds
+    the value it offers in ``value``.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Final, Generic, TypeVar, final
+from collections.abc import AsyncIterator
+from typing import Any, Final, Generic, Protocol, Self, TypeVar, final, runtime_checkable
 
-from csp import _park
-from csp._errors import ChannelError, ClosedChannelError
-from csp._park import DONE, PENDING, Waiter, _redeliver
+from csp._errors import ChannelError, ClosedChannelError, WouldBlock
+from csp._waiter import Waiter, needs_prelude, prelude
+from csp._waitq import WaitQ
+
+__all__ = ["Chan", "RecvChan", "SendChan", "nil"]
 
 T = TypeVar("T")
-
-_Entry = tuple[Waiter, Any, int]
-
-# A queue is swept of stale entries when it reaches this length, and after a sweep
-# when it reaches twice its live length (Chan._sweep_at).
-_SWEEP_MIN: Final = 64
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
-def _enqueue(ch: Chan[Any], q: deque[_Entry], entry: _Entry) -> None:
-    q.append(entry)
-    if len(q) >= ch._sweep_at:
-        _sweep(ch, q)
+class _Sentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
 
 
-def _sweep(ch: Chan[Any], q: deque[_Entry]) -> None:
-    """Drop the stale entries of ``q``, which reached ``ch._sweep_at`` entries.
-
-    The next sweep waits until the queue has doubled its live length, so sweeping
-    costs amortised O(1) per append.
-    """
-    live = [e for e in q if e[0].state is PENDING]
-    if len(live) < len(q):
-        q.clear()
-        q.extend(live)
-    ch._sweep_at = max(_SWEEP_MIN, 2 * len(live))
+BLOCK: Final[Any] = _Sentinel("<would block>")
+"""What :meth:`Chan._try_recv` returns when a receive cannot complete now."""
+CLOSED: Final[Any] = _Sentinel("<closed and drained>")
+"""What :meth:`Chan._try_recv` returns for a closed, drained channel."""
 
 
-def _first_live(q: deque[_Entry]) -> _Entry | None:
-    """Drop stale entries from the head of ``q``; return the head or None."""
-    while q:
-        e = q[0]
-        if e[0].state is PENDING:
-            return e
-        q.popleft()
-    return None
+class _BaseChan(Generic[T]):
+    """The channel machinery shared by :class:`Chan` and the timers' receive-only
+    channels (see the module docstring)."""
 
+    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_recvq", "_sendq")
 
-def _live_count(q: deque[_Entry]) -> int:
-    return sum(1 for e in q if e[0].state is PENDING)
+    def __init__(self, cap: int = 0) -> None:
+        if not isinstance(cap, int) or isinstance(cap, bool):
+            raise TypeError(f"channel capacity must be an int, not {type(cap).__name__}")
+        if cap < 0:
+            raise ValueError(f"makechan: size out of range (negative capacity {cap})")
+        self._cap = cap
+        self._buf: deque[T] = deque()
+        self._recvq = WaitQ()
+        self._sendq = WaitQ()
+        self._closed = False
+
+    # -- the non-blocking twins (Go's block=false) ---------------------------------------
+
+    def _try_recv(self) -> Any:
+        """Receive now if possible: the value, :data:`CLOSED` (closed and drained), or
+        :data:`BLOCK`. Never yields."""
+        buf = self._buf
+        if buf:
+            v = buf.popleft()
+            if self._sendq.head is not None:
+                # The buffer was full and a sender is parked: its value takes the slot
+                # just freed (global FIFO order), and its send completes.
+                n = self._sendq.pop()
+                buf.append(n.value)
+                n.complete(None)
+            return v
+        if self._sendq.head is not None:  # unbuffered: take a parked sender's value
+            n = self._sendq.pop()
+            v = n.value
+            n.complete(None)
+            return v
+        return CLOSED if self._closed else BLOCK
+
+    def _try_send(self, value: Any) -> bool:
+        """Send now if possible (a parked receiver, or room in the buffer): True if
+        done, False if it would block. Raises ``ClosedChannelError`` if closed."""
+        if self._closed:
+            raise ClosedChannelError("send on closed channel")
+        if self._recvq.head is not None:
+            self._recvq.pop().complete(value)
+            return True
+        if len(self._buf) < self._cap:
+            self._buf.append(value)
+            return True
+        return False
+
+    def _park(self, send: bool, reason: str, value: Any = None) -> Waiter:
+        """A pending waiter for this channel's receive (or send of ``value``), queued
+        where a partner finds it; ``csp.nil`` queues nothing (nothing ever comes)."""
+        w = Waiter(reason, value)
+        if self is nil:
+            w.reason = reason + " (nil chan)"
+        else:
+            (self._sendq if send else self._recvq).push(w)
+        return w
+
+    def _enqueue(self, node: Any, send: bool) -> None:
+        """Queue a select's case node (``csp._select``); nothing for ``csp.nil``."""
+        if self is not nil:
+            (self._sendq if send else self._recvq).push(node)
+
+    def _waiting(self) -> tuple[int, int]:
+        """(parked receive operations, parked send operations), for reprs."""
+        return self._recvq.count(), self._sendq.count()
+
+    # -- receive -----------------------------------------------------------------------
+
+    async def recv(self) -> T | None:
+        """Receive a value (Go: ``v := <-ch``).
+
+        Blocks until a value is available. Once the channel is closed and drained it
+        returns ``None`` at once. If cancelled, no value was taken.
+        """
+        if needs_prelude():
+            await prelude()
+        v = self._try_recv()
+        if v is BLOCK:
+            w = self._park(False, "chan receive")
+            await w
+            return w.value  # type: ignore[no-any-return]  # (None if woken by close)
+        return None if v is CLOSED else v  # type: ignore[no-any-return]
+
+    async def recv_ok(self) -> tuple[T | None, bool]:
+        """Receive a value and whether it came from a send (Go: ``v, ok := <-ch``).
+
+        ``ok`` is False only when the channel is closed and drained; the value is then
+        ``None``. If cancelled, no value was taken.
+        """
+        if needs_prelude():
+            await prelude()
+        v = self._try_recv()
+        if v is BLOCK:
+            w = self._park(False, "chan receive")
+            await w
+            return w.value, w.ok
+        return (None, False) if v is CLOSED else (v, True)
+
+    def recv_nowait(self) -> T | None:
+        """Receive if a value is ready now, else raise :class:`csp.WouldBlock`.
+
+        Closed and drained: ``None``. A plain call (never yields): usable from
+        callbacks and signal handlers.
+        """
+        v = self._try_recv()
+        if v is BLOCK:
+            raise WouldBlock("receive would block")
+        return None if v is CLOSED else v  # type: ignore[no-any-return]
+
+    def recv_ok_nowait(self) -> tuple[T | None, bool]:
+        """``recv_ok`` if it can complete now, else raise :class:`csp.WouldBlock`."""
+        v = self._try_recv()
+        if v is BLOCK:
+            raise WouldBlock("receive would block")
+        return (None, False) if v is CLOSED else (v, True)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        """``async for v in ch`` (Go: ``for v := range ch``): ends when closed and drained."""
+        if needs_prelude():
+            await prelude()
+        v = self._try_recv()
+        if v is BLOCK:
+            w = self._park(False, "chan receive")
+            await w
+            if not w.ok:
+                raise StopAsyncIteration
+            return w.value  # type: ignore[no-any-return]
+        if v is CLOSED:
+            raise StopAsyncIteration
+        return v  # type: ignore[no-any-return]
+
+    # -- send ----------------------------------------------------------------------------
+
+    async def send(self, value: T) -> None:
+        """Send ``value`` (Go: ``ch <- v``).
+
+        On an unbuffered channel this returns once a receiver has taken the value; on
+        a buffered one, once the value is in the buffer. Raises
+        :class:`ClosedChannelError` ("send on closed channel") if the channel is, or
+        becomes while waiting, closed. If cancelled, the value was not sent.
+        """
+        if needs_prelude():
+            await prelude()
+        if self._try_send(value):
+            return
+        w = self._park(True, "chan send", value)
+        await w
+        if not w.ok:
+            raise ClosedChannelError("send on closed channel")
+
+    def send_nowait(self, value: T) -> None:
+        """Send if that can complete now (a parked receiver or buffer room), else raise
+        :class:`csp.WouldBlock`; ``ClosedChannelError`` if closed. A plain call (never
+        yields): usable from callbacks and signal handlers."""
+        if not self._try_send(value):
+            raise WouldBlock("send would block")
+
+    # -- close ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel (Go: ``close(ch)``).
+
+        Wakes every parked receiver (they get ``None`` / ``(None, False)``: the buffer
+        is empty whenever receivers are parked) and every parked sender (they raise
+        :class:`ClosedChannelError`). Closing a closed channel raises
+        ``ClosedChannelError("close of closed channel")``; closing ``csp.nil`` raises
+        ``ChannelError("close of nil channel")``. Never raises an owed cancellation.
+        """
+        if self is nil:
+            raise ChannelError("close of nil channel")
+        if self._closed:
+            raise ClosedChannelError("close of closed channel")
+        self._closed = True
+        # Completing only queues wake-ups; nobody runs before the channel is final.
+        for q in (self._recvq, self._sendq):
+            n = q.pop()
+            while n is not None:
+                n.complete(None, False)
+                n = q.pop()
+
+    # -- inspection ----------------------------------------------------------------------
+
+    @property
+    def cap(self) -> int:
+        """The buffer's capacity (Go: ``cap(ch)``); 0 for unbuffered channels."""
+        return self._cap
+
+    def __len__(self) -> int:
+        """Values buffered now (Go: ``len(ch)``); parked senders are not counted."""
+        return len(self._buf)
+
+    def _invariants(self) -> None:
+        self._recvq._invariants()
+        self._sendq._invariants()
+        r, s = self._waiting()
+        if r and s:  # only one select may sit in both queues
+            owners = {getattr(n, "sel", n) for n in self._recvq}
+            assert owners == {getattr(n, "sel", n) for n in self._sendq}
+            assert len(owners) == 1
+        assert not self._buf or r == 0 or (r and s)
+        assert len(self._buf) >= self._cap or s == 0 or (r and s)
+        assert not self._closed or (r == 0 and s == 0)
+        assert len(self._buf) <= max(self._cap, 1)
+
+    def __repr__(self) -> str:
+        if self is nil:
+            return "<csp.nil>"
+        r, s = self._waiting()
+        state = " closed" if self._closed else ""
+        return (
+            f"<csp.Chan cap={self._cap} len={len(self._buf)} "
+            f"recv_waiters={r} send_waiters={s}{state}>"
+        )
 
 
 @final
-class Chan(Generic[T]):
+class Chan(_BaseChan[T]):
     """A Go channel: ``csp.Chan[T](cap=0)`` is ``make(chan T, cap)``.
 
     ``cap == 0`` makes an unbuffered channel: a send completes only when a receiver
@@ -94,327 +299,140 @@ class Chan(Generic[T]):
             ...
     """
 
-    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_recvq", "_sendq", "_sweep_at")
 
-    def __init__(self, cap: int = 0) -> None:
-        if not isinstance(cap, int) or isinstance(cap, bool):
-            raise TypeError(f"channel capacity must be an int, not {type(cap).__name__}")
-        if cap < 0:
-            raise ValueError(f"makechan: size out of range (negative capacity {cap})")
-        self._cap = cap
-        self._buf: deque[T] = deque()
-        self._recvq: deque[_Entry] = deque()
-        self._sendq: deque[_Entry] = deque()
-        self._closed = False
-        self._sweep_at = _SWEEP_MIN  # sweep a queue of stale entries at this length
-
-    # -- non-blocking inspection ---------------------------------------------------
-
-    @property
-    def cap(self) -> int:
-        """The buffer's capacity (Go: ``cap(ch)``); 0 for unbuffered channels."""
-        return self._cap
-
-    def __len__(self) -> int:
-        """Values buffered now (Go: ``len(ch)``); parked senders are not counted."""
-        return len(self._buf)
-
-    def __repr__(self) -> str:
-        if self is nil:
-            return "<csp.nil>"
-        state = " closed" if self._closed else ""
-        return (
-            f"<csp.Chan cap={self._cap} len={len(self._buf)} "
-            f"recv_waiters={_live_count(self._recvq)} "
-            f"send_waiters={_live_count(self._sendq)}{state}>"
-        )
-
-    # -- receive -------------------------------------------------------------------
-
-    # recv, recv_ok, __anext__ and send repeat the same steps on purpose: each must be a
-    # single coroutine on the hottest path (a shared helper costs a Python call per
-    # operation, ~10% of a hand-off), so each also builds its waiter (new_waiter) and
-    # completes its partner (Waiter.complete) inline. Change them together;
-    # tests/test_chan.py::test_inlined_waiter_steps_match_park checks the copies.
-
-    async def recv(self) -> T | None:
-        """Receive a value (Go: ``v := <-ch``).
-
-        Blocks until a value is available. Once the channel is closed and drained it
-        returns ``None`` at once. If cancelled, no value was taken.
-        """
-        if _redeliver:
-            _park.check_cancel()
-        buf = self._buf
-        if buf:
-            v = buf.popleft()
-            if self._sendq:
-                self._admit_sender()
-            return v
-        sendq = self._sendq
-        while sendq:
-            w, v, i = sendq.popleft()
-            if w.state is PENDING:
-                # w.complete(i, None), inlined
-                w.state = DONE
-                w.index = i
-                w.value = None
-                w.ok = True
-                r = w.waker
-                if r is not None:
-                    sched = r.sched
-                    sched.runq.append(r)
-                    if not sched.scheduled:
-                        sched.scheduled = True
-                        sched.loop.call_soon(sched.drain)
-                return v
-        if self._closed:
-            return None
-        w = Waiter()  # _park.new_waiter("chan receive"), inlined
-        w._asyncio_future_blocking = True
-        w.waker = None
-        w.state = PENDING
-        w.reason = "chan receive"
-        w.on_cancel = None
-        if self is not nil:
-            q = self._recvq
-            q.append((w, None, -1))
-            if len(q) >= self._sweep_at:
-                _sweep(self, q)
-        else:
-            w.reason = "chan receive (nil chan)"
-        await w
-        return w.value  # type: ignore[no-any-return]
-
-    async def recv_ok(self) -> tuple[T | None, bool]:
-        """Receive a value and whether it came from a send (Go: ``v, ok := <-ch``).
-
-        ``ok`` is False only when the channel is closed and drained; the value is then
-        ``None``. If cancelled, no value was taken.
-        """
-        if _redeliver:
-            _park.check_cancel()
-        buf = self._buf
-        if buf:
-            v = buf.popleft()
-            if self._sendq:
-                self._admit_sender()
-            return v, True
-        sendq = self._sendq
-        while sendq:
-            w, v, i = sendq.popleft()
-            if w.state is PENDING:
-                # w.complete(i, None), inlined
-                w.state = DONE
-                w.index = i
-                w.value = None
-                w.ok = True
-                r = w.waker
-                if r is not None:
-                    sched = r.sched
-                    sched.runq.append(r)
-                    if not sched.scheduled:
-                        sched.scheduled = True
-                        sched.loop.call_soon(sched.drain)
-                return v, True
-        if self._closed:
-            return None, False
-        w = Waiter()  # _park.new_waiter("chan receive"), inlined
-        w._asyncio_future_blocking = True
-        w.waker = None
-        w.state = PENDING
-        w.reason = "chan receive"
-        w.on_cancel = None
-        if self is not nil:
-            q = self._recvq
-            q.append((w, None, -1))
-            if len(q) >= self._sweep_at:
-                _sweep(self, q)
-        else:
-            w.reason = "chan receive (nil chan)"
-        await w
-        return w.value, w.ok
-
-    def _admit_sender(self) -> None:
-        """A buffer slot just freed: move the longest-parked sender's value in."""
-        sendq = self._sendq
-        while sendq:
-            w, v, i = sendq.popleft()
-            if w.state is PENDING:
-                self._buf.append(v)
-                w.complete(i, None)
-                return
-
-    def __aiter__(self) -> Chan[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        """``async for v in ch`` (Go: ``for v := range ch``): ends when closed and drained."""
-        # recv_ok, inlined: one coroutine per iteration instead of two
-        if _redeliver:
-            _park.check_cancel()
-        buf = self._buf
-        if buf:
-            v = buf.popleft()
-            if self._sendq:
-                self._admit_sender()
-            return v
-        sendq = self._sendq
-        while sendq:
-            w, v, i = sendq.popleft()
-            if w.state is PENDING:
-                # w.complete(i, None), inlined
-                w.state = DONE
-                w.index = i
-                w.value = None
-                w.ok = True
-                r = w.waker
-                if r is not None:
-                    sched = r.sched
-                    sched.runq.append(r)
-                    if not sched.scheduled:
-                        sched.scheduled = True
-                        sched.loop.call_soon(sched.drain)
-                return v
-        if self._closed:
-            raise StopAsyncIteration
-        w = Waiter()  # _park.new_waiter("chan receive"), inlined
-        w._asyncio_future_blocking = True
-        w.waker = None
-        w.state = PENDING
-        w.reason = "chan receive"
-        w.on_cancel = None
-        if self is not nil:
-            q = self._recvq
-            q.append((w, None, -1))
-            if len(q) >= self._sweep_at:
-                _sweep(self, q)
-        else:
-            w.reason = "chan receive (nil chan)"
-        await w
-        if not w.ok:
-            raise StopAsyncIteration
-        return w.value  # type: ignore[no-any-return]
-
-    # -- send ----------------------------------------------------------------------
-
-    async def send(self, value: T) -> None:
-        """Send ``value`` (Go: ``ch <- v``).
-
-        On an unbuffered channel this returns once a receiver has taken the value; on
-        a buffered one, once the value is in the buffer. Raises
-        :class:`ClosedChannelError` ("send on closed channel") if the channel is, or
-        becomes while waiting, closed. If cancelled, the value was not sent.
-        """
-        if _redeliver:
-            _park.check_cancel()
-        if self._closed:
-            raise ClosedChannelError("send on closed channel")
-        recvq = self._recvq
-        while recvq:
-            w, _, i = recvq.popleft()
-            if w.state is PENDING:
-                # w.complete(i, value), inlined
-                w.state = DONE
-                w.index = i
-                w.value = value
-                w.ok = True
-                r = w.waker
-                if r is not None:
-                    sched = r.sched
-                    sched.runq.append(r)
-                    if not sched.scheduled:
-                        sched.scheduled = True
-                        sched.loop.call_soon(sched.drain)
-                return
-        if len(self._buf) < self._cap:
-            self._buf.append(value)
-            return
-        w = Waiter()  # _park.new_waiter("chan send"), inlined
-        w._asyncio_future_blocking = True
-        w.waker = None
-        w.state = PENDING
-        w.reason = "chan send"
-        w.on_cancel = None
-        if self is not nil:
-            q = self._sendq
-            q.append((w, value, -1))
-            if len(q) >= self._sweep_at:
-                _sweep(self, q)
-        else:
-            w.reason = "chan send (nil chan)"
-        await w
-        if not w.ok:
-            raise ClosedChannelError("send on closed channel")
-
-    # -- close ---------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the channel (Go: ``close(ch)``).
-
-        Wakes every parked receiver (they get ``None`` / ``(None, False)`` once the
-        buffer is drained, which it is whenever receivers are parked) and every parked
-        sender (they raise :class:`ClosedChannelError`). Closing a closed channel
-        raises ``ClosedChannelError("close of closed channel")``; closing ``csp.nil``
-        raises ``ChannelError("close of nil channel")``.
-        """
-        if self is nil:
-            raise ChannelError("close of nil channel")
-        if self._closed:
-            raise ClosedChannelError("close of closed channel")
-        self._closed = True
-        recvq, sendq = self._recvq, self._sendq
-        self._recvq, self._sendq = deque(), deque()
-        # The channel is in its final state; only now wake anyone.
-        for w, _, i in recvq:
-            if w.state is PENDING:
-                w.complete(i, None, False)
-        for w, _, i in sendq:
-            if w.state is PENDING:
-                w.complete(i, None, False)
-
-    # -- used by select: readiness and non-blocking completion ------------------------
-
-    def _recv_ready(self) -> bool:
-        return bool(self._buf) or self._closed or _first_live(self._sendq) is not None
-
-    def _send_ready(self) -> bool:
-        return (
-            self._closed
-            or len(self._buf) < self._cap
-            or _first_live(self._recvq) is not None
-        )
-
-    def _recv_now(self) -> tuple[Any, bool]:
-        """Precondition: ``_recv_ready()``. Receive without blocking."""
-        buf = self._buf
-        if buf:
-            v = buf.popleft()
-            if self._sendq:
-                self._admit_sender()
-            return v, True
-        e = _first_live(self._sendq)
-        if e is not None:
-            self._sendq.popleft()
-            w, v, i = e
-            w.complete(i, None)
-            return v, True
-        return None, False  # closed and drained
-
-    def _send_now(self, value: Any) -> None:
-        """Precondition: ``_send_ready()``. Send without blocking."""
-        if self._closed:
-            raise ClosedChannelError("send on closed channel")
-        e = _first_live(self._recvq)
-        if e is not None:
-            self._recvq.popleft()
-            w, _, i = e
-            w.complete(i, value)
-            return
-        self._buf.append(value)
+    __slots__ = ()
 
 
 nil: Final[Chan[Any]] = Chan(0)
 """Go's nil channel: send and receive block forever (until cancelled), its select
 cases are never chosen, and ``close(nil)`` raises ``ChannelError``."""
 
+
+@final
+class _TimerChan(_BaseChan[T]):
+    """The receive-only channel of a timer (``after``, ``tick``, ``Timer.c``,
+    ``Ticker.c``): Go 1.23 timer channels. It holds at most one fired value, which
+    counts as pending (``len`` and ``cap`` are 0, as in Go 1.23); ``send`` and
+    ``close`` raise ``ChannelError``. Only the timer delivers (:meth:`_fire`)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def _try_send(self, value: Any) -> bool:
+        raise ChannelError("send to receive-only channel")
+
+    def close(self) -> None:
+        raise ChannelError("close of receive-only channel")
+
+    def _fire(self, value: Any) -> bool:
+        """Deliver without blocking: to the longest-parked receiver, else into the
+        empty slot; False (dropped) if a value is already pending (a ticker's slow
+        receiver keeps the oldest tick)."""
+        return _BaseChan._try_send(self, value)
+
+    def _discard(self) -> bool:
+        """Drop a fired value nobody received yet; True if there was one."""
+        if self._buf:
+            self._buf.clear()
+            return True
+        return False
+
+    def _pending(self) -> bool:
+        return bool(self._buf)
+
+    @property
+    def cap(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        r, _ = self._waiting()
+        fired = " fired" if self._buf else ""
+        return f"<csp timer channel recv_waiters={r}{fired}>"
+
+
+# -- direction views, for annotations (Go: <-chan T, chan<- T) -------------------------
+
+
+@runtime_checkable
+class RecvChan(Protocol[T_co]):
+    """A receive-only view of a channel, for annotations (Go: ``<-chan T``).
+
+    ``Chan[T]`` is assignable to ``RecvChan[T]``; a ``RecvChan`` has ``recv``,
+    ``recv_ok``, ``recv_nowait``, ``recv_ok_nowait``, ``async for``, ``len`` and
+    ``cap``, and no ``send`` or ``close``. The channels of timers are receive-only.
+    Example::
+
+        async def consume(jobs: csp.RecvChan[int]) -> None:
+            async for j in jobs:
+                ...
+    """
+
+    async def recv(self) -> T_co | None:
+        """Receive a value (Go: ``<-ch``); None once closed and drained."""
+        ...
+
+    async def recv_ok(self) -> tuple[T_co | None, bool]:
+        """Receive a value and whether it came from a send (Go: ``v, ok := <-ch``)."""
+        ...
+
+    def recv_nowait(self) -> T_co | None:
+        """Receive if a value is ready now, else raise :class:`csp.WouldBlock`."""
+        ...
+
+    def recv_ok_nowait(self) -> tuple[T_co | None, bool]:
+        """``recv_ok`` if it can complete now, else raise :class:`csp.WouldBlock`."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[T_co]:
+        """``async for v in ch`` (Go: ``for v := range ch``)."""
+        ...
+
+    def __len__(self) -> int:
+        """Values buffered now (Go: ``len(ch)``)."""
+        ...
+
+    @property
+    def cap(self) -> int:
+        """The buffer's capacity (Go: ``cap(ch)``)."""
+        ...
+
+
+@runtime_checkable
+class SendChan(Protocol[T_contra]):
+    """A send-only view of a channel, for annotations (Go: ``chan<- T``).
+
+    ``Chan[T]`` is assignable to ``SendChan[T]``; a ``SendChan`` has ``send``,
+    ``send_nowait``, ``close`` (Go allows closing a send-only channel), ``len`` and
+    ``cap``, and no receive. Example::
+
+        async def produce(out: csp.SendChan[int]) -> None:
+            for i in range(3):
+                await out.send(i)
+            out.close()
+    """
+
+    async def send(self, value: T_contra) -> None:
+        """Send ``value`` (Go: ``ch <- v``)."""
+        ...
+
+    def send_nowait(self, value: T_contra) -> None:
+        """Send if that can complete now, else raise :class:`csp.WouldBlock`."""
+        ...
+
+    def close(self) -> None:
+        """Close the channel (Go: ``close(ch)``)."""
+        ...
+
+    def __len__(self) -> int:
+        """Values buffered now (Go: ``len(ch)``)."""
+        ...
+
+    @property
+    def cap(self) -> int:
+        """The buffer's capacity (Go: ``cap(ch)``)."""
+        ...

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, final
 
-from csp._chan import Chan, _live_count, nil
+from csp._chan import Chan, nil
 
 __all__ = [
     "Canceled",
@@ -250,7 +250,7 @@ class _CancelCtx(Context):
         state = "live" if err is None else str(err)
         n = len(self._children) if self._children else 0
         d = self._done
-        waiters = _live_count(d._recvq) if d is not None else 0
+        waiters = d._waiting()[0] if d is not None else 0
         return f"<csp.context {self} {state} children={n} done_waiters={waiters}>"
 
     # -- cancellation -----------------------------------------------------------

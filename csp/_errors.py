@@ -5,7 +5,7 @@ A small, fixed set; each message is Go's own text.
 
 from __future__ import annotations
 
-__all__ = ["ChannelError", "ClosedChannelError", "DeadlockError"]
+__all__ = ["ChannelError", "ClosedChannelError", "DeadlockError", "WouldBlock"]
 
 
 class ChannelError(RuntimeError):
@@ -49,4 +49,17 @@ class DeadlockError(RuntimeError):
             csp.run(main)
         except csp.DeadlockError as err:
             print(err)  # all goroutines are asleep - deadlock! ... [chan receive] ...
+    """
+
+
+class WouldBlock(Exception):
+    """Raised by the non-blocking channel calls (``send_nowait``, ``recv_nowait``,
+    ``recv_ok_nowait``) when the operation cannot complete now.
+
+    Not a :class:`ChannelError`: nothing is wrong with the channel. Example::
+
+        try:
+            v = ch.recv_nowait()
+        except csp.WouldBlock:
+            v = None  # nothing ready
     """

@@ -1,44 +1,103 @@
 """select: wait on several channel operations, commit exactly one.
 
-Strategy (Go's ``runtime/select.go``, single-threaded): parse the cases; poll them all
-at one instant (no await in between, so readiness cannot change); if some are ready,
-pick one uniformly at random and complete it without blocking. Otherwise, unless
-``default`` is given, park one waiter in every case's queue, in a fresh random order.
-The first partner (or close) to reach any of those entries completes the waiter for
-that case; the other entries go stale and are skipped by their channels. A cancelled
-select is a cancelled waiter: no entry can complete it any more, so it commits nothing.
+Strategy (Go's ``runtime/select.go``): parse the cases once; try them one by one in a
+random order with the channels' non-blocking twins, all at one instant (no await in
+between), and commit the first that can go (first-ready in a uniformly random order is
+a uniform choice among the ready cases). If none can, unless ``default`` is given, park
+one :class:`_Case` node per case in the channels' queues, in a fresh random order, all
+pointing at one :class:`~csp._waiter.Waiter`. The first partner (or close) that reaches
+a node completes the waiter for that case and unlinks the other nodes (Go's third
+pass); a cancelled select is a withdrawn waiter, whose nodes all leave their queues, so
+it commits nothing.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from typing import Any, Final
 
-from csp import _park
-from csp._chan import Chan, _enqueue, _first_live, nil
+from csp._chan import BLOCK, CLOSED, _BaseChan, nil
 from csp._errors import ClosedChannelError
-from csp._park import _redeliver
+from csp._waiter import Waiter, needs_prelude, prelude
 
-_RECV: Final = Chan.recv
-_RECV_OK: Final = Chan.recv_ok
-_SEND: Final = Chan.send
+__all__ = ["select"]
+
+# case kinds
+_RECV: Final = 0
+_RECV_OK: Final = 1
+_SEND: Final = 2
+
+# What a case's function is: ch.recv / ch.recv_ok / ch.send of a channel class.
+_KINDS: Final[dict[Any, int]] = {
+    _BaseChan.recv: _RECV, _BaseChan.recv_ok: _RECV_OK, _BaseChan.send: _SEND
+}
 
 _random = random.random
 
-# case kinds
-_K_RECV: Final = 0
-_K_RECV_OK: Final = 1
-_K_SEND: Final = 2
+# Every permutation of up to five cases, so that one random() picks an order.
+_PERMS: Final = [list(itertools.permutations(range(n))) for n in range(6)]
+
+
+def _order(n: int) -> Any:
+    """A uniformly random permutation of range(n)."""
+    if n < 6:
+        p = _PERMS[n]
+        return p[int(_random() * len(p))]
+    order = list(range(n))
+    for j in range(n - 1, 0, -1):  # Fisher-Yates
+        k = int(_random() * (j + 1))
+        order[j], order[k] = order[k], order[j]
+    return order
+
+
+class _Case:
+    """One case of a parked select, linked in its channel's queue (a WaitQ node).
+
+    ``value`` is what a send case offers. Completing a case completes the select's
+    waiter with this case's index and unlinks the select's other cases.
+    Invariant: the cases of one select form a ring through ``sib``.
+    """
+
+    __slots__ = ("index", "next", "prev", "q", "sel", "sib", "value")
+
+    def __init__(self, sel: Waiter, index: int, value: Any) -> None:
+        self.sel = sel
+        self.index = index
+        self.value = value
+        self.q: Any = None
+        self.prev: Any = None
+        self.next: Any = None
+        self.sib: _Case = self
+
+    def complete(self, value: Any, ok: bool = True) -> None:
+        """This case fired. Precondition: it was just taken out of its queue."""
+        _unlink_ring(self)
+        sel = self.sel
+        sel.on_abort = None
+        sel.index = self.index
+        sel.complete(value, ok)
+
+    def __repr__(self) -> str:
+        return f"<csp select case {self.index} of {self.sel!r}>"
+
+
+def _unlink_ring(first: _Case) -> None:
+    """Take every case of ``first``'s select out of its queue (Go's third pass)."""
+    n = first.sib
+    while n is not first:
+        q = n.q
+        if q is not None:
+            q.unlink(n)
+        n = n.sib
 
 
 def _bad_case(i: int, case: object) -> TypeError:
     hint = ""
     if hasattr(case, "cr_frame"):  # a coroutine: ch.recv() instead of ch.recv
-        case.close()  # type: ignore[attr-defined]
         hint = " (pass the bound method, not its call: ch.recv, not ch.recv())"
     elif isinstance(case, tuple) and len(case) == 2 and hasattr(case[0], "cr_frame"):
-        case[0].close()
         hint = " (pass (ch.send, value), not ch.send(value))"
     return TypeError(
         f"select case {i}: expected ch.recv, ch.recv_ok or (ch.send, value), "
@@ -53,6 +112,27 @@ def _close_coroutines(cases: tuple[Any, ...]) -> None:
             c.close()
         elif isinstance(c, tuple) and c and hasattr(c[0], "cr_frame"):
             c[0].close()
+
+
+def _parse(cases: tuple[Any, ...]) -> list[tuple[int, _BaseChan[Any], Any]]:
+    """Each case as (kind, channel, value to send); TypeError for a bad one."""
+    ops: list[tuple[int, _BaseChan[Any], Any]] = []
+    for i, case in enumerate(cases):
+        if type(case) is tuple:
+            if len(case) == 2:
+                f = getattr(case[0], "__func__", None)
+                if _KINDS.get(f) == _SEND:
+                    ops.append((_SEND, case[0].__self__, case[1]))
+                    continue
+        else:
+            k = _KINDS.get(getattr(case, "__func__", None))
+            if k is not None and k != _SEND:
+                ops.append((k, case.__self__, None))
+                continue
+        err = _bad_case(i, case)
+        _close_coroutines(cases)
+        raise err
+    return ops
 
 
 async def select(
@@ -79,88 +159,62 @@ async def select(
         elif i == 2:
             return  # the context is done
     """
-    if _redeliver:
-        _park.check_cancel()
-    # Poll every case at one instant (no await in between), checking its shape on the
-    # way. csp.nil is never ready by construction: no buffer, never closed, nothing
-    # ever queued. Only the ready indexes are kept: this is the hot path.
-    ready: list[int] = []
-    for i, case in enumerate(cases):
-        if type(case) is tuple:
-            f = None  # a send case (checked below); no exception raised on this path
-        else:
-            try:
-                f = case.__func__  # type: ignore[union-attr]
-            except AttributeError:
-                f = None
-        if f is _RECV or f is _RECV_OK:
-            ch = case.__self__  # type: ignore[union-attr]
-            if ch._buf or ch._closed or (ch._sendq and _first_live(ch._sendq) is not None):
-                ready.append(i)
-        elif (
-            type(case) is tuple
-            and len(case) == 2
-            and getattr(case[0], "__func__", None) is _SEND
-        ):
-            ch = case[0].__self__  # type: ignore[attr-defined]
-            if (
-                ch._closed
-                or len(ch._buf) < ch._cap
-                or (ch._recvq and _first_live(ch._recvq) is not None)
-            ):
-                ready.append(i)
-        else:
-            err = _bad_case(i, case)
-            _close_coroutines(cases)
-            raise err
-    if ready:
-        i = ready[0] if len(ready) == 1 else ready[int(_random() * len(ready))]
-        case = cases[i]
-        if type(case) is tuple:
-            case[0].__self__._send_now(case[1])  # type: ignore[attr-defined]
-            return i, None
-        ch = case.__self__  # type: ignore[union-attr]
-        buf = ch._buf
-        if buf:  # ch._recv_now(), inlined for the buffered case
-            value = buf.popleft()
-            if ch._sendq:
-                ch._admit_sender()
-            ok = True
-        else:
-            value, ok = ch._recv_now()
-        return i, ((value, ok) if case.__func__ is _RECV_OK else value)  # type: ignore[union-attr]
+    ops = _parse(cases)
+    if needs_prelude():
+        await prelude()
+    n = len(ops)
+    # Poll in a random order: the first case that can go now is taken.
+    for i in _order(n):
+        kind, ch, v = ops[i]
+        if kind == _SEND:
+            if ch._try_send(v):
+                return i, None
+            continue
+        r = ch._try_recv()
+        if r is BLOCK:
+            continue
+        if kind == _RECV:
+            return i, (None if r is CLOSED else r)
+        return i, ((None, False) if r is CLOSED else (r, True))
     if default:
         return -1, None
 
-    # Park: the cases were checked above, so they parse without surprises.
-    parsed: list[tuple[int, Chan[Any], Any]] = []
-    for case in cases:
-        if type(case) is tuple:
-            parsed.append((_K_SEND, case[0].__self__, case[1]))  # type: ignore[attr-defined]
-        else:
-            f = case.__func__  # type: ignore[union-attr]
-            parsed.append((_K_RECV if f is _RECV else _K_RECV_OK, case.__self__, None))  # type: ignore[union-attr]
-    w = _park.new_waiter("select" if parsed else "select (no cases)")
-    n = len(parsed)
-    order = list(range(n))
-    for j in range(n - 1, 0, -1):  # Fisher-Yates: a fresh random registration order
-        k = int(_random() * (j + 1))
-        order[j], order[k] = order[k], order[j]
-    for i in order:
-        kind, ch, v = parsed[i]
+    # Park a node per case, registered in a fresh random order.
+    w = Waiter("select" if n else "select (no cases)")
+    first: _Case | None = None
+    last: _Case | None = None
+    for i in _order(n):
+        kind, ch, v = ops[i]
         if ch is nil:
             continue
-        if kind == _K_SEND:
-            _enqueue(ch, ch._sendq, (w, v, i))
+        node = _Case(w, i, v)
+        if first is None:
+            first = node
         else:
-            _enqueue(ch, ch._recvq, (w, None, i))
+            assert last is not None
+            last.sib = node
+        last = node
+        ch._enqueue(node, kind == _SEND)
+    if first is not None:
+        assert last is not None
+        last.sib = first  # close the ring
+        # Withdrawn (cancelled): every case leaves its queue. (Bound to the first node:
+        # the waiter -> node -> waiter cycle is cut when the select ends.)
+        w.on_abort = lambda _w, first=first: _unlink_first(first)
     await w
     i = w.index
-    kind = parsed[i][0]
-    if kind == _K_SEND:
+    kind = ops[i][0]
+    if kind == _SEND:
         if not w.ok:
             raise ClosedChannelError("send on closed channel")
         return i, None
-    if kind == _K_RECV_OK:
+    if kind == _RECV_OK:
         return i, (w.value, w.ok)
     return i, w.value
+
+
+def _unlink_first(first: _Case) -> None:
+    q = first.q
+    if q is not None:
+        q.unlink(first)
+    _unlink_ring(first)

@@ -1,19 +1,20 @@
 """sync: Mutex, RWMutex, WaitGroup, Once, Cond, Semaphore and ErrGroup.
 
-Strategy. Every primitive is a little state (a flag, a counter) plus FIFO queues of
-parked :class:`~csp._park.Waiter` objects, and every blocking method is its
-non-blocking twin plus a park. Nothing is ever *released and then re-contended*: when
-a holder lets go and someone is queued, the resource is handed straight to the head
-waiter (the waiter is completed, and owns the lock, tokens or signal from that
-instant). Because ``_park`` guarantees that a completed waiter returns normally even
-if its task is cancelled in the same instant, a hand-off can never be lost; the
-cancellation is re-delivered at the task's next csp operation or suspension.
+Strategy. Every primitive is a little state (a flag, a counter) plus FIFO queues
+(:class:`~csp._waitq.WaitQ`) of parked :class:`~csp._waiter.Waiter` objects, and every
+blocking method is its non-blocking twin plus a park. Nothing is ever *released and
+then re-contended*: when a holder lets go and someone is queued, the resource is
+handed straight to the head waiter (the waiter is completed, and owns the lock, tokens
+or signal from that instant). Because ``csp._waiter`` guarantees that a completed
+waiter returns normally even if its task is cancelled in the same instant, a hand-off
+can never be lost; the cancellation is raised at the task's next csp operation or
+suspension.
 
-A waiter that is cancelled while still queued unlinks itself through its
-``on_cancel`` hook, so queues only ever hold PENDING waiters; where the withdrawal
-changes who may go next (a writer that was blocking new readers, a large semaphore
-request at the head of the queue, a Once whose runner was cancelled), the hook or
-the caller passes the resource on at once.
+A waiter that is cancelled while still queued is withdrawn: it leaves its queue at
+once, so queues only ever hold PENDING waiters; where the withdrawal changes who may go
+next (a writer that was blocking new readers, a large semaphore request at the head of
+the queue), its ``on_abort`` hook passes the resource on at once; a Once whose runner
+was cancelled hands the call to the next waiter.
 
 No object here touches the event loop when it is created: they may be built before
 any loop runs (Go's zero values), and a waiter binds to the loop of the task that
@@ -29,10 +30,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
-from csp import _park
-from csp._park import DONE, PENDING, READY, Waiter, _redeliver
 from csp._runtime import _is_coro_fn, _make_coro
 from csp._runtime import go as _go
+from csp._waiter import READY, Waiter, needs_prelude, owe, owed, prelude
+from csp._waitq import WaitQ
 
 if TYPE_CHECKING:
     from csp._context import Context
@@ -62,19 +63,18 @@ def _need_loop(who: str, fn: object) -> None:
         raise RuntimeError(f"{who} must be called with an event loop running") from None
 
 
-def _check_cancel() -> None:
-    # Raise a cancellation the task owes itself, before an operation takes effect.
-    if _redeliver:
-        _park.check_cancel()
-
-
 async def _relock(locker: Locker, signalled: bool) -> None:
     """Take ``locker`` again, however often the task is cancelled meanwhile.
 
     A cancellation caught while re-locking is re-raised once the lock is held, or,
-    when the wait already took effect (``signalled``), deferred to the task's next
-    csp operation or suspension (the wait must return normally: it consumed a signal).
+    when the wait already took effect (``signalled``), stays owed: it is raised at the
+    task's next csp operation or suspension (the wait must return normally: it
+    consumed a signal).
     """
+    task = asyncio.current_task()
+    assert task is not None
+    o = owed.get(task)  # a cancellation the wait itself absorbed: its base rules
+    base = o[0] if o is not None else task.cancelling()
     exc: asyncio.CancelledError | None = None
     while True:
         try:
@@ -84,7 +84,7 @@ async def _relock(locker: Locker, signalled: bool) -> None:
             exc = e
     if exc is not None:
         if signalled:
-            _park.defer_cancel(exc)
+            owe(task, base, exc.args[0] if exc.args else None)
         else:
             raise exc
 
@@ -115,29 +115,22 @@ class Mutex:
     # Invariants:
     #   * _waiters non-empty implies _locked (unlock hands the mutex to the head waiter
     #     instead of clearing _locked);
-    #   * every waiter in _waiters is PENDING (a cancelled one unlinks itself).
+    #   * every waiter in _waiters is PENDING (a withdrawn one leaves the queue).
 
-    __slots__ = ("_locked", "_waiters", "_unlink")
+    __slots__ = ("_locked", "_waiters")
 
     def __init__(self) -> None:
         self._locked = False
-        self._waiters: deque[Waiter] = deque()
-        self._unlink = self._waiters.remove  # a cancelled lock()'s on_cancel, bound once
+        self._waiters = WaitQ()
 
     async def lock(self) -> None:
         """Lock the mutex, waiting (in FIFO order) while another task holds it."""
-        if _redeliver:
-            _park.check_cancel()
-        if not self._locked:
-            self._locked = True
+        if needs_prelude():
+            await prelude()
+        if self.try_lock():
             return
-        w = Waiter()  # _park.new_waiter("sync.Mutex.Lock"), inlined: contended hot path
-        w._asyncio_future_blocking = True
-        w.waker = None
-        w.state = PENDING
-        w.reason = "sync.Mutex.Lock"
-        w.on_cancel = self._unlink
-        self._waiters.append(w)
+        w = Waiter("sync.Mutex.Lock")
+        self._waiters.push(w)
         await w
 
     def try_lock(self) -> bool:
@@ -157,8 +150,9 @@ class Mutex:
         """
         if not self._locked:
             raise RuntimeError("sync: unlock of unlocked mutex")
-        if self._waiters:
-            self._waiters.popleft().complete(-1, None)  # still locked: now theirs
+        w = self._waiters.pop()
+        if w is not None:
+            w.complete(None)  # still locked: now theirs
         else:
             self._locked = False
 
@@ -166,40 +160,23 @@ class Mutex:
     # __aexit__ are plain methods that return READY (a finished Future), else lock().
 
     def __aenter__(self) -> Awaitable[None]:
-        if not self._locked and not _redeliver:
-            self._locked = True  # lock(), inlined
+        if not needs_prelude() and self.try_lock():
             return READY
         return self.lock()
 
     def __aexit__(self, *exc_info: object) -> Awaitable[None]:
-        if self._waiters:  # unlock(), inlined
-            w = self._waiters.popleft()  # still locked: now theirs
-            # w.complete(-1, None), inlined (contended hot path)
-            w.state = DONE
-            w.index = -1
-            w.value = None
-            w.ok = True
-            r = w.waker
-            if r is not None:
-                sched = r.sched
-                sched.runq.append(r)
-                if not sched.scheduled:
-                    sched.scheduled = True
-                    sched.loop.call_soon(sched.drain)
-        elif self._locked:
-            self._locked = False
-        else:
-            raise RuntimeError("sync: unlock of unlocked mutex")
+        self.unlock()
         return READY
 
     def _invariants(self) -> None:
-        assert not self._waiters or self._locked
-        assert all(w.state is PENDING for w in self._waiters)
+        assert self._waiters.head is None or self._locked
+        assert all(w.state == 0 for w in self._waiters)
+        self._waiters._invariants()
 
     def __repr__(self) -> str:
         if not self._locked:
             return "<csp.Mutex unlocked>"
-        return f"<csp.Mutex locked waiters={len(self._waiters)}>"
+        return f"<csp.Mutex locked waiters={self._waiters.count()}>"
 
 
 # -- RWMutex ----------------------------------------------------------------------------
@@ -241,27 +218,25 @@ class RWMutex:
     def __init__(self) -> None:
         self._readers = 0
         self._writer = False
-        self._rq: deque[Waiter] = deque()
-        self._wq: deque[Waiter] = deque()
+        self._rq = WaitQ()
+        self._wq = WaitQ()
         self._rlocker: _RLocker | None = None
 
     # -- read side ---------------------------------------------------------------
 
     async def rlock(self) -> None:
         """Lock for reading; waits while a writer holds the lock or is waiting for it."""
-        if _redeliver:
-            _park.check_cancel()
-        if not self._writer and not self._wq:
-            self._readers += 1
+        if needs_prelude():
+            await prelude()
+        if self.try_rlock():
             return
-        w = _park.new_waiter("sync.RWMutex.RLock")
-        w.on_cancel = self._rq.remove
-        self._rq.append(w)
+        w = Waiter("sync.RWMutex.RLock")
+        self._rq.push(w)
         await w
 
     def try_rlock(self) -> bool:
         """Lock for reading if that is possible now (no writer holds or waits)."""
-        if self._writer or self._wq:
+        if self._writer or self._wq.head is not None:
             return False
         self._readers += 1
         return True
@@ -275,9 +250,9 @@ class RWMutex:
         if self._readers == 0:
             raise RuntimeError("sync: RUnlock of unlocked RWMutex")
         self._readers -= 1
-        if self._readers == 0 and self._wq:
+        if self._readers == 0 and self._wq.head is not None:
             self._writer = True
-            self._wq.popleft().complete(-1, None)
+            self._wq.pop().complete(None)
 
     def rlocker(self) -> _RLocker:
         """The read side as a lock object (Go: ``RLocker()``).
@@ -295,21 +270,20 @@ class RWMutex:
 
     async def lock(self) -> None:
         """Lock for writing; waits until no reader or writer holds the lock."""
-        if _redeliver:
-            _park.check_cancel()
-        if not self._writer and self._readers == 0:
-            self._writer = True  # _wq is empty here (invariant)
+        if needs_prelude():
+            await prelude()
+        if self.try_lock():
             return
-        w = _park.new_waiter("sync.RWMutex.Lock")
-        w.on_cancel = self._withdraw_writer
-        self._wq.append(w)
+        w = Waiter("sync.RWMutex.Lock")
+        w.on_abort = self._withdrew_writer
+        self._wq.push(w)
         await w
 
     def try_lock(self) -> bool:
         """Lock for writing if nobody holds the lock now."""
         if self._writer or self._readers:
             return False
-        self._writer = True
+        self._writer = True  # _wq is empty here (invariant)
         return True
 
     def unlock(self) -> None:
@@ -321,15 +295,14 @@ class RWMutex:
         if not self._writer:
             raise RuntimeError("sync: Unlock of unlocked RWMutex")
         self._writer = False
-        if self._rq:
+        if self._rq.head is not None:
             self._admit_readers()
-        elif self._wq:
+        elif self._wq.head is not None:
             self._writer = True
-            self._wq.popleft().complete(-1, None)
+            self._wq.pop().complete(None)
 
     def __aenter__(self) -> Awaitable[None]:
-        if not self._writer and self._readers == 0 and not _redeliver:
-            self._writer = True  # lock(), inlined
+        if not needs_prelude() and self.try_lock():
             return READY
         return self.lock()
 
@@ -341,24 +314,26 @@ class RWMutex:
 
     def _admit_readers(self) -> None:
         rq = self._rq
-        self._rq = deque()
-        self._readers += len(rq)
-        for w in rq:
-            w.complete(-1, None)
+        w = rq.pop()
+        while w is not None:
+            self._readers += 1
+            w.complete(None)
+            w = rq.pop()
 
-    def _withdraw_writer(self, w: Waiter) -> None:
-        # A cancelled writer leaves; if it was the last one, the readers it held back
+    def _withdrew_writer(self, w: Waiter) -> None:
+        # A cancelled writer left; if it was the last one, the readers it held back
         # (queued behind it while readers hold the lock) may enter now.
-        self._wq.remove(w)
-        if not self._wq and not self._writer and self._rq:
+        if self._wq.head is None and not self._writer and self._rq.head is not None:
             self._admit_readers()
 
     def _invariants(self) -> None:
         assert not self._writer or self._readers == 0
-        assert not self._wq or self._writer or self._readers > 0
-        assert not self._rq or self._writer or self._wq
-        assert all(w.state is PENDING for w in self._rq)
-        assert all(w.state is PENDING for w in self._wq)
+        assert self._wq.head is None or self._writer or self._readers > 0
+        assert self._rq.head is None or self._writer or self._wq.head is not None
+        assert all(w.state == 0 for w in self._rq)
+        assert all(w.state == 0 for w in self._wq)
+        self._rq._invariants()
+        self._wq._invariants()
 
     def __repr__(self) -> str:
         if self._writer:
@@ -368,8 +343,8 @@ class RWMutex:
         else:
             state = "unlocked"
         return (
-            f"<csp.RWMutex {state} reader_waiters={len(self._rq)} "
-            f"writer_waiters={len(self._wq)}>"
+            f"<csp.RWMutex {state} reader_waiters={self._rq.count()} "
+            f"writer_waiters={self._wq.count()}>"
         )
 
 
@@ -390,8 +365,7 @@ class _RLocker:
 
     def __aenter__(self) -> Awaitable[None]:
         rw = self._rw
-        if not rw._writer and not rw._wq and not _redeliver:
-            rw._readers += 1  # rlock(), inlined
+        if not needs_prelude() and rw.try_rlock():
             return READY
         return rw.rlock()
 
@@ -431,7 +405,7 @@ class WaitGroup:
 
     def __init__(self) -> None:
         self._n = 0
-        self._waiters: list[Waiter] = []
+        self._waiters = WaitQ()
 
     def add(self, delta: int = 1) -> None:
         """Add ``delta`` (which may be negative) to the counter.
@@ -444,11 +418,12 @@ class WaitGroup:
         if n < 0:
             raise RuntimeError("sync: negative WaitGroup counter")
         self._n = n
-        if n == 0 and self._waiters:
-            waiters = self._waiters
-            self._waiters = []
-            for w in waiters:
-                w.complete(-1, None)
+        if n == 0:
+            q = self._waiters
+            w = q.pop()
+            while w is not None:
+                w.complete(None)
+                w = q.pop()
 
     def done(self) -> None:
         """Decrement the counter by one (Go: ``Done``)."""
@@ -463,13 +438,12 @@ class WaitGroup:
         await self._wait("sync.WaitGroup.Wait")
 
     async def _wait(self, reason: str) -> None:
-        if _redeliver:
-            _park.check_cancel()
+        if needs_prelude():
+            await prelude()
         if self._n == 0:
             return
-        w = _park.new_waiter(reason)
-        w.on_cancel = self._waiters.remove
-        self._waiters.append(w)
+        w = Waiter(reason)
+        self._waiters.push(w)
         await w
 
     def go(
@@ -509,11 +483,11 @@ class WaitGroup:
 
     def _invariants(self) -> None:
         assert self._n >= 0
-        assert not self._waiters or self._n > 0
-        assert all(w.state is PENDING for w in self._waiters)
+        assert self._waiters.head is None or self._n > 0
+        assert all(w.state == 0 for w in self._waiters)
 
     def __repr__(self) -> str:
-        return f"<csp.WaitGroup counter={self._n} waiters={len(self._waiters)}>"
+        return f"<csp.WaitGroup counter={self._n} waiters={self._waiters.count()}>"
 
 
 # -- Once -------------------------------------------------------------------------------
@@ -547,18 +521,17 @@ class Once:
     def __init__(self) -> None:
         self._done = False
         self._running = False
-        self._waiters: deque[Waiter] = deque()
+        self._waiters = WaitQ()
 
     async def do(self, fn: Callable[[], object]) -> None:
         """Call ``fn()`` unless a call already completed; see the class docstring."""
         if self._done:
             return
-        if _redeliver:
-            _park.check_cancel()
+        if needs_prelude():
+            await prelude()
         if self._running:
-            w = _park.new_waiter("sync.Once.Do")
-            w.on_cancel = self._waiters.remove
-            self._waiters.append(w)
+            w = Waiter("sync.Once.Do")
+            self._waiters.push(w)
             await w
             if w.value is not _RUN:
                 return  # done by another caller
@@ -580,28 +553,30 @@ class Once:
     def _finish(self) -> None:
         self._done = True
         self._running = False
-        waiters = self._waiters
-        self._waiters = deque()
-        for w in waiters:
-            w.complete(-1, None)
+        q = self._waiters
+        w = q.pop()
+        while w is not None:
+            w.complete(None)
+            w = q.pop()
 
     def _hand_on(self) -> None:
         """The running call was cancelled: let the longest waiter run fn instead."""
-        if self._waiters:
-            self._waiters.popleft().complete(-1, _RUN)
+        w = self._waiters.pop()
+        if w is not None:
+            w.complete(_RUN)
         else:
             self._running = False
 
     def _invariants(self) -> None:
-        assert not self._done or (not self._running and not self._waiters)
-        assert not self._waiters or self._running
-        assert all(w.state is PENDING for w in self._waiters)
+        assert not self._done or (not self._running and self._waiters.head is None)
+        assert self._waiters.head is None or self._running
+        assert all(w.state == 0 for w in self._waiters)
 
     def __repr__(self) -> str:
         if self._done:
             return "<csp.Once done>"
         if self._running:
-            return f"<csp.Once running waiters={len(self._waiters)}>"
+            return f"<csp.Once running waiters={self._waiters.count()}>"
         return "<csp.Once not done>"
 
 
@@ -631,7 +606,7 @@ class Cond:
 
     def __init__(self, locker: Locker) -> None:
         self.L = locker
-        self._waiters: deque[Waiter] = deque()
+        self._waiters = WaitQ()
 
     async def wait(self) -> None:
         """Release the lock, wait for a signal, and take the lock again.
@@ -644,14 +619,14 @@ class Cond:
         await. Calling it without holding the lock raises the lock's own error, e.g.
         ``RuntimeError("sync: unlock of unlocked mutex")``, and leaves nothing queued.
         """
-        _check_cancel()
-        w = _park.new_waiter("sync.Cond.Wait")
-        w.on_cancel = self._waiters.remove
-        self._waiters.append(w)  # queue first, as Go does, then unlock
+        if needs_prelude():
+            await prelude()
+        w = Waiter("sync.Cond.Wait")
+        self._waiters.push(w)  # queue first, as Go does, then unlock
         try:
             self.L.unlock()
         except BaseException:
-            w.cancel()  # withdraw (no task waits on it yet)
+            w.withdraw()  # no task waits on it yet
             raise
         try:
             await w
@@ -662,21 +637,24 @@ class Cond:
 
     def signal(self) -> None:
         """Wake the task that has waited longest, if any (Go: ``Signal``)."""
-        if self._waiters:
-            self._waiters.popleft().complete(-1, None)
+        w = self._waiters.pop()
+        if w is not None:
+            w.complete(None)
 
     def broadcast(self) -> None:
         """Wake every waiting task (Go: ``Broadcast``)."""
-        waiters = self._waiters
-        self._waiters = deque()
-        for w in waiters:
-            w.complete(-1, None)
+        q = self._waiters
+        w = q.pop()
+        while w is not None:
+            w.complete(None)
+            w = q.pop()
 
     def _invariants(self) -> None:
-        assert all(w.state is PENDING for w in self._waiters)
+        assert all(w.state == 0 for w in self._waiters)
+        self._waiters._invariants()
 
     def __repr__(self) -> str:
-        return f"<csp.Cond waiters={len(self._waiters)} L={self.L!r}>"
+        return f"<csp.Cond waiters={self._waiters.count()} L={self.L!r}>"
 
 
 # -- Semaphore --------------------------------------------------------------------------
@@ -718,31 +696,33 @@ class Semaphore:
             raise ValueError(f"semaphore: negative size {n}")
         self._size = n
         self._cur = 0
-        self._waiters: deque[tuple[Waiter, int]] = deque()
+        self._waiters = WaitQ()  # each waiter's value is the weight it asks for
 
     def _check_weight(self, k: int) -> None:
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise TypeError(f"semaphore: weight must be an int, not {type(k).__name__}")
         if k < 0 or k > self._size:
             raise ValueError(f"semaphore: weight {k} out of range [0, {self._size}]")
 
     async def acquire(self, k: int = 1) -> None:
         """Take ``k`` tokens, waiting in FIFO order until they are free."""
-        if k < 0 or k > self._size:
-            self._check_weight(k)
-        if _redeliver:
-            _park.check_cancel()
-        if self._size - self._cur >= k and not self._waiters:
-            self._cur += k
+        self._check_weight(k)
+        if needs_prelude():
+            await prelude()
+        if self._take(k):
             return
-        w = _park.new_waiter("semaphore.Weighted.Acquire")
-        w.on_cancel = self._withdraw
-        self._waiters.append((w, k))
+        w = Waiter("semaphore.Weighted.Acquire", k)
+        w.on_abort = self._withdrew
+        self._waiters.push(w)
         await w
 
     def try_acquire(self, k: int = 1) -> bool:
         """Take ``k`` tokens if they are free and nobody is queued; else return False."""
-        if k < 0 or k > self._size:
-            self._check_weight(k)
-        if self._size - self._cur >= k and not self._waiters:
+        self._check_weight(k)
+        return self._take(k)
+
+    def _take(self, k: int) -> bool:
+        if self._size - self._cur >= k and self._waiters.head is None:
             self._cur += k
             return True
         return False
@@ -753,56 +733,49 @@ class Semaphore:
         Raises ``RuntimeError("semaphore: released more than held")`` (and changes
         nothing) if fewer than ``k`` tokens are held.
         """
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise TypeError(f"semaphore: weight must be an int, not {type(k).__name__}")
         if k < 0:
             raise ValueError(f"semaphore: negative weight {k}")
         if k > self._cur:
             raise RuntimeError("semaphore: released more than held")
         self._cur -= k
-        if self._waiters:
-            self._grant()
+        self._grant()
 
     def _grant(self) -> None:
+        """Grant queued requests from the head while the head fits."""
         q = self._waiters
-        while q:
-            w, k = q[0]
-            if self._size - self._cur < k:
-                break
-            q.popleft()
-            self._cur += k
-            w.complete(-1, None)
+        w = q.head
+        while w is not None and self._size - self._cur >= w.value:
+            q.pop()
+            self._cur += w.value
+            w.complete(None)
+            w = q.head
 
-    def _withdraw(self, w: Waiter) -> None:
-        q = self._waiters
-        head = q[0][0] is w
-        for i, (x, _) in enumerate(q):
-            if x is w:
-                del q[i]
-                break
-        if head:
-            self._grant()  # the requests behind a large one may fit now
+    def _withdrew(self, w: Waiter) -> None:
+        self._grant()  # if it was the head, the requests behind it may fit now
 
     def __aenter__(self) -> Awaitable[None]:
-        if self._size - self._cur >= 1 and not self._waiters and not _redeliver:
-            self._cur += 1  # acquire(1), inlined
+        if not needs_prelude() and self._take(1):
             return READY
         return self.acquire()
 
     def __aexit__(self, *exc_info: object) -> Awaitable[None]:
-        if self._cur < 1:
-            raise RuntimeError("semaphore: released more than held")
-        self._cur -= 1  # release(1), inlined
-        if self._waiters:
-            self._grant()
+        self.release()
         return READY
 
     def _invariants(self) -> None:
         assert 0 <= self._cur <= self._size
-        if self._waiters:
-            assert self._waiters[0][1] > self._size - self._cur
-        assert all(w.state is PENDING for w, _ in self._waiters)
+        if self._waiters.head is not None:
+            assert self._waiters.head.value > self._size - self._cur
+        assert all(w.state == 0 for w in self._waiters)
+        self._waiters._invariants()
 
     def __repr__(self) -> str:
-        return f"<csp.Semaphore held={self._cur}/{self._size} waiters={len(self._waiters)}>"
+        return (
+            f"<csp.Semaphore held={self._cur}/{self._size} "
+            f"waiters={self._waiters.count()}>"
+        )
 
 
 # -- ErrGroup ---------------------------------------------------------------------------

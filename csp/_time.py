@@ -9,7 +9,8 @@ handle) but the channel only weakly, so a channel nobody can receive from any mo
 handle: a garbage timer leaves nothing scheduled on the loop. ``after_func`` timers
 have no channel; their handle holds the function strongly, as Go's runtime does.
 
-Timer channels are ordinary ``csp.Chan(1)``\\ s. Firing completes the longest-parked
+Timer channels are receive-only (``csp._chan._TimerChan``, Go 1.23: ``len`` and ``cap``
+are 0, ``send`` and ``close`` raise). Firing completes the longest-parked
 live receiver directly (the value belongs to it from that instant, so cancellation
 cannot lose it) or else fills the one-slot buffer with a non-blocking put; a Ticker
 drops a tick when the slot is still full, so a slow receiver gets the oldest
@@ -29,13 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, final
 
-from csp import _park
-from csp._chan import Chan, nil
-from csp._park import PENDING, Waiter, _redeliver
+from csp import _sched
+from csp._chan import RecvChan, _BaseChan, _TimerChan, nil
+from csp._waiter import PENDING, Waiter, needs_prelude, prelude, yield_now
 
 __all__ = ["Ticker", "Timer", "after", "after_func", "sleep", "tick"]
 
@@ -47,15 +50,16 @@ class _Arm(weakref.ref):  # type: ignore[type-arg]
     lives forever); ``period`` is non-zero for tickers.
     """
 
-    __slots__ = ("fn", "handle", "loop", "period", "when")
+    __slots__ = ("due", "fn", "handle", "loop", "period", "when")
 
     handle: asyncio.TimerHandle | asyncio.Handle | None
     loop: asyncio.AbstractEventLoop
     when: float
+    due: float  # the real (time.monotonic) time it may fire at, on a coarse clock; else 0
     period: float
     fn: Callable[[], object] | None
 
-    def __init__(self, c: Chan[Any], callback: Callable[[_Arm], None] | None) -> None:
+    def __init__(self, c: _BaseChan[Any], callback: Callable[[_Arm], None] | None) -> None:
         super().__init__(c, callback)  # type: ignore[call-arg]
 
 
@@ -67,33 +71,51 @@ def _chan_gone(r: _Arm) -> None:
         h.cancel()
 
 
-def _new_arm(c: Chan[Any], loop: asyncio.AbstractEventLoop, period: float = 0.0,
+def _new_arm(c: _BaseChan[Any], loop: asyncio.AbstractEventLoop, period: float = 0.0,
              fn: Callable[[], object] | None = None) -> _Arm:
     r = _Arm(c, None if fn is not None else _chan_gone)
     r.handle = None
     r.loop = loop
     r.when = 0.0
+    r.due = 0.0
     r.period = period
     r.fn = fn
     return r
 
 
-def _deliver(c: Chan[float], now: float) -> None:
-    """Non-blocking send of ``now``: to the longest-parked live receiver, else into
-    the one-slot buffer if it is empty (else the value is dropped: a ticker's
-    slow receiver keeps the oldest tick)."""
-    q = c._recvq
-    while q:
-        w, _, i = q.popleft()
-        if w.state is PENDING:
-            w.complete(i, now)
-            return
-    if not c._buf:
-        c._buf.append(now)
+# uvloop's clock has millisecond resolution and its timers may fire up to a millisecond
+# before their delay has passed in real time: on such a loop a timer also checks
+# time.monotonic() and waits out the rest. (Not on virtual clocks: asyncio loops.)
+_coarse: dict[type, bool] = {}
+
+
+def _coarse_clock(loop: asyncio.AbstractEventLoop) -> bool:
+    t = type(loop)
+    c = _coarse.get(t)
+    if c is None:
+        uvloop = sys.modules.get("uvloop")
+        c = _coarse[t] = uvloop is not None and isinstance(loop, uvloop.Loop)
+    return c
+
+
+def _due(loop: asyncio.AbstractEventLoop, seconds: float) -> float:
+    return time.monotonic() + seconds if _coarse_clock(loop) else 0.0
+
+
+def _early(r: _Arm, cb: Callable[[_Arm], None]) -> bool:
+    """The handle fired before ``r.due`` in real time: wait out the rest (True)."""
+    if r.due:
+        left = r.due - time.monotonic()
+        if left > 0:
+            r.handle = r.loop.call_later(max(left, 0.001), cb, r)
+            return True
+    return False
 
 
 def _fire(r: _Arm) -> None:
     """Loop callback of a one-shot timer."""
+    if _early(r, _fire):
+        return
     r.handle = None
     fn = r.fn
     if fn is not None:
@@ -101,7 +123,7 @@ def _fire(r: _Arm) -> None:
         return
     c = r()
     if c is not None:
-        _deliver(c, r.loop.time())
+        c._fire(r.loop.time())
 
 
 def _tick(r: _Arm) -> None:
@@ -111,14 +133,17 @@ def _tick(r: _Arm) -> None:
     if c is None:
         r.handle = None
         return
+    if _early(r, _tick):
+        return
     loop = r.loop
     now = loop.time()
-    _deliver(c, now)
+    c._fire(now)
     p = r.period
     nxt = r.when + p
     if nxt <= now:
         nxt += p * ((now - nxt) // p + 1)
     r.when = nxt
+    r.due = _due(loop, nxt - now)
     r.handle = loop.call_at(nxt, _tick, r)
 
 
@@ -131,9 +156,10 @@ def _start(r: _Arm, seconds: float) -> None:
         else:
             c = r()
             if c is not None:
-                _deliver(c, loop.time())
+                c._fire(loop.time())
         return
     r.when = when = loop.time() + seconds
+    r.due = _due(loop, seconds)
     r.handle = loop.call_at(when, _fire, r)
 
 
@@ -146,8 +172,7 @@ def _unschedule(r: _Arm) -> bool:
         h.cancel()
         pending = True
     c = r()
-    if c is not None and c._buf and c is not nil:
-        c._buf.clear()
+    if c is not None and c is not nil and c._discard():
         pending = True
     return pending
 
@@ -171,7 +196,7 @@ def _run_func(fn: Callable[[], object], loop: asyncio.AbstractEventLoop) -> None
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        sched = _park._schedulers.get(loop)
+        sched = _sched.schedulers.get(loop)
         if sched is not None and sched.panic_handler is not None:
             sched.panic_handler(None, exc)  # type: ignore[arg-type]
         else:
@@ -184,7 +209,7 @@ def _state(r: _Arm) -> str:
     c = r()
     if r.handle is not None:
         return f"pending when={r.when:.6g}" if r.when else "pending"
-    if c is not None and c is not nil and c._buf:
+    if c is not None and c is not nil and c._pending():
         return "fired unreceived"
     return "stopped"
 
@@ -208,11 +233,11 @@ class Timer:
 
     __slots__ = ("_r", "c")
 
-    c: Chan[float]
+    c: RecvChan[float]
 
     def __init__(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
-        c: Chan[float] = Chan(1)
+        c: _TimerChan[float] = _TimerChan()
         self.c = c
         self._r = r = _new_arm(c, loop)
         _start(r, seconds)
@@ -271,13 +296,13 @@ class Ticker:
 
     __slots__ = ("_r", "c")
 
-    c: Chan[float]
+    c: RecvChan[float]
 
     def __init__(self, seconds: float) -> None:
         if seconds <= 0:
             raise ValueError("non-positive interval for Ticker")
         loop = asyncio.get_running_loop()
-        c: Chan[float] = Chan(1)
+        c: _TimerChan[float] = _TimerChan()
         self.c = c
         self._r = _new_arm(c, loop, period=seconds)
         self._arm(seconds)
@@ -286,6 +311,7 @@ class Ticker:
         r = self._r
         r.period = seconds
         r.when = when = r.loop.time() + seconds
+        r.due = _due(r.loop, seconds)
         r.handle = r.loop.call_at(when, _tick, r)
 
     def stop(self) -> None:
@@ -309,7 +335,7 @@ class Ticker:
         return f"<csp.Ticker every={self._r.period:.6g}s {_state(self._r)}>"
 
 
-def after(seconds: float) -> Chan[float]:
+def after(seconds: float) -> RecvChan[float]:
     """A channel that receives, once, the loop time at which ``seconds`` expired.
 
     Go: ``time.After(d)``, i.e. ``Timer(seconds).c``. ``seconds <= 0`` fires at once.
@@ -321,12 +347,12 @@ def after(seconds: float) -> Chan[float]:
             print("timed out")
     """
     loop = asyncio.get_running_loop()
-    c: Chan[float] = Chan(1)
+    c: _TimerChan[float] = _TimerChan()
     _start(_new_arm(c, loop), seconds)
     return c
 
 
-def tick(seconds: float) -> Chan[float]:
+def tick(seconds: float) -> RecvChan[float]:
     """A channel that receives the loop time every ``seconds`` (Go: ``time.Tick``).
 
     ``Ticker(seconds).c`` without a way to stop it; it stops when the channel is
@@ -358,9 +384,16 @@ def after_func(seconds: float, fn: Callable[[], object]) -> Timer:
     return Timer._func(seconds, fn)
 
 
-def _wake(w: Waiter) -> None:
-    if w.state is PENDING:
-        w.complete(-1, None)
+def _wake(w: Waiter, due: float) -> None:
+    if w.state is not PENDING:
+        return
+    if due:
+        left = due - time.monotonic()
+        if left > 0:  # a coarse clock fired early: wait out the rest
+            h = asyncio.get_running_loop().call_later(max(left, 0.001), _wake, w, due)
+            w.on_abort = lambda _w: h.cancel()
+            return
+    w.complete(None)
 
 
 async def sleep(seconds: float) -> None:
@@ -371,13 +404,13 @@ async def sleep(seconds: float) -> None:
 
         await csp.sleep(0.1)
     """
-    if _redeliver:
-        _park.check_cancel()
     if seconds <= 0:
-        await asyncio.sleep(0)
+        await yield_now()
         return
-    loop = _park.scheduler().loop
-    w = _park.new_waiter("sleep")
-    h = loop.call_at(loop.time() + seconds, _wake, w)
-    w.on_cancel = lambda _w: h.cancel()
+    if needs_prelude():
+        await prelude()
+    loop = _sched.scheduler().loop
+    w = Waiter("sleep")
+    h = loop.call_at(loop.time() + seconds, _wake, w, _due(loop, seconds))
+    w.on_abort = lambda _w: h.cancel()
     await w

@@ -29,6 +29,8 @@ CORE = {
     "ClosedChannelError",
     "select",
 }
+# API.md, second wave: direction views (typing) and the non-blocking operations.
+ADDITIONS = {"RecvChan", "SendChan", "WouldBlock"}
 
 
 def public_names() -> set[str]:
@@ -71,7 +73,7 @@ def test_core_names_exist() -> None:
 
 def test_contract_names_exist() -> None:
     """Every top-level name of the contract is exported, and nothing else."""
-    assert set(csp.__all__) == CORE | SYNC | TIME | MODULES
+    assert set(csp.__all__) == CORE | SYNC | TIME | MODULES | ADDITIONS
     assert ATOMIC <= set(dir(csp.atomic))
     assert CONTEXT <= set(dir(csp.context))
     assert issubclass(csp.context.DeadlineExceeded, TimeoutError)
@@ -99,11 +101,15 @@ def test_every_public_name_has_a_docstring() -> None:
 def test_public_classes_are_final_and_slotted() -> None:
     """STYLE 9: public classes are ``@final`` and define ``__slots__`` (instances have
     no ``__dict__``). Exceptions are exempt: BaseException carries a ``__dict__``
-    anyway, and ChannelError must stay subclassable."""
+    anyway, and ChannelError must stay subclassable. The direction views RecvChan and
+    SendChan are typing Protocols (a Chan is one structurally), not classes to build."""
     checked = []
     for name in csp.__all__:
         cls = getattr(csp, name)
         if not inspect.isclass(cls) or issubclass(cls, BaseException):
+            continue
+        if name in ("RecvChan", "SendChan"):
+            assert getattr(cls, "_is_protocol", False), name
             continue
         checked.append(name)
         assert "__slots__" in vars(cls), name

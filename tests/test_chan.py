@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import csp
-from csp._park import PENDING
+from csp._waiter import PENDING
 
 Run = Callable[..., Any]
 
@@ -29,17 +29,26 @@ async def spin(n: int = 10) -> None:
         await csp.gosched()
 
 
+def owner(node: Any) -> Any:
+    """The operation a queue node belongs to: a waiter, or a select's waiter."""
+    return getattr(node, "sel", node)
+
+
 def live(q: Any) -> list[Any]:
-    return [e for e in q if e[0].state is PENDING]
+    """The nodes of a channel queue; every one must belong to a pending operation."""
+    nodes = list(q)
+    assert all(owner(n).state is PENDING for n in nodes)
+    return nodes
 
 
 def assert_invariants(ch: csp.Chan[Any]) -> None:
-    """The ``Invariants:`` of csp/_chan.py, checked from outside."""
+    """The ``Invariants:`` of csp/_chan.py, checked from outside (and by the channel)."""
+    ch._invariants()
     recvq, sendq = live(ch._recvq), live(ch._sendq)
-    # at most one queue holds live entries (a select in both queues of one channel
-    # is the documented exception: it never pairs with itself)
+    # at most one queue holds entries (a select in both queues of one channel is the
+    # documented exception: it never pairs with itself)
     if recvq and sendq:
-        assert {id(e[0]) for e in recvq} == {id(e[0]) for e in sendq}
+        assert {id(owner(e)) for e in recvq} == {id(owner(e)) for e in sendq}
     assert len(ch._buf) <= ch.cap
     if ch._buf:
         assert not recvq, "non-empty buffer with parked receivers"
@@ -857,62 +866,3 @@ async def test_channels_work_in_plain_asyncio_tasks() -> None:
     ping.close()
     await t
     assert trace == [1, 3, 5, 7, 9]
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("op", ["recv", "recv_ok", "anext", "send"])
-async def test_inlined_waiter_steps_match_park(op: str) -> None:
-    """The waiter each hot path builds inline has exactly the fields new_waiter() sets,
-    and the inline completion of a parked partner leaves it as Waiter.complete() does."""
-    from csp import _park
-
-    def fields(w: _park.Waiter) -> dict[str, Any]:
-        return {k: getattr(w, k) for k in _park.Waiter.__slots__ if hasattr(w, k)}
-
-    def got_waker_of(w: _park.Waiter) -> Any:
-        assert type(w.waker) is _park.Goroutine
-        return w.waker
-
-    ch = csp.Chan[int]()
-
-    async def park() -> Any:
-        if op == "recv":
-            return await ch.recv()
-        if op == "recv_ok":
-            return await ch.recv_ok()
-        if op == "anext":
-            return await ch.__anext__()
-        return await ch.send(5)
-
-    t = asyncio.create_task(park())
-    q = ch._sendq if op == "send" else ch._recvq
-    while not q:
-        await asyncio.sleep(0)
-    w = q[0][0]
-    reason = "chan send" if op == "send" else "chan receive"
-    expected = fields(_park.new_waiter(reason))
-    got = fields(w)
-    assert got.pop("waker") is not None  # the parked task's runnable
-    expected.pop("waker")
-    # the Task's first csp park: this waiter is its proxy from now on (see Goroutine)
-    assert got.pop("proxy") is got_waker_of(w)
-    # the Task that parked on it reset the flag, as it does for a Future
-    assert got.pop("_asyncio_future_blocking") is False
-    assert expected.pop("_asyncio_future_blocking") is True
-    assert got == expected
-    # complete it inline from the partner's side and compare with Waiter.complete()
-    if op == "send":
-        assert await ch.recv() == 5
-        ref_value: Any = None
-    else:
-        await ch.send(7)
-        ref_value = 7
-    ref = _park.new_waiter(reason)
-    ref.complete(-1, ref_value)
-    after, ref_after = fields(w), fields(ref)
-    after.pop("proxy")
-    for k in ("waker", "_asyncio_future_blocking"):
-        after.pop(k)
-        ref_after.pop(k)
-    assert after == ref_after
-    assert await t == {"recv": 7, "recv_ok": (7, True), "anext": 7, "send": None}[op]

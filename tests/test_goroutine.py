@@ -1,4 +1,4 @@
-"""Goroutines are resumed straight from csp's run queue (csp/_park.py, Goroutine):
+"""Goroutines are resumed straight from csp's run queue (csp/_drive.py, Goroutine):
 to user code they must remain ordinary asyncio Tasks. Each test pins one thing the
 Task machinery would otherwise guarantee."""
 
@@ -20,13 +20,13 @@ var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset"
 def task_switch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both ways a goroutine's resumption sets the current task: writing asyncio's
     current-task dict (probed at import) and the _enter_task/_leave_task fallback."""
-    from csp import _park
+    from csp import _compat, _drive
 
     if request.param == "functions":
-        monkeypatch.setattr(_park, "_current_tasks", _park._TaskSwitch())
+        monkeypatch.setattr(_drive, "_current_tasks", _compat._TaskSwitch())
     elif sys.version_info < (3, 12):
         # on 3.11 the probe must find the dict: it is the fast path we measure
-        assert _park._current_tasks is asyncio.tasks._current_tasks  # type: ignore[attr-defined]
+        assert _drive._current_tasks is asyncio.tasks._current_tasks  # type: ignore[attr-defined]
     return str(request.param)
 
 

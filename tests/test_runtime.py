@@ -1091,16 +1091,16 @@ def test_mass_wakeup_does_not_run_the_deadlock_check_per_goroutine(
     each finish: a look costs O(tasks), so that would be quadratic (1M goroutines:
     minutes instead of seconds). Woken goroutines waiting in the run queue still
     count as parked; the scheduler must not ask while wake-ups are queued."""
-    from csp import _runtime
+    from csp import _deadlock
 
     looks = [0]
-    state = _runtime._Run._state
+    state = _deadlock.Watch._state
 
     def counting_state(self: Any) -> Any:
         looks[0] += 1
         return state(self)
 
-    monkeypatch.setattr(_runtime._Run, "_state", counting_state)
+    monkeypatch.setattr(_deadlock.Watch, "_state", counting_state)
     n = 3000
 
     async def main() -> int:

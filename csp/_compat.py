@@ -1,0 +1,202 @@
+"""Every use of a CPython or uvloop private internal, in one place, with a self-test.
+
+csp needs a handful of things asyncio does not expose publicly. Each is wrapped here,
+probed once at import where the interpreter could differ, and checked by
+:func:`selftest` (run by the test suite and by CI on every supported Python), so that a
+Python release that moves one of them (3.14 keeps the current task in thread state) is
+this file's concern only. Where a probe fails, the fallback is slower but correct; where
+there is no fallback, :func:`selftest` names what is missing.
+
+What is used, and why:
+
+* **the current task** (``asyncio.tasks._current_tasks`` or ``_enter_task`` /
+  ``_leave_task``): csp resumes a goroutine's coroutine itself, outside the Task's own
+  step, and must make the Task current meanwhile so that ``asyncio.current_task()``,
+  ``asyncio.timeout()`` and anyio see the right task;
+* **what a Task awaits** (``task._fut_waiter``): to re-deliver a cancellation a task owes
+  (``csp._waiter``), csp looks whether the task is parked on one of csp's waiters;
+* **ending a Task that cannot run any more** (``asyncio.Future.cancel(task)`` and
+  ``task._log_destroy_pending``): ``csp.run`` abandons goroutines that block again,
+  after being cancelled at exit, in operations nothing can complete;
+* **the asyncio loop's queues** (``loop._ready``, ``loop._scheduled``,
+  ``loop._selector``): deadlock detection must know that nothing else is pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any, Final
+
+__all__ = [
+    "CURRENT_TASKS_DICT",
+    "abandon_task",
+    "current_tasks",
+    "fut_waiter",
+    "get_current_task",
+    "loop_queues",
+    "selftest",
+]
+
+_enter_task = asyncio.tasks._enter_task
+_leave_task = asyncio.tasks._leave_task
+
+
+def _probe_current_tasks() -> dict[Any, Any] | None:
+    """asyncio's loop -> current task dict, if ``current_task()`` and ``_enter_task``
+    both read and write it (CPython 3.11-3.13); else None.
+
+    Writing the dict directly saves two C calls per goroutine switch. Probed, not
+    assumed: an interpreter that keeps the current task elsewhere gets the functions.
+    """
+    d = getattr(asyncio.tasks, "_current_tasks", None)
+    if type(d) is not dict:
+        return None
+    key: Any = object()
+    task: Any = object()
+    try:
+        d[key] = task
+        try:
+            seen = asyncio.current_task(key) is task
+            try:
+                _enter_task(key, task)  # must refuse: key has a current task
+                entered = True
+            except RuntimeError:
+                entered = False
+            else:  # pragma: no cover - a different implementation
+                _leave_task(key, d[key])
+        finally:
+            d.pop(key, None)
+    except Exception:  # pragma: no cover - a different implementation
+        return None
+    return d if seen and not entered else None
+
+
+class _TaskSwitch:
+    """The fallback for asyncio's dict: ``s[loop] = task`` and ``del s[loop]`` call
+    ``_enter_task`` / ``_leave_task``, so callers have one interface and no branch."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: dict[Any, Any] = {}
+
+    def __setitem__(self, loop: Any, task: Any) -> None:
+        _enter_task(loop, task)
+        self._tasks[loop] = task
+
+    def __delitem__(self, loop: Any) -> None:
+        _leave_task(loop, self._tasks.pop(loop))
+
+    def get(self, loop: Any) -> Any:
+        return asyncio.current_task(loop)
+
+
+_DICT = _probe_current_tasks()
+CURRENT_TASKS_DICT: Final = _DICT is not None
+"""True where csp writes asyncio's current-task dict directly (the fast path)."""
+
+current_tasks: Final[Any] = _DICT if _DICT is not None else _TaskSwitch()
+"""Make a task current on a loop and leave it: ``current_tasks[loop] = task`` ...
+``del current_tasks[loop]``. Precondition: no task is current on that loop."""
+
+get_current_task: Final[Callable[[Any], Any]] = current_tasks.get
+"""``get_current_task(loop)``: the loop's current task or None (no running-loop check)."""
+
+
+def fut_waiter(task: asyncio.Task[Any]) -> Any:
+    """What ``task`` is parked on (a Future, a csp waiter), or None."""
+    return getattr(task, "_fut_waiter", None)
+
+
+_future_cancel = asyncio.Future.cancel
+
+
+def abandon_task(task: asyncio.Task[Any]) -> None:
+    """Mark a Task that will never be stepped again as done (cancelled), without
+    running its coroutine, and without the "Task was destroyed but it is pending!"
+    report. Precondition: nothing will wake the Task any more (its waiter withdrawn)."""
+    try:
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - a Task without the flag
+        pass
+    _future_cancel(task)
+
+
+def loop_queues(loop: asyncio.AbstractEventLoop) -> tuple[Any, Any, Any] | None:
+    """The asyncio loop's ready deque, timer heap and selector, or None if it has none
+    of these (uvloop, other loops)."""
+    try:
+        return loop._ready, loop._scheduled, loop._selector  # type: ignore[attr-defined]
+    except AttributeError:
+        return None
+
+
+UNCANCEL_CLEARS_MUST_CANCEL: Final = sys.version_info >= (3, 13)
+"""CPython 3.13+: ``Task.uncancel()`` down to 0 also withdraws a pending cancellation."""
+
+
+def selftest() -> list[str]:
+    """Check every internal used above on this interpreter; return what is wrong
+    (an empty list when all is well). Run by the test suite on every Python."""
+    problems: list[str] = []
+
+    async def probe() -> None:
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        if get_current_task(loop) is not me:
+            problems.append("get_current_task(loop) is not asyncio.current_task()")
+        fut = loop.create_future()
+
+        async def parked() -> None:
+            await fut
+
+        t = asyncio.ensure_future(parked())
+        await asyncio.sleep(0)
+        if fut_waiter(t) is not fut:
+            problems.append("task._fut_waiter does not show the awaited future")
+        # current_tasks: switch to another task and back, as the goroutine driver does
+        del current_tasks[loop]
+        try:
+            current_tasks[loop] = t
+            try:
+                if asyncio.current_task() is not t:
+                    problems.append("current_tasks[loop] = task does not make it current")
+            finally:
+                del current_tasks[loop]
+        finally:
+            current_tasks[loop] = me
+        if asyncio.current_task() is not me:
+            problems.append("current_tasks did not restore the running task")
+        fut.set_result(None)
+        await t
+        # abandon_task on a task parked forever
+        never = loop.create_future()
+
+        async def stuck() -> None:
+            await never
+
+        s = asyncio.ensure_future(stuck())
+        await asyncio.sleep(0)
+        abandon_task(s)
+        if not (s.done() and s.cancelled()):
+            problems.append("abandon_task did not end the task")
+        s.get_coro().close()  # type: ignore[union-attr]
+        q = loop_queues(loop)
+        if type(loop) is asyncio.SelectorEventLoop or isinstance(loop, asyncio.BaseEventLoop):
+            if q is None:
+                problems.append("asyncio loop without _ready/_scheduled/_selector")
+            else:
+                ready, scheduled, selector = q
+                if not hasattr(ready, "popleft") or not isinstance(scheduled, list):
+                    problems.append("loop._ready / loop._scheduled changed type")
+                if not hasattr(selector, "get_map"):
+                    problems.append("loop._selector has no get_map()")
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(probe())
+    finally:
+        loop.close()
+    return problems

@@ -1,0 +1,412 @@
+"""Deadlock detection: the loops ``csp.run`` makes, and the watch that reads them.
+
+Strategy. When every goroutine may be parked (the run queue drained idle and the
+scheduler's count of driven goroutines covers them all), a :class:`Watch` looks closer:
+every live task must be a goroutine parked on a pending csp waiter, and nothing else
+may be pending on the loop (ready callbacks, timers, I/O, executor jobs), and this must
+stay so for three loop iterations. Only then does it report; in doubt it never does.
+During ``csp.run``'s shutdown the same look tells which tasks are stuck for good after
+being cancelled (they are then abandoned, see ``csp._runtime``).
+
+The asyncio loop's own queues are read for timers and I/O (``csp._compat``). uvloop
+shows neither, so the loops ``csp.run`` makes keep their own account: timers made
+through ``call_at``/``call_later`` are remembered, and any use of sockets, servers,
+pipes, subprocesses or signals switches detection off for that loop. uvloop does not
+show its ready queue either: while a check looks, the uvloop subclass counts the
+callbacks scheduled meanwhile, so that a chain of callbacks is seen as work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import Any
+
+from csp import _compat
+from csp._errors import DeadlockError
+from csp._sched import Scheduler, schedulers
+from csp._waiter import PENDING, Waiter
+
+__all__ = ["AsyncioLoop", "Watch", "deadlock_error", "loop_factory", "parked_in_csp", "where"]
+
+_CSP_DIR = os.path.dirname(os.path.abspath(__file__))
+_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+# -- loops that keep an account of timers and I/O ------------------------------------
+class _Accounting:
+    """Mixin for the loops ``csp.run`` makes: remembers timers and I/O use."""
+
+    _csp_timers: list[asyncio.TimerHandle]
+    _csp_io: int  # >0: I/O was used; deadlock detection declines to decide
+    _csp_jobs: int  # executor jobs in flight
+    _csp_soon: int
+
+    def _csp_init(self) -> None:
+        self._csp_soon = 0  # callbacks scheduled, counted while a deadlock check looks
+        self._csp_timers = []
+        self._csp_io = 0
+        self._csp_jobs = 0
+
+    def _csp_note_timer(self, h: asyncio.TimerHandle) -> asyncio.TimerHandle:
+        if not hasattr(h, "when"):
+            # uvloop runs sub-millisecond delays as plain ready handles: a callback
+            # for the deadlock check's count (see _UVLoop._csp_watch_soon)
+            self._csp_soon += 1
+            return h
+        timers = self._csp_timers
+        timers.append(h)
+        if len(timers) >= 256 and (len(timers) & (len(timers) - 1)) == 0:
+            now = self.time()  # type: ignore[attr-defined]
+            timers[:] = [t for t in timers if not t.cancelled() and t.when() > now]
+        return h
+
+    def _csp_pending_timers(self) -> list[asyncio.TimerHandle]:
+        now = self.time()  # type: ignore[attr-defined]
+        self._csp_timers[:] = [
+            t for t in self._csp_timers if not t.cancelled() and t.when() > now
+        ]
+        return self._csp_timers
+
+    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = super().run_in_executor(executor, func, *args)  # type: ignore[misc]
+        self._csp_jobs += 1
+
+        def done(_: object) -> None:
+            self._csp_jobs -= 1
+            sched = schedulers.get(self)  # type: ignore[call-overload]
+            if sched is not None and sched.on_all_parked is not None:
+                sched.on_all_parked()
+
+        fut.add_done_callback(done)
+        return fut
+
+
+_IO_METHODS = (
+    "create_server", "create_connection", "create_unix_server", "create_unix_connection",
+    "create_datagram_endpoint", "connect_accepted_socket", "connect_read_pipe",
+    "connect_write_pipe", "subprocess_exec", "subprocess_shell", "add_reader", "add_writer",
+    "add_signal_handler", "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_sendall",
+    "sock_sendto", "sock_accept", "sock_connect", "getaddrinfo", "getnameinfo",
+    "sendfile", "start_tls",
+)
+
+
+class AsyncioLoop(_Accounting, asyncio.SelectorEventLoop):  # type: ignore[misc]
+    """The default asyncio loop; pending timers and I/O are read off the loop itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._csp_init()
+
+    def _csp_busy(self, exclude: object) -> str | None:
+        queues = _compat.loop_queues(self)
+        assert queues is not None
+        ready, scheduled, selector = queues
+        if any(h is not exclude for h in ready):
+            return "ready callbacks"
+        if any(not h.cancelled() and h is not exclude for h in scheduled):
+            return "timers"
+        if len(selector.get_map()) > 1:  # more than the self-pipe
+            return "I/O"
+        if self._csp_jobs:
+            return "executor jobs"
+        return None
+
+
+def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platform without uvloop
+        return None
+
+    class _UVLoop(_Accounting, uvloop.Loop):  # type: ignore[misc]
+        # the task factory, readable without a method call (csp.go checks it)
+        _csp_task_factory: Any = None
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._csp_init()
+
+        def set_task_factory(self, factory: Any) -> None:
+            super().set_task_factory(factory)
+            self._csp_task_factory = factory
+
+        def call_later(  # type: ignore[override]
+            self, delay: float, callback: Any, *args: Any, context: Any = None
+        ) -> asyncio.TimerHandle:
+            return self._csp_note_timer(
+                super().call_later(delay, callback, *args, context=context)
+            )
+
+        def call_at(  # type: ignore[override]
+            self, when: float, callback: Any, *args: Any, context: Any = None
+        ) -> asyncio.TimerHandle:
+            # As uvloop does, through call_later, so that the timer is noted once.
+            return self.call_later(when - self.time(), callback, *args, context=context)
+
+        def _csp_raw_call_at(self, when: float, callback: Any) -> asyncio.TimerHandle:
+            # uvloop's call_at goes through self.call_later; its call_later does not.
+            h: asyncio.TimerHandle = super().call_later(max(0.0, when - self.time()), callback)
+            return h
+
+        def _csp_busy(self, exclude: object) -> str | None:
+            if self._csp_io:
+                return "I/O"
+            if self._csp_jobs:
+                return "executor jobs"
+            if self._csp_pending_timers():
+                return "timers"
+            if self._csp_soon:
+                self._csp_soon = 0
+                return "ready callbacks"
+            return None
+
+        # uvloop does not show its ready queue. While a deadlock check looks (a few
+        # loop iterations, only when every goroutine seems parked), an instance
+        # attribute shadows call_soon and counts the callbacks scheduled from Python
+        # (tasks, futures, user code), so that a chain of callbacks is seen as work.
+
+        def _csp_watch_soon(self, on: bool) -> None:
+            d = self.__dict__
+            if on:
+                self._csp_soon = 0
+                # a call_soon the program put on the instance is kept and called through
+                self._csp_prev_soon = d.get("call_soon")
+                self.call_soon = self._csp_counting_call_soon  # type: ignore[method-assign]
+            else:
+                prev = d.pop("_csp_prev_soon", None)
+                if d.get("call_soon") == self._csp_counting_call_soon:
+                    if prev is not None:
+                        self.call_soon = prev  # type: ignore[method-assign]
+                    else:
+                        del d["call_soon"]
+                self._csp_soon = 0
+
+        def _csp_counting_call_soon(
+            self, callback: Any, *args: Any, context: Any = None
+        ) -> asyncio.Handle:
+            self._csp_soon += 1
+            prev = self.__dict__.get("_csp_prev_soon")
+            if prev is not None:
+                h: asyncio.Handle = prev(callback, *args, context=context)
+            else:
+                h = uvloop.Loop.call_soon(self, callback, *args, context=context)
+            return h
+
+        def call_soon_threadsafe(  # type: ignore[override]
+            self, callback: Any, *args: Any, context: Any = None
+        ) -> asyncio.Handle:
+            # uvloop queues these without going through call_soon: count them too (an
+            # unlocked += from another thread can only lose a count, and any count
+            # above zero is enough)
+            self._csp_soon += 1
+            h: asyncio.Handle = super().call_soon_threadsafe(callback, *args, context=context)
+            return h
+
+    for name in _IO_METHODS:
+        if hasattr(uvloop.Loop, name):
+            setattr(_UVLoop, name, _io_method_for(_UVLoop, name))
+    return _UVLoop
+
+
+def _io_method_for(cls: type, name: str) -> Callable[..., Any]:
+    base = getattr(super(cls, cls), name)
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._csp_io += 1
+        return base(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__qualname__ = f"{cls.__name__}.{name}"
+    return method
+
+
+_uvloop_class: type[asyncio.AbstractEventLoop] | bool | None = False
+
+
+def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    global _uvloop_class
+    if loop not in _LOOPS:
+        raise ValueError(f"unknown loop {loop!r}: expected 'auto', 'uvloop' or 'asyncio'")
+    if loop in ("auto", "uvloop"):
+        if _uvloop_class is False:
+            _uvloop_class = _make_uvloop_class()
+        if _uvloop_class is not None:
+            return _uvloop_class  # type: ignore[return-value]
+        if loop == "uvloop":
+            raise ValueError("loop='uvloop' but uvloop is not installed")
+    return AsyncioLoop
+
+
+# -- the watch -----------------------------------------------------------------------------
+
+
+def parked_in_csp(task: asyncio.Task[Any], sched: Scheduler, plain: bool) -> Waiter | None:
+    """The pending csp waiter ``task`` is parked on, or None. A plain Task (not a
+    goroutine) counts only if ``plain``."""
+    g = sched.goroutines.get(task)
+    if g is not None:
+        return g.parked()
+    if not plain:
+        return None
+    w = _compat.fut_waiter(task)
+    if type(w) is Waiter and w.state is PENDING:
+        return w
+    return None
+
+
+def where(task: asyncio.Task[Any], sched: Scheduler) -> str:
+    """The innermost frame of ``task`` outside csp, as 'func() at file:line'."""
+    g = sched.goroutines.get(task)
+    coro: Any = g.coro if g is not None else task.get_coro()
+    frame = outer = None
+    while coro is not None:
+        f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if f is None:
+            break
+        outer = outer or f
+        if not os.path.abspath(f.f_code.co_filename).startswith(_CSP_DIR + os.sep):
+            frame = f
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    frame = frame or outer  # a goroutine started on a csp method itself (go(mu.lock))
+    if frame is None:
+        return "(unknown)"
+    return f"{frame.f_code.co_name}() at {frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+class Watch:
+    """Confirms that every task of a loop is stuck in csp, over a few loop iterations.
+
+    ``on_stuck(state)`` is called with the stuck tasks and their waiters once it is sure.
+    ``exclude`` is a task that does not count (csp.run's supervisor). With ``plain``,
+    plain Tasks parked in csp count as stuck too (shutdown); otherwise a live task that
+    is not a goroutine means no deadlock.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sched: Scheduler,
+                 on_stuck: Callable[[list[tuple[asyncio.Task[Any], Waiter]]], None]) -> None:
+        self.loop = loop
+        self.sched = sched
+        self.on_stuck = on_stuck
+        self.exclude: asyncio.Task[Any] | None = None
+        self.plain = False
+        self.enabled = True
+        self.checking = False
+        self.rounds = 0
+        self.snapshot: list[tuple[asyncio.Task[Any], Waiter]] | None = None
+        self.watched: set[asyncio.Task[Any]] = set()
+        self.handle: asyncio.Handle | None = None
+
+    def look(self) -> None:
+        """Every goroutine may be parked: start a check (unless one is running)."""
+        if self.checking or not self.enabled:
+            return
+        self.checking = True
+        self.rounds = 0
+        self.snapshot = None
+        watch = getattr(self.loop, "_csp_watch_soon", None)
+        if watch is not None:
+            watch(True)
+        self.handle = self._soon(self._check)
+
+    def _state(self) -> list[tuple[asyncio.Task[Any], Waiter]] | None:
+        """Every live task parked in csp, with its waiter; None if any is not."""
+        out = []
+        for t in asyncio.all_tasks(self.loop):
+            if t is self.exclude:
+                continue
+            w = parked_in_csp(t, self.sched, self.plain)
+            if w is None:
+                if t not in self.sched.goroutines and t not in self.watched:
+                    self.watched.add(t)  # look again when it ends
+                    t.add_done_callback(self._foreign_done)
+                return None
+            out.append((t, w))
+        return out
+
+    def _foreign_done(self, t: asyncio.Task[Any]) -> None:
+        self.watched.discard(t)
+        if self.enabled:
+            self.look()
+
+    def _soon(self, fn: Callable[[], None]) -> asyncio.Handle:
+        """call_soon past the uvloop watch's counter (see _UVLoop._csp_watch_soon)."""
+        return type(self.loop).call_soon(self.loop, fn)
+
+    def _done_checking(self) -> None:
+        self.checking = False
+        watch = getattr(self.loop, "_csp_watch_soon", None)
+        if watch is not None:
+            watch(False)
+
+    def _check(self) -> None:
+        self.handle = None
+        if not self.enabled or self.sched.runq:  # cheap first: _state() is O(tasks)
+            self._done_checking()
+            return
+        state = self._state()
+        if state is None:
+            self._done_checking()
+            return
+        busy = self.loop._csp_busy(self.handle)  # type: ignore[attr-defined]
+        if busy == "timers":
+            # Look again once the next timer has fired: it may wake nobody.
+            self._done_checking()
+            self._recheck_after_timers()
+            return
+        if busy == "ready callbacks":
+            self.rounds = 0
+            self.handle = self._soon(self._check)
+            return
+        if busy is not None:
+            self._done_checking()
+            return
+        if self.snapshot is not None and [(t, id(w)) for t, w in state] != [
+            (t, id(w)) for t, w in self.snapshot
+        ]:
+            self.rounds = 0
+        self.snapshot = state
+        self.rounds += 1
+        if self.rounds < 3:
+            self.handle = self._soon(self._check)
+            return
+        self._done_checking()
+        self.on_stuck(state)
+
+    def _recheck_after_timers(self) -> None:
+        loop: Any = self.loop
+        queues = _compat.loop_queues(loop)
+        if isinstance(loop, AsyncioLoop) and queues is not None:
+            whens = [h.when() for h in queues[1] if not h.cancelled()]
+        else:
+            whens = [h.when() for h in loop._csp_pending_timers()]
+        if not whens:
+            self.look()
+            return
+        when = min(whens)
+        raw = getattr(loop, "_csp_raw_call_at", None)
+        if raw is not None:
+            raw(when, self.look)
+        else:
+            loop.call_at(when, self.look)
+
+    def stop(self) -> None:
+        self.enabled = False
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.checking:
+            self._done_checking()
+
+
+def deadlock_error(state: list[tuple[asyncio.Task[Any], Waiter]],
+                   sched: Scheduler) -> DeadlockError:
+    """Go's report: ``all goroutines are asleep - deadlock!`` and where each waits."""
+    ids = {t: g.id for t, g in sched.goroutines.items()}
+    lines = ["all goroutines are asleep - deadlock!", ""]
+    for t, w in sorted(state, key=lambda tw: ids.get(tw[0], 0)):
+        lines.append(f"goroutine {ids.get(t, '?')} [{w.reason}]:")
+        lines.append(f"    {where(t, sched)}")
+    return DeadlockError("\n".join(lines))

@@ -1,0 +1,415 @@
+"""Parking: the one object every blocked csp operation awaits, and the cancellation rule.
+
+Every blocking operation (channel send/receive, select, locks, semaphores, wait groups,
+conditions, sleep) has the same shape:
+
+1. ``await prelude()`` when :func:`needs_prelude` says so: raise a cancellation the
+   task still owes itself (below), or yield once when it has run ``BUDGET`` csp
+   operations without suspending (the cooperative budget);
+2. its non-blocking twin: finish now if it can (it never yields);
+3. otherwise *park*: make one :class:`Waiter`, put it (or the nodes of a select) in the
+   queue(s) where a partner will find it, and ``await`` it.
+
+A partner *completes* the waiter (:meth:`Waiter.complete`: outcome written once, the
+waiting task's runnable queued on its loop's run queue, ``csp._sched``). A waiter that
+is cancelled while still pending is *withdrawn* (:meth:`Waiter.withdraw`, trio's abort
+callback): it leaves its queue and its ``on_abort`` hook runs, so the operation took no
+effect and nothing can complete it any more.
+
+The Waiter is *future-like*: it has what ``asyncio.Task`` looks for in an awaited
+object (``_asyncio_future_blocking``, ``get_loop``, ``add_done_callback``, ``cancel``,
+``result``, ...). A plain Task parks on it as on a Future and asyncio steps it; a
+goroutine's Task parks on it once and csp drives the coroutine from there
+(``csp._drive``).
+
+Cancellation: took effect => returns normally. ``Task.cancel()`` reaches the waiter:
+
+* still pending: it is withdrawn and the task wakes with ``CancelledError``;
+* already completed (a value handed over, a lock granted): ``cancel()`` returns False,
+  the task gets ``CancelledError`` when it resumes, and :meth:`Waiter.__await__` keeps
+  the outcome and records the cancellation as *owed* (:func:`owe`). It is raised by the
+  task's next csp operation (before that operation takes effect) or, failing that, at
+  its next suspension, unless its canceller withdrew it meanwhile. The rule: a
+  cancellation is owed while ``task.cancelling()`` is above its value just *before the
+  first request the operation absorbed* (``Waiter.base``), so that when a timeout and a
+  ``task.cancel()`` merged into one ``CancelledError`` and the timeout block then exits
+  (withdrawing its own), the other is still raised.
+
+Invariants:
+  * a waiter's state moves once, from PENDING to DONE (:meth:`complete`) or CANCELLED
+    (:meth:`withdraw`); whoever completes it has taken it out of its queue first;
+  * a waiter is in a queue (``q`` set) only while PENDING;
+  * ``waker`` is None until a task parks on the waiter; once the waiter leaves PENDING
+    its waker is queued to run exactly once (by :meth:`complete` or :meth:`cancel`);
+  * ``base`` is None or the ``cancelling()`` count before the first cancellation
+    request that reached the waiter after it was completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import types
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final
+
+from csp import _compat, _sched
+
+if TYPE_CHECKING:
+    from csp._sched import Runnable
+    from csp._waitq import WaitQ
+
+__all__ = [
+    "BUDGET",
+    "CANCELLED",
+    "DONE",
+    "PENDING",
+    "READY",
+    "Waiter",
+    "needs_prelude",
+    "owe",
+    "owed",
+    "prelude",
+    "yield_now",
+]
+
+PENDING: Final = 0
+DONE: Final = 1
+CANCELLED: Final = 2
+
+_get_running_loop = asyncio._get_running_loop
+_get_current_task = _compat.get_current_task
+_CancelledError = asyncio.CancelledError
+
+
+def _cancelled_error(msg: Any) -> asyncio.CancelledError:
+    return _CancelledError() if msg is None else _CancelledError(msg)
+
+
+# -- the cooperative budget ---------------------------------------------------------------
+
+BUDGET: Final = 256
+"""At most this many csp operations in a row without suspending, then one yield."""
+
+
+class _Budget:
+    """Operations left before a yield (module-wide: a park by anyone refills it)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = BUDGET
+
+
+budget: Final = _Budget()
+
+# task -> [base, msg]: cancellations swallowed by operations that took effect, still owed
+owed: Final[dict[asyncio.Task[Any], list[Any]]] = {}
+
+
+def needs_prelude() -> bool:
+    """Spend one unit of the budget; True if the operation must run :func:`prelude`
+    first (a cancellation is owed somewhere, or the budget is spent).
+
+    The hot paths write the same two lines inline: ``budget.left -= 1`` then
+    ``if budget.left <= 0 or owed: await prelude()``."""
+    budget.left -= 1
+    return budget.left <= 0 or bool(owed)
+
+
+@types.coroutine
+def _bare_yield() -> Generator[None, None, None]:
+    yield
+
+
+async def prelude() -> None:
+    """Before an operation takes effect: raise the cancellation the current task owes
+    itself, if any; yield once if the cooperative budget is spent."""
+    if owed:
+        _raise_owed()
+    if budget.left <= 0:
+        budget.left = BUDGET
+        await _bare_yield()  # a suspension like any other (Go preempts; tokio's budget)
+
+
+async def yield_now() -> None:
+    """A bare yield (``gosched``, ``sleep(0)``), after raising an owed cancellation."""
+    if owed:
+        _raise_owed()
+    budget.left = BUDGET
+    await _bare_yield()
+
+
+def _raise_owed() -> None:
+    loop = _get_running_loop()
+    task = _get_current_task(loop) if loop is not None else None
+    if task is None:
+        return
+    o = owed.pop(task, None)
+    if o is not None and task.cancelling() > o[0]:
+        raise _cancelled_error(o[1])
+
+
+def owe(task: asyncio.Task[Any], base: int, msg: Any) -> None:
+    """``task`` swallowed a ``CancelledError`` because its operation had taken effect:
+    the cancellation stays owed while ``task.cancelling() > base``. It is raised by the
+    task's next csp operation, or re-delivered at its next suspension (a callback
+    queued now runs once the task's current step has ended)."""
+    o = owed.get(task)
+    if o is None:
+        owed[task] = [base, msg]
+        task.get_loop().call_soon(_redeliver, task)
+    elif base < o[0]:
+        o[0] = base  # merged with an earlier one: the earliest base rules, its message too
+
+
+def _redeliver(task: asyncio.Task[Any]) -> None:
+    """The task's step that swallowed the cancellation has ended: re-deliver it."""
+    o = owed.get(task)
+    if o is None:
+        return  # raised by a csp operation meanwhile
+    if task.done() or task.cancelling() <= o[0]:
+        del owed[task]  # finished, or withdrawn by its canceller
+        return
+    w = parked_on(task)
+    if w is not None and w.state is DONE:
+        # It is about to resume from a completed operation, which must return
+        # normally: look again once it has (its next operation may raise it first).
+        task.get_loop().call_soon(_redeliver, task)
+        return
+    del owed[task]
+    # uncancel + cancel keeps the count as it is; cancel() reaches what it awaits now
+    task.uncancel()
+    task.cancel(o[1])
+
+
+def parked_on(task: asyncio.Task[Any]) -> Waiter | None:
+    """The csp waiter ``task`` is parked on, or None."""
+    sched = _sched.schedulers.get(task.get_loop())
+    g = sched.goroutines.get(task) if sched is not None else None
+    if g is not None and g.proxy is not None:
+        return g.cur
+    w = _compat.fut_waiter(task)
+    return w if type(w) is Waiter else None
+
+
+# -- the waiter -------------------------------------------------------------------------
+
+
+class Waiter:
+    """What a parked task awaits: a single-assignment, future-like outcome.
+
+    ``value`` is the outcome (the value received; for a parked sender, the value it
+    offers until completed; for a cancelled waiter, the cancel message), ``ok`` is False
+    when the waiter was completed by close rather than by a partner, ``index`` is the
+    select case that fired (-1 otherwise). ``reason`` says what the task waits for
+    ("chan receive", "select", ...) for deadlock reports and reprs. ``on_abort`` is
+    called once, after the waiter left its queue, when it is withdrawn. ``q``/``prev``/
+    ``next`` link it into a :class:`~csp._waitq.WaitQ`.
+    """
+
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "base",
+        "index",
+        "next",
+        "ok",
+        "on_abort",
+        "prev",
+        "q",
+        "reason",
+        "state",
+        "value",
+        "waker",
+    )
+
+    def __init__(self, reason: str, value: Any = None) -> None:
+        # True from the start: a waiter is only ever made to be awaited at once.
+        self._asyncio_future_blocking = True
+        self.state = PENDING
+        self.reason = reason
+        self.value = value
+        self.ok = True
+        self.index = -1
+        self.waker: Runnable | None = None
+        self.on_abort: Callable[[Waiter], None] | None = None
+        self.base: int | None = None
+        self.q: WaitQ | None = None
+        self.prev: Any = None
+        self.next: Any = None
+
+    # -- completion and withdrawal ------------------------------------------------
+
+    def complete(self, value: Any, ok: bool = True) -> None:
+        """Give the waiter its outcome and queue its task's wake-up.
+
+        Precondition: ``self.state is PENDING`` and it is in no queue (the completer
+        took it out)."""
+        self.state = DONE
+        self.value = value
+        self.ok = ok
+        r = self.waker
+        if r is not None:
+            r.sched.wake(r)
+
+    def withdraw(self, msg: Any = None) -> None:
+        """PENDING -> CANCELLED: leave the queue, run ``on_abort``; wake nobody.
+
+        Precondition: ``self.state is PENDING``."""
+        self.state = CANCELLED
+        self.value = msg  # (and the value a sender offered is let go at once)
+        q = self.q
+        if q is not None:
+            q.unlink(self)
+        f = self.on_abort
+        if f is not None:
+            self.on_abort = None
+            f(self)
+
+    # -- the Future-like protocol asyncio.Task uses -------------------------------
+
+    # The loop of the task about to park here, asked from its own step: the running
+    # loop (a C function, no Python frame).
+    get_loop: Callable[[], asyncio.AbstractEventLoop] = staticmethod(_get_running_loop)  # type: ignore[assignment]
+
+    def add_done_callback(self, fn: Callable[[Any], object], *,
+                          context: contextvars.Context | None = None) -> None:
+        """A Task parks here (from its own step): ``fn`` is its wake-up callback."""
+        r = self.waker
+        if r is not None:
+            # a goroutine's Task (its body set the waker just before): csp drives it
+            r.attach(self, fn, context)
+            return
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError("a csp waiter needs a running event loop")
+        sched = _sched.scheduler()
+        ctx = context if context is not None else contextvars.copy_context()
+        tw = _sched.TaskWake(_get_current_task(loop), fn, self, ctx, sched)
+        if self.state is PENDING:
+            self.waker = tw
+        else:
+            sched.wake(tw)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        r = self.waker
+        if type(r) is _sched.TaskWake and r.wakeup == fn:
+            self.waker = None
+            return 1
+        return 0
+
+    def cancel(self, msg: Any = None) -> bool:
+        """``Task.cancel()`` of the task parked here."""
+        r = self.waker
+        if r is not None and r.proxy is self:  # type: ignore[attr-defined]
+            return r.cancel(msg)  # type: ignore[attr-defined,no-any-return]
+        if self.state is PENDING:
+            self.withdraw(msg)
+            if r is not None:
+                r.sched.wake(r)
+            return True
+        if self.state is DONE and self.base is None and type(r) is _sched.TaskWake:
+            task = r.task
+            if task is not None:
+                # The task's count already includes this request (asyncio counts, then
+                # asks the awaited object): the base is just below it.
+                self.base = task.cancelling() - 1
+        return False
+
+    def cancelled(self) -> bool:
+        return self.state is CANCELLED
+
+    def done(self) -> bool:
+        return self.state is not PENDING
+
+    def result(self) -> None:
+        if self.state is CANCELLED:
+            raise _cancelled_error(self.value)
+
+    def exception(self) -> BaseException | None:
+        if self.state is CANCELLED:
+            raise _cancelled_error(self.value)
+        return None
+
+    def __await__(self) -> Generator[Waiter, None, None]:
+        if self.state is PENDING:
+            budget.left = BUDGET  # a park: the cooperative budget starts again
+            try:
+                yield self
+            except BaseException as exc:
+                if self.state is PENDING:
+                    # thrown in without cancel() (coro.throw, close): withdraw, so that
+                    # nothing completes it later
+                    self.withdraw()
+                    raise
+                if self.state is not DONE or not isinstance(exc, _CancelledError):
+                    raise
+                # The operation took effect before the cancellation reached it: the
+                # outcome stands, and the cancellation is owed.
+                self._absorb(exc)
+        if self.state is CANCELLED:
+            raise _cancelled_error(self.value)
+
+    def _absorb(self, exc: asyncio.CancelledError) -> None:
+        loop = _get_running_loop()
+        task = _get_current_task(loop) if loop is not None else None
+        if task is None:  # pragma: no cover - awaited outside a task
+            return
+        base = self.base
+        if base is None:  # thrown in without a cancel() that reached us
+            base = task.cancelling() - 1
+        owe(task, base, exc.args[0] if exc.args else None)
+
+    def __repr__(self) -> str:
+        r = self.waker
+        if r is not None and r.proxy is self:  # type: ignore[attr-defined]
+            return repr(r)  # what a goroutine's Task shows as wait_for=
+        state = ("pending", "done", "cancelled")[self.state]
+        return f"<csp waiter {self.reason!r} {state}>"
+
+
+def _done_waiter() -> Waiter:
+    w = Waiter("nothing")
+    w.state = DONE
+    return w
+
+
+NOTHING: Final = _done_waiter()
+"""A completed waiter with no outcome: what a goroutine's Task is woken with when csp
+hands the coroutine back to it (``csp._drive``)."""
+
+
+# -- an awaitable that is already done ----------------------------------------------
+
+
+class _NoLoop:
+    """The loop :data:`READY` was made with: it belongs to none. A finished Future
+    never touches its loop when awaited; ``get_debug`` is what the constructor asks,
+    ``call_soon`` what ``add_done_callback`` on a finished Future calls (it runs the
+    callback on whichever loop is running)."""
+
+    def get_debug(self) -> bool:
+        return False
+
+    def call_soon(self, callback: Callable[..., object], *args: Any,
+                  context: contextvars.Context | None = None) -> asyncio.Handle:
+        return asyncio.get_running_loop().call_soon(callback, *args, context=context)
+
+    def __repr__(self) -> str:
+        return "<csp: no loop>"
+
+
+class _ReadyFuture(asyncio.Future[None]):
+    """A finished Future usable on every loop: ``get_loop()`` is the running loop, so
+    ``asyncio.gather``, ``wait_for`` and ``ensure_future`` accept it anywhere."""
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        loop = _get_running_loop()
+        return loop if loop is not None else super().get_loop()
+
+
+READY: Final[asyncio.Future[None]] = _ReadyFuture(loop=_NoLoop())  # type: ignore[arg-type]
+"""A finished Future (result None), shared: what the ``__aenter__``/``__aexit__`` of
+csp's locks return when they need not wait. Awaiting it neither suspends nor yields,
+and costs less than creating and running a coroutine (asyncio's C Future iterator)."""
+READY.set_result(None)
