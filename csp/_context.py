@@ -65,6 +65,8 @@ class Canceled(Exception):
         print(ctx.err())  # context canceled
     """
 
+    __module__ = "csp.context"  # tracebacks print the public name
+
     def __init__(self, msg: str = "context canceled") -> None:
         super().__init__(msg)
 
@@ -79,6 +81,8 @@ class DeadlineExceeded(TimeoutError):
         assert isinstance(ctx.err(), csp.context.DeadlineExceeded)
         cancel()
     """
+
+    __module__ = "csp.context"
 
     def __init__(self, msg: str = "context deadline exceeded") -> None:
         super().__init__(msg)

@@ -1,11 +1,14 @@
 """The exceptions csp raises for Go's panics and fatal errors.
 
-A small, fixed set; each message is Go's own text.
+A small, fixed set; each message is Go's own text. They live here but belong to the
+package: ``__module__`` is ``"csp"``, so a traceback prints ``csp.DeadlockError: ...``
+(the name users catch) rather than this private module, and pickling finds them as
+``csp.<name>``.
 """
 
 from __future__ import annotations
 
-__all__ = ["ChannelError", "ClosedChannelError", "DeadlockError"]
+__all__ = ["ChannelError", "ClosedChannelError", "DeadlockError", "WouldBlock"]
 
 
 class ChannelError(RuntimeError):
@@ -18,6 +21,8 @@ class ChannelError(RuntimeError):
         except csp.ChannelError as err:
             print(err)  # close of nil channel
     """
+
+    __module__ = "csp"
 
 
 class ClosedChannelError(ChannelError):
@@ -33,6 +38,8 @@ class ClosedChannelError(ChannelError):
         except csp.ClosedChannelError as err:
             print(err)  # send on closed channel
     """
+
+    __module__ = "csp"
 
 
 class DeadlockError(RuntimeError):
@@ -50,3 +57,23 @@ class DeadlockError(RuntimeError):
         except csp.DeadlockError as err:
             print(err)  # all goroutines are asleep - deadlock! ... [chan receive] ...
     """
+
+    __module__ = "csp"
+
+
+class WouldBlock(Exception):
+    """Raised by the non-blocking channel calls when the operation cannot complete now.
+
+    ``ch.send_nowait(v)`` raises it when no receiver is parked and the buffer is full
+    (or there is none); ``ch.recv_nowait()`` and ``ch.recv_ok_nowait()`` raise it when
+    no value is ready and the channel is not closed. It is not a :class:`ChannelError`:
+    nothing was misused, the call would have had to block (Go: the ``default`` case of
+    a one-case ``select``). Example::
+
+        try:
+            ch.send_nowait(v)
+        except csp.WouldBlock:
+            dropped += 1  # nobody ready and no room: drop it, as a select with default would
+    """
+
+    __module__ = "csp"
