@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import signal
+import socket
+import sys
+import threading
 from collections.abc import Callable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Final, final
 
 from csp._chan import Chan, nil
@@ -41,6 +45,7 @@ __all__ = [
     "after_func",
     "background",
     "cause",
+    "notify_context",
     "scope",
     "todo",
     "with_cancel",
@@ -65,6 +70,8 @@ class Canceled(Exception):
         print(ctx.err())  # context canceled
     """
 
+    __module__ = "csp.context"  # tracebacks print the public name
+
     def __init__(self, msg: str = "context canceled") -> None:
         super().__init__(msg)
 
@@ -80,12 +87,17 @@ class DeadlineExceeded(TimeoutError):
         cancel()
     """
 
+    __module__ = "csp.context"
+
     def __init__(self, msg: str = "context deadline exceeded") -> None:
         super().__init__(msg)
 
 
 CancelFunc = Callable[[], None]
 """What ``with_cancel`` and friends return beside the context: ``cancel()``."""
+
+# The start of a notify context's name; the rest is ", [<signals>])" (Context.__str__).
+_NOTIFY_OPEN: Final = "signal.NotifyContext("
 
 
 class Context:
@@ -140,13 +152,20 @@ class Context:
 
     def __str__(self) -> str:
         # Go's String(): the chain of constructor names from the root, built without
-        # recursion so that deep chains print.
+        # recursion so that deep chains print. A notify context wraps the name of its
+        # parent, as Go's signalCtx does: signal.NotifyContext(context.Background, [interrupt]).
         names: list[str] = []
         c: Context | None = self
         while c is not None:
             names.append(c._name())
             c = c._parent
-        return ".".join(reversed(names))
+        parts: list[str] = []
+        for name in reversed(names):
+            if name.startswith(_NOTIFY_OPEN):
+                parts = [_NOTIFY_OPEN + ".".join(parts) + name[len(_NOTIFY_OPEN) :]]
+            else:
+                parts.append(name)
+        return ".".join(parts)
 
 
 class _Listener:
@@ -636,6 +655,308 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
                 children[a] = None
             a._pc = pc
     return a.stop
+
+
+# -- notify_context (Go: signal.NotifyContext) --------------------------------------
+#
+# Strategy. Signal handlers are process-wide, so the diversion is too: ``_diverted``
+# maps each signal some notify context listens to onto the Python-level handler it
+# replaced and the registrations listening. The first registration of a signal saves
+# ``signal.getsignal()`` and installs ``_on_signal``; the last ``stop()`` puts the saved
+# handler back, so stops in any order restore exactly what was there. Python runs
+# ``_on_signal`` on the main thread between two bytecodes, maybe in the middle of the
+# loop or of a channel operation, so it touches nothing but a flag and a socket: each
+# registration owns a socket pair whose reading end its loop watches, and the reader
+# callback, an ordinary loop callback, cancels the context. Watching that socket is
+# also what tells ``csp.run``'s deadlock check that the loop still waits for something
+# from outside, so a main that only waits for ``ctx.done()`` is not reported.
+#
+# ``loop.add_signal_handler`` is not used: ``remove_signal_handler`` resets the signal
+# to ``SIG_DFL`` / ``default_int_handler`` instead of the handler it replaced, it would
+# silently replace a handler the program registered on the loop, and uvloop's does
+# nothing once the loop has stopped running.
+#
+# Invariants:
+#   * a signal is in ``_diverted`` iff a registration that has not stopped lists it
+#     (registrations of closed loops, whose stop() was forgotten, are dropped when
+#     the signal arrives or another registration of it stops);
+#   * ``_Diversion.regs`` is replaced, never mutated, so ``_on_signal``, which may run
+#     in the middle of an update, iterates a consistent tuple;
+#   * a registration's context is cancelled by a signal only from its loop.
+
+
+@final
+class _SignalReceived(Exception):
+    """The cause of a notify context cancelled by a signal (Go 1.26: the error that
+    ``context.Cause`` returns then). ``str()`` is Go's text, for example ``interrupt
+    signal received``; ``signal`` is the signal."""
+
+    def __init__(self, sig: int) -> None:
+        super().__init__(f"{_signal_text(sig)} signal received")
+        self.signal = _as_signal(sig)
+
+    def __reduce__(self) -> tuple[type[_SignalReceived], tuple[int]]:
+        return type(self), (int(self.signal),)
+
+
+def _as_signal(sig: int) -> int:
+    """``sig`` as a ``signal.Signals`` member if it has a name (real-time signals do not)."""
+    try:
+        return signal.Signals(sig)
+    except ValueError:
+        return sig
+
+
+def _signal_text(sig: int) -> str:
+    """Go's name of a signal (``syscall.Signal.String()``): ``interrupt``,
+    ``terminated``, ``user defined signal 1``: the C library's description, lowercased
+    as Go spells it."""
+    text = signal.strsignal(sig) or f"signal {int(sig)}"
+    text = text.split(":", 1)[0]  # some C libraries (macOS) append ": <number>"
+    return text[:1].lower() + text[1:]
+
+
+@final
+class _Diversion:
+    """A signal diverted to notify contexts: the handler to put back, who listens."""
+
+    __slots__ = ("prev", "regs")
+
+    def __init__(self, prev: Any, reg: _Notify) -> None:
+        self.prev = prev
+        self.regs: tuple[_Notify, ...] = (reg,)
+
+
+_diverted: dict[int, _Diversion] = {}
+
+
+@final
+class _Notify:
+    """One :func:`notify_context`: its context, its loop, its signals, and the socket
+    pair that carries a signal from ``_on_signal`` to the loop."""
+
+    __slots__ = ("_ctx", "_got", "_loop", "_rsock", "_signals", "_stopped", "_wsock")
+
+    def __init__(
+        self, ctx: _CancelCtx, loop: asyncio.AbstractEventLoop, signals: tuple[int, ...]
+    ) -> None:
+        self._ctx = ctx
+        self._loop = loop
+        self._signals = signals
+        self._got: int | None = None  # the first signal that arrived
+        self._stopped = False
+        self._rsock, self._wsock = socket.socketpair()
+        self._rsock.setblocking(False)
+        self._wsock.setblocking(False)
+
+    def _poke(self, sig: int) -> bool:
+        """From the signal handler: note ``sig`` and wake the loop. False if the loop
+        is closed (nothing will ever read the socket)."""
+        if self._loop.is_closed():
+            return False
+        if self._got is None:
+            self._got = sig
+            try:
+                self._wsock.send(b"\0")
+            except OSError:  # closed by a stop() this handler interrupted
+                pass
+        return True
+
+    def _on_readable(self) -> None:
+        """Loop callback: a signal arrived; cancel the context with Go's cause."""
+        try:
+            while self._rsock.recv(64):
+                pass
+        except OSError:  # BlockingIOError: drained
+            pass
+        sig, ctx = self._got, self._ctx
+        if sig is not None and ctx._err is None:
+            ctx._cancel(Canceled(), _SignalReceived(sig))
+
+    def stop(self) -> None:
+        """Cancel the context and give the signals back to the handlers from before.
+
+        Idempotent; call it on the main thread (``RuntimeError`` otherwise: only the
+        main thread may set signal handlers). Go: the ``stop`` of ``NotifyContext``.
+        """
+        if self._stopped:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(
+                "notify_context: stop() must be called on the main thread "
+                "(it restores signal handlers)"
+            )
+        self._stopped = True
+        self._ctx._user_cancel()
+        for sig in self._signals:
+            _undivert(sig, self)
+        if not self._loop.is_closed():
+            self._loop.remove_reader(self._rsock)
+        self._rsock.close()
+        self._wsock.close()
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """The Python-level handler of every diverted signal."""
+    d = _diverted.get(signum)
+    heard = False
+    if d is not None:
+        for reg in d.regs:
+            heard = reg._poke(signum) or heard
+    if not heard:
+        # Every listener's loop is closed and none called stop(): nothing will ever
+        # read this signal. Hand it back to the handler from before, and have the OS
+        # deliver it again, to that handler.
+        _give_back(signum)
+        signal.raise_signal(signum)
+
+
+def _give_back(sig: int) -> None:
+    """Put back the handler ``sig`` had before it was diverted (unless someone else
+    replaced ``_on_signal`` since: theirs stays) and forget the diversion."""
+    d = _diverted.get(sig)
+    if d is not None:
+        prev = d.prev
+    else:  # _on_signal put back by hand after its diversion ended: use the default
+        prev = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+    if signal.getsignal(sig) is _on_signal:
+        signal.signal(sig, prev)
+    # Forgotten only now: a signal that interrupts the lines above still finds it.
+    _diverted.pop(sig, None)
+
+
+def _divert(sig: int, reg: _Notify) -> None:
+    d = _diverted.get(sig)
+    if d is None:
+        _diverted[sig] = _Diversion(signal.getsignal(sig), reg)
+        signal.signal(sig, _on_signal)
+    else:
+        d.regs = (*d.regs, reg)
+
+
+def _undivert(sig: int, reg: _Notify) -> None:
+    d = _diverted.get(sig)
+    if d is None or reg not in d.regs:
+        return  # already given back by _on_signal (the loop had closed)
+    # Registrations of closed loops go too: they can never hear the signal again, and a
+    # forgotten stop() must not keep it diverted after the last live one stops.
+    regs = tuple(r for r in d.regs if r is not reg and not r._loop.is_closed())
+    if regs:
+        d.regs = regs
+    else:
+        _give_back(sig)
+
+
+def _check_signals(signals: tuple[object, ...]) -> tuple[int, ...]:
+    valid = signal.valid_signals()
+    uncatchable = {getattr(signal, n) for n in ("SIGKILL", "SIGSTOP") if hasattr(signal, n)}
+    out: list[int] = []
+    for s in signals:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise TypeError(
+                f"notify_context: a signal is an int or signal.Signals, not {type(s).__name__}"
+            )
+        if s not in valid:
+            raise ValueError(f"notify_context: invalid signal number {s}")
+        if s in uncatchable:
+            raise ValueError(f"notify_context: {signal.Signals(s).name} cannot be caught")
+        sig = _as_signal(s)
+        if sig not in out:
+            out.append(sig)
+    for sig in out:
+        if sig in _diverted:
+            continue
+        prev = signal.getsignal(sig)
+        if prev is None:
+            raise RuntimeError(
+                f"notify_context: the handler of {_signal_name(sig)} was not installed from "
+                "Python, so it could not be restored"
+            )
+        if _loop_owned(prev):
+            raise RuntimeError(
+                f"notify_context: {_signal_name(sig)} is handled by loop.add_signal_handler(); "
+                "remove that handler first (a loop's handler cannot be set aside and restored)"
+            )
+    return tuple(out)
+
+
+def _signal_name(sig: int) -> str:
+    return sig.name if isinstance(sig, signal.Signals) else f"signal {sig}"
+
+
+def _loop_owned(handler: object) -> bool:
+    """Is ``handler`` the stand-in an event loop installs for ``add_signal_handler``
+    (the loop runs the real handler, which notify_context could not set aside)?"""
+    unix_events = sys.modules.get("asyncio.unix_events")
+    if unix_events is not None and handler is getattr(unix_events, "_sighandler_noop", None):
+        return True
+    owner = getattr(handler, "__self__", None)  # uvloop: a bound method of the loop
+    return isinstance(owner, asyncio.AbstractEventLoop) and not owner.is_closed()
+
+
+def notify_context(parent: Context, *signals: int) -> tuple[Context, CancelFunc]:
+    """A child of ``parent`` that is cancelled when one of ``signals`` arrives (Go:
+    ``signal.NotifyContext``); with no signals, ``SIGINT`` (Ctrl-C).
+
+    Returns ``(ctx, stop)``. ``ctx`` is done when a signal arrives, when ``stop()`` is
+    called or when ``parent`` is done, whichever comes first; ``ctx.err()`` is
+    :class:`Canceled` in every case. After a signal, :func:`cause` is an exception
+    whose ``str()`` is Go 1.26's text, such as ``interrupt signal received``, with the
+    signal in its ``signal`` attribute (Go before 1.26 gave no cause: ``Canceled``).
+
+    From the call until ``stop()``, the signals only cancel ``ctx``: the handler
+    installed before (KeyboardInterrupt, ``asyncio.run``'s or ``csp.run``'s Ctrl-C
+    handling, the default action, a ``signal.signal`` handler) does not run. As in Go
+    that stays so once ``ctx`` is done, also when it was born done: a second Ctrl-C is
+    swallowed until ``stop()``; call ``stop()`` as soon as ``ctx`` is done if a second
+    one should interrupt as usual. Every live notify context of a signal is cancelled
+    by it. ``stop()`` cancels ``ctx`` if it is live and puts back exactly the handler
+    that was there before (``signal.getsignal`` returns it again; with several notify
+    contexts on one signal, the last ``stop()`` does, in whatever order they stop).
+    ``stop()`` is idempotent and must be called on the main thread; use ``try: ...
+    finally: stop()`` (Go: ``defer stop()``). If the loop closes without ``stop()``,
+    the next such signal goes to the handler from before, which is put back.
+
+    Call it from a coroutine on the main thread (Python runs signal handlers only
+    there): otherwise ``RuntimeError``. Signals are ints or ``signal.Signals``
+    (``TypeError`` otherwise; ``ValueError`` for an invalid number, ``SIGKILL`` or
+    ``SIGSTOP``). A signal the loop handles (``loop.add_signal_handler``) cannot be set
+    aside and restored: ``RuntimeError``. Until ``stop()``, the loop waits for the
+    signal as for I/O, so under ``csp.run`` a main that waits only for ``ctx.done()``
+    is not a deadlock. Example::
+
+        async def main() -> None:
+            ctx, stop = csp.context.notify_context(
+                csp.context.background(), signal.SIGINT, signal.SIGTERM
+            )
+            try:
+                await serve(ctx)  # until Ctrl-C or SIGTERM closes ctx.done()
+            finally:
+                stop()
+    """
+    parent = _check_parent(parent)
+    sigs = _check_signals(signals or (signal.SIGINT,))
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            "notify_context must be called on the main thread (Python runs signal handlers "
+            "only there)"
+        )
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        raise RuntimeError("notify_context needs a running event loop: call it from a coroutine")
+    names = " ".join(_signal_text(s) for s in sigs)
+    c = _CancelCtx(parent, parent.deadline(), f"{_NOTIFY_OPEN}, [{names}])")
+    _attach(c, parent)  # born cancelled if parent is; the signals are diverted anyway (Go)
+    reg = _Notify(c, loop, sigs)
+    try:
+        loop.add_reader(reg._rsock, reg._on_readable)
+    except BaseException:
+        reg._rsock.close()
+        reg._wsock.close()
+        raise
+    for sig in sigs:
+        _divert(sig, reg)
+    return c, reg.stop
 
 
 # -- the bridge to asyncio cancellation ------------------------------------------

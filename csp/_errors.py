@@ -1,6 +1,9 @@
 """The exceptions csp raises for Go's panics and fatal errors.
 
-A small, fixed set; each message is Go's own text.
+A small, fixed set; each message is Go's own text. They live here but belong to the
+package: ``__module__`` is ``"csp"``, so a traceback prints ``csp.DeadlockError: ...``
+(the name users catch) rather than this private module, and pickling finds them as
+``csp.<name>``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ class ChannelError(RuntimeError):
             print(err)  # close of nil channel
     """
 
+    __module__ = "csp"
+
 
 class ClosedChannelError(ChannelError):
     """Send on, or close of, a closed channel.
@@ -33,6 +38,8 @@ class ClosedChannelError(ChannelError):
         except csp.ClosedChannelError as err:
             print(err)  # send on closed channel
     """
+
+    __module__ = "csp"
 
 
 class DeadlockError(RuntimeError):
@@ -51,15 +58,22 @@ class DeadlockError(RuntimeError):
             print(err)  # all goroutines are asleep - deadlock! ... [chan receive] ...
     """
 
+    __module__ = "csp"
+
 
 class WouldBlock(Exception):
-    """Raised by the non-blocking channel calls (``send_nowait``, ``recv_nowait``,
-    ``recv_ok_nowait``) when the operation cannot complete now.
+    """Raised by the non-blocking channel calls when the operation cannot complete now.
 
-    Not a :class:`ChannelError`: nothing is wrong with the channel. Example::
+    ``ch.send_nowait(v)`` raises it when no receiver is parked and the buffer is full
+    (or there is none); ``ch.recv_nowait()`` and ``ch.recv_ok_nowait()`` raise it when
+    no value is ready and the channel is not closed. It is not a :class:`ChannelError`:
+    nothing was misused, the call would have had to block (Go: the ``default`` case of
+    a one-case ``select``). Example::
 
         try:
-            v = ch.recv_nowait()
+            ch.send_nowait(v)
         except csp.WouldBlock:
-            v = None  # nothing ready
+            dropped += 1  # nobody ready and no room: drop it, as a select with default would
     """
+
+    __module__ = "csp"

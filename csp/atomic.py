@@ -1,4 +1,5 @@
-"""Atomic values (Go: package ``sync/atomic``): ``Int64``, ``Bool`` and ``Value``.
+"""Atomic values (Go: package ``sync/atomic``): ``Int32``, ``Int64``, ``Uint32``,
+``Uint64``, ``Bool`` and ``Value``.
 
 Strategy. Each object keeps its value in one attribute and one ``threading.Lock``.
 A load is a single attribute read, which is atomic in Python; every operation that
@@ -8,8 +9,13 @@ sequentially consistent). The objects are safe to share between OS threads and
 event loops; they never block on anything but that short lock, so they are plain
 calls, not coroutines.
 
-``Int64`` wraps around at 64 bits like Go's two's-complement ``int64``:
-``Int64(2**63 - 1).add(1)`` returns ``-2**63``. Example::
+The four integer types share one implementation, :class:`_AtomicInt`, parametrised
+by width and signedness. Every value given to them (to the constructor, ``store``,
+``swap``, ``compare_and_swap``, and the result of ``add``) is reduced to their width
+the way Go converts between integer types: signed types wrap in two's complement
+(``Int32(2**31 - 1).add(1)`` returns ``-2**31``), unsigned ones modulo ``2**width``
+(``Uint32(0).add(-1)`` returns ``2**32 - 1``, as Go's ``AddUint32(&x, ^uint32(0))``
+decrements). Example::
 
     requests = csp.atomic.Int64()
     requests.add(1)                      # from any thread or goroutine
@@ -20,24 +26,106 @@ from __future__ import annotations
 
 import threading
 from operator import index
-from typing import Generic, TypeVar, final
+from typing import ClassVar, Generic, TypeVar, final
 
-__all__ = ["Bool", "Int64", "Value"]
+__all__ = ["Bool", "Int32", "Int64", "Uint32", "Uint64", "Value"]
 
 T = TypeVar("T")
 
-_MASK = (1 << 64) - 1
-_SIGN = 1 << 63
+
+def _limits(bits: int, signed: bool) -> tuple[int, int]:
+    """``(_MASK, _SIGN)`` of a ``bits``-wide integer type."""
+    return (1 << bits) - 1, (1 << (bits - 1)) if signed else 0
 
 
-def _wrap(v: int) -> int:
-    """``v`` reduced to a signed 64-bit integer (two's complement)."""
-    v = index(v) & _MASK
-    return v - (1 << 64) if v & _SIGN else v
+class _AtomicInt:
+    """The atomic integer of one width and signedness; each subclass sets the two
+    constants below (:func:`_limits`).
+
+    Invariant: ``_v`` is always in the range of the type (``_wrap(_v) == _v``) and is
+    written only with ``_lock`` held.
+    """
+
+    __slots__ = ("_lock", "_v")
+
+    _MASK: ClassVar[int]  # 2**width - 1
+    _SIGN: ClassVar[int]  # the sign bit, 2**(width - 1); 0 for unsigned types
+
+    def _wrap(self, v: int) -> int:
+        """``v`` reduced to the type, as Go's integer conversion does: the low
+        ``width`` bits, read as two's complement if signed. Non-integers (anything
+        without ``__index__``) raise ``TypeError``."""
+        v = index(v) & self._MASK
+        sign = self._SIGN
+        return v - (sign << 1) if v & sign else v
+
+    def __init__(self, v: int = 0) -> None:
+        self._v = self._wrap(v)
+        self._lock = threading.Lock()
+
+    def load(self) -> int:
+        """The current value."""
+        return self._v
+
+    def store(self, v: int) -> None:
+        """Set the value to ``v`` (wrapped to the type's width)."""
+        v = self._wrap(v)
+        with self._lock:
+            self._v = v
+
+    def swap(self, v: int) -> int:
+        """Set the value to ``v`` (wrapped) and return the previous value."""
+        v = self._wrap(v)
+        with self._lock:
+            old = self._v
+            self._v = v
+        return old
+
+    def compare_and_swap(self, old: int, new: int) -> bool:
+        """If the value is ``old``, set it to ``new`` and return True; else False.
+
+        Both are wrapped first, so ``old`` matches by its bits at the type's width.
+        """
+        wrap = self._wrap
+        old, new = wrap(old), wrap(new)
+        with self._lock:
+            if self._v != old:
+                return False
+            self._v = new
+            return True
+
+    def add(self, delta: int) -> int:
+        """Add ``delta`` (wrapping around at the type's width) and return the *new* value."""
+        delta = index(delta)
+        wrap = self._wrap
+        with self._lock:
+            v = self._v = wrap(self._v + delta)
+        return v
+
+    def __repr__(self) -> str:
+        return f"<csp.atomic.{type(self).__name__} {self._v}>"
 
 
 @final
-class Int64:
+class Int32(_AtomicInt):
+    """An atomic signed 32-bit integer (Go: ``atomic.Int32``).
+
+    ``load()``, ``store(v)``, ``swap(v) -> old``, ``compare_and_swap(old, new) ->
+    bool`` and ``add(delta) -> new``. Arithmetic wraps around at 32 bits in two's
+    complement, as in Go: ``Int32(2**31 - 1).add(1)`` returns ``-2**31``. Safe from
+    several OS threads at once. Example::
+
+        level = csp.atomic.Int32()
+        level.add(-1)
+        assert level.load() == -1
+    """
+
+    __slots__ = ()
+    _MASK, _SIGN = _limits(32, signed=True)
+
+
+@final
+class Int64(_AtomicInt):
     """An atomic signed 64-bit integer (Go: ``atomic.Int64``).
 
     ``load()``, ``store(v)``, ``swap(v) -> old``, ``compare_and_swap(old, new) ->
@@ -49,48 +137,46 @@ class Int64:
         assert hits.load() == 1
     """
 
-    __slots__ = ("_lock", "_v")
+    __slots__ = ()
+    _MASK, _SIGN = _limits(64, signed=True)
 
-    def __init__(self, v: int = 0) -> None:
-        self._v = _wrap(v)
-        self._lock = threading.Lock()
 
-    def load(self) -> int:
-        """The current value."""
-        return self._v
+@final
+class Uint32(_AtomicInt):
+    """An atomic unsigned 32-bit integer (Go: ``atomic.Uint32``).
 
-    def store(self, v: int) -> None:
-        """Set the value to ``v`` (wrapped to 64 bits)."""
-        v = _wrap(v)
-        with self._lock:
-            self._v = v
+    ``load()``, ``store(v)``, ``swap(v) -> old``, ``compare_and_swap(old, new) ->
+    bool`` and ``add(delta) -> new``. Values are taken modulo ``2**32``, as Go's
+    conversion to ``uint32``: ``add(-1)`` decrements (Go: ``AddUint32(&x,
+    ^uint32(0))``) and ``Uint32(0).add(-1)`` returns ``2**32 - 1``. Safe from several
+    OS threads at once. Example::
 
-    def swap(self, v: int) -> int:
-        """Set the value to ``v`` and return the previous value."""
-        v = _wrap(v)
-        with self._lock:
-            old = self._v
-            self._v = v
-        return old
+        free = csp.atomic.Uint32(8)
+        free.add(-1)
+        assert free.load() == 7
+    """
 
-    def compare_and_swap(self, old: int, new: int) -> bool:
-        """If the value is ``old``, set it to ``new`` and return True; else False."""
-        old, new = _wrap(old), _wrap(new)
-        with self._lock:
-            if self._v != old:
-                return False
-            self._v = new
-            return True
+    __slots__ = ()
+    _MASK, _SIGN = _limits(32, signed=False)
 
-    def add(self, delta: int) -> int:
-        """Add ``delta`` (wrapping around at 64 bits) and return the *new* value."""
-        delta = index(delta)
-        with self._lock:
-            v = self._v = _wrap(self._v + delta)
-        return v
 
-    def __repr__(self) -> str:
-        return f"<csp.atomic.Int64 {self._v}>"
+@final
+class Uint64(_AtomicInt):
+    """An atomic unsigned 64-bit integer (Go: ``atomic.Uint64``).
+
+    ``load()``, ``store(v)``, ``swap(v) -> old``, ``compare_and_swap(old, new) ->
+    bool`` and ``add(delta) -> new``. Values are taken modulo ``2**64``, as Go's
+    conversion to ``uint64``: ``Uint64(2**64 - 1).add(1)`` returns 0 and ``add(-1)``
+    decrements (Go: ``AddUint64(&x, ^uint64(0))``). Safe from several OS threads at
+    once. Example::
+
+        sent = csp.atomic.Uint64()
+        sent.add(1500)
+        assert sent.load() == 1500
+    """
+
+    __slots__ = ()
+    _MASK, _SIGN = _limits(64, signed=False)
 
 
 @final

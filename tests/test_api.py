@@ -8,8 +8,11 @@ from __future__ import annotations
 import __future__
 
 import asyncio
+import importlib
 import importlib.resources
 import inspect
+import pickle
+import traceback
 from typing import Any
 
 import pytest
@@ -127,6 +130,88 @@ def test_error_hierarchy() -> None:
     assert issubclass(csp.DeadlockError, Exception)
     for e in (csp.ChannelError, csp.ClosedChannelError, csp.DeadlockError):
         assert not issubclass(e, asyncio.CancelledError)
+
+
+PACKAGE_ERRORS = {
+    "csp": ["ChannelError", "ClosedChannelError", "DeadlockError"],
+    "csp.context": ["Canceled", "DeadlineExceeded"],
+}
+
+
+def test_exceptions_show_their_public_names() -> None:
+    """API.md (exceptions): each public exception's ``__module__`` is the module users
+    import it from, its qualified name is its own, and pickling goes through that
+    public name and comes back as the same class."""
+    for modname, names in PACKAGE_ERRORS.items():
+        mod = importlib.import_module(modname)
+        for name in names:
+            cls = getattr(mod, name)
+            assert (cls.__module__, cls.__qualname__) == (modname, name)
+            err = cls("boom") if modname == "csp" else cls()
+            back = pickle.loads(pickle.dumps(err))
+            assert type(back) is cls and str(back) == str(err)
+
+
+def test_would_block_is_a_plain_package_exception() -> None:
+    """API.md (non-blocking operations): ``csp.WouldBlock`` is an ``Exception``, not a
+    ``ChannelError`` (nothing was misused) nor a ``RuntimeError``; its docstring
+    names the calls that raise it. (csp/__init__.py exports it with those calls.)"""
+    from csp._errors import WouldBlock
+
+    assert WouldBlock.__module__ == "csp"
+    assert issubclass(WouldBlock, Exception)
+    assert not issubclass(WouldBlock, (csp.ChannelError, RuntimeError, asyncio.CancelledError))
+    doc = inspect.getdoc(WouldBlock) or ""
+    for call in ("send_nowait", "recv_nowait", "recv_ok_nowait"):
+        assert call in doc
+
+
+def exception_line(err: BaseException) -> str:
+    """The line of ``err``'s printed traceback that names its type and starts its
+    message (the first unindented line after the last frame)."""
+    text = "".join(traceback.format_exception(err))
+    assert "csp._" not in text.replace(csp.__file__.rsplit("/", 1)[0], "")  # no private name
+    lines = text.splitlines()
+    last_frame = max((i for i, line in enumerate(lines) if line.startswith('  File "')), default=-1)
+    return next(line for line in lines[last_frame + 1 :] if not line.startswith(" "))
+
+
+def test_tracebacks_print_public_names(run: Any) -> None:
+    """An uncaught csp exception's traceback ends in ``csp.DeadlockError: ...``,
+    ``csp.ClosedChannelError: ...``, ``csp.context.Canceled: ...`` (the names to catch),
+    not the private modules that define them."""
+
+    async def deadlock() -> None:
+        await csp.Chan[int]().recv()  # nobody will ever send
+
+    with pytest.raises(csp.DeadlockError) as info:
+        run(deadlock)
+    line = exception_line(info.value)
+    assert line == "csp.DeadlockError: all goroutines are asleep - deadlock!"
+
+    async def close_twice() -> None:
+        ch = csp.Chan[int]()
+        ch.close()
+        ch.close()
+
+    with pytest.raises(csp.ClosedChannelError) as info2:
+        run(close_twice)
+    assert exception_line(info2.value) == "csp.ClosedChannelError: close of closed channel"
+    with pytest.raises(csp.ChannelError) as info3:
+        csp.nil.close()
+    assert exception_line(info3.value) == "csp.ChannelError: close of nil channel"
+
+    async def cancelled_scope() -> None:
+        ctx, cancel = csp.context.with_cancel(csp.context.background())
+        cancel()
+        async with csp.context.scope(ctx):
+            await asyncio.sleep(1)
+
+    with pytest.raises(csp.context.Canceled) as info4:
+        run(cancelled_scope)
+    assert exception_line(info4.value) == "csp.context.Canceled: context canceled"
+    err = csp.context.DeadlineExceeded()
+    assert exception_line(err) == "csp.context.DeadlineExceeded: context deadline exceeded"
 
 
 def test_chan_is_generic() -> None:

@@ -1,11 +1,14 @@
-"""Tests for csp.atomic: Int64, Bool, Value, single-threaded and from 4 OS threads."""
+"""Tests for csp.atomic: Int32, Int64, Uint32, Uint64, Bool, Value, single-threaded and
+from 4 OS threads."""
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,17 @@ import csp
 from csp import atomic
 
 THREADS = 4
+
+IntType = type[atomic.Int32] | type[atomic.Int64] | type[atomic.Uint32] | type[atomic.Uint64]
+INTS: tuple[IntType, ...] = (atomic.Int32, atomic.Int64, atomic.Uint32, atomic.Uint64)
+# (type, lowest value, highest value): Go's math.MinInt32 ... math.MaxUint64
+RANGES = [
+    (atomic.Int32, -(2**31), 2**31 - 1),
+    (atomic.Int64, -(2**63), 2**63 - 1),
+    (atomic.Uint32, 0, 2**32 - 1),
+    (atomic.Uint64, 0, 2**64 - 1),
+]
+RANGE_IDS = [cls.__name__ for cls, _, _ in RANGES]
 
 
 @pytest.fixture
@@ -48,11 +62,11 @@ def in_threads(fn: Callable[[int], None], n: int = THREADS) -> None:
 def test_module_is_public() -> None:
     assert csp.atomic is atomic
     assert "atomic" in csp.__all__
-    assert atomic.__all__ == ["Bool", "Int64", "Value"]
-    for cls in (atomic.Int64, atomic.Bool, atomic.Value):
+    assert atomic.__all__ == ["Bool", "Int32", "Int64", "Uint32", "Uint64", "Value"]
+    for cls in (*INTS, atomic.Bool, atomic.Value):
         assert getattr(cls, "__final__", False) is True
-        assert cls.__doc__ and "(Go: " in cls.__doc__
-    objs: list[object] = [atomic.Int64(), atomic.Bool(), atomic.Value()]
+        assert cls.__doc__ and f"(Go: ``atomic.{cls.__name__}``)" in cls.__doc__
+    objs: list[object] = [*(c() for c in INTS), atomic.Bool(), atomic.Value()]
     for obj in objs:
         assert not hasattr(obj, "__dict__")
 
@@ -248,3 +262,205 @@ def test_value_cas_counter_from_4_threads(fast_switching: None) -> None:
 
     in_threads(work)
     assert v.load() == THREADS * n
+
+
+# -- Int32, Uint32, Uint64 (and Int64 beside them) -----------------------------------
+
+
+@pytest.mark.parametrize("cls", INTS, ids=lambda c: c.__name__)
+def test_int_types_operations(cls: IntType) -> None:
+    """Every integer type has Int64's methods with Int64's results inside its range."""
+    v = cls()
+    assert v.load() == 0
+    v.store(5)
+    assert v.add(3) == 8  # add returns the new value
+    assert v.add(-2) == 6
+    assert v.swap(7) == 6  # swap returns the old value
+    assert v.load() == 7
+    assert v.compare_and_swap(6, 1) is False
+    assert v.load() == 7
+    assert v.compare_and_swap(7, 1) is True
+    assert v.load() == 1
+    assert cls(42).load() == 42
+    assert repr(cls(42)) == f"<csp.atomic.{cls.__name__} 42>"
+
+
+@pytest.mark.parametrize(("cls", "lo", "hi"), RANGES, ids=RANGE_IDS)
+def test_int_types_wrap_at_their_boundaries_like_go(cls: IntType, lo: int, hi: int) -> None:
+    """Go's wrap-around at each end of the type's range, for add, store, swap, CAS and
+    the constructor: the value is the low ``width`` bits, signed or not."""
+    span = hi - lo + 1  # 2**width
+    v = cls(hi)
+    assert v.load() == hi
+    assert v.add(1) == lo  # MaxInt32 + 1 == MinInt32; MaxUint32 + 1 == 0
+    assert v.load() == lo
+    assert v.add(-1) == hi  # MinInt32 - 1 == MaxInt32; 0 - 1 == MaxUint32
+    assert v.add(2) == lo + 1
+    assert v.add(span) == lo + 1  # a whole turn changes nothing
+    assert v.add(-span - 2) == hi
+    assert cls(hi + 1).load() == lo
+    assert cls(lo - 1).load() == hi
+    assert cls(span + 5).load() == 5
+    v.store(hi + 1)
+    assert v.load() == lo
+    assert v.swap(lo - 1) == lo
+    assert v.load() == hi
+    # compare_and_swap compares the bits at the type's width
+    assert v.compare_and_swap(hi - span, 0) is True  # hi - span has hi's bits
+    assert v.load() == 0
+    assert v.compare_and_swap(span, 3) is True  # span's low bits are 0
+    assert v.compare_and_swap(4, 9) is False
+    assert v.load() == 3
+
+
+def test_uint_add_of_minus_one_decrements_like_go() -> None:
+    """Go: ``AddUint32(&x, ^uint32(0))`` decrements x; ``add(-1)`` and
+    ``add(2**32 - 1)`` are the same delta at 32 bits."""
+    u32 = atomic.Uint32(3)
+    assert u32.add(-1) == 2
+    assert u32.add(2**32 - 1) == 1  # ^uint32(0)
+    assert u32.add(-2) == 2**32 - 1
+    assert u32.add(2**32 - 2) == 2**32 - 3  # Go: AddUint32(&x, ^uint32(c-1)) subtracts c
+    assert u32.add(-(2**32 - 1)) == 2**32 - 2  # the same bits as +1
+    u64 = atomic.Uint64(1)
+    assert u64.add(2**64 - 1) == 0  # ^uint64(0)
+    assert u64.add(-1) == 2**64 - 1
+    assert atomic.Int32(-(2**31)).add(-1) == 2**31 - 1
+    assert atomic.Int32(0).add(2**32 - 1) == -1  # the same bits as -1
+
+
+def test_widths_are_independent() -> None:
+    """The same inputs give each type its own Go value (int32(x), uint32(x), ...)."""
+    x = 2**32 + 2**31 + 7  # low 32 bits: 2**31 + 7
+    assert atomic.Int32(x).load() == -(2**31) + 7
+    assert atomic.Uint32(x).load() == 2**31 + 7
+    assert atomic.Int64(x).load() == x
+    assert atomic.Uint64(-x).load() == 2**64 - x
+    assert atomic.Int64(-x).load() == -x
+
+
+@pytest.mark.parametrize("cls", INTS, ids=lambda c: c.__name__)
+def test_int_types_reject_non_integers(cls: IntType) -> None:
+    """Go's types admit integers only: anything without ``__index__`` is a
+    ``TypeError``, and the value is unchanged afterwards."""
+    v = cls(1)
+    calls: list[Callable[[], object]] = [
+        lambda: v.add(1.5),  # type: ignore[arg-type]
+        lambda: v.add("1"),  # type: ignore[arg-type]
+        lambda: v.store("1"),  # type: ignore[arg-type]
+        lambda: v.store(1.0),  # type: ignore[arg-type]
+        lambda: v.swap(None),  # type: ignore[arg-type]
+        lambda: v.compare_and_swap(1, 2.0),  # type: ignore[arg-type]
+        lambda: v.compare_and_swap("1", 2),  # type: ignore[arg-type]
+        lambda: cls(0.5),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(TypeError):
+            call()
+    assert v.load() == 1
+
+
+@pytest.mark.parametrize("cls", INTS, ids=lambda c: c.__name__)
+def test_int_types_add_from_4_threads(cls: IntType, fast_switching: None) -> None:
+    v = cls()
+    n = 50_000
+
+    def work(_: int) -> None:
+        for _ in range(n):
+            v.add(1)
+
+    in_threads(work)
+    assert v.load() == THREADS * n
+
+
+@pytest.mark.parametrize(("cls", "lo", "hi"), RANGES, ids=RANGE_IDS)
+def test_int_types_wrapping_adds_from_4_threads(
+    cls: IntType, lo: int, hi: int, fast_switching: None
+) -> None:
+    """Starting one step below the top, threads adding +1 and -1 and large deltas
+    cross both ends of the range many times; the final value is exact."""
+    span = hi - lo + 1
+    n = 20_000
+    deltas = [1, -1, span // 2 + 3, -(span // 4) - 1]  # one per thread
+    v = cls(hi)
+
+    def work(i: int) -> None:
+        d = deltas[i]
+        for _ in range(n):
+            v.add(d)
+
+    in_threads(work)
+    total = hi + sum(deltas) * n
+    assert v.load() == (total - lo) % span + lo
+
+
+def test_uint32_decrements_from_4_threads_wrap_below_zero(fast_switching: None) -> None:
+    """Go's ``AddUint32(&x, ^uint32(0))`` from several goroutines: 4 x n decrements
+    from 0 end at 2**32 - 4n, with no decrement lost."""
+    v = atomic.Uint32()
+    n = 50_000
+
+    def work(i: int) -> None:
+        for _ in range(n):
+            v.add(2**32 - 1 if i % 2 else -1)
+
+    in_threads(work)
+    assert v.load() == 2**32 - THREADS * n
+
+
+def test_int_types_cas_increment_loops_from_4_threads(fast_switching: None) -> None:
+    """A CAS loop across the Int32 sign boundary: every increment is counted once."""
+    n = 10_000
+    start = 2**31 - 2 * n
+    v = atomic.Int32(start)
+
+    def work(_: int) -> None:
+        done = 0
+        while done < n:
+            old = v.load()
+            if v.compare_and_swap(old, old + 1):  # old + 1 may be 2**31: wraps
+                done += 1
+
+    in_threads(work)
+    assert v.load() == start + THREADS * n - 2**32
+
+
+MYPY_SNIPPET = """
+from csp import atomic
+
+a: atomic.Int32 = atomic.Int32(1)
+b: atomic.Uint32 = atomic.Uint32()
+c: atomic.Uint64 = atomic.Uint64(2**64 - 1)
+x: int = a.add(1) + b.load() + c.swap(3) + atomic.Int64().add(-1)
+ok: bool = b.compare_and_swap(0, 1)
+c.store(0)
+s: str = a.load()  # E: Incompatible types in assignment
+a.add(1.5)  # E: Argument 1 to "add" of "_AtomicInt" has incompatible type "float"
+b.store("x")  # E: Argument 1 to "store" of "_AtomicInt" has incompatible type "str"
+class Sub(atomic.Uint64): ...  # E: Cannot inherit from final class "Uint64"
+"""
+
+
+def test_int_types_typing_is_mypy_strict_clean(tmp_path: Path) -> None:
+    """STYLE 10: the new types type-check under ``mypy --strict``; the lines marked
+    ``# E:`` are exactly the errors reported (wrong argument types, subclassing)."""
+    api = pytest.importorskip("mypy.api")
+    src = tmp_path / "atomic_typing.py"
+    src.write_text(MYPY_SNIPPET)
+    out, err, _ = api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
+         "--no-error-summary", "--hide-error-context", "--show-column-numbers",
+         str(src)]
+    )
+    lines = MYPY_SNIPPET.splitlines()
+    expected = {
+        i: line.split("# E: ", 1)[1] for i, line in enumerate(lines) if "# E: " in line
+    }
+    got: dict[int, str] = {}
+    for row in out.splitlines():
+        m = re.match(r".*atomic_typing\.py:(\d+):\d+: error: (.*)", row)
+        assert m is not None, (row, err)
+        got[int(m.group(1)) - 1] = m.group(2)
+    assert sorted(got) == sorted(expected), out
+    for i, msg in expected.items():
+        assert got[i].startswith(msg), (got[i], msg)

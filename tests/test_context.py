@@ -1,4 +1,5 @@
-"""csp.context: ports of Go's src/context/context_test.go plus the scope() bridge.
+"""csp.context: ports of Go's src/context/context_test.go plus the scope() bridge, and
+notify_context (Go's os/signal NotifyContext, signal_test.go's TestNotifyContext*).
 
 Deadlines run on the virtual clock on asyncio (tests/vclock.py) and on real, tiny
 durations on uvloop, asserting only what load cannot change there.
@@ -8,7 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import pickle
 import random
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -985,7 +994,365 @@ def test_public_surface() -> None:
 
     assert csp.context is mod
     for name in ("background", "todo", "with_cancel", "with_timeout", "with_deadline",
-                 "with_value", "Canceled", "DeadlineExceeded", "scope"):
+                 "with_value", "Canceled", "DeadlineExceeded", "scope", "notify_context"):
         assert name in mod.__all__ and hasattr(mod, name)
     for name in ("after", "tick", "Timer", "Ticker", "after_func", "sleep"):
         assert name in csp.__all__ and hasattr(csp, name)
+
+
+# -- notify_context (Go: signal.NotifyContext) --------------------------------------
+
+posix_signals = pytest.mark.skipif(
+    not hasattr(signal, "SIGUSR1"), reason="needs SIGUSR1/SIGUSR2 (POSIX)"
+)
+USR1 = getattr(signal, "SIGUSR1", 0)
+USR2 = getattr(signal, "SIGUSR2", 0)
+
+
+class Recorder:
+    """A ``signal.signal`` handler that records the signals it gets."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.calls.append(signum)
+
+
+@pytest.fixture
+def saved_signals() -> Iterator[None]:
+    """Each test leaves SIGINT, SIGUSR1 and SIGUSR2 as it found them, and no signal
+    diverted (a test that forgets stop() on purpose cleans up after itself)."""
+    from csp import _context
+
+    sigs = [signal.SIGINT, USR1, USR2] if USR1 else [signal.SIGINT]
+    before = {s: signal.getsignal(s) for s in sigs}
+    try:
+        yield
+        assert _context._diverted == {}
+    finally:
+        _context._diverted.clear()
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
+async def wait_done(ctx: Context) -> None:
+    """Wait until ctx.done() is closed; fail after 5 s instead of hanging."""
+    i, _ = await csp.select(ctx.done().recv, csp.after(5.0).recv)
+    assert i == 0, "ctx.done() was not closed"
+
+
+def kill(sig: int) -> None:
+    # Sent by the main thread to its own process: Python runs the handler before
+    # os.kill returns (it checks for pending signals on the way out).
+    os.kill(os.getpid(), sig)
+
+
+@posix_signals
+def test_notify_context_signal_cancels_ctx_and_only_ctx(run: Any, saved_signals: None) -> None:
+    """Go's TestNotifyContextNotifications: the signal closes ctx.done(); err() is
+    Canceled and cause() names the signal (Go 1.26). While diverted, the previous
+    handler does not run, also for a second signal after ctx is done (Go: until stop);
+    stop() puts exactly that handler back and is idempotent."""
+    prev = Recorder()
+    signal.signal(USR1, prev)
+
+    async def main() -> list[object]:
+        ctx, stop = context.notify_context(bg(), USR1)
+        assert signal.getsignal(USR1) is not prev
+        assert ctx.err() is None and not await is_done(ctx)
+        trace: list[object] = [str(ctx)]
+        kill(USR1)
+        await wait_done(ctx)
+        err, why = ctx.err(), context.cause(ctx)
+        assert type(err) is Canceled and why is not err
+        back = pickle.loads(pickle.dumps(why))
+        assert (type(back), str(back), back.signal) == (type(why), str(why), USR1)  # type: ignore[attr-defined]
+        trace += [type(why).__name__, str(why), why.signal, list(prev.calls)]  # type: ignore[union-attr]
+        kill(USR1)  # a second one, with ctx already done: still swallowed
+        await csp.sleep(0.01)
+        trace.append(list(prev.calls))
+        stop()
+        assert signal.getsignal(USR1) is prev
+        assert ctx.err() is err and context.cause(ctx) is why  # stop keeps the first cause
+        stop()  # idempotent
+        assert signal.getsignal(USR1) is prev
+        kill(USR1)  # now the previous handler gets it
+        trace.append(list(prev.calls))
+        return trace
+
+    assert run(main) == [
+        "signal.NotifyContext(context.Background, [user defined signal 1])",
+        "_SignalReceived", "user defined signal 1 signal received", USR1, [],
+        [],
+        [USR1],
+    ]
+
+
+@posix_signals
+@pytest.mark.parametrize(
+    "prev", ["recorder", "SIG_IGN", "SIG_DFL"], ids=["function", "SIG_IGN", "SIG_DFL"]
+)
+def test_notify_context_stop_cancels_and_restores_the_previous_handler(
+    run: Any, saved_signals: None, prev: str
+) -> None:
+    """stop() before any signal: ctx is cancelled with Canceled as its cause (Go's
+    stop calls cancel), and signal.getsignal() returns the very handler from before,
+    whatever it was."""
+    handler: Any = Recorder() if prev == "recorder" else getattr(signal, prev)
+    signal.signal(USR2, handler)
+
+    async def main() -> None:
+        ctx, stop = context.notify_context(bg(), USR2)
+        assert signal.getsignal(USR2) is not handler
+        stop()
+        assert type(ctx.err()) is Canceled and context.cause(ctx) is ctx.err()
+        assert await is_done(ctx)
+        assert signal.getsignal(USR2) is handler
+        stop()
+        assert signal.getsignal(USR2) is handler
+
+    run(main)
+
+
+@posix_signals
+def test_notify_context_default_is_sigint(run: Any, saved_signals: None) -> None:
+    """With no signals, Ctrl-C (SIGINT): it cancels ctx instead of csp.run's own
+    handling (which would cancel main and raise KeyboardInterrupt); main goes on.
+    stop() hands SIGINT back to csp.run's handler."""
+
+    async def main() -> list[object]:
+        before = signal.getsignal(signal.SIGINT)
+        ctx, stop = context.notify_context(bg())
+        try:
+            kill(signal.SIGINT)
+            await wait_done(ctx)
+            await csp.sleep(0.01)  # main was not cancelled: it gets past an await
+            out: list[object] = [str(ctx), str(context.cause(ctx))]
+        finally:
+            stop()
+        out.append(signal.getsignal(signal.SIGINT) is before)
+        return out
+
+    assert run(main) == [
+        "signal.NotifyContext(context.Background, [interrupt])",
+        "interrupt signal received",
+        True,
+    ]
+
+
+@posix_signals
+def test_notify_contexts_sharing_signals(run: Any, saved_signals: None) -> None:
+    """Go: every channel registered for a signal gets it. Each live notify context
+    of a signal is cancelled by it, with that signal as its cause; a signal it does
+    not list leaves it alone. The handlers from before come back only with the last
+    stop() of each signal, in any stop order."""
+    p1, p2 = Recorder(), Recorder()
+    signal.signal(USR1, p1)
+    signal.signal(USR2, p2)
+
+    async def main() -> None:
+        a, stop_a = context.notify_context(bg(), USR1)
+        b, stop_b = context.notify_context(bg(), USR1, USR2, USR1)  # duplicates collapse
+        c, stop_c = context.notify_context(bg(), USR2)
+        assert str(b) == (
+            "signal.NotifyContext(context.Background, "
+            "[user defined signal 1 user defined signal 2])"
+        )
+        kill(USR1)
+        await wait_done(a)
+        await wait_done(b)
+        assert c.err() is None
+        kill(USR2)
+        await wait_done(c)
+        assert [context.cause(x).signal for x in (a, b, c)] == [USR1, USR1, USR2]  # type: ignore[union-attr]
+        stop_a()
+        assert signal.getsignal(USR1) is not p1  # b still diverts it
+        stop_c()
+        assert signal.getsignal(USR2) is not p2  # b still diverts it
+        kill(USR1)
+        kill(USR2)
+        await csp.sleep(0.01)
+        assert p1.calls == [] and p2.calls == []
+        stop_b()
+        assert signal.getsignal(USR1) is p1 and signal.getsignal(USR2) is p2
+        kill(USR2)
+        assert p1.calls == [] and p2.calls == [USR2]
+
+    run(main)
+
+
+@posix_signals
+def test_notify_context_in_the_context_tree(arun: Any, saved_signals: None) -> None:
+    """It is a context like the others: a parent's cancellation reaches it (and its
+    cause); a signal reaches its children; a child of a cancelled parent is born
+    cancelled, and the signal stays diverted until stop() all the same (Go
+    registers before it looks at the parent). Its name wraps its parent's, as Go's."""
+
+    prev = Recorder()
+    signal.signal(USR1, prev)
+
+    async def main() -> None:
+        parent, cancel = context.with_cancel_cause(bg())
+        v = context.with_value(parent, "k", 1)
+        ctx, stop = context.notify_context(v, USR1)
+        child, _ = context.with_cancel(ctx)
+        assert str(child) == (
+            "signal.NotifyContext(context.Background.WithCancel.WithValue('k', 1), "
+            "[user defined signal 1]).WithCancel"
+        )
+        assert ctx.value("k") == 1
+        kill(USR1)
+        await wait_done(child)
+        assert str(context.cause(child)) == "user defined signal 1 signal received"
+        assert parent.err() is None
+        stop()
+
+        boom = RuntimeError("boom")
+        ctx2, stop2 = context.notify_context(parent, USR1)
+        cancel(boom)
+        assert type(ctx2.err()) is Canceled and context.cause(ctx2) is boom
+        kill(USR1)  # ctx2 is done, but the signal stays diverted until stop2()
+        stop2()
+
+        born, stop3 = context.notify_context(parent, USR1)  # parent already cancelled
+        assert type(born.err()) is Canceled and context.cause(born) is boom
+        kill(USR1)  # diverted although ctx was born done
+        await csp.sleep(0.01)
+        assert prev.calls == []
+        assert context.cause(born) is boom  # the signal changes nothing any more
+        stop3()
+        assert signal.getsignal(USR1) is prev
+
+    arun(main)
+
+
+@posix_signals
+def test_notify_context_is_not_a_deadlock(run: Any, saved_signals: None) -> None:
+    """API.md: never a false DeadlockError. Main waits for nothing but ctx.done()
+    (no timer, no I/O of its own) while another process sends the signal: until
+    stop(), the loop waits for the signal as for I/O."""
+
+    signal.signal(USR1, Recorder())  # should this test fail, a late signal is harmless
+
+    async def main() -> str:
+        ctx, stop = context.notify_context(bg(), USR1)
+        code = f"import os, time; time.sleep(0.2); os.kill({os.getpid()}, {int(USR1)})"
+        proc = subprocess.Popen([sys.executable, "-c", code])
+        try:
+            await ctx.done().recv()
+        finally:
+            proc.wait()
+            stop()
+        return str(context.cause(ctx))
+
+    assert run(main) == "user defined signal 1 signal received"
+
+
+@posix_signals
+def test_notify_context_forgotten_stop_gives_the_signal_back(
+    run: Any, saved_signals: None
+) -> None:
+    """A notify context whose loop closed without stop() can never be cancelled
+    again, so it does not keep the signal: the next signal goes to the handler from
+    before (put back and delivered again), and another notify context's stop()
+    restores that handler as if the forgotten one had stopped. A late stop() is
+    harmless."""
+    prev = Recorder()
+    signal.signal(USR1, prev)
+    stops: list[Any] = []
+
+    async def forget() -> None:
+        _, stop = context.notify_context(bg(), USR1)
+        stops.append(stop)
+
+    async def stop_another() -> None:
+        ctx, stop = context.notify_context(bg(), USR1)
+        kill(USR1)  # the live one hears it; nothing reaches prev
+        await wait_done(ctx)
+        stop()
+
+    run(forget)
+    assert signal.getsignal(USR1) is not prev  # still diverted: stop() was not called
+    kill(USR1)
+    assert prev.calls == [USR1]
+    assert signal.getsignal(USR1) is prev
+
+    run(forget)
+    run(stop_another)
+    assert prev.calls == [USR1]
+    assert signal.getsignal(USR1) is prev
+    for stop in stops:
+        stop()
+    assert signal.getsignal(USR1) is prev
+
+
+@posix_signals
+def test_notify_context_misuse(saved_signals: None) -> None:
+    """Clear errors, and nothing diverted by a call that failed: no running loop or
+    not the main thread (RuntimeError), nil parent and non-signals (TypeError),
+    invalid or uncatchable signals (ValueError), a signal the loop itself handles
+    (RuntimeError); stop() off the main thread (RuntimeError, and it did nothing)."""
+    before = signal.getsignal(USR1)
+    with pytest.raises(RuntimeError, match="running event loop"):
+        context.notify_context(bg(), USR1)
+    with pytest.raises(TypeError, match="nil parent"):
+        context.notify_context(None, USR1)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        for bad in ("SIGUSR1", 1.0, True, None):
+            with pytest.raises(TypeError, match=r"int or signal\.Signals"):
+                context.notify_context(bg(), bad)  # type: ignore[arg-type]
+        for bad_value in (0, 100_000, -1):
+            with pytest.raises(ValueError, match="invalid signal number"):
+                context.notify_context(bg(), bad_value)
+        with pytest.raises(ValueError, match="SIGKILL cannot be caught"):
+            context.notify_context(bg(), USR1, signal.SIGKILL)
+        assert signal.getsignal(USR1) is before  # all or nothing
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(USR2, lambda: None)
+        try:
+            with pytest.raises(RuntimeError, match=r"loop\.add_signal_handler"):
+                context.notify_context(bg(), USR1, USR2)
+        finally:
+            loop.remove_signal_handler(USR2)
+        assert signal.getsignal(USR1) is before
+
+        ctx, stop = context.notify_context(bg(), USR1)
+        errors: list[BaseException] = []
+
+        def off_main() -> None:
+            try:
+                stop()
+            except BaseException as e:
+                errors.append(e)
+
+        t = threading.Thread(target=off_main)
+        t.start()
+        t.join()
+        assert [type(e) for e in errors] == [RuntimeError]
+        assert "main thread" in str(errors[0])
+        assert ctx.err() is None and signal.getsignal(USR1) is not before
+        stop()
+        assert signal.getsignal(USR1) is before
+
+    asyncio.run(main())
+
+    errors: list[BaseException] = []
+
+    def in_thread() -> None:
+        async def body() -> None:
+            context.notify_context(bg(), USR1)
+
+        try:
+            asyncio.run(body())
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join()
+    assert [type(e) for e in errors] == [RuntimeError]
+    assert "main thread" in str(errors[0])
+    assert signal.getsignal(USR1) is before
