@@ -140,7 +140,7 @@ class _BaseChan(Generic[T]):
             w = self._park(False, "chan receive")
             await w
             return w.value  # type: ignore[no-any-return]  # (None if woken by close)
-        return None if v is CLOSED else v  # type: ignore[no-any-return]
+        return None if v is CLOSED else v
 
     async def recv_ok(self) -> tuple[T | None, bool]:
         """Receive a value and whether it came from a send (Go: ``v, ok := <-ch``).
@@ -166,7 +166,7 @@ class _BaseChan(Generic[T]):
         v = self._try_recv()
         if v is BLOCK:
             raise WouldBlock("receive would block")
-        return None if v is CLOSED else v  # type: ignore[no-any-return]
+        return None if v is CLOSED else v
 
     def recv_ok_nowait(self) -> tuple[T | None, bool]:
         """``recv_ok`` if it can complete now, else raise :class:`csp.WouldBlock`."""

@@ -182,7 +182,7 @@ def selftest() -> list[str]:
         abandon_task(s)
         if not (s.done() and s.cancelled()):
             problems.append("abandon_task did not end the task")
-        s.get_coro().close()  # type: ignore[union-attr]
+        s.get_coro().close()
         q = loop_queues(loop)
         if type(loop) is asyncio.SelectorEventLoop or isinstance(loop, asyncio.BaseEventLoop):
             if q is None:

@@ -103,11 +103,11 @@ def _spawn(sched: Scheduler, coro: Coroutine[Any, Any, T], ctx: contextvars.Cont
     """Start ``coro`` as goroutine ``gid`` on ``sched``'s loop."""
     loop = sched.loop
     g = Goroutine(coro, sched, ctx, gid)
-    b = body(g)
+    b: Any = body(g)
     name = getattr(coro, "__qualname__", None)
     if name is not None:  # the Task's repr names the user's function
         b.__qualname__ = name
-        b.__name__ = coro.__name__  # type: ignore[attr-defined]
+        b.__name__ = getattr(coro, "__name__", name)
     path = sched.task_path
     if path < 0:
         path = sched.task_path = _task_path.get(type(loop)) or _learn_task_path(type(loop))
@@ -248,7 +248,7 @@ class _Run:
             stuck = self.stuck = loop.create_future()
             left = len(tasks)
 
-            def one_done(_: asyncio.Task[Any]) -> None:
+            def one_done(_: asyncio.Task[Any], stuck: Any = stuck) -> None:
                 nonlocal left
                 left -= 1
                 if left == 0 and not stuck.done():
@@ -284,8 +284,8 @@ class _Run:
             who = f"goroutine {g.id} {g.name()}()" if g is not None else f"task {t.get_name()}"
             _compat.abandon_task(t)
             try:
-                t.get_coro().close()  # type: ignore[union-attr]  # its finally blocks run
-            except BaseException as exc:  # noqa: BLE001 - reported in the warning
+                t.get_coro().close()  # type: ignore[union-attr,unused-ignore]  # finally blocks run
+            except BaseException as exc:
                 what += f", and closing it raised {exc!r}"
             names.append(f"{who} [{what}]")
         if names:
@@ -319,7 +319,12 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
     # Wait for main through a future of our own: a Ctrl-C that cancels this task must
     # not wait for main to finish cancelling (it may never).
     main_done: asyncio.Future[None] = loop.create_future()
-    main.add_done_callback(lambda _: main_done.done() or main_done.set_result(None))
+
+    def main_ended(_: asyncio.Task[Any]) -> None:
+        if not main_done.done():
+            main_done.set_result(None)
+
+    main.add_done_callback(main_ended)
     result: Any = None
     interrupted: asyncio.CancelledError | None = None
     try:
@@ -358,7 +363,9 @@ def run(main: Callable[[*Ts], Awaitable[T]], /, *args: *Ts, loop: str = ...,
 def run(main: Coroutine[Any, Any, T], /, *, loop: str = ..., debug: bool = ...) -> T: ...
 
 
-def run(main: Any, /, *args: Any, loop: str = "auto", debug: bool = False) -> Any:
+def run(  # type: ignore[misc]  # (mypy: an implementation of a *Ts overload)
+    main: Any, /, *args: Any, loop: str = "auto", debug: bool = False
+) -> Any:
     """Run ``main(*args)`` as the main goroutine on a new event loop (Go: the program).
 
     ``loop`` is ``"auto"`` (uvloop when importable, else asyncio), ``"uvloop"`` or

@@ -60,6 +60,18 @@ class Runnable(Protocol):
     def run(self) -> None: ...
 
 
+class Waker(Runnable, Protocol):
+    """What a waiter wakes (``Waiter.waker``): a goroutine's driver or a TaskWake."""
+
+    @property
+    def proxy(self) -> Waiter | None: ...
+
+    def attach(self, w: Waiter, wakeup: Callable[[Any], object],
+               ctx: contextvars.Context | None) -> None: ...
+
+    def cancel(self, msg: Any = None) -> bool: ...
+
+
 class _Barrier:
     """Queued in front of the goroutines that yielded during a drain: the drain stops
     here, so that they run after the loop's own ready callbacks."""
@@ -175,7 +187,7 @@ class Scheduler:
         exception escaping it is reported (Go: an unrecovered panic); maybe everyone
         left is parked now."""
         g = self.goroutines.pop(task, None)
-        if g is not None and g.coro.cr_frame is not None:
+        if g is not None and getattr(g.coro, "cr_frame", None) is not None:
             g.coro.close()  # cancelled before its first step: it never ran
         if not task.cancelled():
             exc = task.exception()

@@ -34,7 +34,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, final
+from typing import Any, cast, final
 
 from csp import _sched
 from csp._chan import RecvChan, _BaseChan, _TimerChan, nil
@@ -188,7 +188,7 @@ def _run_func(fn: Callable[[], object], loop: asyncio.AbstractEventLoop) -> None
 
     try:
         if _is_coro_fn(fn):
-            go(fn)  # type: ignore[arg-type]
+            go(cast(Any, fn))
             return
         res = fn()
         if inspect.iscoroutine(res):
@@ -198,7 +198,7 @@ def _run_func(fn: Callable[[], object], loop: asyncio.AbstractEventLoop) -> None
     except BaseException as exc:
         sched = _sched.schedulers.get(loop)
         if sched is not None and sched.panic_handler is not None:
-            sched.panic_handler(None, exc)  # type: ignore[arg-type]
+            sched.panic_handler(None, exc)
         else:
             loop.call_exception_handler(
                 {"message": "Exception in csp.after_func function", "exception": exc}

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Final
 from csp import _compat, _sched
 
 if TYPE_CHECKING:
-    from csp._sched import Runnable
+    from csp._sched import Waker
     from csp._waitq import WaitQ
 
 __all__ = [
@@ -226,12 +226,12 @@ class Waiter:
     def __init__(self, reason: str, value: Any = None) -> None:
         # True from the start: a waiter is only ever made to be awaited at once.
         self._asyncio_future_blocking = True
-        self.state = PENDING
+        self.state: int = PENDING
         self.reason = reason
         self.value = value
         self.ok = True
         self.index = -1
-        self.waker: Runnable | None = None
+        self.waker: Waker | None = None
         self.on_abort: Callable[[Waiter], None] | None = None
         self.base: int | None = None
         self.q: WaitQ | None = None
@@ -301,8 +301,8 @@ class Waiter:
     def cancel(self, msg: Any = None) -> bool:
         """``Task.cancel()`` of the task parked here."""
         r = self.waker
-        if r is not None and r.proxy is self:  # type: ignore[attr-defined]
-            return r.cancel(msg)  # type: ignore[attr-defined,no-any-return]
+        if r is not None and r.proxy is self:
+            return r.cancel(msg)
         if self.state is PENDING:
             self.withdraw(msg)
             if r is not None:
@@ -337,12 +337,13 @@ class Waiter:
             try:
                 yield self
             except BaseException as exc:
-                if self.state is PENDING:
+                state: int = self.state  # (moved while we were parked)
+                if state is PENDING:
                     # thrown in without cancel() (coro.throw, close): withdraw, so that
                     # nothing completes it later
                     self.withdraw()
                     raise
-                if self.state is not DONE or not isinstance(exc, _CancelledError):
+                if state is not DONE or not isinstance(exc, _CancelledError):
                     raise
                 # The operation took effect before the cancellation reached it: the
                 # outcome stands, and the cancellation is owed.
@@ -362,7 +363,7 @@ class Waiter:
 
     def __repr__(self) -> str:
         r = self.waker
-        if r is not None and r.proxy is self:  # type: ignore[attr-defined]
+        if r is not None and r.proxy is self:
             return repr(r)  # what a goroutine's Task shows as wait_for=
         state = ("pending", "done", "cancelled")[self.state]
         return f"<csp waiter {self.reason!r} {state}>"

@@ -3,7 +3,6 @@ from 4 OS threads."""
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 from collections import Counter
@@ -11,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from typecheck import check_snippet
 
 import csp
 from csp import atomic
@@ -444,23 +444,4 @@ class Sub(atomic.Uint64): ...  # E: Cannot inherit from final class "Uint64"
 def test_int_types_typing_is_mypy_strict_clean(tmp_path: Path) -> None:
     """STYLE 10: the new types type-check under ``mypy --strict``; the lines marked
     ``# E:`` are exactly the errors reported (wrong argument types, subclassing)."""
-    api = pytest.importorskip("mypy.api")
-    src = tmp_path / "atomic_typing.py"
-    src.write_text(MYPY_SNIPPET)
-    out, err, _ = api.run(
-        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
-         "--no-error-summary", "--hide-error-context", "--show-column-numbers",
-         str(src)]
-    )
-    lines = MYPY_SNIPPET.splitlines()
-    expected = {
-        i: line.split("# E: ", 1)[1] for i, line in enumerate(lines) if "# E: " in line
-    }
-    got: dict[int, str] = {}
-    for row in out.splitlines():
-        m = re.match(r".*atomic_typing\.py:(\d+):\d+: error: (.*)", row)
-        assert m is not None, (row, err)
-        got[int(m.group(1)) - 1] = m.group(2)
-    assert sorted(got) == sorted(expected), out
-    for i, msg in expected.items():
-        assert got[i].startswith(msg), (got[i], msg)
+    check_snippet(MYPY_SNIPPET, tmp_path, "atomic_typing")

@@ -866,3 +866,55 @@ async def test_channels_work_in_plain_asyncio_tasks() -> None:
     ping.close()
     await t
     assert trace == [1, 3, 5, 7, 9]
+
+
+# -- direction views (API.md typing row; Go: <-chan T, chan<- T) ----------------------
+
+DIRECTION_SNIPPET = """
+import csp
+
+async def consume(c: csp.RecvChan[int]) -> int:
+    v = await c.recv()
+    v2, ok = await c.recv_ok()
+    n = c.recv_nowait()
+    async for x in c:
+        pass
+    await c.send(1)  # E: "RecvChan[int]" has no attribute "send"
+    c.close()  # E: "RecvChan[int]" has no attribute "close"
+    return (v or 0) + len(c) + c.cap
+
+async def produce(c: csp.SendChan[int]) -> None:
+    await c.send(1)
+    c.send_nowait(2)
+    c.close()
+    await c.recv()  # E: "SendChan[int]" has no attribute "recv"
+    await c.send("x")  # E: Argument 1 to "send" of "SendChan" has incompatible type "str"
+
+async def main() -> None:
+    ch = csp.Chan[int](1)
+    await consume(ch)
+    await produce(ch)
+    timer: csp.RecvChan[float] = csp.after(1.0)
+    await consume(csp.Chan[str]())  # E: Argument 1 to "consume" has incompatible type
+    wide: csp.RecvChan[object] = ch
+    narrow: csp.SendChan[bool] = ch
+    wrong: csp.SendChan[object] = ch  # E: Incompatible types in assignment
+"""
+
+
+def test_direction_views_type_check(tmp_path: Any) -> None:
+    """A Chan[T] is assignable to RecvChan[T] (covariant) and SendChan[T]
+    (contravariant); a RecvChan has no send/close, a SendChan no receive."""
+    from typecheck import check_snippet
+
+    check_snippet(DIRECTION_SNIPPET, tmp_path, "chan_typing")
+
+
+@pytest.mark.asyncio
+async def test_chan_is_both_views_at_runtime() -> None:
+    """The views are runtime-checkable Protocols: a Chan is both; a timer's channel
+    only receives."""
+    ch = csp.Chan[int]()
+    assert isinstance(ch, csp.RecvChan) and isinstance(ch, csp.SendChan)
+    t = csp.after(1)
+    assert isinstance(t, csp.RecvChan)

@@ -20,7 +20,7 @@ import pytest
 from conftest import loop_factory, reference_task
 
 import csp
-from csp import _park
+from csp import _sched
 
 
 def test_yielder_heads_every_drain_and_wakeups_respect_the_budget(
@@ -48,7 +48,7 @@ def test_yielder_heads_every_drain_and_wakeups_respect_the_budget(
             await asyncio.sleep(0)
         await start.send(0)
         await asyncio.sleep(0)  # the yielder ran once and sits in the yield queue
-        assert len(_park.scheduler().yieldq) == 1
+        assert len(_sched.scheduler().yieldq) == 1
         ch.close()  # 150 wake-ups
         for _ in range(10):
             await asyncio.sleep(0)
@@ -219,7 +219,7 @@ def test_yielders_keep_running_after_systemexit_escaped_a_drain(loop_name: str) 
     try:
         with pytest.raises(SystemExit):
             loop.run_until_complete(start())
-        sched = _park._schedulers[loop]
+        sched = _sched.schedulers[loop]
         before = counts[0]
 
         async def later() -> tuple[int, bool]:

@@ -20,7 +20,7 @@ import pytest
 from conftest import loop_factory
 
 import csp
-from csp import _park
+from csp import _waiter
 
 
 def _on(loop_name: str, kind: str, main: Callable[[str], Any]) -> Any:
@@ -217,7 +217,7 @@ def test_mutex_cancel_storm_keeps_exclusion_and_unlinks(loop_name: str) -> None:
         mu._invariants()
         for w in ws:
             assert w.result() is None
-        return (done[0], len(mu._waiters), len(_park._redeliver), repr(mu),
+        return (done[0], len(mu._waiters), len(_waiter.owed), repr(mu),
                 cancelled[0] > 50)
 
     with asyncio.Runner(loop_factory=loop_factory(loop_name)) as r:

@@ -23,7 +23,7 @@ import pytest
 from conftest import AsyncioDrivenTask, loop_factory, reference_task
 
 import csp
-from csp import _park
+from csp import _drive, _sched, _waiter
 
 Body = Callable[[csp.Chan[int], list[Any], list[Any]], Awaitable[Any]]
 
@@ -61,7 +61,7 @@ async def _drive(kind: str, body: Body, action: Callable[..., Awaitable[None]] |
         t = asyncio.create_task(body(ch, trace, box))
     for _ in range(10):  # let it park on its first recv (through its Task)
         await asyncio.sleep(0)
-    assert _park.parked_on(t) is not None
+    assert _waiter.parked_on(t) is not None
     await ch.send(100)  # from now on the goroutine is resumed directly by the drain
     if action is not None:
         await action(t, trace, box)
@@ -464,13 +464,13 @@ def _canceller(where: str, msgs: list[str], uncancel: bool = False
         # is driven by csp since its first park; the waiter it parked on is the proxy
         g = getattr(t._fut_waiter, "proxy", None)  # type: ignore[attr-defined]
         if type(t) is not AsyncioDrivenTask:
-            assert type(g) is _park.Goroutine and g.task is t
+            assert type(g) is _drive.Goroutine and g.task is t
             if where == "yieldq":
                 # a goroutine's bare yield waits for the next drain; a plain Task's
                 # is a call_soon, as asyncio's
-                assert (g in _park.scheduler().yieldq) is g.counted
+                assert (g in _sched.scheduler().yieldq) is g.counted
             else:
-                assert _park.parked_on(t) is g.cur is not None
+                assert _waiter.parked_on(t) is g.cur is not None
         for m in msgs:
             trace.append(("cancel", m, t.cancel(m)))
         if uncancel:

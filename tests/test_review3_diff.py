@@ -32,7 +32,7 @@ import pytest
 from conftest import loop_factory, reference_task
 
 import csp
-from csp import _park, _time
+from csp import _drive, _sched, _time, _waiter
 
 
 def _me() -> asyncio.Task[Any]:
@@ -370,7 +370,7 @@ async def _op_sleep(st: St) -> Any:
 
 def _fire_sleep(st: St) -> None:
     # what the sleep's timer callback does when it fires
-    w = _park.parked_on(st.sleeper)
+    w = _waiter.parked_on(st.sleeper)
     if w is not None:
         _time._wake(w)
         st.log.append("fired")
@@ -380,7 +380,7 @@ def _fire_sleep(st: St) -> None:
 
 def _sleeping(st: St) -> bool:
     t = getattr(st, "sleeper", None)
-    return t is not None and _park.parked_on(t) is not None
+    return t is not None and _waiter.parked_on(t) is not None
 
 
 async def _s_timer(st: St) -> None:
@@ -589,7 +589,7 @@ async def _drive(kind: str, sc: Scenario, src: str, mode: str, then: str) -> Any
             break
     else:
         raise AssertionError("the victim did not park")
-    assert not _park.scheduler().scheduled
+    assert not _sched.scheduler().scheduled
     cancel = _canceller(src, t, box)
     if mode == "done_then_cancel":
         await sc.complete(st, cancel)

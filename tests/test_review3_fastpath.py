@@ -16,7 +16,7 @@ import pytest
 from conftest import reference_task
 
 import csp
-from csp._park import READY
+from csp._waiter import READY
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
 

@@ -52,7 +52,7 @@ import pytest
 from conftest import AsyncioDrivenTask, loop_factory
 
 import csp
-from csp import _park
+from csp import _drive, _sched, _waiter
 
 KINDS = ("go", "task", "ref")
 
@@ -185,7 +185,7 @@ async def _finish(*tasks: asyncio.Task[Any]) -> None:
 def _is_driven(t: asyncio.Task[Any]) -> bool:
     """The Task's coroutine is run by csp (its _fut_waiter is the proxy waiter)."""
     g = getattr(getattr(t, "_fut_waiter", None), "proxy", None)
-    return type(g) is _park.Goroutine and g.task is t
+    return type(g) is _drive.Goroutine and g.task is t
 
 
 def _check_driven(kind: str, t: asyncio.Task[Any]) -> None:
@@ -899,7 +899,7 @@ def _cancel_program(bname: str, mode: str) -> Program:
             return "end"
 
         t = _start(kind, victim())
-        await _until(lambda: _park.parked_on(t) is not None)  # its first csp park
+        await _until(lambda: _waiter.parked_on(t) is not None)  # its first csp park
         await ch.send(0)
         _check_driven(kind, t)
         await _until(lambda: "blocking" in trace)
@@ -1012,7 +1012,7 @@ def _self_cancel_program(pre: str, post: str) -> Program:
             return "end"
 
         t = _start(kind, victim())
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         await ch.send(0)
         _check_driven(kind, t)
         await _until(lambda: "pre" in trace)
@@ -1098,7 +1098,7 @@ def _first_park_program(where: str) -> Program:
 
         t = _start(kind, victim())
         if where == "after_hand_back":
-            await _until(lambda: _park.parked_on(t) is not None)
+            await _until(lambda: _waiter.parked_on(t) is not None)
             await ch.send(0)
         await _spin(5)
         # a sender finds the victim parked (its receive took effect) or nobody
@@ -1150,10 +1150,10 @@ async def _redeliver_program(kind: str) -> Any:
     v = _start(kind, victim())
     box.append(v)
     k = _start(kind, killer())
-    await _until(lambda: _park.parked_on(v) is not None and _park.parked_on(k) is not None)
+    await _until(lambda: _waiter.parked_on(v) is not None and _waiter.parked_on(k) is not None)
     await a.send(0)
     await b.send(0)
-    await _until(lambda: _park.parked_on(v) is not None and _park.parked_on(k) is not None)
+    await _until(lambda: _waiter.parked_on(v) is not None and _waiter.parked_on(k) is not None)
     _check_driven(kind, v)
     await a.send(1)
     trace.append(("cancel", v.cancel("x")))
@@ -1186,7 +1186,7 @@ async def _uncancel_program(kind: str) -> Any:
         return "end"
 
     v = _start(kind, victim())
-    await _until(lambda: _park.parked_on(v) is not None)
+    await _until(lambda: _waiter.parked_on(v) is not None)
     await ch.send(0)
     await _spin(2)  # it waits in a bare yield now
     _check_driven(kind, v)
@@ -1265,7 +1265,7 @@ def _bad_yield_program(which: str, *, keep_wait_for: bool = False,
             return "end"
 
         t = _start(kind, victim())
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         await ch.send(0)
         _check_driven(kind, t)
         for i in (1, 2):
@@ -1369,10 +1369,10 @@ async def _broken_awaitable_program(kind: str) -> Any:
             got.append(await b.recv())
 
     v, by = _start(kind, victim()), _start(kind, bystander())
-    await _until(lambda: _park.parked_on(v) is not None and _park.parked_on(by) is not None)
+    await _until(lambda: _waiter.parked_on(v) is not None and _waiter.parked_on(by) is not None)
     await a.send(0)
     await b.send(0)
-    await _until(lambda: _park.parked_on(v) is not None and _park.parked_on(by) is not None)
+    await _until(lambda: _waiter.parked_on(v) is not None and _waiter.parked_on(by) is not None)
     await a.send(1)  # the victim breaks in the drain that wakes it
     sends = asyncio.create_task(_send_all(b, [1, 2, 3]))
     for _ in range(30):  # wait on Futures, not bare yields: they do not need csp
@@ -1382,7 +1382,7 @@ async def _broken_awaitable_program(kind: str) -> Any:
         _resolve_soon(f, None)
         await f
     in_time = by.done()
-    sched = _park.scheduler()
+    sched = _sched.scheduler()
     if not in_time and sched.scheduled and (sched.runq or sched.yieldq):
         sched.loop.call_soon(sched.drain)  # unstick csp so that the runner can close
     await asyncio.wait([by, sends])
@@ -1483,14 +1483,14 @@ def _taskgroup_program(variant: str) -> Program:
             return "parent end"
 
         p = _start(kind, parent())
-        await _until(lambda: _park.parked_on(p) is not None)
+        await _until(lambda: _waiter.parked_on(p) is not None)
         await start.send(-1)
         _check_driven(kind, p)
         await _until(lambda: len(box) > 1 and len(
             [e for e in trace if e[1] == "start"]) == len(box) - 1)
         await _spin(5)  # every child is suspended where it waits
         for k in box[1:]:  # the children parked in csp are driven (except in ref)
-            if _park.parked_on(k) is not None:
+            if _waiter.parked_on(k) is not None:
                 assert _is_driven(k) is (kind != "ref")
         if variant == "child_cancelled":
             trace.append(("driver", "cancel child", box[1].cancel("k")))
@@ -1653,7 +1653,7 @@ def _anyio_program(variant: str) -> Program:
             return "end"
 
         v = _start(kind, victim())
-        await _until(lambda: _park.parked_on(v) is not None)
+        await _until(lambda: _waiter.parked_on(v) is not None)
         await ch.send(0)
         _check_driven(kind, v)
         if box or variant.startswith("cancel_at"):
@@ -1705,7 +1705,7 @@ async def _anyio_done_future_program(kind: str) -> Any:
         return "end"
 
     v = _start(kind, victim())
-    await _until(lambda: _park.parked_on(v) is not None)
+    await _until(lambda: _waiter.parked_on(v) is not None)
     await ch.send(0)
     _check_driven(kind, v)
     await _until(lambda: bool(box))
@@ -1771,9 +1771,9 @@ def _interrupt_scenario(kind: str, loop_name: str, where: str,
         t = _start(kind, victim())
         b = _start(kind, bystander())
         box.update(t=t, b=b)
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         await ch.send(0)
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         _check_driven(kind, t)
         await by_ch.send(0)
         await ch.send(1)
@@ -1877,14 +1877,14 @@ def _observe_program(kind: str) -> Program:
         t = _start(kind, coro)
         box.append(t)
         outside("created")
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         outside("first park")
         _check_driven(kind, t)
         await ch.send(0)
         await _spin(3)
         outside("awaiting future")
         fut.set_result(None)
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         _check_driven(kind, t)
         outside("second park")
         await ch.send(1)
@@ -1958,7 +1958,7 @@ def _stack_program(fut: str) -> Program:
             await inner()
 
         t = _start(kind, victim())
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         await ch.send(0)
         await _finish(t)
         assert isinstance(t.exception(), ValueError)  # retrieved: nothing logged at gc
@@ -2005,16 +2005,16 @@ def _repr_program(kind: str) -> Program:
             return "end"  # ends in a step csp resumed
 
         t = _start(kind, victim())
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         await ch.send(0)
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         reprs["parked"] = repr(t)
         await ch.send(1)
         reprs["runnable"] = repr(t)  # woken, not resumed yet
         await _spin(3)
         reprs["awaiting a Future"] = repr(t)
         fut.set_result(None)
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         await ch.send(2)
         await _finish(t)
         reprs["done"] = repr(t)
@@ -2085,9 +2085,9 @@ async def _callbacks_program(kind: str) -> Any:
     t = _start(kind, victim())
     t.add_done_callback(cb("before first park"))
     t.add_done_callback(removed)
-    await _until(lambda: _park.parked_on(t) is not None)
+    await _until(lambda: _waiter.parked_on(t) is not None)
     await ch.send(0)
-    await _until(lambda: _park.parked_on(t) is not None)
+    await _until(lambda: _waiter.parked_on(t) is not None)
     _check_driven(kind, t)
     t.add_done_callback(cb("parked, driven"))
     order.append(("removed", t.remove_done_callback(removed)))
@@ -2149,7 +2149,7 @@ def _awaiters_program(end: str) -> Program:
 
         ws = [asyncio.create_task(waiter(h))
               for h in ("await", "wait_for", "shield", "gather", "go")]
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         _check_driven(kind, t)
         await ch.send(0)
         await _spin(3)
@@ -2219,9 +2219,9 @@ def _gc_program(how: str) -> Program:
             return "end"
 
         box = [_start(kind, victim())]
-        await _until(lambda: _park.parked_on(box[0]) is not None)
+        await _until(lambda: _waiter.parked_on(box[0]) is not None)
         await ch.send(0)
-        await _until(lambda: _park.parked_on(box[0]) is not None)
+        await _until(lambda: _waiter.parked_on(box[0]) is not None)
         await ch.send(1)
         await _spin(2)
         fut.set_result(None)
@@ -2328,7 +2328,7 @@ def test_eager_tasks_driven_after_first_park_match_asyncio(loop_name: str) -> No
         await _spin(3)
         fut.set_result("f")
         t3 = asyncio.create_task(victim(2))  # eager: parks at once, inside this step
-        trace.append(("t3 parked", _park.parked_on(t3) is not None,
+        trace.append(("t3 parked", _waiter.parked_on(t3) is not None,
                       _is_driven(t3) is (kind != "ref")))
         for i in range(4):
             await ch.send(20 + i)
@@ -2606,7 +2606,7 @@ def _exc_context_program(source: str) -> Program:
             return "end"
 
         t = _start(kind, victim())
-        await _until(lambda: _park.parked_on(t) is not None)
+        await _until(lambda: _waiter.parked_on(t) is not None)
         await ch.send(0)
         _check_driven(kind, t)
         await _finish(t)

@@ -16,7 +16,7 @@ import pytest
 from conftest import loop_factory
 
 import csp
-from csp import _park
+from csp import _sched, _waiter
 
 # -- self-cancellation while resumed directly ---------------------------------------
 
@@ -139,7 +139,7 @@ def test_wakeups_still_run_after_systemexit_escaped_a_drain(loop_name: str) -> N
         done, _ = loop.run_until_complete(asyncio.wait([b], timeout=0.5))
         assert done == {b}
         assert b.cancelled()
-        assert _park._schedulers[loop].scheduled is False
+        assert _sched.schedulers[loop].scheduled is False
     finally:
         rest = asyncio.all_tasks(loop)
         for t in rest:
@@ -172,7 +172,7 @@ def test_ready_future_on_many_loops_and_threads() -> None:
         done, pending = await asyncio.wait([mu.__aenter__()])
         results.append((len(done), len(pending)))
         results.append(await asyncio.shield(mu.__aexit__(None, None, None)))
-        results.append(asyncio.ensure_future(mu.__aenter__()) is _park.READY)
+        results.append(asyncio.ensure_future(mu.__aenter__()) is _waiter.READY)
         mu.unlock()
         with pytest.raises(KeyError):
             async with mu:
@@ -188,13 +188,13 @@ def test_ready_future_on_many_loops_and_threads() -> None:
         th.start()
         th.join()
     assert results == [(None, None, None), (1, 0), None, True, "<csp.Mutex unlocked>"] * 3
-    assert _park.READY.done() and _park.READY.result() is None
+    assert _waiter.READY.done() and _waiter.READY.result() is None
 
 
 def test_waiter_add_done_callback_outside_a_loop_is_a_clear_error() -> None:
     """Parking a plain task's wake-up on a waiter needs a running loop: outside one,
     add_done_callback says so at once instead of failing later at completion."""
-    w = _park.new_waiter("x")
+    w = _waiter.Waiter("x")
     with pytest.raises(RuntimeError, match="no running event loop"):
         w.add_done_callback(lambda f: None)
     assert w.waker is None

@@ -1124,3 +1124,267 @@ def test_mass_wakeup_does_not_run_the_deadlock_check_per_goroutine(
 
     assert run(main) == 0
     assert looks[0] <= 10, looks[0]
+
+
+# -- csp.run never hangs at exit (API.md: "csp.run exit") ------------------------------
+
+
+def _abandon_warnings(recwarn: pytest.WarningsRecorder) -> list[str]:
+    return [str(w.message) for w in recwarn
+            if w.category is RuntimeWarning and "abandoned" in str(w.message)]
+
+
+def test_exit_abandons_a_goroutine_whose_finally_sends_to_nobody(
+    run: Run, recwarn: pytest.WarningsRecorder
+) -> None:
+    """Go's ``defer func() { done <- true }()`` after the partner is gone: when main
+    returns, the goroutine is cancelled, its ``finally`` blocks in a send nothing can
+    complete; run returns main's result after one RuntimeWarning naming the goroutine's
+    function and what it was blocked on."""
+    log: list[str] = []
+
+    async def main() -> str:
+        done = csp.Chan[bool]()
+        parked = csp.Chan[None]()
+
+        async def worker() -> None:
+            try:
+                await parked.recv()  # blocks until cancelled at exit
+            finally:
+                log.append("finally")
+                await done.send(True)  # main is gone: nobody will ever receive
+                log.append("not reached")
+
+        csp.go(worker)
+        await csp.gosched()
+        return "main's result"
+
+    assert run(main) == "main's result"
+    assert log == ["finally"]
+    msgs = _abandon_warnings(recwarn)
+    assert len(msgs) == 1, msgs
+    assert "worker()" in msgs[0] and "[chan send]" in msgs[0]
+
+
+def test_exit_cancels_a_goroutine_that_swallowed_a_cancellation(
+    run: Run, recwarn: pytest.WarningsRecorder
+) -> None:
+    """A goroutine that caught CancelledError without uncancel() (``cancelling()`` stays
+    positive) and parked again is still cancelled at exit: cancelling() is no sign that
+    a cancellation is on its way. It parks again after that: abandoned, run returns."""
+    log: list[Any] = []
+
+    async def main() -> int:
+        c = csp.Chan[int]()
+
+        async def stubborn() -> None:
+            while True:
+                try:
+                    await c.recv()
+                except asyncio.CancelledError:
+                    log.append(asyncio.current_task().cancelling())  # type: ignore[union-attr]
+                    if len(log) == 2:
+                        raise
+
+        t = csp.go(stubborn)
+        await csp.gosched()
+        t.cancel()  # swallowed: it parks again with cancelling() == 1
+        await csp.gosched()
+        await csp.gosched()
+        return 7
+
+    assert run(main) == 7
+    assert log == [1, 2]  # run cancelled it once more; the second time it gave up
+    assert _abandon_warnings(recwarn) == []
+
+
+def test_exit_abandons_a_goroutine_that_never_gives_up(
+    run: Run, recwarn: pytest.WarningsRecorder
+) -> None:
+    """A goroutine that swallows every cancellation and parks again in csp is abandoned
+    (its finally runs when its coroutine is closed), and run returns."""
+    log: list[str] = []
+
+    async def main() -> None:
+        c = csp.Chan[int]()
+
+        async def stubborn() -> None:
+            try:
+                while True:
+                    try:
+                        await c.recv()
+                    except asyncio.CancelledError:
+                        log.append("swallowed")
+            finally:
+                log.append("closed")
+
+        csp.go(stubborn)
+        await csp.gosched()
+
+    run(main)
+    assert log == ["swallowed", "closed"]
+    msgs = _abandon_warnings(recwarn)
+    assert len(msgs) == 1 and "stubborn()" in msgs[0] and "[chan receive]" in msgs[0]
+
+
+def test_exit_waits_for_cleanups_that_can_complete(
+    run: Run, recwarn: pytest.WarningsRecorder
+) -> None:
+    """Goroutines whose finally blocks talk to each other (or sleep) after being
+    cancelled at exit are awaited, not abandoned: only what nothing can complete is."""
+    log: list[Any] = []
+
+    async def main() -> None:
+        c = csp.Chan[int]()
+        never = csp.Chan[int]()
+
+        async def a() -> None:
+            try:
+                await never.recv()
+            finally:
+                await csp.sleep(0.001)
+                await c.send(1)
+                log.append("a sent")
+
+        async def b() -> None:
+            try:
+                await never.recv()
+            finally:
+                log.append(("b got", await c.recv()))
+
+        csp.go(a)
+        csp.go(b)
+        await csp.gosched()
+
+    run(main)
+    assert sorted(map(str, log)) == sorted(map(str, ["a sent", ("b got", 1)]))
+    assert _abandon_warnings(recwarn) == []
+
+
+def test_exit_abandons_a_plain_task_blocked_in_csp(
+    run: Run, recwarn: pytest.WarningsRecorder
+) -> None:
+    """A plain asyncio Task left running by main, whose finally blocks in csp forever,
+    does not hang run either."""
+
+    async def main() -> None:
+        c = csp.Chan[int]()
+
+        async def leftover() -> None:
+            try:
+                await c.recv()
+            finally:
+                await c.recv()
+
+        asyncio.get_running_loop().create_task(leftover())
+        await csp.gosched()
+
+    run(main)
+    msgs = _abandon_warnings(recwarn)
+    assert len(msgs) == 1 and "[chan receive]" in msgs[0]
+
+
+def test_exit_after_a_panic_also_abandons(run: Run, recwarn: pytest.WarningsRecorder) -> None:
+    """When a goroutine panics, the others are cancelled once; one that then blocks
+    forever in csp is abandoned and the panic is re-raised."""
+
+    async def main() -> None:
+        c = csp.Chan[int]()
+
+        async def cleanup_forever() -> None:
+            try:
+                await c.recv()
+            finally:
+                await c.recv()
+
+        async def boom() -> None:
+            raise ValueError("panic")
+
+        csp.go(cleanup_forever)
+        await csp.gosched()
+        csp.go(boom)
+        await c.recv()
+
+    with pytest.raises(ValueError, match="panic"):
+        run(main)
+    assert len(_abandon_warnings(recwarn)) == 1
+
+
+# -- gosched: Go's order ------------------------------------------------------------------
+
+
+def test_gosched_goes_behind_goroutines_woken_in_the_same_instant(run: Run) -> None:
+    """Go's Gosched puts the caller behind every runnable goroutine: goroutines woken
+    (made runnable) before the call run before the yielder resumes."""
+
+    async def main() -> list[str]:
+        trace: list[str] = []
+        chans = [csp.Chan[int]() for _ in range(3)]
+
+        async def consumer(i: int) -> None:
+            await chans[i].recv()
+            trace.append(f"consumer {i}")
+
+        for i in range(3):
+            csp.go(consumer, i)
+        await csp.gosched()  # they all park
+        for i in range(3):
+            chans[i].send_nowait(i)  # wakes consumer i (runnable now)
+        await csp.gosched()
+        trace.append("main")
+        return trace
+
+    assert run(main) == ["consumer 0", "consumer 1", "consumer 2", "main"]
+
+
+def test_gosched_lets_a_new_goroutine_run_first(run: Run) -> None:
+    """``go f(); runtime.Gosched()``: the new goroutine runs before the spawner resumes."""
+
+    async def main() -> list[str]:
+        trace: list[str] = []
+
+        async def f() -> None:
+            trace.append("f")
+
+        csp.go(f)
+        await csp.gosched()
+        trace.append("main")
+        return trace
+
+    assert run(main) == ["f", "main"]
+
+
+# -- typing: go() and run() check their arguments (API.md typing row) ------------------
+
+TYPING_SNIPPET = """
+import asyncio
+import csp
+
+async def work(n: int, name: str = "") -> float:
+    return n / 2
+
+async def main() -> None:
+    t: asyncio.Task[float] = csp.go(work, 1, name="x")
+    t2: asyncio.Task[float] = csp.go(work(2))
+    csp.go(work, "one")  # E: No overload variant of "go" matches argument types
+    csp.go(work, 1, 2)  # E: No overload variant of "go" matches argument types
+    csp.go(work, 1, nope=3)  # E: Unexpected keyword argument "nope" for "go"
+    s: asyncio.Task[str] = csp.go(work, 1)  # E: No overload variant of "go" matches
+
+async def entry(n: int) -> int:
+    return n
+
+r: int = csp.run(entry, 3)
+csp.run(entry)  # E: Argument 1 to "run" has incompatible type
+csp.run(entry, "3")  # E: Argument 1 to "run" has incompatible type
+bad: str = csp.run(entry, 3)  # E: Incompatible types in assignment
+csp.run(entry, 3, loop="asyncio", debug=True)
+"""
+
+
+def test_go_and_run_are_typed_with_their_arguments(tmp_path: Any) -> None:
+    """Wrong arguments to csp.go / csp.run fail ``mypy --strict``, and the Task and the
+    result carry the coroutine function's return type."""
+    from typecheck import check_snippet
+
+    check_snippet(TYPING_SNIPPET, tmp_path, "runtime_typing")

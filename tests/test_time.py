@@ -16,7 +16,6 @@ import pytest
 from vclock import Clock, pending_timers
 
 import csp
-from csp import _time
 
 U = 2.0**-7  # one time unit (~8 ms): binary-exact, so virtual-clock sums compare exactly
 
@@ -733,3 +732,70 @@ def test_many_timers_firing_stress(vrun: Any) -> None:
 
     got, bad = vrun(main)
     assert bad == 0 and got > 0
+
+
+# -- second wave: receive-only timer channels, never early in real time ---------------
+
+
+@pytest.mark.parametrize("make", ["after", "tick", "Timer", "Ticker"])
+def test_timer_channels_are_receive_only(run: Any, make: str) -> None:
+    """API.md timers row: the channels of after, tick, Timer.c and Ticker.c are
+    receive-only: send and close raise ChannelError with Go's words (also as a select
+    case), and len/cap are 0, also after the timer fired (Go 1.23)."""
+
+    async def main() -> list[Any]:
+        c: Any = {
+            "after": lambda: csp.after(0),
+            "tick": lambda: csp.tick(0.001),
+            "Timer": lambda: csp.Timer(0).c,
+            "Ticker": lambda: csp.Ticker(0.001).c,
+        }[make]()
+        out: list[Any] = []
+        for bad in (lambda: c.send_nowait(1.0), c.close):
+            with pytest.raises(csp.ChannelError) as e:
+                bad()
+            out.append(str(e.value))
+        with pytest.raises(csp.ChannelError, match="send to receive-only channel"):
+            await c.send(1.0)
+        with pytest.raises(csp.ChannelError, match="send to receive-only channel"):
+            await csp.select((c.send, 1.0))
+        await csp.sleep(0.01)  # fired (a value is pending)
+        out.append((len(c), c.cap))
+        v, ok = await c.recv_ok()
+        out.append((type(v), ok))
+        return out
+
+    assert run(main) == [
+        "send to receive-only channel", "close of receive-only channel", (0, 0), (float, True)
+    ]
+
+
+def test_timers_never_fire_early_in_real_time(run: Any) -> None:
+    """Outside a testing bubble a csp timer never fires before its duration has passed
+    in real time (uvloop's clock has millisecond resolution; timers fired up to 0.74 ms
+    early there before the fix): 40 short waits of each kind, measured with
+    time.monotonic()."""
+    import time as _t
+
+    async def main() -> list[tuple[str, float]]:
+        early: list[tuple[str, float]] = []
+        for i in range(40):
+            d = 0.0005 + (i % 7) * 0.0003
+            for kind in ("sleep", "after", "Timer", "Ticker"):
+                t0 = _t.monotonic()
+                if kind == "sleep":
+                    await csp.sleep(d)
+                elif kind == "after":
+                    await csp.after(d).recv()
+                elif kind == "Timer":
+                    await csp.Timer(d).c.recv()
+                else:
+                    tk = csp.Ticker(d)
+                    await tk.c.recv()
+                    tk.stop()
+                got = _t.monotonic() - t0
+                if got < d:
+                    early.append((kind, d - got))
+        return early
+
+    assert run(main) == []
