@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Final, Generic, Protocol, Self, TypeVar, final, runtime_checkable
 
 from csp._errors import ChannelError, ClosedChannelError, WouldBlock
-from csp._waiter import Waiter, needs_prelude, prelude
+from csp._waiter import Waiter, budget, owed, prelude
 from csp._waitq import WaitQ
 
 __all__ = ["Chan", "RecvChan", "SendChan", "nil"]
@@ -133,7 +133,8 @@ class _BaseChan(Generic[T]):
         Blocks until a value is available. Once the channel is closed and drained it
         returns ``None`` at once. If cancelled, no value was taken.
         """
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         v = self._try_recv()
         if v is BLOCK:
@@ -148,7 +149,8 @@ class _BaseChan(Generic[T]):
         ``ok`` is False only when the channel is closed and drained; the value is then
         ``None``. If cancelled, no value was taken.
         """
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         v = self._try_recv()
         if v is BLOCK:
@@ -180,7 +182,8 @@ class _BaseChan(Generic[T]):
 
     async def __anext__(self) -> T:
         """``async for v in ch`` (Go: ``for v := range ch``): ends when closed and drained."""
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         v = self._try_recv()
         if v is BLOCK:
@@ -203,7 +206,8 @@ class _BaseChan(Generic[T]):
         :class:`ClosedChannelError` ("send on closed channel") if the channel is, or
         becomes while waiting, closed. If cancelled, the value was not sent.
         """
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         if self._try_send(value):
             return

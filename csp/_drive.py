@@ -84,6 +84,13 @@ class Goroutine:
         "wakeup",
     )
 
+    # (``wakeup`` and ``cur`` are set by attach, ``cancel_msg`` with ``via_task``,
+    # ``back_arg`` with ``back``: written before they are read)
+    wakeup: Any
+    cur: Waiter | None
+    cancel_msg: Any
+    back_arg: Any
+
     def __init__(self, coro: Coroutine[Any, Any, Any], sched: Scheduler,
                  ctx: contextvars.Context, gid: int) -> None:
         self.coro = coro
@@ -94,12 +101,8 @@ class Goroutine:
         self.id = gid
         self.task: asyncio.Task[Any] | None = None  # set by whoever made the Task
         self.proxy: Waiter | None = None
-        self.wakeup: Any = None
-        self.cur: Waiter | None = None
         self.via_task = False
-        self.cancel_msg: Any = None
         self.back: int | None = None
-        self.back_arg: Any = None
 
     # -- CSP mode -----------------------------------------------------------------------
 
@@ -176,7 +179,7 @@ class Goroutine:
                 w.withdraw(msg)  # took no effect
                 self.sched.wake(self)  # resumes with CancelledError from the waiter
                 return True
-            if w.state is DONE and w.base is None and self.task is not None:
+            if w.state is DONE and getattr(w, "base", None) is None and self.task is not None:
                 # The operation took effect; this request is the first it absorbs (the
                 # Task's count already includes it).
                 w.base = self.task.cancelling() - 1
@@ -191,8 +194,10 @@ class Goroutine:
 
     def parked(self) -> Waiter | None:
         """The pending csp waiter the coroutine is parked on, or None."""
+        if self.proxy is None:
+            return None
         w = self.cur
-        if self.proxy is not None and w is not None and w.state is PENDING:
+        if w is not None and w.state is PENDING:
             return w
         return None
 

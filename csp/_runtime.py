@@ -107,7 +107,6 @@ def _spawn(sched: Scheduler, coro: Coroutine[Any, Any, T], ctx: contextvars.Cont
     name = getattr(coro, "__qualname__", None)
     if name is not None:  # the Task's repr names the user's function
         b.__qualname__ = name
-        b.__name__ = getattr(coro, "__name__", name)
     path = sched.task_path
     if path < 0:
         path = sched.task_path = _task_path.get(type(loop)) or _learn_task_path(type(loop))

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from csp._chan import BLOCK, CLOSED, _BaseChan, nil
 from csp._errors import ClosedChannelError
-from csp._waiter import Waiter, needs_prelude, prelude
+from csp._waiter import Waiter, budget, owed, prelude
 
 __all__ = ["select"]
 
@@ -160,7 +160,8 @@ async def select(
             return  # the context is done
     """
     ops = _parse(cases)
-    if needs_prelude():
+    budget.left -= 1
+    if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
         await prelude()
     n = len(ops)
     # Poll in a random order: the first case that can go now is taken.

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
 from csp._runtime import _is_coro_fn, _make_coro
 from csp._runtime import go as _go
-from csp._waiter import READY, Waiter, needs_prelude, owe, owed, prelude
+from csp._waiter import READY, Waiter, budget, owe, owed, prelude
 from csp._waitq import WaitQ
 
 if TYPE_CHECKING:
@@ -125,7 +125,8 @@ class Mutex:
 
     async def lock(self) -> None:
         """Lock the mutex, waiting (in FIFO order) while another task holds it."""
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         if self.try_lock():
             return
@@ -160,7 +161,8 @@ class Mutex:
     # __aexit__ are plain methods that return READY (a finished Future), else lock().
 
     def __aenter__(self) -> Awaitable[None]:
-        if not needs_prelude() and self.try_lock():
+        budget.left -= 1
+        if budget.left > 0 and not owed and self.try_lock():
             return READY
         return self.lock()
 
@@ -226,7 +228,8 @@ class RWMutex:
 
     async def rlock(self) -> None:
         """Lock for reading; waits while a writer holds the lock or is waiting for it."""
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         if self.try_rlock():
             return
@@ -270,7 +273,8 @@ class RWMutex:
 
     async def lock(self) -> None:
         """Lock for writing; waits until no reader or writer holds the lock."""
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         if self.try_lock():
             return
@@ -302,7 +306,8 @@ class RWMutex:
             self._wq.pop().complete(None)
 
     def __aenter__(self) -> Awaitable[None]:
-        if not needs_prelude() and self.try_lock():
+        budget.left -= 1
+        if budget.left > 0 and not owed and self.try_lock():
             return READY
         return self.lock()
 
@@ -365,7 +370,8 @@ class _RLocker:
 
     def __aenter__(self) -> Awaitable[None]:
         rw = self._rw
-        if not needs_prelude() and rw.try_rlock():
+        budget.left -= 1
+        if budget.left > 0 and not owed and rw.try_rlock():
             return READY
         return rw.rlock()
 
@@ -438,7 +444,8 @@ class WaitGroup:
         await self._wait("sync.WaitGroup.Wait")
 
     async def _wait(self, reason: str) -> None:
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         if self._n == 0:
             return
@@ -527,7 +534,8 @@ class Once:
         """Call ``fn()`` unless a call already completed; see the class docstring."""
         if self._done:
             return
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         if self._running:
             w = Waiter("sync.Once.Do")
@@ -619,7 +627,8 @@ class Cond:
         await. Calling it without holding the lock raises the lock's own error, e.g.
         ``RuntimeError("sync: unlock of unlocked mutex")``, and leaves nothing queued.
         """
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         w = Waiter("sync.Cond.Wait")
         self._waiters.push(w)  # queue first, as Go does, then unlock
@@ -707,7 +716,8 @@ class Semaphore:
     async def acquire(self, k: int = 1) -> None:
         """Take ``k`` tokens, waiting in FIFO order until they are free."""
         self._check_weight(k)
-        if needs_prelude():
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
         if self._take(k):
             return
@@ -756,7 +766,8 @@ class Semaphore:
         self._grant()  # if it was the head, the requests behind it may fit now
 
     def __aenter__(self) -> Awaitable[None]:
-        if not needs_prelude() and self._take(1):
+        budget.left -= 1
+        if budget.left > 0 and not owed and self._take(1):
             return READY
         return self.acquire()
 

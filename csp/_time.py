@@ -38,7 +38,7 @@ from typing import Any, cast, final
 
 from csp import _sched
 from csp._chan import RecvChan, _BaseChan, _TimerChan, nil
-from csp._waiter import PENDING, Waiter, needs_prelude, prelude, yield_now
+from csp._waiter import PENDING, Waiter, budget, owed, prelude, yield_now
 
 __all__ = ["Ticker", "Timer", "after", "after_func", "sleep", "tick"]
 
@@ -407,7 +407,8 @@ async def sleep(seconds: float) -> None:
     if seconds <= 0:
         await yield_now()
         return
-    if needs_prelude():
+    budget.left -= 1
+    if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
         await prelude()
     loop = _sched.scheduler().loop
     w = Waiter("sleep")

@@ -3,9 +3,15 @@
 Every blocking operation (channel send/receive, select, locks, semaphores, wait groups,
 conditions, sleep) has the same shape:
 
-1. ``await prelude()`` when :func:`needs_prelude` says so: raise a cancellation the
-   task still owes itself (below), or yield once when it has run ``BUDGET`` csp
-   operations without suspending (the cooperative budget);
+1. the *budget guard*, the same two lines in every operation::
+
+       budget.left -= 1
+       if budget.left <= 0 or owed:
+           await prelude()
+
+   :func:`prelude` raises a cancellation the task still owes itself (below), or
+   yields once when csp operations ran ``BUDGET`` times in a row without anyone
+   parking (the cooperative budget, refilled by every park and every yield);
 2. its non-blocking twin: finish now if it can (it never yields);
 3. otherwise *park*: make one :class:`Waiter`, put it (or the nodes of a select) in the
    queue(s) where a partner will find it, and ``await`` it.
@@ -66,7 +72,6 @@ __all__ = [
     "PENDING",
     "READY",
     "Waiter",
-    "needs_prelude",
     "owe",
     "owed",
     "prelude",
@@ -105,16 +110,6 @@ budget: Final = _Budget()
 
 # task -> [base, msg]: cancellations swallowed by operations that took effect, still owed
 owed: Final[dict[asyncio.Task[Any], list[Any]]] = {}
-
-
-def needs_prelude() -> bool:
-    """Spend one unit of the budget; True if the operation must run :func:`prelude`
-    first (a cancellation is owed somewhere, or the budget is spent).
-
-    The hot paths write the same two lines inline: ``budget.left -= 1`` then
-    ``if budget.left <= 0 or owed: await prelude()``."""
-    budget.left -= 1
-    return budget.left <= 0 or bool(owed)
 
 
 @types.coroutine
@@ -223,20 +218,29 @@ class Waiter:
         "waker",
     )
 
+    # Set by __init__ (the rest is written before it is read: ``ok`` and ``index`` by
+    # whoever completes the waiter, ``q``/``prev``/``next`` by WaitQ.push; ``on_abort``
+    # and ``base`` are read with a default on the slow paths):
+    _asyncio_future_blocking: bool
+    state: int
+    reason: str
+    value: Any
+    waker: Waker | None
+    ok: bool
+    index: int
+    on_abort: Callable[[Waiter], None] | None
+    base: int | None
+    q: WaitQ | None
+    prev: Any
+    next: Any
+
     def __init__(self, reason: str, value: Any = None) -> None:
         # True from the start: a waiter is only ever made to be awaited at once.
         self._asyncio_future_blocking = True
-        self.state: int = PENDING
+        self.state = PENDING
         self.reason = reason
         self.value = value
-        self.ok = True
-        self.index = -1
-        self.waker: Waker | None = None
-        self.on_abort: Callable[[Waiter], None] | None = None
-        self.base: int | None = None
-        self.q: WaitQ | None = None
-        self.prev: Any = None
-        self.next: Any = None
+        self.waker = None
 
     # -- completion and withdrawal ------------------------------------------------
 
@@ -258,10 +262,10 @@ class Waiter:
         Precondition: ``self.state is PENDING``."""
         self.state = CANCELLED
         self.value = msg  # (and the value a sender offered is let go at once)
-        q = self.q
+        q = getattr(self, "q", None)
         if q is not None:
             q.unlink(self)
-        f = self.on_abort
+        f = getattr(self, "on_abort", None)
         if f is not None:
             self.on_abort = None
             f(self)
@@ -308,7 +312,7 @@ class Waiter:
             if r is not None:
                 r.sched.wake(r)
             return True
-        if self.state is DONE and self.base is None and type(r) is _sched.TaskWake:
+        if self.state is DONE and getattr(self, "base", None) is None and type(r) is _sched.TaskWake:
             task = r.task
             if task is not None:
                 # The task's count already includes this request (asyncio counts, then
@@ -356,7 +360,7 @@ class Waiter:
         task = _get_current_task(loop) if loop is not None else None
         if task is None:  # pragma: no cover - awaited outside a task
             return
-        base = self.base
+        base = getattr(self, "base", None)
         if base is None:  # thrown in without a cancel() that reached us
             base = task.cancelling() - 1
         owe(task, base, exc.args[0] if exc.args else None)
