@@ -11,16 +11,20 @@ and anyio cancel scopes, at random moments (seeded, reproducible).
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
+import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
+from schedfuzz import FuzzLoop, Hang, fuzzed, run_watched
 
 import csp
+import csp._runtime
 
 # -- targeted regression tests ------------------------------------------------------
 # Each runs with the parked party as a plain asyncio Task and as a goroutine
@@ -495,3 +499,391 @@ def test_stress_channel_slow(arun: Callable[..., Any], cap: int, with_select: bo
 def test_taskgroup_shutdown_slow(arun: Callable[..., Any], cap: int) -> None:
     for seed in _loop_seeds(40, 20_000 + cap):
         arun(_taskgroup_stress, seed, cap)
+
+
+# == Cancellation after the effect: merged requests, storms ===========================
+#
+# The rule (API.md, "Cancellation guarantee"): a cancellation that arrives after the
+# operation took effect is raised at the task's next csp operation or suspension, unless
+# its canceller withdrew it; when several requests merged into one CancelledError (an
+# outside ``task.cancel()`` and a firing ``asyncio.timeout()``), withdrawing one (the
+# timeout block exits) leaves the others owed: a cancellation is owed while
+# ``task.cancelling()`` is above its value just before the first request the operation
+# absorbed.
+#
+# First one deterministic test per window and primitive, then seeded storms that aim
+# every cancellation source at once at goroutines, plain Tasks and TaskGroup children,
+# on asyncio under the schedule fuzzer (tests/schedfuzz.py) and on uvloop.
+
+PY311 = sys.version_info < (3, 12)
+
+
+# -- deterministic windows ---------------------------------------------------------------
+#
+# The worker parks in the operation inside ``asyncio.timeout(0)``. Just before, it wakes a
+# partner task: the partner's step is queued before the timeout's expiry (both run in
+# the next loop iteration, in that order), so the partner completes the operation (hands
+# a value over, grants the lock) and then calls ``task.cancel()`` (count 1); the timeout
+# fires right after (count 2); only then does the worker resume. Both loops run
+# ``call_soon`` callbacks in FIFO order, so this is the same schedule on each.
+
+
+class _Prim:
+    """A blocking operation that a partner can complete without suspending."""
+
+    async def setup(self) -> None:
+        """Main, before the worker starts (e.g. take the lock the worker will wait for)."""
+
+    async def before(self) -> None:
+        """The worker, before it parks (e.g. hold the Cond's lock)."""
+
+    def op(self) -> Awaitable[Any]:
+        raise NotImplementedError
+
+    async def complete(self) -> None:
+        """The partner: complete the parked operation (must not suspend)."""
+        raise NotImplementedError
+
+    async def took_effect(self, result: Any) -> None:
+        """Main, after the worker ended: assert the operation took effect."""
+
+
+class _ChanRecv(_Prim):
+    def __init__(self, cap: int) -> None:
+        self.ch = csp.Chan[int](cap)
+
+    def op(self) -> Awaitable[Any]:
+        return self.ch.recv()
+
+    async def complete(self) -> None:
+        await self.ch.send(42)  # straight to the parked receiver
+
+    async def took_effect(self, result: Any) -> None:
+        assert result == 42
+        assert len(self.ch) == 0
+        assert await csp.select(self.ch.recv, default=True) == (-1, None)
+
+
+class _ChanSend(_Prim):
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.ch = csp.Chan[int](cap)
+        self.got: list[int | None] = []
+
+    async def setup(self) -> None:
+        for i in range(self.cap):  # fill the buffer: the worker's send parks
+            await self.ch.send(100 + i)
+
+    def op(self) -> Awaitable[Any]:
+        return self.ch.send(7)
+
+    async def complete(self) -> None:
+        self.got.append(await self.ch.recv())  # takes the value or admits it to the buffer
+
+    async def took_effect(self, result: Any) -> None:
+        assert result is None
+        if self.cap == 0:
+            assert self.got == [7]
+        else:
+            assert self.got == [100]
+            rest = [await self.ch.recv() for _ in range(self.cap)]
+            assert rest == [*range(101, 100 + self.cap), 7]  # 7 is in the buffer, once
+        assert await csp.select(self.ch.recv, default=True) == (-1, None)
+
+
+class _SelectRecv(_Prim):
+    def __init__(self) -> None:
+        self.a, self.b = csp.Chan[int](), csp.Chan[int]()
+
+    def op(self) -> Awaitable[Any]:
+        return csp.select(self.a.recv, self.b.recv)
+
+    async def complete(self) -> None:
+        await self.b.send(5)
+
+    async def took_effect(self, result: Any) -> None:
+        assert result == (1, 5)
+        assert await csp.select(self.a.recv, self.b.recv, default=True) == (-1, None)
+
+
+class _SelectSend(_Prim):
+    def __init__(self) -> None:
+        self.a, self.b = csp.Chan[int](), csp.Chan[int]()
+        self.got: list[int | None] = []
+
+    def op(self) -> Awaitable[Any]:
+        return csp.select((self.a.send, 1), (self.b.send, 2))
+
+    async def complete(self) -> None:
+        self.got.append(await self.b.recv())
+
+    async def took_effect(self, result: Any) -> None:
+        assert result == (1, None)
+        assert self.got == [2]
+        assert await csp.select(self.a.recv, self.b.recv, default=True) == (-1, None)
+
+
+class _MutexLock(_Prim):
+    def __init__(self) -> None:
+        self.mu = csp.Mutex()
+
+    async def setup(self) -> None:
+        assert self.mu.try_lock()
+
+    def op(self) -> Awaitable[Any]:
+        return self.mu.lock()
+
+    async def complete(self) -> None:
+        self.mu.unlock()  # hands the mutex to the parked worker
+
+    async def took_effect(self, result: Any) -> None:
+        assert not self.mu.try_lock(), "the worker does not hold the mutex"
+        self.mu.unlock()
+        assert self.mu.try_lock()
+
+
+class _RWLock(_Prim):
+    def __init__(self) -> None:
+        self.rw = csp.RWMutex()
+
+    async def setup(self) -> None:
+        assert self.rw.try_rlock()
+
+    def op(self) -> Awaitable[Any]:
+        return self.rw.lock()
+
+    async def complete(self) -> None:
+        self.rw.runlock()  # the last reader out hands the lock to the writer
+
+    async def took_effect(self, result: Any) -> None:
+        assert not self.rw.try_rlock() and not self.rw.try_lock(), "the worker is no writer"
+        self.rw.unlock()
+        assert self.rw.try_lock()
+
+
+class _RWRLock(_Prim):
+    def __init__(self) -> None:
+        self.rw = csp.RWMutex()
+
+    async def setup(self) -> None:
+        assert self.rw.try_lock()
+
+    def op(self) -> Awaitable[Any]:
+        return self.rw.rlock()
+
+    async def complete(self) -> None:
+        self.rw.unlock()  # admits the queued reader
+
+    async def took_effect(self, result: Any) -> None:
+        assert not self.rw.try_lock(), "the worker holds no read lock"
+        self.rw.runlock()
+        assert self.rw.try_lock()
+
+
+class _SemAcquire(_Prim):
+    def __init__(self) -> None:
+        self.sem = csp.Semaphore(3)
+
+    async def setup(self) -> None:
+        assert self.sem.try_acquire(3)
+
+    def op(self) -> Awaitable[Any]:
+        return self.sem.acquire(2)
+
+    async def complete(self) -> None:
+        self.sem.release(2)  # granted to the parked acquire(2) at once
+
+    async def took_effect(self, result: Any) -> None:
+        assert not self.sem.try_acquire(1), "the worker holds no tokens"
+        self.sem.release(3)
+        assert self.sem.try_acquire(3)
+
+
+class _CondWait(_Prim):
+    def __init__(self) -> None:
+        self.mu = csp.Mutex()
+        self.cond = csp.Cond(self.mu)
+
+    async def before(self) -> None:
+        await self.mu.lock()  # free: no suspension
+
+    def op(self) -> Awaitable[Any]:
+        return self.cond.wait()
+
+    async def complete(self) -> None:
+        self.cond.signal()
+
+    async def took_effect(self, result: Any) -> None:
+        assert not self.mu.try_lock(), "wait returned without the lock"
+        self.mu.unlock()
+        assert self.mu.try_lock()
+
+
+class _WGWait(_Prim):
+    def __init__(self) -> None:
+        self.wg = csp.WaitGroup()
+
+    async def setup(self) -> None:
+        self.wg.add(1)
+
+    def op(self) -> Awaitable[Any]:
+        return self.wg.wait()
+
+    async def complete(self) -> None:
+        self.wg.done()
+
+    async def took_effect(self, result: Any) -> None:
+        assert result is None
+        with pytest.raises(RuntimeError, match="negative WaitGroup counter"):
+            self.wg.done()  # the counter is 0
+
+
+WINDOW_PRIMS: dict[str, Callable[[], _Prim]] = {
+    "chan_recv_cap0": lambda: _ChanRecv(0),
+    "chan_recv_buffered": lambda: _ChanRecv(2),
+    "chan_send_cap0": lambda: _ChanSend(0),
+    "chan_send_buffered": lambda: _ChanSend(2),
+    "select_recv": _SelectRecv,
+    "select_send": _SelectSend,
+    "mutex_lock": _MutexLock,
+    "rwmutex_lock": _RWLock,
+    "rwmutex_rlock": _RWRLock,
+    "semaphore_acquire": _SemAcquire,
+    "cond_wait": _CondWait,
+    "waitgroup_wait": _WGWait,
+}
+
+
+@pytest.fixture(params=list(WINDOW_PRIMS))
+def prim_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def _window(
+    prim: _Prim, spawn_kind: str, outside: bool, timeout: bool, nxt: str
+) -> list[Any]:
+    """Run the window (see above) and return the worker's trace. ``outside``: the
+    partner calls ``task.cancel()`` after completing; ``timeout``: the operation runs
+    in ``asyncio.timeout(0)`` (else ``timeout(None)``); ``nxt``: what the worker does
+    next, ``"csp"`` (a send that would complete at once) or ``"suspend"``
+    (``asyncio.sleep(0)``). If a CancelledError is raised there, the worker records it,
+    withdraws it (``uncancel()``) and checks that nothing more is owed."""
+    loop = asyncio.get_running_loop()
+    trace: list[Any] = []
+    probe = csp.Chan[int](2)
+    go = loop.create_future()
+    await prim.setup()
+    result: list[Any] = []
+
+    async def partner() -> None:
+        await go
+        await prim.complete()
+        trace.append("completed")
+        if outside:
+            trace.append(("cancel()", t.cancel()))
+
+    async def worker() -> str:
+        me = asyncio.current_task()
+        assert me is not None
+        await prim.before()
+        go.set_result(None)  # the partner runs next iteration, before the timeout fires
+        cm = asyncio.timeout(0 if timeout else None)
+        try:
+            async with cm:
+                result.append(await prim.op())
+        except BaseException as exc:
+            trace.append(("op raised", type(exc).__name__))
+            raise
+        trace.append(("returned", me.cancelling(), cm.expired()))
+        try:
+            if nxt == "csp":
+                await probe.send(1)
+            else:
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            trace.append(("raised at next", me.cancelling(), len(probe)))
+            me.uncancel()
+        else:
+            trace.append(("next not cancelled", me.cancelling(), len(probe)))
+        # nothing further may be owed: a suspension and a csp operation go through
+        await asyncio.sleep(0)
+        await probe.send(2)
+        trace.append(("end", me.cancelling()))
+        return "done"
+
+    p = asyncio.create_task(partner())
+    t = csp.go(worker()) if spawn_kind == "goroutine" else asyncio.create_task(worker())
+    res = await t
+    await p
+    assert res == "done"
+    assert result, trace
+    await prim.took_effect(result[0])
+    return trace
+
+
+def test_merged_cancel_after_effect_is_raised_at_next_csp_op(
+    run: Callable[..., Any], prim_name: str, spawn: Spawn
+) -> None:
+    """Completed, then cancelled from outside (count 1), then its ``timeout(0)`` fired
+    (count 2) before the task resumed: the operation returns normally (it took effect),
+    the timeout block exits without TimeoutError and withdraws only its own request
+    (``cancelling()`` 1), and the outside cancellation is raised by the task's next csp
+    operation before that takes effect; after ``uncancel()`` nothing more is owed."""
+    kind = "goroutine" if spawn is csp.go else "task"
+    trace = run(_window, WINDOW_PRIMS[prim_name](), kind, True, True, "csp")
+    assert trace == [
+        "completed",
+        ("cancel()", True),
+        ("returned", 1, True),
+        ("raised at next", 1, 0),
+        ("end", 0),
+    ], f"{prim_name}: the outside cancellation was dropped or misplaced: {trace}"
+
+
+def test_merged_cancel_after_effect_is_raised_at_next_suspension(
+    run: Callable[..., Any], prim_name: str, spawn: Spawn
+) -> None:
+    """As above, but the task's next step is a plain suspension (``asyncio.sleep(0)``):
+    the outside cancellation is raised there."""
+    kind = "goroutine" if spawn is csp.go else "task"
+    trace = run(_window, WINDOW_PRIMS[prim_name](), kind, True, True, "suspend")
+    assert trace == [
+        "completed",
+        ("cancel()", True),
+        ("returned", 1, True),
+        ("raised at next", 1, 0),
+        ("end", 0),
+    ], f"{prim_name}: the outside cancellation was dropped or misplaced: {trace}"
+
+
+def test_cancel_after_effect_is_raised_at_next_csp_op(
+    run: Callable[..., Any], prim_name: str, spawn: Spawn
+) -> None:
+    """Control, one request: completed, then cancelled from outside before the task
+    resumed: the operation returns normally and the cancellation is raised by the next
+    csp operation before that takes effect (``cancelling()`` 1 there)."""
+    kind = "goroutine" if spawn is csp.go else "task"
+    trace = run(_window, WINDOW_PRIMS[prim_name](), kind, True, False, "csp")
+    assert trace == [
+        "completed",
+        ("cancel()", True),
+        ("returned", 1, False),
+        ("raised at next", 1, 0),
+        ("end", 0),
+    ], f"{prim_name}: {trace}"
+
+
+def test_withdrawn_timeout_after_effect_owes_nothing(
+    run: Callable[..., Any], prim_name: str, spawn: Spawn
+) -> None:
+    """Control, the timeout alone: completed, then ``timeout(0)`` fired before the task
+    resumed: the operation returns normally, the block exits without TimeoutError and
+    withdraws the request, and no cancellation is raised later (``cancelling()`` 0)."""
+    kind = "goroutine" if spawn is csp.go else "task"
+    trace = run(_window, WINDOW_PRIMS[prim_name](), kind, False, True, "csp")
+    assert trace == [
+        "completed",
+        ("returned", 0, True),
+        ("next not cancelled", 0, 1),
+        ("end", 0),
+    ], f"{prim_name}: {trace}"
