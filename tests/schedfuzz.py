@@ -31,11 +31,15 @@ queued before the task's own wake-up) is not something to assert under the fuzze
 assert it with deterministic tests on the stock loops, and let fuzzed tests assert
 what must hold in every order (ledgers, "eventually delivered", "never hangs").
 
-Reproducing a failure. Tests print the seed at start and put it in their failure
-messages (and in parametrized test ids). Re-run that test id; storm tests also read
-``CSP_STORM_SEED=<seed>`` to run only that seed. Under the virtual clock the same seed
-gives the same schedule again (``random`` is re-seeded too: csp's select draws from
-it), so a failure replays exactly on the asyncio loop; on uvloop, timing still varies.
+Reproducing a failure. Tests print the seed at start (pytest shows it with the
+captured output, also after a pytest-timeout) and put it in their failure messages and
+test ids. Re-run that test id; the storm tests in test_cancellation.py also read
+``CSP_STORM_SEED=<seed>[,<seed>...]`` to run only those seeds. Under the virtual clock a
+run is a function of its seed (``random`` is re-seeded too: csp's select draws from it)
+and of the order in which asyncio iterates sets of tasks (a TaskGroup cancelling its
+children), which follows memory addresses: re-running the same test the same way
+replays a failure in practice. On uvloop real timing varies, but most failing seeds
+fail again.
 
 Use::
 

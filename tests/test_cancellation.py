@@ -6,6 +6,13 @@ value whose send returned is received exactly once, no value whose send raised i
 received, and a cancelled select commits nothing. Cancellation comes from
 ``task.cancel()``, ``asyncio.timeout()``, ``asyncio.wait_for()``, TaskGroup shutdown
 and anyio cancel scopes, at random moments (seeded, reproducible).
+
+The last section ("Cancellation after the effect") covers every blocking primitive
+(channels, select, Mutex, RWMutex, Semaphore, Cond, WaitGroup) and the second half of
+the guarantee: a cancellation that arrives after the operation took effect is raised
+later and never dropped, also when it merged with a timeout's: one deterministic test
+per window and primitive, then seeded storms of every cancellation source at once, run
+on asyncio under the schedule fuzzer of tests/schedfuzz.py and on uvloop.
 """
 
 from __future__ import annotations
@@ -897,8 +904,14 @@ def test_withdrawn_timeout_after_effect_owes_nothing(
 # a few under ``wait_for``, ``anyio.move_on_after`` or an ``anyio.CancelScope`` that a
 # chaos goroutine cancels, the rest plain; a chaos goroutine cancels workers at random
 # (``task.cancel()``), and a second one cancels a worker right after a partner announced
-# that it is about to complete that worker's operation (a hand-off); a TaskGroup may
-# shut down half-way. Workers never catch CancelledError: a cancellation ends them.
+# that it is about to complete that worker's operation (a hand-off: the announcement
+# wakes that chaos first, so it runs after the completion and before the worker
+# resumes); a TaskGroup may shut down half-way. A quarter of the workers are endless:
+# main cancels them at the end and waits for them (a cancellation csp drops keeps one
+# running, and csp.run never returns). Workers never catch CancelledError: a
+# cancellation ends them. Python 3.11's wait_for loses a result when its caller is
+# cancelled from outside as the inner operation completes (a documented limit): nothing
+# cancels a worker from outside while it is inside wait_for there.
 #
 # Checked after every storm:
 # * the primitive's ledger (values, holders, tokens, signals, see each scenario);
@@ -914,7 +927,7 @@ def test_withdrawn_timeout_after_effect_owes_nothing(
 
 STORM_DELAYS = (0.0, 1e-5, 1e-4)
 STORM_LIMIT = 4.0  # seconds one storm may take before it counts as hung (most take < 0.1 s)
-STORM_SEEDS = 2  # per scenario and loop, in the default run (their seeds are in the test ids)
+STORM_SEEDS = 4  # per scenario and loop, in the default run (their seeds are in the test ids)
 STORM_SLOW_SEEDS = 250  # per scenario and loop, marked slow
 
 
@@ -935,12 +948,13 @@ class _Worker:
 
     def __init__(self, name: str, kind: str, rng: random.Random, target: bool) -> None:
         self.name = name
-        self.kind = kind  # "go", "task" or "tg"
+        self.kind = kind  # "go", "task", "tg" or "custom" (Storm.spawn's starter)
         self.rng = rng
         self.target = target  # the chaos may cancel it
         # Python 3.11's wait_for loses a result when its caller is cancelled from
         # outside as the inner operation completes (a documented limit): workers that
-        # a TaskGroup may cancel do not use it, and the chaos skips workers inside it.
+        # a TaskGroup may cancel do not use it there, and the chaos and main's final
+        # cancel skip workers inside it.
         self.can_wait_for = not (PY311 and kind == "tg")
         self.task: asyncio.Task[Any] | None = None
         self.started = False  # the chaos spares workers that have not started yet
@@ -975,6 +989,8 @@ class Storm:
         self.stats = Counter[str]()
         self.log: list[list[str]] = []  # [worker, operation, mechanism, outcome]
         self.kills_left = Counter[str]()  # per chaos: how many more workers it may cancel
+        self.clock = 0  # orders events that scenarios compare (Storm.tick)
+        self.cancel_clock: dict[asyncio.Task[Any], list[int]] = {}  # when chaos/main cancelled
         self.running = True
         self.tg: asyncio.TaskGroup | None = None
         self._tg_release: asyncio.Future[None] | None = None
@@ -1094,15 +1110,16 @@ class Storm:
         fn: Callable[[], Awaitable[Any]],
         on_ok: Callable[[Any], None] | None = None,
         label: str = "",
+        plain: bool = False,
     ) -> bool:
         """``fn()`` under a random cancellation source; ``on_ok(result)`` runs right after
         it returned normally (no await in between). Returns whether it took effect
         (False: a timeout or scope of this call cancelled it). An outside cancellation
         propagates. ``key`` registers the worker as parked on that resource meanwhile
-        (the hand-off chaos looks there)."""
+        (the hand-off chaos looks there). ``plain``: no cancellation source of its own."""
         me = asyncio.current_task()
         assert me is not None
-        mech, d = self.mech(w)
+        mech, d = ("plain", 0.0) if plain else self.mech(w)
         self.stats[mech] += 1
         entry = [w.name, label or (key if isinstance(key, str) else "/".join(key or ())),
                  f"{mech}({d:g})" if mech != "plain" else mech, "raised"]
@@ -1184,12 +1201,21 @@ class Storm:
             and t not in self.in_wait_for
         )
 
+    def tick(self) -> int:
+        self.clock += 1
+        return self.clock
+
+    def _cancelled(self, t: asyncio.Task[Any]) -> None:
+        """``t.cancel()`` returned True: ``t`` must end cancelled."""
+        self.cancel_ok[t] = self.cancel_ok.get(t, 0) + 1
+        self.cancel_clock.setdefault(t, []).append(self.tick())
+
     def _cancel(self, t: asyncio.Task[Any], why: str) -> None:
         if self.kills_left[why] <= 0:
             return
         if t.cancel():
             self.kills_left[why] -= 1
-            self.cancel_ok[t] = self.cancel_ok.get(t, 0) + 1
+            self._cancelled(t)
             self.stats[f"chaos cancel ({why})"] += 1
 
     async def _chaos(self, rng: random.Random) -> None:
@@ -1275,7 +1301,7 @@ class Storm:
                 await asyncio.sleep(0)
         for t in tasks:
             if t.cancel():
-                self.cancel_ok[t] = self.cancel_ok.get(t, 0) + 1
+                self._cancelled(t)
                 self.stats["main cancels endless worker"] += 1
         if tasks:
             await asyncio.wait(tasks)
@@ -1730,15 +1756,22 @@ async def _scn_semaphore(storm: Storm) -> None:
 
 
 async def _scn_cond(storm: Storm) -> None:
-    """Producers add a token under the lock and signal (or broadcast); consumers wait on
-    the Cond while there is none. No signal may be lost: once every producer is done,
-    a token left over while a consumer still waits in ``wait()`` means a wait-up went to
-    a consumer that did not return from ``wait()`` (the signal was lost)."""
+    """Producers add a token under the lock and signal; consumers wait while there is
+    none, either on a Cond shared by all (under any cancellation source) or, plainly, on
+    a Cond of their own that a producer signals directly. A directed signal is
+    numbered on the storm's clock (as are the cancellations the chaos and main make),
+    so each such wait is checked exactly: it returns only if signalled (no spurious
+    wake-up), and if it was signalled before anything cancelled the task it must
+    return normally (else the signal was lost); a CancelledError with no cancellation
+    on record means a withdrawn one was delivered."""
     rng = storm.rng
     mu = csp.Mutex()
-    cond = csp.Cond(mu)
+    shared = csp.Cond(mu)
+    own: dict[str, csp.Cond] = {}
     st = Counter[str]()
     closing = [False]
+    directed: dict[str, None] = {}  # consumers in a wait on their own Cond, oldest first
+    signalled: dict[str, int] = {}  # consumer -> clock of the signal its wait got
     nprod, ncons, per = rng.randint(1, 3), rng.randint(2, 5), rng.randint(25, 50)
 
     def held(w: str) -> None:
@@ -1756,29 +1789,59 @@ async def _scn_cond(storm: Storm) -> None:
                 try:
                     await storm.hint(w, "cond.wait")
                 finally:
-                    if w.rng.random() < 0.15:
-                        cond.broadcast()
+                    fresh = [c for c in directed if c not in signalled]
+                    if fresh and w.rng.random() < 0.7:
+                        signalled[fresh[0]] = storm.tick()
+                        own[fresh[0]].signal()
+                        st["directed signals"] += 1
+                    elif w.rng.random() < 0.15:
+                        shared.broadcast()
                     else:
-                        cond.signal()
+                        shared.signal()
             finally:
                 st["mutex"] -= 1
                 mu.unlock()
             if w.rng.random() < 0.5:
                 await asyncio.sleep(0)
 
+    async def wait_own(w: _Worker, me: asyncio.Task[Any]) -> None:
+        directed[w.name] = None
+        try:
+            await storm.op(w, "cond.wait", own[w.name].wait, plain=True)
+        except asyncio.CancelledError:
+            sig = signalled.pop(w.name, None)
+            cancels = storm.cancel_clock.get(me, [])
+            if not cancels:
+                storm.problem(f"{w.name}: wait() raised CancelledError but nothing on record"
+                              " cancelled it (a withdrawn cancellation was delivered?)")
+            elif sig is not None and sig < min(cancels):
+                storm.problem(f"{w.name}: signal lost: signalled at {sig}, first cancelled at"
+                              f" {min(cancels)}, yet wait() raised CancelledError")
+            raise
+        else:
+            sig = signalled.pop(w.name, None)
+            storm.expect(sig is not None or closing[0],
+                         f"{w.name}: wait() returned without a signal (spurious wake-up)")
+        finally:
+            del directed[w.name]
+
     async def consumer(w: _Worker) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        own[w.name] = csp.Cond(mu)
         while True:
             if not await storm.op(w, "cond.mu", mu.lock):
                 continue
             held(w.name)
             try:
                 while st["tokens"] == 0 and not closing[0]:
-                    st["waiting"] += 1
                     st["mutex"] -= 1
                     try:
-                        await storm.op(w, "cond.wait", cond.wait)
+                        if w.rng.random() < 0.5:
+                            await wait_own(w, me)
+                        else:
+                            await storm.op(w, "cond.wait", shared.wait)
                     finally:  # returns or raises holding the lock again
-                        st["waiting"] -= 1
                         held(w.name)
                 if st["tokens"] == 0:
                     return  # closing
@@ -1792,29 +1855,16 @@ async def _scn_cond(storm: Storm) -> None:
 
     await storm.start(kill_budget=(nprod + ncons) // 2)
     producers = [storm.spawn(f"prod{i}", producer) for i in range(nprod)]
-    for i in range(ncons):
-        storm.spawn(f"cons{i}", consumer)
+    for i in range(ncons):  # no TaskGroup child: its shutdown is not on the clock
+        storm.spawn(f"cons{i}", consumer, kinds=("go", "task"))
     storm.spawned()
     await storm.wait(producers)
     await storm.stop_endless()
-    # No producer is left: a woken consumer consumes within a few rounds; a consumer
-    # that is still parked in wait() while tokens are left will wait forever.
-    for _ in range(100):
-        await mu.lock()
-        held("main")
-        stuck = st["tokens"] > 0 and st["waiting"] > 0
-        left, waiting = st["tokens"], st["waiting"]
-        st["mutex"] -= 1
-        mu.unlock()
-        if not stuck:
-            break
-        await asyncio.sleep(0)
-    else:
-        storm.problem(f"signal lost: {left} tokens left while {waiting} consumers wait in"
-                      f" cond.wait() and no producer is left")
     await mu.lock()
     closing[0] = True
-    cond.broadcast()
+    shared.broadcast()
+    for c in own.values():
+        c.broadcast()
     mu.unlock()
     await storm.finish()
     storm.expect(st["produced"] == st["consumed"] + st["tokens"],
@@ -1822,6 +1872,7 @@ async def _scn_cond(storm: Storm) -> None:
                  f" {st['tokens']} left")
     storm.expect(mu.try_lock(), "the Cond's lock is still held at the end")
     storm.stats["signals"] += st["produced"]
+    storm.stats["directed signals"] += st["directed signals"]
 
 
 async def _scn_waitgroup(storm: Storm) -> None:
