@@ -829,6 +829,23 @@ async def _window(
     return trace
 
 
+def _check_window(prim_name: str, trace: list[Any], expected: list[Any]) -> None:
+    """Compare the worker's trace with ``expected``; say so separately when the window
+    itself was not reached (the timeout had not fired when the operation returned)."""
+    returned = [e for e in trace if isinstance(e, tuple) and e[0] == "returned"]
+    want = [e for e in expected if isinstance(e, tuple) and e[0] == "returned"]
+    if returned and want and returned[0][2] != want[0][2]:
+        pytest.fail(f"{prim_name}: window not reached (timeout expired: {returned[0][2]},"
+                    f" expected {want[0][2]}; did the scheduling change?): {trace}",
+                    pytrace=False)
+    if trace != expected:
+        pytest.fail(
+            f"{prim_name}: the cancellation was dropped, misplaced or doubled:\n"
+            f"  got      {trace}\n  expected {expected}",
+            pytrace=False,
+        )
+
+
 def test_merged_cancel_after_effect_is_raised_at_next_csp_op(
     run: Callable[..., Any], prim_name: str, spawn: Spawn
 ) -> None:
@@ -839,13 +856,13 @@ def test_merged_cancel_after_effect_is_raised_at_next_csp_op(
     operation before that takes effect; after ``uncancel()`` nothing more is owed."""
     kind = "goroutine" if spawn is csp.go else "task"
     trace = run(_window, WINDOW_PRIMS[prim_name](), kind, True, True, "csp")
-    assert trace == [
+    _check_window(prim_name, trace, [
         "completed",
         ("cancel()", True),
         ("returned", 1, True),
         ("raised at next", 1, 0),
         ("end", 0),
-    ], f"{prim_name}: the outside cancellation was dropped or misplaced: {trace}"
+    ])
 
 
 def test_merged_cancel_after_effect_is_raised_at_next_suspension(
@@ -855,13 +872,13 @@ def test_merged_cancel_after_effect_is_raised_at_next_suspension(
     the outside cancellation is raised there."""
     kind = "goroutine" if spawn is csp.go else "task"
     trace = run(_window, WINDOW_PRIMS[prim_name](), kind, True, True, "suspend")
-    assert trace == [
+    _check_window(prim_name, trace, [
         "completed",
         ("cancel()", True),
         ("returned", 1, True),
         ("raised at next", 1, 0),
         ("end", 0),
-    ], f"{prim_name}: the outside cancellation was dropped or misplaced: {trace}"
+    ])
 
 
 def test_cancel_after_effect_is_raised_at_next_csp_op(
@@ -872,13 +889,13 @@ def test_cancel_after_effect_is_raised_at_next_csp_op(
     csp operation before that takes effect (``cancelling()`` 1 there)."""
     kind = "goroutine" if spawn is csp.go else "task"
     trace = run(_window, WINDOW_PRIMS[prim_name](), kind, True, False, "csp")
-    assert trace == [
+    _check_window(prim_name, trace, [
         "completed",
         ("cancel()", True),
         ("returned", 1, False),
         ("raised at next", 1, 0),
         ("end", 0),
-    ], f"{prim_name}: {trace}"
+    ])
 
 
 def test_withdrawn_timeout_after_effect_owes_nothing(
@@ -889,12 +906,12 @@ def test_withdrawn_timeout_after_effect_owes_nothing(
     withdraws the request, and no cancellation is raised later (``cancelling()`` 0)."""
     kind = "goroutine" if spawn is csp.go else "task"
     trace = run(_window, WINDOW_PRIMS[prim_name](), kind, False, True, "csp")
-    assert trace == [
+    _check_window(prim_name, trace, [
         "completed",
         ("returned", 0, True),
         ("next not cancelled", 0, 1),
         ("end", 0),
-    ], f"{prim_name}: {trace}"
+    ])
 
 
 # -- storms ---------------------------------------------------------------------------
@@ -927,7 +944,7 @@ def test_withdrawn_timeout_after_effect_owes_nothing(
 
 STORM_DELAYS = (0.0, 1e-5, 1e-4)
 STORM_LIMIT = 4.0  # seconds one storm may take before it counts as hung (most take < 0.1 s)
-STORM_SEEDS = 4  # per scenario and loop, in the default run (their seeds are in the test ids)
+STORM_SEEDS = 6  # per scenario and loop, in the default run (their seeds are in the test ids)
 STORM_SLOW_SEEDS = 250  # per scenario and loop, marked slow
 
 
@@ -1321,8 +1338,8 @@ class Storm:
             if not t.cancelled():
                 w = self.by_task[t]
                 self.problem(
-                    f"{w.name} ({w.kind}): the chaos's cancel() returned True ({n}x), but it"
-                    f" did not end cancelled: {self.ended.get(t, 'not ended?')}"
+                    f"{w.name} ({w.kind}): cancel() (by the chaos or main) returned True"
+                    f" ({n}x), but it did not end cancelled: {self.ended.get(t, 'not ended?')}"
                 )
         for w in self.workers:
             assert w.task is not None
@@ -1335,9 +1352,11 @@ class Storm:
     def report(self) -> str:
         named = {w.name for w in self.workers if any(w.name in p for p in self.problems)}
         ops = [e for e in self.log if e[0] in named][-12:]
+        test = os.environ.get("PYTEST_CURRENT_TEST", "<this test>").rsplit(" (", 1)[0]
         return (
             f"seed={self.seed} loop={self.loop_name}"
-            f" (reproduce: CSP_STORM_SEED={self.seed} pytest -k <this test>):\n  "
+            f" (reproduce: CSP_STORM_SEED={self.seed} python -m pytest -m ''"
+            f" '{test}'):\n  "
             + "\n  ".join(self.problems[:15])
             + f"\n  stats: {dict(sorted(self.stats.items()))}"
             + "".join(f"\n  op: {' '.join(e)}" for e in ops)
@@ -1358,9 +1377,13 @@ def storm_run(
     def describe() -> str:
         return holder[0].describe() if holder else "(storm not started)"
 
-    run_watched(main, seed=seed, loop_name=loop_name, limit=STORM_LIMIT, describe=describe)
+    try:
+        run_watched(main, seed=seed, loop_name=loop_name, limit=STORM_LIMIT, describe=describe)
+    except Hang as exc:
+        pytest.fail(str(exc), pytrace=False)
     storm = holder[0]
-    assert not storm.problems, storm.report()
+    if storm.problems:
+        pytest.fail(storm.report(), pytrace=False)
     return storm
 
 
@@ -1989,13 +2012,14 @@ def test_storm_many_seeds(loop_name: str, scenario: str) -> None:
     for seed in _storm_seeds(STORM_SLOW_SEEDS, base):
         try:
             storm = storm_run(fn, seed, loop_name, *args)
-        except AssertionError as exc:  # includes Hang
-            failures.append(f"[seed {seed}] {str(exc)[:3000]}")
+        except pytest.fail.Exception as exc:  # a problem or a hang
+            failures.append(str(exc)[:3000])
             if len(failures) >= 2:
                 break
             continue
         totals.update(storm.stats)
-    assert not failures, f"{len(failures)} failing seeds:\n" + "\n".join(failures)
+    if failures:
+        pytest.fail(f"{len(failures)} failing seeds:\n" + "\n".join(failures), pytrace=False)
     if "CSP_STORM_SEED" not in os.environ:
         quiet = [k for k in _CANCEL_SOURCES if not totals[k]]
         assert not quiet, f"sources that never fired: {quiet}; {dict(totals)}"
