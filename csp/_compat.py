@@ -9,6 +9,8 @@ there is no fallback, :func:`selftest` names what is missing.
 
 What is used, and why:
 
+* **the running loop without raising** (``asyncio._get_running_loop``): asked on every
+  park, from C, so it must be the C function;
 * **the current task** (``asyncio.tasks._current_tasks`` or ``_enter_task`` /
   ``_leave_task``): csp resumes a goroutine's coroutine itself, outside the Task's own
   step, and must make the Task current meanwhile so that ``asyncio.current_task()``,
@@ -31,6 +33,7 @@ from typing import Any, Final
 
 __all__ = [
     "CURRENT_TASKS_DICT",
+    "get_running_loop",
     "abandon_task",
     "current_tasks",
     "fut_waiter",
@@ -38,6 +41,9 @@ __all__ = [
     "loop_queues",
     "selftest",
 ]
+
+get_running_loop: Final[Callable[[], asyncio.AbstractEventLoop | None]] = asyncio._get_running_loop
+"""The running loop or None, without raising (asyncio's C function: the cheapest way)."""
 
 _enter_task = asyncio.tasks._enter_task
 _leave_task = asyncio.tasks._leave_task

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, Final, final
 
+from csp import _compat
 from csp._chan import Chan, nil
 
 __all__ = [
@@ -619,7 +620,7 @@ class _AfterFunc(_Listener):
 def _start_func(fn: Callable[[], object]) -> None:
     from csp._time import _run_func
 
-    loop = asyncio._get_running_loop()
+    loop = _compat.get_running_loop()
     if loop is not None:
         loop.call_soon(_run_func, fn, loop)
         return
@@ -941,7 +942,7 @@ def notify_context(parent: Context, *signals: int) -> tuple[Context, CancelFunc]
             "notify_context must be called on the main thread (Python runs signal handlers "
             "only there)"
         )
-    loop = asyncio._get_running_loop()
+    loop = _compat.get_running_loop()
     if loop is None:
         raise RuntimeError("notify_context needs a running event loop: call it from a coroutine")
     names = " ".join(_signal_text(s) for s in sigs)
@@ -1036,7 +1037,7 @@ class Scope(_Listener):
         task = self._task
         assert task is not None
         loop = task.get_loop()
-        running = asyncio._get_running_loop()
+        running = _compat.get_running_loop()
         if running is not loop:  # cancel() from another thread: hand it to our loop
             loop.call_soon_threadsafe(self._on_done)
         elif asyncio.current_task(loop) is task:

@@ -39,7 +39,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 Ts = TypeVarTuple("Ts")
 
-_get_running_loop = asyncio._get_running_loop
+_get_running_loop = _compat.get_running_loop
 _Task = asyncio.Task
 
 # csp.run's loops (tests replace _loop_factory to run csp.run on a loop of theirs)

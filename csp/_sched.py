@@ -36,6 +36,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from csp import _compat
+
 if TYPE_CHECKING:
     from csp._drive import Goroutine
     from csp._waiter import Waiter
@@ -48,7 +50,7 @@ __all__ = ["DRAIN_BUDGET", "Runnable", "Scheduler", "TaskWake", "forget_loop", "
 # same as 64 to within noise.
 DRAIN_BUDGET: Final = 64
 
-_get_running_loop = asyncio._get_running_loop
+_get_running_loop = _compat.get_running_loop
 
 
 class Runnable(Protocol):

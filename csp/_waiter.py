@@ -82,7 +82,7 @@ PENDING: Final = 0
 DONE: Final = 1
 CANCELLED: Final = 2
 
-_get_running_loop = asyncio._get_running_loop
+_get_running_loop = _compat.get_running_loop
 _get_current_task = _compat.get_current_task
 _CancelledError = asyncio.CancelledError
 
@@ -312,9 +312,9 @@ class Waiter:
             if r is not None:
                 r.sched.wake(r)
             return True
-        if self.state is DONE and getattr(self, "base", None) is None and type(r) is _sched.TaskWake:
+        if self.state is DONE and type(r) is _sched.TaskWake:
             task = r.task
-            if task is not None:
+            if task is not None and getattr(self, "base", None) is None:
                 # The task's count already includes this request (asyncio counts, then
                 # asks the awaited object): the base is just below it.
                 self.base = task.cancelling() - 1

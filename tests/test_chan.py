@@ -918,3 +918,106 @@ async def test_chan_is_both_views_at_runtime() -> None:
     assert isinstance(ch, csp.RecvChan) and isinstance(ch, csp.SendChan)
     t = csp.after(1)
     assert isinstance(t, csp.RecvChan)
+
+
+# -- non-blocking operations (API.md: Non-blocking operations) ---------------------------
+
+
+@pytest.mark.asyncio
+async def test_send_nowait_completes_or_raises_would_block() -> None:
+    """send_nowait hands the value to a parked receiver (rendezvous) or puts it in a
+    buffer with room; otherwise it raises WouldBlock and changes nothing."""
+    u = csp.Chan[int]()
+    with pytest.raises(csp.WouldBlock):
+        u.send_nowait(1)  # unbuffered, nobody receiving
+    assert len(u) == 0 and len(u._sendq) == 0
+    t = asyncio.create_task(u.recv())
+    await spin()
+    assert u.send_nowait(2) is None  # a parked receiver takes it
+    assert await t == 2
+    b = csp.Chan[int](2)
+    b.send_nowait(3)
+    b.send_nowait(4)
+    with pytest.raises(csp.WouldBlock):
+        b.send_nowait(5)  # full
+    assert [await b.recv(), await b.recv()] == [3, 4]
+    assert_invariants(b)
+
+
+@pytest.mark.asyncio
+async def test_recv_nowait_and_recv_ok_nowait() -> None:
+    """The receive twins take a buffered value, or a parked sender's value (its send
+    completes), or report closed-and-drained as None / (None, False); else WouldBlock."""
+    ch = csp.Chan[int](1)
+    with pytest.raises(csp.WouldBlock):
+        ch.recv_nowait()
+    with pytest.raises(csp.WouldBlock):
+        ch.recv_ok_nowait()
+    ch.send_nowait(1)
+    assert ch.recv_nowait() == 1
+    u = csp.Chan[int]()
+    sender = asyncio.create_task(u.send(7))
+    await spin()
+    assert u.recv_ok_nowait() == (7, True)
+    await sender  # the send completed
+    ch.send_nowait(8)
+    ch.close()
+    assert ch.recv_ok_nowait() == (8, True)  # buffered values first
+    assert ch.recv_nowait() is None
+    assert ch.recv_ok_nowait() == (None, False)  # closed and drained, forever
+    assert csp.nil.recv_ok_nowait.__self__ is csp.nil
+    with pytest.raises(csp.WouldBlock):
+        csp.nil.recv_nowait()
+    with pytest.raises(csp.WouldBlock):
+        csp.nil.send_nowait(1)
+
+
+def test_send_nowait_on_a_closed_channel_raises_closed() -> None:
+    """A closed channel is not "would block": send_nowait raises ClosedChannelError."""
+    ch = csp.Chan[int](1)
+    ch.close()
+    with pytest.raises(csp.ClosedChannelError, match="send on closed channel"):
+        ch.send_nowait(1)
+
+
+def test_nowait_calls_work_from_loop_callbacks(loop_name: str) -> None:
+    """The non-blocking calls are plain calls: a loop callback (or a signal handler
+    run by the loop) can feed and drain channels without a task; they never raise an
+    owed cancellation and never yield."""
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        ch = csp.Chan[int](4)
+        done = csp.Chan[None]()
+        out: list[Any] = []
+
+        def feed(i: int) -> None:
+            try:
+                ch.send_nowait(i)
+            except csp.WouldBlock:
+                out.append(("full", i))
+            if i == 5:
+                done.close()
+
+        for i in range(6):
+            loop.call_soon(feed, i)
+        await done.recv()
+        out.append(sorted(ch.recv_nowait() for _ in range(len(ch))))  # type: ignore[type-var]
+        return out
+
+    assert csp.run(main, loop=loop_name) == [("full", 4), ("full", 5), [0, 1, 2, 3]]
+
+
+@pytest.mark.asyncio
+async def test_nowait_send_to_a_parked_select_commits_one_case() -> None:
+    """send_nowait completing a parked select commits exactly that case; the select's
+    other cases leave their queues."""
+    a, b = csp.Chan[int](), csp.Chan[int]()
+    t = asyncio.create_task(csp.select(a.recv, b.recv))
+    await spin()
+    assert len(a._recvq) == len(b._recvq) == 1
+    b.send_nowait(9)
+    assert await t == (1, 9)
+    assert len(a._recvq) == 0 and len(b._recvq) == 0
+    with pytest.raises(csp.WouldBlock):
+        a.send_nowait(1)  # the select's losing case is gone
