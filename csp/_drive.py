@@ -132,6 +132,9 @@ class Goroutine:
         except StopIteration as stop:
             kind, arg = _RETURN, stop.value
         except BaseException as exc:
+            tb = exc.__traceback__  # this frame out of the traceback (the Task's step adds
+            if tb is not None:  # none, and it would hold this driver alive)
+                exc.__traceback__ = tb.tb_next
             kind, arg = _RAISE, exc
         else:
             del cur[loop]
@@ -188,6 +191,15 @@ class Goroutine:
         return False
 
     # -- reports ----------------------------------------------------------------------
+
+    def _invariants(self) -> None:
+        if self.proxy is None:
+            assert not self.via_task
+        else:
+            assert self.wakeup is not None
+            assert self.cur is None or self.cur.waker is self
+        assert (self.back is None) or self.proxy is None
+        assert self.task is None or self.sched.goroutines.get(self.task) in (self, None)
 
     def name(self) -> str:
         return getattr(self.coro, "__qualname__", None) or "coroutine"

@@ -31,7 +31,7 @@ from csp import _compat, _sched
 from csp._deadlock import AsyncioLoop, Watch, deadlock_error, loop_factory
 from csp._drive import Goroutine, body
 from csp._sched import Scheduler
-from csp._waiter import PENDING, Waiter, yield_now
+from csp._waiter import PENDING, Waiter, forget_done, yield_now
 
 __all__ = ["go", "gosched", "num_goroutine", "run"]
 
@@ -398,3 +398,4 @@ def run(  # type: ignore[misc]  # (mypy: an implementation of a *Ts overload)
             return runner.run(_main(coro))
         finally:
             _sched.forget_loop(runner.get_loop())
+            forget_done(runner.get_loop())

@@ -141,8 +141,18 @@ def _raise_owed() -> None:
     if task is None:
         return
     o = owed.pop(task, None)
-    if o is not None and task.cancelling() > o[0]:
-        raise _cancelled_error(o[1])
+    if o is not None:
+        if task.cancelling() > o[0]:
+            raise _cancelled_error(o[1])
+    elif owed:
+        forget_done()  # owed by others: make sure no finished task lingers here
+
+
+def forget_done(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Drop what finished tasks (or, given ``loop``, that loop's tasks) still owe: a
+    loop closed before their re-delivery ran. Keeps :data:`owed` from growing."""
+    for t in [t for t in owed if t.done() or (loop is not None and t.get_loop() is loop)]:
+        del owed[t]
 
 
 def owe(task: asyncio.Task[Any], base: int, msg: Any) -> None:
