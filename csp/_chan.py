@@ -18,7 +18,8 @@ Invariants:
   * a buffer with room means no parked senders (for ``cap == 0`` every sender parks);
   * a closed channel has empty queues;
   * every node in either queue belongs to a pending operation; a sender's node holds
-    the value it offers in ``value``.
+    the value it offers in ``value``;
+  * ``csp.nil``'s queues (:class:`_NilQ`) stay empty: nothing parked on nil is found.
 """
 
 from __future__ import annotations
@@ -106,20 +107,9 @@ class _BaseChan(Generic[T]):
             return True
         return False
 
-    def _park(self, send: bool, reason: str, value: Any = None) -> Waiter:
-        """A pending waiter for this channel's receive (or send of ``value``), queued
-        where a partner finds it; ``csp.nil`` queues nothing (nothing ever comes)."""
-        w = Waiter(reason, value)
-        if self is nil:
-            w.reason = reason + " (nil chan)"
-        else:
-            (self._sendq if send else self._recvq).push(w)
-        return w
-
     def _enqueue(self, node: Any, send: bool) -> None:
-        """Queue a select's case node (``csp._select``); nothing for ``csp.nil``."""
-        if self is not nil:
-            (self._sendq if send else self._recvq).push(node)
+        """Queue a select's case node (``csp._select``); csp.nil's queues keep nothing."""
+        (self._sendq if send else self._recvq).push(node)
 
     def _waiting(self) -> tuple[int, int]:
         """(parked receive operations, parked send operations), for reprs."""
@@ -138,7 +128,8 @@ class _BaseChan(Generic[T]):
             await prelude()
         v = self._try_recv()
         if v is BLOCK:
-            w = self._park(False, "chan receive")
+            w = Waiter("chan receive")
+            self._recvq.push(w)
             await w
             return w.value  # type: ignore[no-any-return]  # (None if woken by close)
         return None if v is CLOSED else v
@@ -154,7 +145,8 @@ class _BaseChan(Generic[T]):
             await prelude()
         v = self._try_recv()
         if v is BLOCK:
-            w = self._park(False, "chan receive")
+            w = Waiter("chan receive")
+            self._recvq.push(w)
             await w
             return w.value, w.ok
         return (None, False) if v is CLOSED else (v, True)
@@ -187,7 +179,8 @@ class _BaseChan(Generic[T]):
             await prelude()
         v = self._try_recv()
         if v is BLOCK:
-            w = self._park(False, "chan receive")
+            w = Waiter("chan receive")
+            self._recvq.push(w)
             await w
             if not w.ok:
                 raise StopAsyncIteration
@@ -211,7 +204,8 @@ class _BaseChan(Generic[T]):
             await prelude()
         if self._try_send(value):
             return
-        w = self._park(True, "chan send", value)
+        w = Waiter("chan send", value)  # a parked sender's waiter holds its value
+        self._sendq.push(w)
         await w
         if not w.ok:
             raise ClosedChannelError("send on closed channel")
@@ -307,9 +301,21 @@ class Chan(_BaseChan[T]):
     __slots__ = ()
 
 
+class _NilQ(WaitQ):
+    """The queues of ``csp.nil``: nothing is ever queued (so nothing ever completes a
+    waiter parked on nil); a plain operation's waiter says so in its reason."""
+
+    __slots__ = ()
+
+    def push(self, n: Any) -> None:
+        if type(n) is Waiter:
+            n.reason += " (nil chan)"
+
+
 nil: Final[Chan[Any]] = Chan(0)
 """Go's nil channel: send and receive block forever (until cancelled), its select
 cases are never chosen, and ``close(nil)`` raises ``ChannelError``."""
+nil._recvq = nil._sendq = _NilQ()
 
 
 @final

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from typing import Any, Final
 
-from csp._chan import BLOCK, CLOSED, _BaseChan, nil
+from csp._chan import BLOCK, CLOSED, _BaseChan
 from csp._errors import ClosedChannelError
 from csp._waiter import Waiter, budget, owed, prelude
 
@@ -186,8 +186,6 @@ async def select(
     last: _Case | None = None
     for i in _order(n):
         kind, ch, v = ops[i]
-        if ch is nil:
-            continue
         node = _Case(w, i, v)
         if first is None:
             first = node
