@@ -1388,3 +1388,58 @@ def test_go_and_run_are_typed_with_their_arguments(tmp_path: Any) -> None:
     from typecheck import check_snippet
 
     check_snippet(TYPING_SNIPPET, tmp_path, "runtime_typing")
+
+
+CTRL_C_PROGRAM = r'''
+import asyncio, sys, csp
+
+async def main() -> None:
+    stuck = csp.Chan[int]()
+    ready = csp.Chan[None]()
+
+    async def parked() -> None:
+        try:
+            await stuck.recv()
+        finally:
+            print("parked: finally", flush=True)
+
+    async def stubborn() -> None:
+        try:
+            await stuck.recv()
+        finally:
+            print("stubborn: finally", flush=True)
+            await stuck.recv()  # blocks again: nothing can complete it
+
+    csp.go(parked)
+    csp.go(stubborn)
+    await csp.gosched()
+    print("ready", flush=True)
+    await stuck.recv()
+
+try:
+    csp.run(main, loop=sys.argv[1])
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+'''
+
+
+def test_one_ctrl_c_ends_run_even_with_a_goroutine_stuck_in_cleanup(loop_name: str) -> None:
+    """Ctrl-C needs to be pressed once: main and every goroutine are cancelled, their
+    finally blocks run, one that blocks again in csp is abandoned, and run raises
+    KeyboardInterrupt (a real SIGINT to a child process)."""
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", CTRL_C_PROGRAM, loop_name],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "ready"
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    assert time.monotonic() - t0 < 10
+    lines = out.splitlines()
+    assert sorted(lines[:2]) == ["parked: finally", "stubborn: finally"], (out, err)
+    assert lines[2:] == ["KeyboardInterrupt"], (out, err)
+    assert "abandoned 1 goroutine" in err and "stubborn()" in err, err
