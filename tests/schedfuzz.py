@@ -271,3 +271,20 @@ def _hang_report(
             loop.call_soon_threadsafe(loop.stop)
         th.join(0.1)
     return head + "; still alive:\n" + "\n".join(info)
+
+
+def arun_fuzzed(loop_name: str, seed: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` under a plain ``asyncio.Runner`` (csp outside ``csp.run``): on the
+    asyncio loop a ``FuzzLoop(seed)`` with the real clock, on uvloop the stock loop
+    (its ready queue cannot be shuffled). ``random`` is seeded with ``seed`` too."""
+    if loop_name == "asyncio":
+        factory: Callable[[], asyncio.AbstractEventLoop] = (
+            lambda: FuzzLoop(seed, virtual_time=False)
+        )
+    else:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with _seeded(seed), asyncio.Runner(loop_factory=factory) as r:
+        print(f"schedfuzz: seed={seed} loop={loop_name}", flush=True)
+        return r.run(fn(*args))
