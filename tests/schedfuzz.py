@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import random
 import selectors
 import sys
@@ -277,10 +278,9 @@ def arun_fuzzed(loop_name: str, seed: int, fn: Callable[..., Any], *args: Any) -
     """``fn(*args)`` under a plain ``asyncio.Runner`` (csp outside ``csp.run``): on the
     asyncio loop a ``FuzzLoop(seed)`` with the real clock, on uvloop the stock loop
     (its ready queue cannot be shuffled). ``random`` is seeded with ``seed`` too."""
+    factory: Callable[[], asyncio.AbstractEventLoop]
     if loop_name == "asyncio":
-        factory: Callable[[], asyncio.AbstractEventLoop] = (
-            lambda: FuzzLoop(seed, virtual_time=False)
-        )
+        factory = functools.partial(FuzzLoop, seed, virtual_time=False)
     else:
         import uvloop
 
