@@ -433,7 +433,7 @@ class WaitGroup:
 
     def done(self) -> None:
         """Decrement the counter by one (Go: ``Done``)."""
-        n = self._n - 1  # add(-1), inlined: called once per goroutine
+        n = self._n - 1  # the common case without a call; add() handles reaching zero
         if n <= 0:
             self.add(-1)
         else:
