@@ -15,8 +15,10 @@ What is used, and why:
   ``_leave_task``): csp resumes a goroutine's coroutine itself, outside the Task's own
   step, and must make the Task current meanwhile so that ``asyncio.current_task()``,
   ``asyncio.timeout()`` and anyio see the right task;
-* **what a Task awaits** (``task._fut_waiter``): to re-deliver a cancellation a task owes
-  (``csp._waiter``), csp looks whether the task is parked on one of csp's waiters;
+* **what a Task awaits, and whether a cancellation is pending on it**
+  (``task._fut_waiter``, ``task._must_cancel``): to re-deliver a cancellation a task
+  owes (``csp._waiter``), csp looks whether the task is parked on one of csp's waiters,
+  and does not overwrite a newer request already on its way;
 * **ending a Task that cannot run any more** (``asyncio.Future.cancel(task)`` and
   ``task._log_destroy_pending``): ``csp.run`` abandons goroutines that block again,
   after being cancelled at exit, in operations nothing can complete;
@@ -39,6 +41,7 @@ __all__ = [
     "fut_waiter",
     "get_current_task",
     "loop_queues",
+    "must_cancel",
     "selftest",
 ]
 
@@ -116,6 +119,11 @@ def fut_waiter(task: asyncio.Task[Any]) -> Any:
     return getattr(task, "_fut_waiter", None)
 
 
+def must_cancel(task: asyncio.Task[Any]) -> bool:
+    """A cancellation request is pending on ``task`` (its ``_must_cancel``)."""
+    return bool(getattr(task, "_must_cancel", False))
+
+
 _future_cancel = asyncio.Future.cancel
 
 
@@ -162,6 +170,14 @@ def selftest() -> list[str]:
         await asyncio.sleep(0)
         if fut_waiter(t) is not fut:
             problems.append("task._fut_waiter does not show the awaited future")
+        pending = asyncio.ensure_future(asyncio.sleep(0))  # not started: no waiter
+        pending.cancel()
+        if not must_cancel(pending) or must_cancel(t):
+            problems.append("task._must_cancel does not show a pending cancellation")
+        try:
+            await pending
+        except asyncio.CancelledError:
+            pass
         # current_tasks: switch to another task and back, as the goroutine driver does
         del current_tasks[loop]
         try:

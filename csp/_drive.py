@@ -157,6 +157,7 @@ class Goroutine:
         del cur[loop]
         # (outside the except blocks: the Task's step must not run "while handling")
         self._to_task(kind, arg)
+        arg = None  # a traceback may keep this frame (3.12+: f_back): not its exception
 
     def _to_task(self, kind: int, arg: Any) -> None:
         """Hand the coroutine back to the Task: wake it now (from the drain: no task is
@@ -166,11 +167,14 @@ class Goroutine:
         wakeup = self.wakeup
         # The Task reads the outcome of what it was woken with: a withdrawn waiter
         # raises its CancelledError, anything else gives None.
-        w = self.cur if self.cur is not None else NOTHING
+        w: Any = self.cur if self.cur is not None else NOTHING
         self.proxy = self.wakeup = self.cur = None
         self.via_task = False  # the Task's step consumes its _must_cancel
         self.sched.nparked -= 1
         self.ctx.run(wakeup, w)
+        # A traceback made in that step may keep this frame (3.12+ links f_back): it
+        # must not keep the Task (through its wake-up callback) or the exception.
+        wakeup = arg = w = None
 
     # -- Task.cancel(), through the proxy -------------------------------------------
 
@@ -274,7 +278,14 @@ async def body(g: Goroutine) -> Any:
                     break
                 if kind == _RETURN:
                     if exc is not None:
-                        raise exc  # it cancelled itself, then returned: ends cancelled
+                        # It cancelled itself, then returned: as asyncio's Task does,
+                        # it ends cancelled with the message (the Task's own
+                        # cancel(msg) once this step sees _must_cancel again; the count
+                        # stays as it was).
+                        task = asyncio.current_task()
+                        assert task is not None
+                        task.uncancel()
+                        task.cancel(exc.args[0] if exc.args else None)
                     return arg
                 if kind == _RAISE:
                     raise arg  # (a pending cancellation does not replace an exception)

@@ -226,6 +226,10 @@ class Scheduler:
         )
 
 
+def _spent(_: object) -> None:  # pragma: no cover - a TaskWake runs once
+    raise AssertionError("a TaskWake runs once")
+
+
 class TaskWake:
     """The runnable of a plain asyncio Task parked on a csp waiter: it calls the
     Task's wake-up callback with the waiter, in the Task's context, and asyncio steps
@@ -241,15 +245,23 @@ class TaskWake:
 
     def __init__(self, task: asyncio.Task[Any] | None, wakeup: Callable[[Any], object],
                  w: Waiter, ctx: contextvars.Context, sched: Scheduler) -> None:
-        self.task = task
+        self.task: asyncio.Task[Any] | None = task
         self.wakeup = wakeup
         self.w: Waiter | None = w
         self.ctx = ctx
         self.sched = sched
 
     def run(self) -> None:
-        w, self.w = self.w, None  # once; and no waiter <-> runnable cycle left
-        self.ctx.run(self.wakeup, w)
+        # Once: let go of everything first (no waiter <-> runnable cycle), and keep
+        # nothing that leads to the Task in this frame after the step (3.12+ links a
+        # finished coroutine's frame to this one through f_back: an exception's
+        # traceback would keep the Task alive in a cycle).
+        w: Any = self.w
+        wakeup: Any = self.wakeup
+        self.w = self.task = None
+        self.wakeup = _spent
+        self.ctx.run(wakeup, w)
+        wakeup = w = None
 
     def attach(self, w: Waiter, wakeup: Callable[[Any], object],
                ctx: contextvars.Context | None) -> None:

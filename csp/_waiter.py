@@ -183,9 +183,24 @@ def _redeliver(task: asyncio.Task[Any]) -> None:
         task.get_loop().call_soon(_redeliver, task)
         return
     del owed[task]
+    if _cancel_on_its_way(task, w):
+        return  # merged with it: one CancelledError (the newest message), as asyncio
     # uncancel + cancel keeps the count as it is; cancel() reaches what it awaits now
     task.uncancel()
     task.cancel(o[1])
+
+
+def _cancel_on_its_way(task: asyncio.Task[Any], w: Waiter | None) -> bool:
+    """A newer cancellation request is already pending on ``task``: its csp waiter was
+    withdrawn by it, or the Task records it (``_must_cancel``; for a goroutine csp
+    drives, ``via_task``)."""
+    if w is not None and w.state is CANCELLED:
+        return True
+    sched = _sched.schedulers.get(task.get_loop())
+    g = sched.goroutines.get(task) if sched is not None else None
+    if g is not None and g.proxy is not None:
+        return g.via_task
+    return _compat.must_cancel(task)
 
 
 def parked_on(task: asyncio.Task[Any]) -> Waiter | None:
