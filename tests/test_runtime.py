@@ -1414,7 +1414,7 @@ async def main() -> None:
     csp.go(stubborn)
     await csp.gosched()
     print("ready", flush=True)
-    await stuck.recv()
+    await csp.sleep(3600)  # (a timer: not a deadlock)
 
 try:
     csp.run(main, loop=sys.argv[1])
