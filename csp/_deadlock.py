@@ -298,11 +298,17 @@ class Watch:
         self.snapshot: list[tuple[asyncio.Task[Any], Waiter]] | None = None
         self.watched: set[asyncio.Task[Any]] = set()
         self.handle: asyncio.Handle | None = None
+        # the look scheduled for when the next timer has fired (one at a time: a new
+        # look replaces it, so it never counts as a pending timer itself)
+        self.recheck: asyncio.TimerHandle | None = None
 
     def look(self) -> None:
         """Every goroutine may be parked: start a check (unless one is running)."""
         if self.checking or not self.enabled:
             return
+        if self.recheck is not None:
+            self.recheck.cancel()
+            self.recheck = None
         self.checking = True
         self.rounds = 0
         self.snapshot = None
@@ -388,15 +394,22 @@ class Watch:
         when = min(whens)
         raw = getattr(loop, "_csp_raw_call_at", None)
         if raw is not None:
-            raw(when, self.look)
+            self.recheck = raw(when, self._recheck)
         else:
-            loop.call_at(when, self.look)
+            self.recheck = loop.call_at(when, self._recheck)
+
+    def _recheck(self) -> None:
+        self.recheck = None
+        self.look()
 
     def stop(self) -> None:
         self.enabled = False
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+        if self.recheck is not None:
+            self.recheck.cancel()
+            self.recheck = None
         if self.checking:
             self._done_checking()
 

@@ -1443,3 +1443,28 @@ def test_one_ctrl_c_ends_run_even_with_a_goroutine_stuck_in_cleanup(loop_name: s
     assert sorted(lines[:2]) == ["parked: finally", "stubborn: finally"], (out, err)
     assert lines[2:] == ["KeyboardInterrupt"], (out, err)
     assert "abandoned 1 goroutine" in err and "stubborn()" in err, err
+
+
+def test_deadlock_found_at_once_after_a_stopped_timer(run: Run) -> None:
+    """The watch looks again when the next timer fires; that look must not count as a
+    pending timer itself: a program that stops its only timer and then deadlocks is
+    reported at once, not when the stopped timer would have fired (an hour later).
+    (The same stale look kept csp.run's exit waiting after Ctrl-C.)"""
+
+    async def main() -> None:
+        never = csp.Chan[int]()
+        t = csp.Timer(3600)
+
+        async def parked() -> None:
+            await never.recv()
+
+        csp.go(parked)
+        for _ in range(20):  # the watch runs, sees the pending timer, looks again later
+            await asyncio.sleep(0)
+        t.stop()
+        await never.recv()
+
+    t0 = time.monotonic()
+    with pytest.raises(csp.DeadlockError):
+        run(main)
+    assert time.monotonic() - t0 < 10
