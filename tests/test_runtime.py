@@ -1445,26 +1445,25 @@ def test_one_ctrl_c_ends_run_even_with_a_goroutine_stuck_in_cleanup(loop_name: s
     assert "abandoned 1 goroutine" in err and "stubborn()" in err, err
 
 
-def test_deadlock_found_at_once_after_a_stopped_timer(run: Run) -> None:
-    """The watch looks again when the next timer fires; that look must not count as a
-    pending timer itself: a program that stops its only timer and then deadlocks is
-    reported at once, not when the stopped timer would have fired (an hour later).
-    (The same stale look kept csp.run's exit waiting after Ctrl-C.)"""
+def test_watch_look_again_never_counts_as_a_pending_timer() -> None:
+    """The deadlock watch looks again when the next timer fires; a new look replaces
+    that pending look (cancels it), so it never counts as a pending timer itself.
+    (It did: after Ctrl-C, csp.run's exit waited for the hour-long sleep main had been
+    cancelled in, because the look scheduled for it kept "a timer" pending.)"""
+    from csp import _deadlock, _sched
 
-    async def main() -> None:
-        never = csp.Chan[int]()
-        t = csp.Timer(3600)
-
-        async def parked() -> None:
-            await never.recv()
-
-        csp.go(parked)
-        for _ in range(20):  # the watch runs, sees the pending timer, looks again later
-            await asyncio.sleep(0)
-        t.stop()
-        await never.recv()
-
-    t0 = time.monotonic()
-    with pytest.raises(csp.DeadlockError):
-        run(main)
-    assert time.monotonic() - t0 < 10
+    loop = _deadlock.AsyncioLoop()
+    try:
+        watch = _deadlock.Watch(loop, _sched.Scheduler(loop), lambda state: None)
+        loop.call_later(3600, lambda: None).cancel()  # a stopped timer ...
+        h = loop.call_later(3600, lambda: None)  # ... and a pending one
+        watch._recheck_after_timers()
+        first = watch.recheck
+        assert first is not None and not first.cancelled()
+        h.cancel()
+        watch.look()
+        assert first.cancelled() and watch.recheck is None
+        assert loop._csp_busy(watch.handle) is None  # nothing pending but the look
+        watch.stop()
+    finally:
+        loop.close()
