@@ -4,6 +4,9 @@
 * ``arun(fn, *args)``: a plain ``asyncio.Runner`` on that loop (csp outside csp.run).
 * async tests marked ``@pytest.mark.asyncio`` run on both loops (the
   ``pytest_asyncio_loop_factories`` hook below).
+
+Comparing a goroutine with the Tasks asyncio steps (plain, a subclass, eager) is the
+differential harness's job: tests/differential.py.
 """
 
 from __future__ import annotations
@@ -61,14 +64,3 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Async tests marked ``@pytest.mark.asyncio`` run once per loop."""
     return {name: loop_factory(name) for name in LOOPS}
-
-
-class AsyncioDrivenTask(asyncio.Task):  # type: ignore[type-arg]
-    """A Task that asyncio alone steps: csp drives the coroutine of a plain
-    ``asyncio.Task`` once it parks in csp (csp/_park.py, Goroutine), but not of a
-    subclass. Differential tests use it as the reference behaviour."""
-
-
-def reference_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    """Start ``coro`` as an :class:`AsyncioDrivenTask` on the running loop."""
-    return AsyncioDrivenTask(coro, loop=asyncio.get_running_loop())
