@@ -1321,23 +1321,20 @@ SELF_CANCEL_RETURN_LOSES_MESSAGE = (
     "_cancel_message) shows msg to all")
 
 
-def _self_cancel_cases() -> list[Any]:
-    cases = []
-    for pre in PRE:
-        for post in POST:
-            # (after future_*, the Task steps the coroutine again, not csp)
-            marks = []
-            # (with an eager factory, the helper that sends to "csp" parks first: the
-            # receive does not suspend either)
-            returns = post == "done_future_return" or (EAGER and post == "csp")
-            if returns and not pre.startswith("future"):
-                marks.append(pytest.mark.xfail(strict=True,
-                                               reason=SELF_CANCEL_RETURN_LOSES_MESSAGE))
-            cases.append(pytest.param(pre, post, marks=marks))
-    return cases
+def _known_self_cancel_return_bug(out: dict[str, Any]) -> dict[str, Any]:
+    """Until SELF_CANCEL_RETURN_LOSES_MESSAGE is fixed (tracked by the strict xfail
+    test_self_cancel_then_return_keeps_message_for_every_retrieval), accept exactly its
+    one symptom: a goroutine that cancelled itself and returned shows the message on
+    its first result() only. Remove this once that test passes."""
+    for kind, (trace, end) in out.items():
+        ref = out[REFERENCE[kind]][1]
+        if is_goroutine(kind) and ref[0] == "cancelled" and end == (*ref[:2], ()):
+            out[kind] = (trace, ref)
+    return out
 
 
-@pytest.mark.parametrize(("pre", "post"), _self_cancel_cases())
+@pytest.mark.parametrize("post", POST)
+@pytest.mark.parametrize("pre", PRE)
 def test_self_cancel_after_driven_matches_asyncio(loop_name: str, pre: str,
                                                  post: str) -> None:
     """Invariant (asyncio's): ``current_task().cancel("s")`` made by a running task is
@@ -1346,7 +1343,8 @@ def test_self_cancel_after_driven_matches_asyncio(loop_name: str, pre: str,
     an exception wins. Whatever the task did before in the same step: a csp operation
     that completed, one that was cancelled (by another task or an expiring timeout),
     a Future that was cancelled."""
-    trace, outcome = same(run_kinds(loop_name, _self_cancel_program(pre, post)))
+    out = _known_self_cancel_return_bug(run_kinds(loop_name, _self_cancel_program(pre, post)))
+    trace, outcome = same(out)
     assert (trace, outcome) == _self_cancel_expected(pre, post)
 
 
@@ -1447,11 +1445,11 @@ async def _redeliver_program(kind: str) -> Any:
     "cancellation already pending on the task (another task's cancel('a') while it "
     "waits in a bare yield): the task sees CancelledError('x') (the older, owed "
     "request) where asyncio's last-request-wins rule gives 'a'; count 2 either way"))
-def test_redelivery_keeps_newer_pending_cancel_message(loop_name: str) -> None:
+def test_redelivery_keeps_newer_pending_cancel_message() -> None:
     """Invariant (asyncio's last request wins, and csp._waiter's owed-cancellation
     rule): a re-delivered cancellation does not replace a cancellation already on its
-    way: the task sees "a", once, count 2."""
-    trace, outcome = same(run_kinds(loop_name, _redeliver_program))
+    way: the task sees "a", once, count 2. (One loop: the bug does not depend on it.)"""
+    trace, outcome = same(run_kinds("asyncio", _redeliver_program))
     assert trace == [("cancel", True), ("got", 1, 1), ("kill", True, 2),
                      ("cancelled", ("a",), 2)]
     assert outcome == ("result", "end")
@@ -2475,16 +2473,7 @@ def _awaiters_program(end: str) -> Program:
         elif end == "cancelled":
             t.cancel("c")
         await finish(t, *ws)
-        if end == "cancelled":
-            # The accepted difference (module docstring): the task ended by raising
-            # CancelledError("c"); asyncio gives "c" to the first retrieval only, csp
-            # to every awaiter. Compared without the message.
-            seen = [(e[0], e[1], (e[2][0], "msg?")) if e[1] == "raised" else e
-                    for e in seen]
-        outcome = outcome_of(t)
-        if end == "cancelled":
-            outcome = outcome[:1]
-        return sorted(seen, key=repr), outcome, [outcome_of(w) for w in ws]
+        return sorted(seen, key=repr), outcome_of(t), [outcome_of(w) for w in ws]
 
     return program
 
@@ -2493,30 +2482,46 @@ async def _await_task(t: asyncio.Task[Any]) -> Any:
     return await t
 
 
-@pytest.mark.parametrize("end", [
-    "result", "raise", "cancelled",
-    pytest.param("self_cancel_return", marks=pytest.mark.xfail(
-        strict=True, reason=SELF_CANCEL_RETURN_LOSES_MESSAGE)),
-])
+_AWAITERS = ("await", "gather", "go", "shield", "wait_for")
+
+
+def _awaiters_expected(end: str) -> tuple[list[Any], Any]:
+    """What asyncio shows the awaiters of a task that ends so (the first to retrieve a
+    CancelledError gets the one the task raised, the others a new one; shield's
+    outer future is cancelled without a message)."""
+    if end == "result":
+        seen = [(h, "value", ["end"] if h == "gather" else "end") for h in _AWAITERS]
+        return sorted([*seen, ("victim left", 0)], key=repr), ("result", "end")
+    if end == "raise":
+        seen = [(h, "raised", ("KeyError", ("k",))) for h in _AWAITERS]
+        return (sorted([*seen, ("victim left", 0)], key=repr),
+                ("exception", ("KeyError", ("k",))))
+    if end == "cancelled":
+        seen = [(h, "raised", ("CancelledError", ("c",) if h == "await" else ()))
+                for h in _AWAITERS]
+        return sorted([*seen, ("victim left", 1)], key=repr), ("cancelled", (), ())
+    seen = [(h, "raised", ("CancelledError", () if h == "shield" else ("self",)))
+            for h in _AWAITERS]
+    return sorted(seen, key=repr), ("cancelled", ("self",), ("self",))
+
+
+@pytest.mark.parametrize("end", ["result", "raise", "cancelled"])
 def test_several_awaiters_see_what_asyncio_shows(loop_name: str, end: str) -> None:
-    """Invariant: tasks awaiting a driven task (await, wait_for, shield, gather, and a
+    """Invariant: tasks awaiting a goroutine (await, wait_for, shield, gather, and a
     goroutine awaiting it) all see its result, its exception or its cancellation
-    (with the message) as they would for an asyncio-stepped task."""
-    seen, outcome, _ = same(run_kinds(loop_name, _awaiters_program(end)))
-    expect = {"result": ("value", "end"), "raise": ("raised", ("KeyError", ("k",))),
-              "cancelled": ("raised", ("CancelledError", ("c",))),
-              "self_cancel_return": ("raised", ("CancelledError", ("self",)))}[end]
-    for how in ("await", "wait_for", "shield", "gather", "go"):
-        e = next(x for x in seen if x[0] == how)
-        if end in ("cancelled", "self_cancel_return"):
-            assert e[1] == "raised" and e[2][0] == "CancelledError", e
-        else:
-            v = [expect[1]] if how == "gather" and expect[0] == "value" else expect[1]
-            assert e[1:] == (expect[0], v), e
-    assert outcome == {"result": ("result", "end"),
-                       "raise": ("exception", ("KeyError", ("k",))),
-                       "cancelled": ("cancelled",),
-                       "self_cancel_return": ("cancelled", ("self",))}[end]
+    (with asyncio's messages) as for a Task asyncio steps."""
+    seen, outcome, waiters = differential(loop_name, _awaiters_program(end))
+    assert (seen, outcome) == _awaiters_expected(end)
+    assert waiters == [("result", None)] * len(_AWAITERS)
+
+
+@pytest.mark.xfail(strict=True, reason=SELF_CANCEL_RETURN_LOSES_MESSAGE)
+def test_awaiters_of_a_task_that_cancelled_itself_and_returned_see_its_message() -> None:
+    """Invariant (asyncio's): a task that called ``cancel("self")`` and then returned
+    without suspending shows CancelledError("self") to every awaiter (one loop: the
+    bug does not depend on it)."""
+    seen, outcome, _ = differential("asyncio", _awaiters_program("self_cancel_return"))
+    assert (seen, outcome) == _awaiters_expected("self_cancel_return")
 
 
 # garbage ------------------------------------------------------------------------------
@@ -3288,11 +3293,11 @@ async def _self_cancel_then_return(ch: csp.Chan[int], trace: list[Any],
 
 
 @pytest.mark.xfail(strict=True, reason=SELF_CANCEL_RETURN_LOSES_MESSAGE)
-def test_self_cancel_then_return_keeps_message_for_every_retrieval(loop_name: str) -> None:
+def test_self_cancel_then_return_keeps_message_for_every_retrieval() -> None:
     """Invariant (asyncio's): a task that called ``cancel("bye")`` on itself and then
     returned without suspending is cancelled with message "bye" for every observer
-    (every ``result()``)."""
-    _, outcome = differential(loop_name, _body_program(_self_cancel_then_return))
+    (every ``result()``). (One loop: the bug does not depend on it.)"""
+    _, outcome = differential("asyncio", _body_program(_self_cancel_then_return))
     assert outcome == ("cancelled", ("bye",), ("bye",))
 
 
