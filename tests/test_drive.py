@@ -876,9 +876,9 @@ def test_bare_yield_resumes_after_later_callbacks_like_asyncio(loop_name: str) -
     """Invariant (asyncio's call_soon FIFO): a plain Task that yields with sleep(0) is
     resumed before a callback another task queues after that yield.
 
-    A goroutine is not (the accepted difference of docs/internals.md, pinned here): its
-    bare yield in a step the drain resumed waits for the next drain, after callbacks
-    queued later in the same drain (Go orders nothing there)."""
+    A goroutine is not (API.md allows it: its bare yield follows Go's order, pinned
+    here): it goes to the back of csp's run queue, behind a barrier, so callbacks
+    queued later in the same drain run before it (Go orders nothing there)."""
     out = run_kinds(loop_name, _yield_order_program("late"))
     for kind, trace in out.items():
         if is_goroutine(kind):
