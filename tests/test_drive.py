@@ -2662,6 +2662,9 @@ def test_eager_task_parked_in_its_eager_step_matches_asyncio(loop_name: str) -> 
         await finish(*ts, t3)
         return trace, [outcome_of(t) for t in (*ts, t3)]
 
+    if "eager" not in kinds_for(loop_name):
+        pytest.skip("uvloop passes eager_start= to the task factory, which CPython "
+                    "3.13.0's create_eager_task_factory() does not accept (not csp)")
     out = run_kinds(loop_name, program, kinds=("go_eager", "eager"))
     assert out["go_eager"] == out["eager"]
     trace, outcomes = out["eager"]
