@@ -407,7 +407,7 @@ DEADLOCKS: dict[str, tuple[Prog, str]] = {
 
 async def f_spinner_ends_it() -> str:
     """Main is blocked in csp; a goroutine spins on sleep(0)/gosched for a while (it is
-    on its shim the whole time), then releases main."""
+    in csp's run queue or parked on its proxy the whole time), then releases main."""
     ch = csp.Chan[str]()
 
     async def spin() -> None:

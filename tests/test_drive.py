@@ -452,6 +452,13 @@ def test_self_cancel_before_the_first_csp_park_raises_at_next_await(loop_name: s
 
 
 
+# == Differential: goroutine == plain Task == Task subclass (tests/differential.py) ==
+#
+# Every scenario below first parks the task under test on a csp operation, so that a
+# goroutine is driven by csp from then on (check_driven), then does the thing under
+# test. The trace (values, exception types and messages, cancelling() counts, what
+# other tasks see, the outcome) must be the same for every kind.
+
 # -- 1. foreign awaits after being driven ---------------------------------------------
 
 
@@ -504,7 +511,7 @@ async def f_fut_cancelled() -> Any:
 
 
 async def f_py_fut_result() -> Any:
-    """A pure-Python Future (csp's Task.__step emulation, not the hand-back)."""
+    """A pure-Python Future (handed back to the Task, as a C Future is)."""
     loop = asyncio.get_running_loop()
     f = new_future(loop, "py")
     loop.call_soon(f.set_result, "pr")
@@ -929,7 +936,7 @@ class BFuture(Blocker):
 
 
 class BPyFuture(BFuture):
-    """A pure-Python Future: csp awaits it itself (Goroutine._await_foreign)."""
+    """A pure-Python Future (the Task awaits it, after csp handed the coroutine back)."""
 
     async def setup(self) -> None:
         self.f = new_future(asyncio.get_running_loop(), "py")
@@ -1041,7 +1048,8 @@ class BSleep(Blocker):
 
 
 class BSleep0(Blocker):
-    """Bare yields: the cancellation lands while the task waits in csp's yield queue."""
+    """Bare yields: the cancellation lands while a goroutine waits in csp's run queue
+    (behind the yield barrier)."""
 
     async def wait(self) -> Any:
         n = 0
@@ -2717,7 +2725,7 @@ def _fuzz_program(seed: int, bare_yields: bool) -> Program:
                 resolve_soon(f1, 1)
                 resolve_soon(f2, 2)
                 await asyncio.gather(f1, f2)
-            elif k == 5:  # a pure-Python Future: csp awaits it itself
+            elif k == 5:  # a pure-Python Future (the Task awaits it)
                 f = new_future(loop, "py")
                 resolve_soon(f, None)
                 await f
