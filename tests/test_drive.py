@@ -1320,27 +1320,6 @@ def _self_cancel_expected(pre: str, post: str) -> tuple[list[Any], Any]:
     return trace, ("cancelled", ("s",), ())
 
 
-SELF_CANCEL_RETURN_LOSES_MESSAGE = (
-    "csp bug: a goroutine that cancels itself with a message while csp drives it and "
-    "then returns without suspending ends cancelled by csp's body raising "
-    "CancelledError(msg) (csp/_drive.py body, _RETURN: 'raise exc'), so its Task "
-    "records the cancellation without the message: every result()/awaiter after the "
-    "first sees CancelledError() where asyncio's Task (which cancels itself with its "
-    "_cancel_message) shows msg to all")
-
-
-def _known_self_cancel_return_bug(out: dict[str, Any]) -> dict[str, Any]:
-    """Until SELF_CANCEL_RETURN_LOSES_MESSAGE is fixed (tracked by the strict xfail
-    test_self_cancel_then_return_keeps_message_for_every_retrieval), accept exactly its
-    one symptom: a goroutine that cancelled itself and returned shows the message on
-    its first result() only. Remove this once that test passes."""
-    for kind, (trace, end) in out.items():
-        ref = out[REFERENCE[kind]][1]
-        if is_goroutine(kind) and ref[0] == "cancelled" and end == (*ref[:2], ()):
-            out[kind] = (trace, ref)
-    return out
-
-
 @pytest.mark.parametrize("post", POST)
 @pytest.mark.parametrize("pre", PRE)
 def test_self_cancel_after_driven_matches_asyncio(loop_name: str, pre: str,
@@ -1351,8 +1330,7 @@ def test_self_cancel_after_driven_matches_asyncio(loop_name: str, pre: str,
     an exception wins. Whatever the task did before in the same step: a csp operation
     that completed, one that was cancelled (by another task or an expiring timeout),
     a Future that was cancelled."""
-    out = _known_self_cancel_return_bug(run_kinds(loop_name, _self_cancel_program(pre, post)))
-    trace, outcome = same(out)
+    trace, outcome = same(run_kinds(loop_name, _self_cancel_program(pre, post)))
     assert (trace, outcome) == _self_cancel_expected(pre, post)
 
 
@@ -1447,17 +1425,11 @@ async def _redeliver_program(kind: str) -> Any:
     return trace, outcome_of(v)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "csp bug: csp._waiter._redeliver re-issues an owed cancellation with "
-    "task.uncancel(); task.cancel(its own message), which overwrites the message of a "
-    "cancellation already pending on the task (another task's cancel('a') while it "
-    "waits in a bare yield): the task sees CancelledError('x') (the older, owed "
-    "request) where asyncio's last-request-wins rule gives 'a'; count 2 either way"))
-def test_redelivery_keeps_newer_pending_cancel_message() -> None:
+def test_redelivery_keeps_newer_pending_cancel_message(loop_name: str) -> None:
     """Invariant (asyncio's last request wins, and csp._waiter's owed-cancellation
     rule): a re-delivered cancellation does not replace a cancellation already on its
-    way: the task sees "a", once, count 2. (One loop: the bug does not depend on it.)"""
-    trace, outcome = same(run_kinds("asyncio", _redeliver_program))
+    way: the task sees "a", once, count 2."""
+    trace, outcome = same(run_kinds(loop_name, _redeliver_program))
     assert trace == [("cancel", True), ("got", 1, 1), ("kill", True, 2),
                      ("cancelled", ("a",), 2)]
     assert outcome == ("result", "end")
@@ -2513,23 +2485,15 @@ def _awaiters_expected(end: str) -> tuple[list[Any], Any]:
     return sorted(seen, key=repr), ("cancelled", ("self",), ("self",))
 
 
-@pytest.mark.parametrize("end", ["result", "raise", "cancelled"])
+@pytest.mark.parametrize("end", ["result", "raise", "cancelled", "self_cancel_return"])
 def test_several_awaiters_see_what_asyncio_shows(loop_name: str, end: str) -> None:
     """Invariant: tasks awaiting a goroutine (await, wait_for, shield, gather, and a
     goroutine awaiting it) all see its result, its exception or its cancellation
-    (with asyncio's messages) as for a Task asyncio steps."""
+    (with asyncio's messages: a task that called ``cancel("self")`` and then returned
+    without suspending shows "self" to every awaiter) as for a Task asyncio steps."""
     seen, outcome, waiters = differential(loop_name, _awaiters_program(end))
     assert (seen, outcome) == _awaiters_expected(end)
     assert waiters == [("result", None)] * len(_AWAITERS)
-
-
-@pytest.mark.xfail(strict=True, reason=SELF_CANCEL_RETURN_LOSES_MESSAGE)
-def test_awaiters_of_a_task_that_cancelled_itself_and_returned_see_its_message() -> None:
-    """Invariant (asyncio's): a task that called ``cancel("self")`` and then returned
-    without suspending shows CancelledError("self") to every awaiter (one loop: the
-    bug does not depend on it)."""
-    seen, outcome, _ = differential("asyncio", _awaiters_program("self_cancel_return"))
-    assert (seen, outcome) == _awaiters_expected("self_cancel_return")
 
 
 # garbage ------------------------------------------------------------------------------
@@ -2583,19 +2547,11 @@ def _gc_run3(loop_name: str, how: str) -> dict[str, Any]:
         gc.collect()
 
 
+# (3.12+ links a finished coroutine's frame to its caller's through f_back: no frame of
+# csp's driver or of a TaskWake may hold the Task or the exception past the step)
 @pytest.mark.parametrize("how", [
-    "return_after_csp",
-    pytest.param("raise_after_csp", marks=pytest.mark.xfail(
-        sys.version_info >= (3, 12), strict=True, reason=(
-            "csp bug on CPython 3.12+: the exception's traceback keeps the body frame, "
-            "whose f_back (3.12 links it) is the frame of Goroutine._to_task, whose "
-            "local 'wakeup' is the Task's task_wakeup: Task -> exception -> traceback "
-            "-> frames -> Task, a cycle only the collector frees"))),
-    "return_after_future", "raise_after_future",
-    "return_after_py_future",
-    # (3.12+ links the finished coroutine's frame to _step's: no local there may hold
-    # the Task or the exception past the resumption)
-    "raise_after_py_future",
+    "return_after_csp", "raise_after_csp", "return_after_future", "raise_after_future",
+    "return_after_py_future", "raise_after_py_future",
 ])
 def test_finished_driven_task_freed_by_refcount(loop_name: str, how: str) -> None:
     """Invariant (asyncio's): with the cyclic GC disabled, a finished task nobody
@@ -3303,12 +3259,11 @@ async def _self_cancel_then_return(ch: csp.Chan[int], trace: list[Any],
     return 5
 
 
-@pytest.mark.xfail(strict=True, reason=SELF_CANCEL_RETURN_LOSES_MESSAGE)
-def test_self_cancel_then_return_keeps_message_for_every_retrieval() -> None:
+def test_self_cancel_then_return_keeps_message_for_every_retrieval(loop_name: str) -> None:
     """Invariant (asyncio's): a task that called ``cancel("bye")`` on itself and then
     returned without suspending is cancelled with message "bye" for every observer
-    (every ``result()``). (One loop: the bug does not depend on it.)"""
-    _, outcome = differential("asyncio", _body_program(_self_cancel_then_return))
+    (every ``result()``)."""
+    _, outcome = differential(loop_name, _body_program(_self_cancel_then_return))
     assert outcome == ("cancelled", ("bye",), ("bye",))
 
 
