@@ -171,6 +171,9 @@ class Scheduler:
                 self.loop.call_exception_handler(
                     {"message": f"Exception in csp wake-up of {r!r}", "exception": exc}
                 )
+        if runq and runq[0] is _BARRIER:  # the budget ran out right at the barrier:
+            popleft()  # the loop runs its callbacks before the next drain anyway
+            self.barrier = False
         self._reschedule()
 
     def _reschedule(self) -> None:

@@ -2,6 +2,8 @@
 
 * ``run(fn, *args)``: ``csp.run`` on the parametrized loop.
 * ``arun(fn, *args)``: a plain ``asyncio.Runner`` on that loop (csp outside csp.run).
+* ``srun(seed, fn, *args)``: ``arun``, once in asyncio's FIFO order and once (on the
+  asyncio loop) under the schedule fuzzer of tests/schedfuzz.py with that seed;
 * async tests marked ``@pytest.mark.asyncio`` run on both loops (the
   ``pytest_asyncio_loop_factories`` hook below).
 
@@ -16,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+import schedfuzz
 
 import csp
 
@@ -64,3 +67,15 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Async tests marked ``@pytest.mark.asyncio`` run once per loop."""
     return {name: loop_factory(name) for name in LOOPS}
+
+
+@pytest.fixture(params=["fifo", "fuzz"])
+def srun(request: pytest.FixtureRequest, arun: Callable[..., Any],
+         loop_name: str) -> Callable[..., Any]:
+    """``srun(seed, fn, *args)``: run on the parametrized loop, in asyncio's FIFO order
+    or (on the asyncio loop) under the schedule fuzzer with that seed."""
+    if request.param == "fifo":
+        return lambda seed, fn, *args: arun(fn, *args)
+    if loop_name != "asyncio":
+        pytest.skip("uvloop's ready queue cannot be shuffled")
+    return lambda seed, fn, *args: schedfuzz.arun_fuzzed(loop_name, seed, fn, *args)

@@ -29,7 +29,6 @@ from typing import Any
 
 import anyio
 import pytest
-import schedfuzz
 from schedfuzz import FuzzLoop, Hang, fuzzed, run_watched
 
 import csp
@@ -468,18 +467,6 @@ async def _taskgroup_stress(seed: int, cap: int) -> Ledger:
 
 def _loop_seeds(n: int, base: int) -> list[int]:
     return [base + i for i in range(n)]
-
-
-@pytest.fixture(params=["fifo", "fuzz"])
-def srun(request: pytest.FixtureRequest, arun: Callable[..., Any],
-         loop_name: str) -> Callable[..., Any]:
-    """``srun(seed, fn, *args)``: run on the parametrized loop, in asyncio's FIFO order
-    or (on the asyncio loop) under the schedule fuzzer with that seed."""
-    if request.param == "fifo":
-        return lambda seed, fn, *args: arun(fn, *args)
-    if loop_name != "asyncio":
-        pytest.skip("uvloop's ready queue cannot be shuffled")
-    return lambda seed, fn, *args: schedfuzz.arun_fuzzed(loop_name, seed, fn, *args)
 
 
 @pytest.mark.parametrize("cap", [0, 1, 4])

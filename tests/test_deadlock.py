@@ -631,3 +631,27 @@ def test_random_programs_deadlock_exactly_when_they_end_blocked_many_seeds(
 
 if __name__ == "__main__":
     _child(sys.argv[1:])
+
+
+def test_watch_look_again_never_counts_as_a_pending_timer() -> None:
+    """The deadlock watch looks again when the next timer fires; a new look replaces
+    that pending look (cancels it), so it never counts as a pending timer itself.
+    (It did: after Ctrl-C, csp.run's exit waited for the hour-long sleep main had been
+    cancelled in, because the look scheduled for it kept "a timer" pending.)"""
+    from csp import _deadlock, _sched
+
+    loop = _deadlock.AsyncioLoop()
+    try:
+        watch = _deadlock.Watch(loop, _sched.Scheduler(loop), lambda state: None)
+        loop.call_later(3600, lambda: None).cancel()  # a stopped timer ...
+        h = loop.call_later(3600, lambda: None)  # ... and a pending one
+        watch._recheck_after_timers()
+        first = watch.recheck
+        assert first is not None and not first.cancelled()
+        h.cancel()
+        watch.look()
+        assert first.cancelled() and watch.recheck is None
+        assert loop._csp_busy(watch.handle) is None  # nothing pending but the look
+        watch.stop()
+    finally:
+        loop.close()

@@ -123,11 +123,11 @@ def _ticks(kind: str, loop_name: str, n: int) -> list[list[int]]:
 def test_yielders_resume_once_per_round_of_the_run_queue(loop_name: str, n: int) -> None:
     """Invariant: n goroutines looping on ``sleep(0)`` are each resumed once per
     round of the run queue, every round alike, and a round takes
-    ``n // DRAIN_BUDGET + 1`` loop iterations: the budget bounds csp's share of each
+    ``ceil(n / DRAIN_BUDGET)`` loop iterations: the budget bounds csp's share of each
     iteration (100 yielders take two), and the round ends at the yield barrier (64
-    yielders fill one drain; the next one only meets the barrier). A plain Task (or a
-    subclass) is resumed once per loop iteration, as asyncio's call_soon does."""
-    rounds = n // DRAIN_BUDGET + 1
+    yielders fill one drain, which then drops the barrier it reached). A plain Task
+    (or a subclass) is resumed once per loop iteration, as asyncio's call_soon does."""
+    rounds = -(-n // DRAIN_BUDGET)
     assert _ticks("go", loop_name, n) == [[rounds] * 5] * n
     assert _ticks("task", loop_name, n) == _ticks("subclass", loop_name, n) == [[1] * 5] * n
 

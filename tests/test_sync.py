@@ -1860,12 +1860,12 @@ async def _stress(kind: str, seed: int, n_tasks: int) -> Stats:
 
 
 @pytest.mark.parametrize("kind", ["mutex", "rwmutex", "semaphore"])
-def test_cancellation_stress_small(kind: str, arun: Callable[..., Any]) -> None:
+def test_cancellation_stress_small(kind: str, srun: Callable[..., Any]) -> None:
     """Randomized cancellation (seeded): afterwards the primitive is free and the
     critical-section entries equal the acquisitions that returned normally."""
     total = Stats()
     for seed in range(3):
-        st = arun(_stress, kind, seed, 150)
+        st = srun(seed, _stress, kind, seed, 150)
         total.returned += st.returned
         total.failed += st.failed
         total.cancelled_inside += st.cancelled_inside
@@ -1874,10 +1874,10 @@ def test_cancellation_stress_small(kind: str, arun: Callable[..., Any]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mutex", "rwmutex", "semaphore"])
-def test_cancellation_stress_big(kind: str, arun: Callable[..., Any]) -> None:
+def test_cancellation_stress_big(kind: str, srun: Callable[..., Any]) -> None:
     total = Stats()
     for seed in range(100, 150):
-        st = arun(_stress, kind, seed, 1000)
+        st = srun(seed, _stress, kind, seed, 1000)
         total.returned += st.returned
         total.failed += st.failed
         total.cancelled_inside += st.cancelled_inside
