@@ -4,10 +4,12 @@ random push / pop / unlink sequences, against a plain list as the model."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
 
+import csp
 from csp._waiter import Waiter
 from csp._waitq import WaitQ
 
@@ -65,3 +67,45 @@ def test_iteration_survives_unlinking_the_current_node() -> None:
         seen.append(n)
         q.unlink(n)
     assert seen == nodes and q.head is None
+
+
+# -- in use: nothing a finished operation left stays queued --------------------------
+
+
+@pytest.mark.asyncio
+async def test_select_losers_do_not_accumulate() -> None:
+    """10,000 selects that always win on b leave nothing in a's receive queue: each
+    select's losing case is unlinked when it wins (Go's third pass)."""
+    a, b = csp.Chan[int](), csp.Chan[int]()
+
+    async def feeder() -> None:
+        for i in range(10_000):
+            await b.send(i)
+
+    t = csp.go(feeder)
+    total = 0
+    for _ in range(10_000):
+        i, v = await csp.select(a.recv, b.recv)
+        assert i == 1
+        total += v
+    await t
+    assert total == sum(range(10_000))
+    assert len(a._recvq) == 0
+    assert "recv_waiters=0" in repr(a)
+
+
+@pytest.mark.asyncio
+async def test_cancelled_receivers_do_not_accumulate() -> None:
+    """Receivers cancelled while parked leave no entry behind (withdrawn at once)."""
+    ch = csp.Chan[int]()
+    for _ in range(2_000):
+        t = asyncio.create_task(ch.recv())
+        await asyncio.sleep(0)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        assert len(ch._recvq) == 0
+    r = asyncio.create_task(ch.recv())
+    await asyncio.sleep(0)
+    await ch.send(42)
+    assert await r == 42
