@@ -3,23 +3,25 @@
 Only goroutines are driven: the tasks ``csp.go`` created, and main under ``csp.run``.
 Every other Task is stepped by asyncio, exactly as asyncio says (``csp._sched.TaskWake``).
 
-A goroutine is an ordinary ``asyncio.Task`` whose coroutine is a small *body*
-(:func:`_body`) that steps the user's coroutine. The Task and the body do everything
-asyncio does: the first step, awaiting Futures and anything else, cancellation through
-``_must_cancel``, the end. What csp adds is a shortcut for the common case:
+A goroutine is an ordinary ``asyncio.Task`` whose coroutine is its :class:`Goroutine`:
+an object with the coroutine protocol (``send``/``throw``/``close``, and the ``cr_*``
+attributes of the user's coroutine, so the Task's repr, ``get_stack()`` and anyio's
+introspection see the user's code). The Task steps it and it steps the user's
+coroutine: the first step, awaiting Futures and anything else, cancellation through
+``_must_cancel``, the end are all the Task's own. What csp adds is a shortcut:
 
-* TASK mode: the Task steps the body, the body steps the coroutine. When the coroutine
-  parks on a csp :class:`~csp._waiter.Waiter`, the body hands it to the Task, which
-  parks on it (``add_done_callback``): that waiter becomes the Task's *proxy* and the
-  goroutine switches to
+* TASK mode: the Task steps the goroutine, which steps the coroutine. When the
+  coroutine parks on a csp :class:`~csp._waiter.Waiter`, the Task parks on it
+  (``add_done_callback``): that waiter becomes the Task's *proxy* and the goroutine
+  switches to
 * CSP mode: the Task stays parked on the proxy, and each csp wake-up resumes the
   coroutine straight from the run queue (:meth:`Goroutine.run`, the hot path: make the
   Task current, ``coro.send(None)`` in its context, look at what it yields). Further csp
   parks and bare yields stay in CSP mode. Anything else the coroutine yields (an
   asyncio Future, ...), and its end, are *handed back* (:meth:`Goroutine._to_task`): csp
-  wakes the Task from the drain, the Task steps the body, and the body does what the
-  coroutine asked (yields the Future to the Task, returns its result, raises its
-  exception). Back in TASK mode.
+  wakes the Task from the drain, the Task steps the goroutine, and :meth:`send` /
+  :meth:`throw` do what the coroutine asked (give the Future to the Task, return its
+  result, raise its exception). Back in TASK mode.
 
 Cancellation. ``Task.cancel()`` asks the proxy (:meth:`Goroutine.cancel`): if the
 coroutine is parked on a pending csp waiter, that waiter is withdrawn (took no effect)
@@ -37,48 +39,61 @@ Invariants:
     runs or waits in the run queue after a bare yield;
   * ``via_task`` is True only in CSP mode, when the Task has a cancellation pending
     that only its own step can deliver;
-  * ``back`` is set only between a hand-back and the body's next resumption.
+  * ``back`` is set only between a hand-back and the Task's next step;
+  * ``task`` is the goroutine's Task until that Task is done (its done callback clears
+    it: no Task <-> goroutine cycle outlives it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
-import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine
 from typing import Any, Final
 
 from csp import _compat
 from csp._sched import Scheduler
 from csp._waiter import DONE, NOTHING, PENDING, Waiter
 
-__all__ = ["Goroutine", "body"]
+__all__ = ["Goroutine"]
 
-# What the body does when the Task steps it after a hand-back (Goroutine.back):
+# What the Task's next step does after a hand-back (Goroutine.back):
 _RESUME: Final = 0  # step the coroutine (with the exception the Task throws in, if any)
-_YIELD: Final = 1  # the coroutine yielded ``arg`` (not a csp waiter): give it to the Task
-_RETURN: Final = 2  # the coroutine returned ``arg``
-_RAISE: Final = 3  # the coroutine raised ``arg``
+_YIELD: Final = 1  # the coroutine yielded ``back_arg`` (not a csp waiter): give it to the Task
+_RETURN: Final = 2  # the coroutine returned ``back_arg``
+_RAISE: Final = 3  # the coroutine raised ``back_arg``
 
 _current_tasks = _compat.current_tasks
 _CancelledError = asyncio.CancelledError
 
 
+def _future_like_cancel(y: Any, exc: BaseException) -> bool:
+    """What the Task does with its pending cancellation once the coroutine yielded a
+    Future-like object: cancel it (True if that took)."""
+    cancel = getattr(y, "cancel", None)
+    if cancel is None or getattr(y, "_asyncio_future_blocking", None) is None:
+        return False
+    return bool(cancel(msg=exc.args[0] if exc.args else None))
+
+
 class Goroutine:
-    """The driver of one goroutine (see the module docstring)."""
+    """The driver of one goroutine, and its Task's coroutine (see the module docstring)."""
 
     __slots__ = (
+        "__qualname__",
         "back",
         "back_arg",
         "cancel_msg",
         "coro",
         "ctx",
         "cur",
+        "held",
         "id",
         "loop",
         "proxy",
         "sched",
-        "send",
+        "send_",
         "task",
         "via_task",
         "wakeup",
@@ -94,7 +109,8 @@ class Goroutine:
     def __init__(self, coro: Coroutine[Any, Any, Any], sched: Scheduler,
                  ctx: contextvars.Context, gid: int) -> None:
         self.coro = coro
-        self.send = coro.send  # bound once
+        self.send_ = coro.send  # bound once: the hot path resumes through it
+        self.__qualname__ = getattr(coro, "__qualname__", "coroutine")
         self.sched = sched
         self.loop = sched.loop
         self.ctx = ctx
@@ -103,6 +119,104 @@ class Goroutine:
         self.proxy: Waiter | None = None
         self.via_task = False
         self.back: int | None = None
+        self.held: BaseException | None = None  # a cancellation the Task could not deliver yet
+
+    # -- the coroutine protocol: how the Task steps the goroutine (TASK mode) -------------
+
+    # (An exception the coroutine raises passes through these frames, and its traceback
+    # keeps them: no local may hold an exception when they exit, or exception and frame
+    # would keep each other alive for the cycle collector only.)
+
+    def send(self, _: None) -> Any:
+        """The Task's step (it always sends None)."""
+        if self.back is not None:
+            return self._handed_back(None)
+        held = self.held
+        if held is None:
+            return self._give(self.send_(None))
+        self.held = None  # the Task's _must_cancel outlived a yield: deliver it now
+        try:
+            return self._give(self.coro.throw(held))
+        finally:
+            del held
+
+    def throw(self, exc: BaseException | None, *_: Any) -> Any:
+        """The Task's step with an exception for the coroutine."""
+        assert exc is not None
+        try:
+            if self.back is not None:
+                return self._handed_back(exc)
+            held = self.held
+            if held is not None:
+                self.held = None
+                if not isinstance(exc, _CancelledError):
+                    exc = held  # a pending cancellation wins, as in Task.__step
+            return self._give(self.coro.throw(exc))
+        finally:
+            exc = held = None
+
+    def close(self) -> None:
+        """Close the user's coroutine (its finally blocks run)."""
+        self.coro.close()
+
+    def _give(self, y: Any) -> Any:
+        """What the coroutine yielded goes to the Task; a csp waiter is marked so that
+        the Task's park on it makes it the proxy (:meth:`attach`)."""
+        if type(y) is Waiter:
+            y.waker = self
+        return y
+
+    def _handed_back(self, exc: BaseException | None) -> Any:
+        """The Task's first step after :meth:`_to_task`; ``exc`` is what it throws in
+        (its ``_must_cancel``, or a withdrawn waiter's CancelledError)."""
+        kind, arg = self.back, self.back_arg
+        self.back = self.back_arg = None
+        try:
+            if kind == _RESUME:
+                y = self.send_(None) if exc is None else self.coro.throw(exc)
+                return self._give(y)
+            if kind == _YIELD:
+                # The coroutine yielded ``arg`` while csp drove it. If the Task threw
+                # its _must_cancel in first, do what its step would have done after the
+                # yield: cancel ``arg``, or keep the cancellation for the next step.
+                if exc is not None and not _future_like_cancel(arg, exc):
+                    self.held = exc
+                return arg
+            if kind == _RETURN:
+                if exc is not None:
+                    # It cancelled itself, then returned: as asyncio's Task does, it
+                    # ends cancelled with the message (the Task's own cancel(msg) once
+                    # this step sees _must_cancel again; the count stays as it was).
+                    task = asyncio.current_task()
+                    assert task is not None
+                    task.uncancel()
+                    task.cancel(exc.args[0] if exc.args else None)
+                raise StopIteration(arg)
+            raise arg  # _RAISE (a pending cancellation does not replace an exception)
+        finally:
+            arg = exc = None
+
+    # -- what the Task's repr, get_stack() and anyio look at: the user's coroutine ------
+
+    @property
+    def cr_frame(self) -> Any:
+        return self.coro.cr_frame  # type: ignore[attr-defined]
+
+    @property
+    def cr_running(self) -> bool:
+        return bool(self.coro.cr_running)  # type: ignore[attr-defined]
+
+    @property
+    def cr_suspended(self) -> bool:
+        return bool(getattr(self.coro, "cr_suspended", False))
+
+    @property
+    def cr_code(self) -> Any:
+        return self.coro.cr_code  # type: ignore[attr-defined]
+
+    @property
+    def cr_await(self) -> Any:
+        return self.coro.cr_await  # type: ignore[attr-defined]
 
     # -- CSP mode -----------------------------------------------------------------------
 
@@ -128,7 +242,7 @@ class Goroutine:
         cur = _current_tasks
         cur[loop] = self.task  # current_task() is right while it runs
         try:
-            y = self.ctx.run(self.send, None)
+            y = self.ctx.run(self.send_, None)
         except StopIteration as stop:
             kind, arg = _RETURN, stop.value
         except BaseException as exc:
@@ -161,7 +275,7 @@ class Goroutine:
 
     def _to_task(self, kind: int, arg: Any) -> None:
         """Hand the coroutine back to the Task: wake it now (from the drain: no task is
-        current), its step runs the body, which does what ``kind`` says."""
+        current), and its step does what ``kind`` says (:meth:`_handed_back`)."""
         self.back = kind
         self.back_arg = arg
         wakeup = self.wakeup
@@ -206,7 +320,7 @@ class Goroutine:
         assert self.task is None or self.sched.goroutines.get(self.task) in (self, None)
 
     def name(self) -> str:
-        return getattr(self.coro, "__qualname__", None) or "coroutine"
+        return self.__qualname__
 
     def parked(self) -> Waiter | None:
         """The pending csp waiter the coroutine is parked on, or None."""
@@ -229,77 +343,5 @@ class Goroutine:
         return f"<csp goroutine {self.id} {name}() runnable>"
 
 
-@types.coroutine
-def _hand(y: Any) -> Generator[Any, None, None]:
-    """Yield ``y`` to the Task; the Task's next step resumes (or throws into) the body."""
-    yield y
-
-
-def _future_like_cancel(y: Any, exc: BaseException) -> bool:
-    """What the Task does with its pending cancellation once the coroutine yielded a
-    Future-like object: cancel it (True if that took)."""
-    cancel = getattr(y, "cancel", None)
-    if cancel is None or getattr(y, "_asyncio_future_blocking", None) is None:
-        return False
-    return bool(cancel(msg=exc.args[0] if exc.args else None))
-
-
-async def body(g: Goroutine) -> Any:
-    """The coroutine of a goroutine's Task: it steps the user's coroutine for the Task
-    (TASK mode) and carries out csp's hand-backs (see the module docstring)."""
-    coro = g.coro
-    exc: BaseException | None = None
-    held: BaseException | None = None  # a cancellation the Task could not deliver yet
-    try:
-        while True:
-            try:
-                y = coro.send(None) if exc is None else coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            exc = None
-            while True:  # give y to the Task until it has something for the coroutine
-                if type(y) is Waiter:
-                    y.waker = g  # a csp park: the Task attaches us (Goroutine.attach)
-                try:
-                    await _hand(y)
-                except GeneratorExit:
-                    raise
-                except BaseException as e:
-                    exc = e
-                if held is not None:
-                    if not isinstance(exc, _CancelledError):
-                        exc = held  # the Task's _must_cancel outlived the yield
-                    held = None
-                kind = g.back
-                if kind is None:
-                    break  # the Task's own resumption: step the coroutine
-                arg, g.back, g.back_arg = g.back_arg, None, None
-                if kind == _RESUME:
-                    break
-                if kind == _RETURN:
-                    if exc is not None:
-                        # It cancelled itself, then returned: as asyncio's Task does,
-                        # it ends cancelled with the message (the Task's own
-                        # cancel(msg) once this step sees _must_cancel again; the count
-                        # stays as it was).
-                        task = asyncio.current_task()
-                        assert task is not None
-                        task.uncancel()
-                        task.cancel(exc.args[0] if exc.args else None)
-                    return arg
-                if kind == _RAISE:
-                    raise arg  # (a pending cancellation does not replace an exception)
-                # _YIELD: the coroutine yielded ``arg`` while csp drove it
-                y = arg
-                if exc is not None:
-                    # The Task consumed its _must_cancel before seeing y; as its step
-                    # would after the yield: cancel y, or keep it for the next step.
-                    if not _future_like_cancel(y, exc):
-                        held = exc
-                    exc = None
-    except GeneratorExit:
-        coro.close()  # the Task was destroyed (or abandoned): close the coroutine too
-        raise
-    except BaseException:
-        g.task = None  # no cycle Task -> exception -> this frame -> g -> Task
-        raise
+# asyncio.Task accepts it as a coroutine (asyncio.iscoroutine checks the ABC).
+collections.abc.Coroutine.register(Goroutine)

@@ -29,7 +29,7 @@ from typing import Any, Final, ParamSpec, TypeVar, TypeVarTuple, overload
 
 from csp import _compat, _sched
 from csp._deadlock import AsyncioLoop, Watch, deadlock_error, loop_factory
-from csp._drive import Goroutine, body
+from csp._drive import Goroutine
 from csp._sched import Scheduler
 from csp._waiter import PENDING, Waiter, forget_done, yield_now
 
@@ -103,19 +103,15 @@ def _spawn(sched: Scheduler, coro: Coroutine[Any, Any, T], ctx: contextvars.Cont
     """Start ``coro`` as goroutine ``gid`` on ``sched``'s loop."""
     loop = sched.loop
     g = Goroutine(coro, sched, ctx, gid)
-    b: Any = body(g)
-    name = getattr(coro, "__qualname__", None)
-    if name is not None:  # the Task's repr names the user's function
-        b.__qualname__ = name
     path = sched.task_path
     if path < 0:
         path = sched.task_path = _task_path.get(type(loop)) or _learn_task_path(type(loop))
     if path == _STOCK and loop.get_task_factory() is None:
         # the loop's own create_task without a factory: what it does, minus its
         # bookkeeping (name, closed check: a running loop is not closed)
-        task: asyncio.Task[T] = _Task(b, loop=loop, context=ctx)
+        task: asyncio.Task[T] = _Task(g, loop=loop, context=ctx)  # type: ignore[arg-type]
     else:
-        task = loop.create_task(b, context=ctx)
+        task = loop.create_task(g, context=ctx)  # type: ignore[arg-type]
     if g.task is None:  # (an eager task factory may have run its first step already)
         g.task = task
     task.add_done_callback(sched.done_cb, context=sched.done_ctx)

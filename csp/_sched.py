@@ -192,8 +192,8 @@ class Scheduler:
         exception escaping it is reported (Go: an unrecovered panic); maybe everyone
         left is parked now."""
         g = self.goroutines.pop(task, None)
-        if g is not None and getattr(g.coro, "cr_frame", None) is not None:
-            g.coro.close()  # cancelled before its first step: it never ran
+        if g is not None:
+            g.task = None  # the Task holds its goroutine (its coroutine): no cycle left
         if not task.cancelled():
             exc = task.exception()
             if exc is not None:

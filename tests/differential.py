@@ -11,8 +11,8 @@ types and messages, ``cancelling()`` counts, what other tasks saw, how tasks end
   is asyncio's behaviour: the reference;
 * ``"go"``: they are goroutines (``csp.go``): csp drives them between csp parks
   (``csp._drive``). API.md allows no difference here except where a test says so (a
-  goroutine's bare yield follows Go's order; its Task's coroutine is csp's body, which
-  ``repr()``, ``get_coro()`` and ``get_stack()`` show);
+  goroutine's bare yield follows Go's order; its Task's coroutine is csp's driver,
+  which ``get_coro()`` returns; while csp drives it the Task's ``wait_for=`` is it);
 * ``"subclass"``: every Task of the program (the ones under test, the program's own
   task, helpers, TaskGroup and anyio children) is a :class:`SubclassTask`, made by the
   loop's task factory: csp must not care what class a Task is;

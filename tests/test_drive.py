@@ -1,15 +1,17 @@
 """csp/_drive.py: goroutines are driven by csp between csp parks; to user code they
 remain ordinary asyncio Tasks.
 
-A goroutine's Task runs csp's body around the user's coroutine; after its first csp
-park the Task stays parked on a proxy waiter and csp resumes the coroutine straight
-from the run queue (CSP mode); anything else it awaits (an asyncio Future), a bad
-yield and its end are handed back to the Task's own step. The first tests pin, one by
-one, what the Task machinery would otherwise guarantee. The differential tests
-(tests/differential.py) then run each scenario as a goroutine and as plain Tasks, which
-asyncio steps: the traces must be equal, except where API.md allows a goroutine to
-differ (its bare yield follows Go's order; ``repr()``, ``get_coro()`` and
-``get_stack()`` show csp's body).
+A goroutine's Task steps csp's driver (a Goroutine, which has the coroutine protocol
+and shows the user's coroutine: name, frame, state) around the user's coroutine; after
+its first csp park the Task stays parked on a proxy waiter and csp resumes the
+coroutine straight from the run queue (CSP mode); anything else it awaits (an asyncio
+Future), a bad yield and its end are handed back to the Task's own step. The first
+tests pin, one by one, what the Task machinery would otherwise guarantee. The
+differential tests (tests/differential.py) then run each scenario as a goroutine and
+as plain Tasks, which asyncio steps: the traces must be equal, except where API.md
+allows a goroutine to differ (its bare yield follows Go's order; ``get_coro()`` is the
+driver; while csp drives it the Task waits for the driver, and csp's frames stand
+beneath the user's while it runs).
 """
 
 from __future__ import annotations
@@ -1528,8 +1530,8 @@ def _bad_yield_program(which: str, *, cancel: bool = False) -> Program:
                         await _yield_raw(y)
                     trace.append("returned")
                 except BaseException as e:
-                    # (without the Task's "running at" place: a goroutine's Task runs
-                    # csp's body, see test_repr_of_goroutine_task_shows_csp_state)
+                    # (without the Task's "running at" place: the bad-yield messages
+                    # embed the Task's repr, whose wait_for= differs while csp drives)
                     trace.append(("raised", _no_place(norm(e)), t.cancelling()))
                 trace.append(("recv", await ch.recv()))
             return "end"
@@ -2155,18 +2157,16 @@ def _observe_program(kind: str) -> Program:
 
 
 def _as_asyncio_shows(kind: str, trace: list[Any]) -> list[Any]:
-    """A goroutine's trace with the two accepted differences of a goroutine's Task
-    (API.md guarantees them for the Tasks csp did not create) turned into asyncio's:
-    its coroutine is csp's driver (``get_coro()`` is csp's body, named after the
-    user's function, so ``get_stack()`` of the suspended task shows that frame)."""
+    """A goroutine's trace with the accepted difference of a goroutine's Task (API.md
+    guarantees it for the Tasks csp did not create) turned into asyncio's: its
+    coroutine is csp's driver (``get_coro()`` is not the user's coroutine; the driver
+    shows the user's frame, so ``get_stack()`` is asyncio's)."""
     if not is_goroutine(kind):
         return trace
     out = []
     for e in trace:
-        if e[1] == "outside" and e[5] in (["body"], []):
-            e = (*e[:5], ["victim"] if e[5] else [], *e[6:])
-        elif e[0] == "get_coro":
-            assert e == ("get_coro", False)  # the body, not the user's coroutine
+        if e[0] == "get_coro":
+            assert e == ("get_coro", False)  # the driver, not the user's coroutine
             e = ("get_coro", True)
         out.append(e)
     return out
@@ -2176,8 +2176,8 @@ def test_current_task_context_and_introspection_match_asyncio(loop_name: str) ->
     """Invariant: inside a goroutine current_task() is its Task and contextvars are
     its own (set before and after the first park, seen by children it creates and by
     callbacks it registers, inside async generators); from outside, done(),
-    all_tasks() and the coroutine's state are asyncio's. (``get_coro()`` and
-    ``get_stack()`` show csp's body: see _as_asyncio_shows.)"""
+    all_tasks(), get_stack() and the coroutine's state are asyncio's. (``get_coro()``
+    is csp's driver: see _as_asyncio_shows.)"""
     out = run_kinds(loop_name, _observe_program(""))
     trace, outcome = same({k: (_as_asyncio_shows(k, t), o) for k, (t, o) in out.items()})
     assert outcome == ("result", "end")
@@ -2200,10 +2200,10 @@ def test_current_task_context_and_introspection_match_asyncio(loop_name: str) ->
     ]
 
 
-def test_goroutine_get_coro_is_the_body_named_after_the_function() -> None:
-    """A goroutine's Task runs csp's body around the user's coroutine: get_coro() is
-    that body, whose __qualname__ is the user's function's; the driver holds the
-    user's coroutine."""
+def test_goroutine_get_coro_is_its_driver_showing_the_users_coroutine() -> None:
+    """A goroutine's Task steps csp's driver: get_coro() is the driver (a coroutine as
+    far as asyncio is concerned), which shows the user's coroutine (name, frame, code,
+    state) and holds it."""
     async def main() -> None:
         async def work() -> None:
             await csp.Chan[int]().recv()
@@ -2211,10 +2211,12 @@ def test_goroutine_get_coro_is_the_body_named_after_the_function() -> None:
         coro = work()
         t = csp.go(coro)
         await asyncio.sleep(0)
-        body = t.get_coro()
-        assert body is not coro
-        assert body.__qualname__ == coro.__qualname__  # type: ignore[union-attr]
-        assert _sched.scheduler().goroutines[t].coro is coro
+        g = t.get_coro()
+        assert g is not coro and asyncio.iscoroutine(g)
+        assert g is _sched.scheduler().goroutines[t] and g.coro is coro  # type: ignore[union-attr]
+        assert g.__qualname__ == coro.__qualname__  # type: ignore[union-attr]
+        assert g.cr_frame is coro.cr_frame and g.cr_code is coro.cr_code  # type: ignore[union-attr]
+        assert inspect.getcoroutinestate(g) == "CORO_SUSPENDED"  # type: ignore[arg-type]
         t.cancel()
         await asyncio.wait([t])
 
@@ -2262,20 +2264,23 @@ def _stack_program(fut: str) -> Program:
 
 
 @pytest.mark.parametrize("fut", ["c", "py"])
-def test_get_stack_of_plain_task_is_asyncios_and_goroutine_shows_csp_body(
+def test_get_stack_of_goroutine_shows_the_users_frames_as_a_plain_tasks(
         loop_name: str, fut: str) -> None:
     """get_stack()/print_stack() of a plain Task are asyncio's (its own frames, while
-    it runs after a Future woke it and once it failed). A goroutine's show csp's body
-    frame (csp/_drive.py) in front, as its coroutine is that body (API.md guarantees
-    get_stack() only for the Tasks csp did not create)."""
+    it runs after a Future woke it and once it failed). A goroutine's coroutine is its
+    driver, which shows the user's coroutine (``cr_frame``), so the same user frames
+    appear; csp's own frames (the driver's step) stand beneath them while it runs and
+    in the traceback it failed with, where a plain Task shows asyncio's loop frames."""
     out = run_kinds(loop_name, _stack_program(fut))
     goroutines = {k: out.pop(k) for k in list(out) if is_goroutine(k)}
     assert same(out) == [("running, woken by a Future", ["victim"]),
                          ("failed", ["victim", "inner"]), ("print_stack mentions csp", False)]
     for trace in goroutines.values():
-        assert trace == [("running, woken by a Future", ["body"]),
-                         ("failed", ["body", "victim", "inner"]),
-                         ("print_stack mentions csp", True)]
+        user = [(what, [n for n in names if n in ("victim", "inner")])
+                for what, names in trace[:2]]
+        assert user == [("running, woken by a Future", ["victim"]),
+                        ("failed", ["victim", "inner"])]
+        assert trace[1][1][0] != "body"  # no wrapper coroutine any more
 
 
 def _paths(s: str) -> str:
@@ -2327,10 +2332,10 @@ _V = "<Task {} name='Task-N' coro=<_repr_program.<locals>.program.<locals>.victi
 
 
 def test_repr_of_goroutine_task_shows_csp_state(loop_name: str) -> None:
-    """repr(task) of a plain Task is asyncio's at every point. A goroutine's Task
-    names the user's function, runs csp's body (``running at csp/_drive.py``) and,
-    while csp drives it, waits for the goroutine itself, which says what it is parked
-    on or that it is runnable; while it awaits an asyncio Future, asyncio's wait_for."""
+    """repr(task) of a plain Task is asyncio's at every point. A goroutine's is the
+    same (its coroutine is its driver, which shows the user's coroutine: name, file,
+    line, state), except that while csp drives it the Task waits for the goroutine
+    itself, which says what it is parked on or that it is runnable."""
     out = run_kinds(loop_name, _repr_program(""))
     goroutines = {k: out.pop(k) for k in list(out) if is_goroutine(k)}
     here = "running at TEST:L"
@@ -2344,18 +2349,17 @@ def test_repr_of_goroutine_task_shows_csp_state(loop_name: str) -> None:
         f"<locals>._on_completion() at {asyncio.tasks.__file__}:L]>",
         "done": _V.format("finished", "done, defined at TEST:L") + " result='end'>",
     }
-    body = "running at CSP/_drive.py:L"
     g = "wait_for=<csp goroutine N _repr_program.<locals>.program.<locals>.victim() "
     for reprs in goroutines.values():
         assert reprs == {
-            "parked": _V.format("pending", body) + f" {g}parked on 'chan receive'>>",
-            "runnable": _V.format("pending", body) + f" {g}runnable>>",
-            "awaiting a Future": _V.format("pending", body)
+            "parked": _V.format("pending", here) + f" {g}parked on 'chan receive'>>",
+            "runnable": _V.format("pending", here) + f" {g}runnable>>",
+            "awaiting a Future": _V.format("pending", here)
             + " wait_for=<Future pending cb=[Task.task_wakeup()]>>",
-            "running, a Task step": _V.format("pending", body) + ">",
-            "running, a csp step": _V.format("pending", body) + f" {g}runnable> cb=[_wait."
+            "running, a Task step": _V.format("pending", here) + ">",
+            "running, a csp step": _V.format("pending", here) + f" {g}runnable> cb=[_wait."
             f"<locals>._on_completion() at {asyncio.tasks.__file__}:L]>",
-            "done": _V.format("finished", "done, defined at CSP/_drive.py:L") + " result='end'>",
+            "done": _V.format("finished", "done, defined at TEST:L") + " result='end'>",
         }
 
 
