@@ -1,10 +1,10 @@
 """Goroutines: ``csp.go``, ``csp.run``, ``gosched``, ``num_goroutine``.
 
-Strategy. A goroutine is an ordinary ``asyncio.Task`` whose coroutine is csp's small
-body around the user's coroutine (``csp._drive``); the loop's
-:class:`~csp._sched.Scheduler` keeps it, with its driver and goroutine id, until it
-ends. ``csp.run`` makes main goroutine 1, turns an exception escaping any goroutine into
-a "panic" (cancel everything, re-raise the first), and lets the deadlock watch
+Strategy. A goroutine is an ordinary ``asyncio.Task`` whose coroutine is its driver, a
+:class:`~csp._drive.Goroutine` around the user's coroutine; the loop's
+:class:`~csp._sched.Scheduler` keeps it, with its goroutine id, until it ends.
+``csp.run`` makes main goroutine 1, turns an exception escaping any goroutine into a
+"panic" (cancel everything, re-raise the first), and lets the deadlock watch
 (``csp._deadlock``) report a program in which everything is blocked on csp.
 
 Exit never hangs: when main returns (or raises, or Ctrl-C cancels it), every task of
