@@ -65,16 +65,21 @@ _RETURN: Final = 2  # the coroutine returned ``back_arg``
 _RAISE: Final = 3  # the coroutine raised ``back_arg``
 
 _current_tasks = _compat.current_tasks
-_CancelledError = asyncio.CancelledError
+_must_cancel = _compat.must_cancel
 
 
-def _future_like_cancel(y: Any, exc: BaseException) -> bool:
-    """What the Task does with its pending cancellation once the coroutine yielded a
-    Future-like object: cancel it (True if that took)."""
-    cancel = getattr(y, "cancel", None)
-    if cancel is None or getattr(y, "_asyncio_future_blocking", None) is None:
-        return False
-    return bool(cancel(msg=exc.args[0] if exc.args else None))
+def _rearm(exc: BaseException) -> None:
+    """Give the running Task back the cancellation its step has just thrown in (its
+    ``_must_cancel``, with the message; ``cancelling()`` unchanged), so that the rest
+    of this step and the next one treat it exactly as asyncio's Task would have: it
+    cancels the Future the coroutine yields (or not, by asyncio's own rules), throws it
+    in at the next step after a bare or bad yield, and ends the Task cancelled if the
+    coroutine returned. ``cancel()`` then ``uncancel()``: the count is >= 1 here on
+    3.13, whose ``uncancel()`` to 0 withdraws ``_must_cancel``."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel(exc.args[0] if exc.args else None)
+    task.uncancel()
 
 
 class Goroutine:
@@ -82,13 +87,13 @@ class Goroutine:
 
     __slots__ = (
         "__qualname__",
+        "__weakref__",
         "back",
         "back_arg",
         "cancel_msg",
         "coro",
         "ctx",
         "cur",
-        "held",
         "id",
         "loop",
         "proxy",
@@ -119,7 +124,6 @@ class Goroutine:
         self.proxy: Waiter | None = None
         self.via_task = False
         self.back: int | None = None
-        self.held: BaseException | None = None  # a cancellation the Task could not deliver yet
 
     # -- the coroutine protocol: how the Task steps the goroutine (TASK mode) -------------
 
@@ -131,14 +135,7 @@ class Goroutine:
         """The Task's step (it always sends None)."""
         if self.back is not None:
             return self._handed_back(None)
-        held = self.held
-        if held is None:
-            return self._give(self.send_(None))
-        self.held = None  # the Task's _must_cancel outlived a yield: deliver it now
-        try:
-            return self._give(self.coro.throw(held))
-        finally:
-            del held
+        return self._give(self.send_(None))
 
     def throw(self, exc: BaseException | None, *_: Any) -> Any:
         """The Task's step with an exception for the coroutine."""
@@ -146,14 +143,9 @@ class Goroutine:
         try:
             if self.back is not None:
                 return self._handed_back(exc)
-            held = self.held
-            if held is not None:
-                self.held = None
-                if not isinstance(exc, _CancelledError):
-                    exc = held  # a pending cancellation wins, as in Task.__step
             return self._give(self.coro.throw(exc))
         finally:
-            exc = held = None
+            exc = None
 
     def close(self) -> None:
         """Close the user's coroutine (its finally blocks run)."""
@@ -175,23 +167,16 @@ class Goroutine:
             if kind == _RESUME:
                 y = self.send_(None) if exc is None else self.coro.throw(exc)
                 return self._give(y)
-            if kind == _YIELD:
-                # The coroutine yielded ``arg`` while csp drove it. If the Task threw
-                # its _must_cancel in first, do what its step would have done after the
-                # yield: cancel ``arg``, or keep the cancellation for the next step.
-                if exc is not None and not _future_like_cancel(arg, exc):
-                    self.held = exc
-                return arg
-            if kind == _RETURN:
+            if kind == _YIELD or kind == _RETURN:
+                # The coroutine yielded ``arg`` (not a csp waiter) or returned it while
+                # csp drove it, with a cancellation pending that the Task has just
+                # thrown in: asyncio's Task would have looked at that yield or return
+                # with the cancellation still pending, so it gets it back.
                 if exc is not None:
-                    # It cancelled itself, then returned: as asyncio's Task does, it
-                    # ends cancelled with the message (the Task's own cancel(msg) once
-                    # this step sees _must_cancel again; the count stays as it was).
-                    task = asyncio.current_task()
-                    assert task is not None
-                    task.uncancel()
-                    task.cancel(exc.args[0] if exc.args else None)
-                raise StopIteration(arg)
+                    _rearm(exc)
+                if kind == _RETURN:
+                    raise StopIteration(arg)
+                return arg
             raise arg  # _RAISE (a pending cancellation does not replace an exception)
         finally:
             arg = exc = None
@@ -249,6 +234,7 @@ class Goroutine:
             tb = exc.__traceback__  # this frame out of the traceback (the Task's step adds
             if tb is not None:  # none, and it would hold this driver alive)
                 exc.__traceback__ = tb.tb_next
+                tb = None  # (it holds this frame, which holds it: a cycle)
             kind, arg = _RAISE, exc
         else:
             del cur[loop]
@@ -256,10 +242,13 @@ class Goroutine:
                 y.waker = self
                 self.cur = y
                 if self.via_task:
-                    # It cancelled its own task during this step: as the Task would, the
-                    # waiter it parks on is cancelled (took no effect).
-                    y.withdraw(self.cancel_msg)
-                    self._to_task(_RESUME, None)
+                    if _must_cancel(self.task):
+                        # It cancelled its own task during this step: as the Task would,
+                        # the waiter it parks on is cancelled (took no effect).
+                        y.withdraw(self.cancel_msg)
+                        self._to_task(_RESUME, None)
+                    else:  # and withdrew that with uncancel() (3.13): nothing pending
+                        self.via_task = False
             elif y is None:  # a bare yield (gosched, asyncio.sleep(0))
                 if self.via_task:
                     self._to_task(_RESUME, None)  # the Task throws CancelledError in

@@ -73,6 +73,9 @@ class Waker(Runnable, Protocol):
 
     def cancel(self, msg: Any = None) -> bool: ...
 
+    def parked(self) -> Waiter | None:
+        """The pending csp waiter its task is parked on, or None."""
+
 
 class _Barrier:
     """Queued in front of the goroutines that yielded during a drain: the drain stops
@@ -272,6 +275,10 @@ class TaskWake:
 
     def cancel(self, msg: Any = None) -> bool:  # pragma: no cover - never a proxy
         raise AssertionError("TaskWake is never a proxy")
+
+    def parked(self) -> Waiter | None:
+        w = self.w
+        return w if w is not None and not w.done() else None
 
     def __repr__(self) -> str:
         return f"<csp wake-up of {self.task!r}>"

@@ -349,6 +349,12 @@ class Waiter:
         return self.state is CANCELLED
 
     def done(self) -> bool:
+        r = self.waker
+        if r is not None and r.proxy is self:
+            # A goroutine's proxy (its Task's _fut_waiter): done while the goroutine is
+            # not parked on a pending csp waiter, as a Task's awaited Future is done
+            # once the Task is about to run (anyio's wait_all_tasks_blocked asks this).
+            return r.parked() is None
         return self.state is not PENDING
 
     def result(self) -> None:

@@ -1336,6 +1336,97 @@ def test_self_cancel_after_driven_matches_asyncio(loop_name: str, pre: str,
     assert (trace, outcome) == _self_cancel_expected(pre, post)
 
 
+@types.coroutine
+def _raw_yield(v: Any) -> Any:
+    return (yield v)
+
+
+# what a driven task yields or does right after cancelling itself
+REARM = ("nonblocking_future", "other_loop_future", "itself", "done_future",
+         "bad_yield", "uncancel_return", "uncancel_csp", "bad_yield_then_uncancel")
+
+
+def _rearm_program(what: str) -> Program:
+    async def program(kind: str) -> Any:
+        loop = asyncio.get_running_loop()
+        other = asyncio.new_event_loop()
+        ch = csp.Chan[int]()
+        trace: list[Any] = []
+
+        async def victim() -> str:
+            t = me()
+            await ch.recv()
+            await ch.recv()  # csp drives it now (a goroutine)
+            t.cancel("self")
+            y: Any
+            if what == "uncancel_return":
+                t.uncancel()
+                return "returned"
+            if what == "uncancel_csp":
+                t.uncancel()  # 3.13: withdraws the pending cancellation
+                try:
+                    trace.append(("recv", await ch.recv()))
+                except asyncio.CancelledError as e:
+                    trace.append(("recv cancelled", norm(e.args), t.cancelling()))
+                return "end"
+            if what == "nonblocking_future":
+                y = loop.create_future()  # its _asyncio_future_blocking is False
+            elif what == "other_loop_future":
+                y = other.create_future()
+                y._asyncio_future_blocking = True
+            elif what == "itself":
+                y = t
+            elif what == "done_future":
+                y = loop.create_future()
+                y.set_result("d")
+                y._asyncio_future_blocking = True
+            else:  # bad_yield, bad_yield_then_uncancel
+                y = 5
+            try:
+                trace.append(("yield returned", norm(await _raw_yield(y))))
+            except BaseException as e:  # what asyncio raised is the trace
+                trace.append(("yield raised", norm(e), t.cancelling()))
+            if what == "other_loop_future":
+                trace.append(("foreign future cancelled", y.cancelled()))
+            return "end"
+
+        t = start(kind, victim())
+        await until(lambda: parked(t))
+        await ch.send(0)
+        await until(lambda: parked(t))
+        check_driven(kind, t)
+        await ch.send(1)
+        if what == "bad_yield_then_uncancel":
+            await asyncio.sleep(0)  # its step yielded 5; the canceller withdraws
+            t.uncancel()
+        if what == "uncancel_csp":
+            await spin(3)
+            if not t.done():
+                await ch.send(2)
+        await finish(t)
+        other.close()
+        return trace, outcome_of(t), t.cancelling()
+
+    return program
+
+
+@pytest.mark.parametrize("what", REARM)
+def test_self_cancel_then_odd_yield_or_uncancel_matches_asyncio(loop_name: str,
+                                                                what: str) -> None:
+    """Invariant (asyncio's): a running task's own pending cancellation meets whatever
+    it yields next by Task.__step's rules (a Future is cancelled only if it is
+    blocking, of this loop and not the task itself; otherwise the cancellation is
+    raised at the next step, and a bad yield's RuntimeError gives way to it), and
+    ``uncancel()`` counts as asyncio counts (3.13: to 0 it withdraws the pending
+    cancellation, also the one csp would have delivered at the next csp park)."""
+    trace, outcome, count = same(run_kinds(loop_name, _rearm_program(what)))
+    if what == "uncancel_return":
+        assert count == 0 and trace == []
+    elif what in ("nonblocking_future", "itself", "done_future", "bad_yield"):
+        assert trace[0] == ("yield raised", ("CancelledError", ("self",)), 1)
+        assert outcome == ("result", "end")
+
+
 def _first_park_program(where: str) -> Program:
     async def program(kind: str) -> Any:
         loop = asyncio.get_running_loop()
@@ -2217,10 +2308,37 @@ def test_goroutine_get_coro_is_its_driver_showing_the_users_coroutine() -> None:
         assert g.__qualname__ == coro.__qualname__  # type: ignore[union-attr]
         assert g.cr_frame is coro.cr_frame and g.cr_code is coro.cr_code  # type: ignore[union-attr]
         assert inspect.getcoroutinestate(g) == "CORO_SUSPENDED"  # type: ignore[arg-type]
+        assert weakref.ref(g)() is g  # as a coroutine object is weakly referenceable
         t.cancel()
         await asyncio.wait([t])
 
     asyncio.run(main())
+
+
+async def _blocked_program(kind: str) -> Any:
+    ch = csp.Chan[int]()
+
+    async def victim() -> None:
+        await ch.recv()
+        await ch.recv()  # parked again: csp drives a goroutine now
+
+    t = start(kind, victim())
+    await anyio.wait_all_tasks_blocked()
+    await ch.send(0)
+    async with asyncio.timeout(2):
+        await anyio.wait_all_tasks_blocked()  # returns: the task is parked
+    check_driven(kind, t)
+    seen = (t._fut_waiter.done(), parked(t))  # type: ignore[attr-defined]
+    await ch.send(1)
+    await finish(t)
+    return seen
+
+
+def test_parked_goroutine_counts_as_blocked_for_anyio(loop_name: str) -> None:
+    """Invariant (asyncio's): a task parked on a pending operation has a ``_fut_waiter``
+    that is not done (anyio's ``wait_all_tasks_blocked()`` asks it); for a goroutine
+    csp drives, that is its proxy, done exactly while the goroutine is runnable."""
+    assert same(run_kinds(loop_name, _blocked_program)) == (False, True)
 
 
 def _stack_program(fut: str) -> Program:
@@ -2518,20 +2636,28 @@ def _gc_program(how: str) -> Program:
                 await fut  # resumed by the Future's callback
             if how.startswith("raise"):
                 raise ValueError("v")
+            if how.startswith("cancel"):
+                await ch.recv()  # cancelled here
             return "end"
 
-        box = [start(kind, victim())]
+        coro = victim()
+        coro_ref = weakref.ref(coro)
+        box = [start(kind, coro)]
+        del coro
         await until(lambda: parked(box[0]))
         await ch.send(0)
         await until(lambda: parked(box[0]))
         await ch.send(1)
         await spin(2)
         fut.set_result(None)
+        if how.startswith("cancel"):
+            await until(lambda: parked(box[0]))
+            box[0].cancel()
         await finish(box[0])
         await spin(2)  # its done callbacks ran
         # (a plain task's exception is not retrieved: asyncio logs it when it is freed)
         ref = weakref.ref(box.pop())
-        freed = ref() is None
+        freed = ref() is None and coro_ref() is None  # the Task, and the user's coroutine
         return freed, [m for m in logged if "never retrieved" in m]
 
     return program
@@ -2555,12 +2681,15 @@ def _gc_run3(loop_name: str, how: str) -> dict[str, Any]:
 # csp's driver or of a TaskWake may hold the Task or the exception past the step)
 @pytest.mark.parametrize("how", [
     "return_after_csp", "raise_after_csp", "return_after_future", "raise_after_future",
-    "return_after_py_future", "raise_after_py_future",
+    "return_after_py_future", "raise_after_py_future", "cancel_after_csp",
+    "cancel_after_future",
 ])
 def test_finished_driven_task_freed_by_refcount(loop_name: str, how: str) -> None:
     """Invariant (asyncio's): with the cyclic GC disabled, a finished task nobody
-    references is freed at once; a plain task's unretrieved exception is logged then
-    (goroutines report theirs at the end instead)."""
+    references is freed at once, and so is its coroutine (a goroutine's driver frame
+    once kept the traceback of an exception raised, or a cancellation delivered, while
+    csp drove it: a frame <-> traceback cycle); a plain task's unretrieved exception is
+    logged then (goroutines report theirs at the end instead)."""
     out = _gc_run3(loop_name, how)
     assert out["go"] == (True, [])
     expect_log = ["Task exception was never retrieved"] if how.startswith("raise") else []
