@@ -306,10 +306,12 @@ def _scheduler_of(loop: asyncio.AbstractEventLoop) -> Scheduler:
     global _last_loop, _last_sched
     sched = schedulers.get(loop)
     if sched is None:
+        # A loop closed by hand (not by csp.run or asyncio.run) is let go here: its
+        # scheduler would keep its pending goroutines alive, so that their Tasks were
+        # never destroyed (asyncio's "Task was destroyed but it is pending").
+        for lp in [lp for lp in schedulers if lp.is_closed()]:
+            del schedulers[lp]
         sched = schedulers[loop] = Scheduler(loop)
-        if len(schedulers) > 16:
-            for lp in [lp for lp in schedulers if lp.is_closed()]:
-                del schedulers[lp]
     _last_loop, _last_sched = loop, sched
     return sched
 

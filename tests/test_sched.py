@@ -16,6 +16,7 @@ import gc
 import itertools
 import socket
 import sys
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -334,3 +335,30 @@ def test_plain_task_wakeup_runs_in_its_own_context(arun: Callable[..., Any]) -> 
         return await t, var.get()
 
     assert arun(main) == ("parked", "waker")
+
+
+def test_a_loop_closed_by_hand_is_let_go_by_the_next_loop(loop_name: str) -> None:
+    """Invariant: the schedulers of closed loops are dropped when csp first runs on
+    another loop, so a goroutine left pending on a loop closed by hand is destroyed
+    as a pending asyncio Task is (nothing in csp keeps it alive)."""
+    loop = loop_factory(loop_name)()
+
+    async def start() -> asyncio.Task[Any]:
+        t = csp.go(csp.Chan[int]().recv)
+        await asyncio.sleep(0)
+        return t
+
+    task_ref = weakref.ref(loop.run_until_complete(start()))
+    loop.close()
+    assert loop in _sched.schedulers
+
+    async def other() -> None:
+        await csp.go(asyncio.sleep, 0)  # csp's first use on this loop
+
+    asyncio.run(other())
+    assert loop not in _sched.schedulers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        del loop
+        gc.collect()
+    assert task_ref() is None
