@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from csp import _compat
 from csp._errors import DeadlockError
@@ -100,15 +100,16 @@ class AsyncioLoop(_Accounting, asyncio.SelectorEventLoop):  # type: ignore[misc]
         super().__init__()
         self._csp_init()
 
-    def _csp_busy(self, exclude: object) -> str | None:
+    def _csp_busy(self, exclude: object, io: bool = True,
+                  own_timer: object = None) -> str | None:
         queues = _compat.loop_queues(self)
         assert queues is not None
         ready, scheduled, selector = queues
         if any(h is not exclude for h in ready):
             return "ready callbacks"
-        if any(not h.cancelled() and h is not exclude for h in scheduled):
+        if any(not h.cancelled() and h is not own_timer for h in scheduled):
             return "timers"
-        if len(selector.get_map()) > 1:  # more than the self-pipe
+        if io and len(selector.get_map()) > 1:  # more than the self-pipe
             return "I/O"
         if self._csp_jobs:
             return "executor jobs"
@@ -151,8 +152,9 @@ def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
             h: asyncio.TimerHandle = super().call_later(max(0.0, when - self.time()), callback)
             return h
 
-        def _csp_busy(self, exclude: object) -> str | None:
-            if self._csp_io:
+        def _csp_busy(self, exclude: object, io: bool = True,
+                      own_timer: object = None) -> str | None:
+            if io and self._csp_io:
                 return "I/O"
             if self._csp_jobs:
                 return "executor jobs"
@@ -276,13 +278,25 @@ def where(task: asyncio.Task[Any], sched: Scheduler) -> str:
     return f"{frame.f_code.co_name}() at {frame.f_code.co_filename}:{frame.f_lineno}"
 
 
+EXIT_POLL: Final = 0.1
+"""How often (s) csp.run's shutdown looks again while some task is still running."""
+
+
 class Watch:
     """Confirms that every task of a loop is stuck in csp, over a few loop iterations.
 
     ``on_stuck(state)`` is called with the stuck tasks and their waiters once it is sure.
     ``exclude`` is a task that does not count (csp.run's supervisor). With ``plain``,
-    plain Tasks parked in csp count as stuck too (shutdown); otherwise a live task that
-    is not a goroutine means no deadlock.
+    plain Tasks parked in csp count as stuck too; otherwise a live task that is not a
+    goroutine means no deadlock.
+
+    With ``exiting`` (csp.run's shutdown: every task has been cancelled once), what
+    may still complete a csp operation is judged for exit, where Go just stops: open
+    I/O does not count (a listening server), a task that awaits the Task of a stuck
+    task is waiting on it, not live, and the watch looks again every ``EXIT_POLL``
+    seconds (a task may block again without every goroutine being parked). Pending
+    timers still count: one may complete a stuck operation (a sleep, a select on
+    ``csp.after``), and which one would is not known here.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sched: Scheduler,
@@ -292,6 +306,7 @@ class Watch:
         self.on_stuck = on_stuck
         self.exclude: asyncio.Task[Any] | None = None
         self.plain = False
+        self.exiting = False
         self.enabled = True
         self.checking = False
         self.rounds = 0
@@ -320,16 +335,33 @@ class Watch:
     def _state(self) -> list[tuple[asyncio.Task[Any], Waiter]] | None:
         """Every live task parked in csp, with its waiter; None if any is not."""
         out = []
+        waiting: list[asyncio.Task[Any]] = []  # (at exit) awaiting another Task
         for t in asyncio.all_tasks(self.loop):
             if t is self.exclude:
                 continue
             w = parked_in_csp(t, self.sched, self.plain)
             if w is None:
+                if self.exiting and isinstance(_compat.fut_waiter(t), asyncio.Task):
+                    waiting.append(t)
+                    continue
                 if t not in self.sched.goroutines and t not in self.watched:
                     self.watched.add(t)  # look again when it ends
                     t.add_done_callback(self._foreign_done)
                 return None
             out.append((t, w))
+        if waiting:
+            # Live unless what they await (transitively) is stuck in csp: abandoning
+            # that ends it, and they go on.
+            stuck = {t for t, _ in out}
+            grew = True
+            while grew:
+                grew = False
+                for t in waiting:
+                    if t not in stuck and _compat.fut_waiter(t) in stuck:
+                        stuck.add(t)
+                        grew = True
+            if any(t not in stuck for t in waiting):
+                return None
         return out
 
     def _foreign_done(self, t: asyncio.Task[Any]) -> None:
@@ -349,6 +381,10 @@ class Watch:
 
     def _check(self) -> None:
         self.handle = None
+        if self.exiting and self.recheck is None:
+            # At exit a task may block again without every goroutine being parked (one
+            # awaits another's Task): whatever this look finds, look again in a while.
+            self._recheck_at(self.loop.time() + EXIT_POLL)
         if not self.enabled or self.sched.runq:  # cheap first: _state() is O(tasks)
             self._done_checking()
             return
@@ -356,7 +392,8 @@ class Watch:
         if state is None:
             self._done_checking()
             return
-        busy = self.loop._csp_busy(self.handle)  # type: ignore[attr-defined]
+        busy = self.loop._csp_busy(  # type: ignore[attr-defined]
+            self.handle, not self.exiting, self.recheck)
         if busy == "timers":
             # Look again once the next timer has fired: it may wake nobody.
             self._done_checking()
@@ -385,13 +422,19 @@ class Watch:
         loop: Any = self.loop
         queues = _compat.loop_queues(loop)
         if isinstance(loop, AsyncioLoop) and queues is not None:
-            whens = [h.when() for h in queues[1] if not h.cancelled()]
+            whens = [h.when() for h in queues[1] if not h.cancelled() and h is not self.recheck]
         else:
             whens = [h.when() for h in loop._csp_pending_timers()]
         if not whens:
             self.look()
             return
-        when = min(whens)
+        self._recheck_at(min(whens))
+
+    def _recheck_at(self, when: float) -> None:
+        """Look again at loop time ``when`` (a timer that does not count as pending)."""
+        loop: Any = self.loop
+        if self.recheck is not None:
+            self.recheck.cancel()
         raw = getattr(loop, "_csp_raw_call_at", None)
         if raw is not None:
             self.recheck = raw(when, self._recheck)

@@ -199,6 +199,9 @@ class _Run:
         self.watch = Watch(loop, sched, self._deadlocked)
         self.watch.exclude = supervisor
         self.stuck: asyncio.Future[list[tuple[asyncio.Task[Any], Waiter]]] | None = None
+        # resolved when main ends, or at the first panic (then shutdown waits for main,
+        # or abandons it if it blocks again in its finally blocks)
+        self.main_done: asyncio.Future[None] = loop.create_future()
 
     def cancel(self, t: asyncio.Task[Any]) -> None:
         if t not in self.cancelled:
@@ -212,6 +215,8 @@ class _Run:
         if self.closing:
             return  # everyone is being cancelled and awaited already
         self.watch.stop()
+        if not self.main_done.done():
+            self.main_done.set_result(None)
         if self.main is not asyncio.current_task():
             self.cancel(self.main)
         for t in list(self.sched.goroutines):
@@ -233,6 +238,7 @@ class _Run:
         me = asyncio.current_task()
         watch = self.watch
         watch.plain = True  # now a plain Task stuck in csp counts as stuck too
+        watch.exiting = True
         watch.enabled = True
         while True:
             tasks = [t for t in asyncio.all_tasks(loop) if t is not me and not t.done()]
@@ -312,8 +318,8 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
     sched.panic_handler = run.on_panic
     sched.on_all_parked = run.watch.look
     # Wait for main through a future of our own: a Ctrl-C that cancels this task must
-    # not wait for main to finish cancelling (it may never).
-    main_done: asyncio.Future[None] = loop.create_future()
+    # not wait for main to finish cancelling (it may never), nor must a panic.
+    main_done = run.main_done
 
     def main_ended(_: asyncio.Task[Any]) -> None:
         if not main_done.done():
@@ -328,7 +334,9 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
         except asyncio.CancelledError as exc:  # the runner cancelled us: Ctrl-C
             interrupted = exc
         else:
-            if main.cancelled():
+            if not main.done():
+                pass  # a panic: the shutdown waits for main (or abandons it)
+            elif main.cancelled():
                 if run.panic is None:
                     interrupted = asyncio.CancelledError()  # main cancelled itself
             elif main.exception() is not None:

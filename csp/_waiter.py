@@ -151,8 +151,10 @@ def _raise_owed() -> None:
 def forget_done(loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Drop what finished tasks (or, given ``loop``, that loop's tasks) still owe: a
     loop closed before their re-delivery ran. Keeps :data:`owed` from growing."""
-    for t in [t for t in owed if t.done() or (loop is not None and t.get_loop() is loop)]:
-        del owed[t]
+    # (list(owed) first: a copy made in one step, while another thread's loop may be
+    # adding its own tasks)
+    for t in [t for t in list(owed) if t.done() or (loop is not None and t.get_loop() is loop)]:
+        owed.pop(t, None)
 
 
 def owe(task: asyncio.Task[Any], base: int, msg: Any) -> None:

@@ -1310,6 +1310,103 @@ def test_exit_after_a_panic_also_abandons(run: Run, recwarn: pytest.WarningsReco
     assert len(_abandon_warnings(recwarn)) == 1
 
 
+def test_exit_after_a_panic_abandons_main_blocked_in_its_finally(
+        run: Run, recwarn: pytest.WarningsRecorder) -> None:
+    """A panic cancels main; main's ``finally`` then blocks in a send nothing can
+    complete: main is abandoned like any goroutine and the panic is raised (run waited
+    for main before it looked for stuck tasks, and hung)."""
+    async def main() -> None:
+        c = csp.Chan[int]()
+
+        async def boom() -> None:
+            raise ValueError("panic")
+
+        try:
+            csp.go(boom)
+            await c.recv()
+        finally:
+            await c.send(1)  # nobody receives
+
+    with pytest.raises(ValueError, match="panic"):
+        run(main)
+    msgs = _abandon_warnings(recwarn)
+    assert len(msgs) == 1 and "main()" in msgs[0] and "[chan send]" in msgs[0], msgs
+
+
+def test_deadlock_raised_when_main_finally_blocks_again(
+        run: Run, recwarn: pytest.WarningsRecorder) -> None:
+    """Everything blocked: DeadlockError cancels main, whose ``finally`` blocks again in
+    csp: main is abandoned and DeadlockError is raised (not a silent hang)."""
+    async def main() -> None:
+        c = csp.Chan[int]()
+        try:
+            await c.recv()
+        finally:
+            await c.send(1)
+
+    with pytest.raises(csp.DeadlockError, match="all goroutines are asleep"):
+        run(main)
+    assert len(_abandon_warnings(recwarn)) == 1
+
+
+def test_exit_abandons_despite_open_io(run: Run, recwarn: pytest.WarningsRecorder) -> None:
+    """At exit, open I/O (a listening server nobody closed) does not keep goroutines
+    stuck in csp: Go just exits."""
+    async def main() -> str:
+        c = csp.Chan[int]()
+
+        async def stuck() -> None:
+            try:
+                await c.recv()
+            finally:
+                await c.send(1)
+
+        csp.go(stuck)
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        assert server.sockets
+        await csp.gosched()
+        return "done"
+
+    assert run(main) == "done"
+    msgs = _abandon_warnings(recwarn)
+    assert len(msgs) == 1 and "stuck()" in msgs[0], msgs
+
+
+def test_exit_abandons_a_goroutine_whose_finally_awaits_a_stuck_task(
+        run: Run, recwarn: pytest.WarningsRecorder) -> None:
+    """A goroutine whose ``finally`` awaits the Task of a goroutine stuck in csp waits
+    on it, it is not live: the stuck one is abandoned, which ends its Task, and the
+    waiter goes on (its await raises CancelledError) and ends."""
+    log: list[str] = []
+
+    async def main() -> None:
+        c = csp.Chan[int]()
+
+        async def stuck() -> None:
+            try:
+                await c.recv()
+            finally:
+                await c.send(1)
+
+        async def awaits(t: asyncio.Task[None]) -> None:
+            try:
+                await csp.Chan[int]().recv()
+            finally:
+                try:
+                    await t
+                except asyncio.CancelledError:
+                    log.append("awaited task ended cancelled")
+
+        t = csp.go(stuck)
+        csp.go(awaits, t)
+        await csp.gosched()
+
+    run(main)
+    assert log == ["awaited task ended cancelled"]
+    msgs = _abandon_warnings(recwarn)
+    assert len(msgs) == 1 and "stuck()" in msgs[0], msgs
+
+
 # -- gosched: Go's order ------------------------------------------------------------------
 
 
