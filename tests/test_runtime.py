@@ -1310,6 +1310,14 @@ def test_exit_after_a_panic_also_abandons(run: Run, recwarn: pytest.WarningsReco
     assert len(_abandon_warnings(recwarn)) == 1
 
 
+async def stuck(c: csp.Chan[int]) -> None:
+    """Parked until cancelled at exit; its ``finally`` then sends to nobody."""
+    try:
+        await c.recv()
+    finally:
+        await c.send(1)
+
+
 def test_exit_after_a_panic_abandons_main_blocked_in_its_finally(
         run: Run, recwarn: pytest.WarningsRecorder) -> None:
     """A panic cancels main; main's ``finally`` then blocks in a send nothing can
@@ -1353,15 +1361,7 @@ def test_exit_abandons_despite_open_io(run: Run, recwarn: pytest.WarningsRecorde
     """At exit, open I/O (a listening server nobody closed) does not keep goroutines
     stuck in csp: Go just exits."""
     async def main() -> str:
-        c = csp.Chan[int]()
-
-        async def stuck() -> None:
-            try:
-                await c.recv()
-            finally:
-                await c.send(1)
-
-        csp.go(stuck)
+        csp.go(stuck, csp.Chan[int]())
         server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
         assert server.sockets
         await csp.gosched()
@@ -1380,14 +1380,6 @@ def test_exit_abandons_a_goroutine_whose_finally_awaits_a_stuck_task(
     log: list[str] = []
 
     async def main() -> None:
-        c = csp.Chan[int]()
-
-        async def stuck() -> None:
-            try:
-                await c.recv()
-            finally:
-                await c.send(1)
-
         async def awaits(t: asyncio.Task[None]) -> None:
             try:
                 await csp.Chan[int]().recv()
@@ -1397,7 +1389,7 @@ def test_exit_abandons_a_goroutine_whose_finally_awaits_a_stuck_task(
                 except asyncio.CancelledError:
                     log.append("awaited task ended cancelled")
 
-        t = csp.go(stuck)
+        t = csp.go(stuck, csp.Chan[int]())
         csp.go(awaits, t)
         await csp.gosched()
 
