@@ -286,12 +286,12 @@ class Watch:
     """Confirms that every task of a loop is stuck in csp, over a few loop iterations.
 
     ``on_stuck(state)`` is called with the stuck tasks and their waiters once it is sure.
-    ``exclude`` is a task that does not count (csp.run's supervisor). With ``plain``,
-    plain Tasks parked in csp count as stuck too; otherwise a live task that is not a
-    goroutine means no deadlock.
+    ``exclude`` is a task that does not count (csp.run's supervisor). Otherwise a live
+    task that is not a goroutine means no deadlock.
 
-    With ``exiting`` (csp.run's shutdown: every task has been cancelled once), what
-    may still complete a csp operation is judged for exit, where Go just stops: open
+    With ``exiting`` (csp.run's shutdown: every task has been cancelled once), plain
+    Tasks parked in csp count as stuck too, and what may still complete a csp
+    operation is judged for exit, where Go just stops: open
     I/O does not count (a listening server), a task that awaits the Task of a stuck
     task is waiting on it, not live, and the watch looks again every ``EXIT_POLL``
     seconds (a task may block again without every goroutine being parked). Pending
@@ -305,7 +305,6 @@ class Watch:
         self.sched = sched
         self.on_stuck = on_stuck
         self.exclude: asyncio.Task[Any] | None = None
-        self.plain = False
         self.exiting = False
         self.enabled = True
         self.checking = False
@@ -339,7 +338,7 @@ class Watch:
         for t in asyncio.all_tasks(self.loop):
             if t is self.exclude:
                 continue
-            w = parked_in_csp(t, self.sched, self.plain)
+            w = parked_in_csp(t, self.sched, self.exiting)
             if w is None:
                 if self.exiting and isinstance(_compat.fut_waiter(t), asyncio.Task):
                     waiting.append(t)

@@ -237,8 +237,7 @@ class _Run:
         loop = self.loop
         me = asyncio.current_task()
         watch = self.watch
-        watch.plain = True  # now a plain Task stuck in csp counts as stuck too
-        watch.exiting = True
+        watch.exiting = True  # plain Tasks stuck in csp count too; see Watch
         watch.enabled = True
         while True:
             tasks = [t for t in asyncio.all_tasks(loop) if t is not me and not t.done()]
