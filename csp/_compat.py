@@ -23,13 +23,23 @@ What is used, and why:
   ``task._log_destroy_pending``): ``csp.run`` abandons goroutines that block again,
   after being cancelled at exit, in operations nothing can complete;
 * **the asyncio loop's queues** (``loop._ready``, ``loop._scheduled``,
-  ``loop._selector``): deadlock detection must know that nothing else is pending.
+  ``loop._selector``, ``loop._signal_handlers``): deadlock detection must know that
+  nothing else is pending, and that no signal handler may still run;
+* **a future's done callbacks** (``future._callbacks``): a task awaiting
+  ``asyncio.gather`` / ``asyncio.wait`` over stuck goroutines is stuck too; the watch
+  finds which future such a callback completes in its closure;
+* **the threads' stacks and the caller's frame** (``sys._current_frames``,
+  ``sys._getframe``; ``concurrent.futures.thread._worker``): a thread that may still
+  call into the loop forbids a deadlock verdict, except a pool worker waiting for a
+  job; ``csp.go`` keeps where each goroutine was created, for the report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -37,12 +47,17 @@ __all__ = [
     "CURRENT_TASKS_DICT",
     "get_running_loop",
     "abandon_task",
+    "caller_frame",
+    "current_frames",
     "current_tasks",
+    "fut_callbacks",
     "fut_waiter",
     "get_current_task",
+    "idle_pool_worker",
     "loop_queues",
     "must_cancel",
     "selftest",
+    "signal_handlers",
 ]
 
 get_running_loop: Final[Callable[[], asyncio.AbstractEventLoop | None]] = asyncio._get_running_loop
@@ -147,8 +162,43 @@ def loop_queues(loop: asyncio.AbstractEventLoop) -> tuple[Any, Any, Any] | None:
         return None
 
 
+def signal_handlers(loop: asyncio.AbstractEventLoop) -> int:
+    """How many signal handlers ``loop.add_signal_handler`` has installed on an asyncio
+    loop (0 for loops that do not keep them where asyncio does)."""
+    return len(getattr(loop, "_signal_handlers", None) or ())
+
+
+def fut_callbacks(fut: asyncio.Future[Any]) -> list[Callable[..., Any]]:
+    """The done callbacks registered on ``fut`` (without their contexts)."""
+    cbs = getattr(fut, "_callbacks", None) or ()
+    return [cb[0] if isinstance(cb, tuple) else cb for cb in cbs]
+
+
+caller_frame: Final[Callable[[int], Any]] = sys._getframe
+"""``caller_frame(depth)``: a frame of the calling thread's stack (``sys._getframe``)."""
+
+
+def idle_pool_worker(ident: int | None, frames: dict[int, Any]) -> bool:
+    """The thread ``ident`` is a ``concurrent.futures`` pool worker waiting for a job
+    (its innermost Python frame is the pool's worker loop, blocked in the queue's C
+    ``get``). ``frames``: ``sys._current_frames()``."""
+    mod = sys.modules.get("concurrent.futures.thread")
+    worker = getattr(mod, "_worker", None)
+    f = frames.get(ident) if ident is not None else None
+    return f is not None and worker is not None and f.f_code is worker.__code__
+
+
+current_frames: Final[Callable[[], dict[int, Any]]] = sys._current_frames
+"""Each thread's innermost frame, by thread ident (``sys._current_frames``)."""
+
+
 UNCANCEL_CLEARS_MUST_CANCEL: Final = sys.version_info >= (3, 13)
 """CPython 3.13+: ``Task.uncancel()`` down to 0 also withdraws a pending cancellation."""
+
+
+def pool_idents(pool: Any) -> set[int | None]:
+    """Thread idents of a ThreadPoolExecutor's workers (self-test only)."""
+    return {t.ident for t in getattr(pool, "_threads", ())}
 
 
 def selftest() -> list[str]:
@@ -215,6 +265,49 @@ def selftest() -> list[str]:
                     problems.append("loop._ready / loop._scheduled changed type")
                 if not hasattr(selector, "get_map"):
                     problems.append("loop._selector has no get_map()")
+            if hasattr(loop, "add_signal_handler") and os.name == "posix":
+                import signal
+
+                loop.add_signal_handler(signal.SIGUSR2, lambda: None)
+                try:
+                    if signal_handlers(loop) != 1:
+                        problems.append("loop._signal_handlers does not show a handler")
+                finally:
+                    loop.remove_signal_handler(signal.SIGUSR2)
+        # fut_callbacks shows a done callback (the deadlock watch reads closures)
+        probe_fut = loop.create_future()
+
+        def cb(_: object) -> None:
+            pass
+
+        probe_fut.add_done_callback(cb)
+        if fut_callbacks(probe_fut) != [cb]:
+            problems.append("future._callbacks does not show the done callbacks")
+        probe_fut.cancel()
+        # idle_pool_worker: a pool worker waiting for a job, and not while it runs one
+        import concurrent.futures
+        import threading
+
+        running = threading.Event()
+        release = threading.Event()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            def job() -> None:
+                running.set()
+                release.wait(5)
+
+            f = pool.submit(job)
+            running.wait(5)
+            (worker,) = [t for t in threading.enumerate() if t.ident in pool_idents(pool)]
+            if idle_pool_worker(worker.ident, current_frames()):
+                problems.append("idle_pool_worker: a worker running a job seen as idle")
+            release.set()
+            f.result(5)
+            for _ in range(500):
+                if idle_pool_worker(worker.ident, current_frames()):
+                    break
+                time.sleep(0.01)
+            else:
+                problems.append("idle_pool_worker: a waiting worker not seen as idle")
 
     loop = asyncio.new_event_loop()
     try:

@@ -19,34 +19,35 @@ callbacks scheduled meanwhile, so that a chain of callbacks is seen as work.
 from __future__ import annotations
 
 import asyncio
-import os
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
-from csp import _compat
+from csp import _compat, _dump
 from csp._errors import DeadlockError
 from csp._sched import Scheduler, schedulers
 from csp._waiter import PENDING, Waiter
 
-__all__ = ["AsyncioLoop", "Watch", "deadlock_error", "loop_factory", "parked_in_csp", "where"]
+__all__ = [
+    "AsyncioLoop", "Watch", "deadlock_error", "ignore_thread", "loop_factory",
+    "parked_in_csp", "State", "threads_calling_in",
+]
 
-_CSP_DIR = os.path.dirname(os.path.abspath(__file__))
 _LOOPS = ("auto", "uvloop", "asyncio")
 
 
 # -- loops that keep an account of timers and I/O ------------------------------------
 class _Accounting:
-    """Mixin for the loops ``csp.run`` makes: remembers timers and I/O use."""
+    """Mixin for the loops ``csp.run`` makes: remembers timers, jobs and live I/O."""
 
     _csp_timers: list[asyncio.TimerHandle]
-    _csp_io: int  # >0: I/O was used; deadlock detection declines to decide
     _csp_jobs: int  # executor jobs in flight
     _csp_soon: int
 
     def _csp_init(self) -> None:
         self._csp_soon = 0  # callbacks scheduled, counted while a deadlock check looks
         self._csp_timers = []
-        self._csp_io = 0
         self._csp_jobs = 0
 
     def _csp_note_timer(self, h: asyncio.TimerHandle) -> asyncio.TimerHandle:
@@ -83,14 +84,78 @@ class _Accounting:
         return fut
 
 
-_IO_METHODS = (
-    "create_server", "create_connection", "create_unix_server", "create_unix_connection",
-    "create_datagram_endpoint", "connect_accepted_socket", "connect_read_pipe",
-    "connect_write_pipe", "subprocess_exec", "subprocess_shell", "add_reader", "add_writer",
-    "add_signal_handler", "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_sendall",
-    "sock_sendto", "sock_accept", "sock_connect", "getaddrinfo", "getnameinfo",
-    "sendfile", "start_tls",
+class _LiveIO:
+    """uvloop's live I/O, as far as Python can see it (uvloop shows no handles).
+
+    Invariants: ``inflight`` counts the I/O calls (``getaddrinfo``, ``sock_*``,
+    ``create_connection`` ...) that have started and not ended; ``fds`` holds the
+    ``(kind, fd)`` of every ``add_reader`` / ``add_writer`` not removed; ``signals``
+    every ``add_signal_handler`` not removed; ``handles`` every transport and server
+    the loop gave out (also the connections a server accepted), pruned when asked
+    whether anything is live: a transport is live until it is closing, a subprocess
+    until it has exited and its pipes are closed, a server while it serves. ``opaque``
+    counts what could not be followed (a protocol whose ``connection_made`` cannot be
+    wrapped): I/O then stays live for good, in doubt.
+    """
+
+    __slots__ = ("fds", "handles", "inflight", "opaque", "signals")
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.fds: set[tuple[str, int]] = set()
+        self.signals: set[int] = set()
+        self.handles: list[Any] = []
+        self.opaque = 0
+
+    def track(self, result: Any) -> None:
+        """Remember the transport or server an I/O call returned."""
+        for h in result if isinstance(result, tuple) else (result,):
+            if hasattr(h, "is_closing") or hasattr(h, "is_serving"):
+                self.handles.append(h)
+
+    def live(self) -> str | None:
+        """What I/O may still call back into the loop, or None."""
+        if self.inflight:
+            return "I/O in flight"
+        if self.fds:
+            return "readers/writers"
+        if self.signals:
+            return "signal handlers"
+        if self.opaque:
+            return "I/O"
+        self.handles[:] = [h for h in self.handles if _handle_live(h)]
+        return "I/O" if self.handles else None
+
+
+def _handle_live(h: Any) -> bool:
+    serving = getattr(h, "is_serving", None)
+    if serving is not None:
+        return bool(serving())
+    returncode = getattr(h, "get_returncode", None)
+    if returncode is not None:  # a subprocess: until it exited and its pipes closed
+        if returncode() is None:
+            return True
+        pipes = (h.get_pipe_transport(fd) for fd in (0, 1, 2))
+        return any(p is not None and not p.is_closing() for p in pipes)
+    return not h.is_closing()
+
+
+def _fileno(fd: Any) -> int:
+    return fd if isinstance(fd, int) else int(fd.fileno())
+
+
+# uvloop's I/O entry points, by how _io_method_for follows them
+_IO_CALLS = (  # coroutines: in flight until they end; what they return is tracked
+    "create_connection", "create_unix_connection", "create_datagram_endpoint",
+    "connect_accepted_socket", "connect_read_pipe", "connect_write_pipe",
+    "subprocess_exec", "subprocess_shell", "sock_recv", "sock_recv_into",
+    "sock_recvfrom", "sock_recvfrom_into", "sock_sendall", "sock_sendto", "sock_accept",
+    "sock_connect", "getaddrinfo", "getnameinfo", "sendfile", "start_tls",
+    "sock_sendfile",
 )
+_IO_SERVERS = ("create_server", "create_unix_server")  # ... and their connections
+_IO_ADD = {"add_reader": "r", "add_writer": "w"}
+_IO_REMOVE = {"remove_reader": "r", "remove_writer": "w"}
 
 
 class AsyncioLoop(_Accounting, asyncio.SelectorEventLoop):  # type: ignore[misc]
@@ -111,6 +176,8 @@ class AsyncioLoop(_Accounting, asyncio.SelectorEventLoop):  # type: ignore[misc]
             return "timers"
         if io and len(selector.get_map()) > 1:  # more than the self-pipe
             return "I/O"
+        if io and _compat.signal_handlers(self):  # (they share the self-pipe)
+            return "signal handlers"
         if self._csp_jobs:
             return "executor jobs"
         return None
@@ -129,6 +196,7 @@ def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
         def __init__(self) -> None:
             super().__init__()
             self._csp_init()
+            self._csp_live_io = _LiveIO()
 
         def set_task_factory(self, factory: Any) -> None:
             super().set_task_factory(factory)
@@ -154,8 +222,10 @@ def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
 
         def _csp_busy(self, exclude: object, io: bool = True,
                       own_timer: object = None) -> str | None:
-            if io and self._csp_io:
-                return "I/O"
+            if io:
+                live = self._csp_live_io.live()
+                if live is not None:
+                    return live
             if self._csp_jobs:
                 return "executor jobs"
             if self._csp_pending_timers():
@@ -207,22 +277,80 @@ def _make_uvloop_class() -> type[asyncio.AbstractEventLoop] | None:
             h: asyncio.Handle = super().call_soon_threadsafe(callback, *args, context=context)
             return h
 
-    for name in _IO_METHODS:
+    for name in (*_IO_CALLS, *_IO_SERVERS, *_IO_ADD, *_IO_REMOVE,
+                 "add_signal_handler", "remove_signal_handler"):
         if hasattr(uvloop.Loop, name):
             setattr(_UVLoop, name, _io_method_for(_UVLoop, name))
     return _UVLoop
 
 
 def _io_method_for(cls: type, name: str) -> Callable[..., Any]:
+    """``name`` of uvloop's loop, followed in the loop's ``_csp_live_io``."""
     base = getattr(super(cls, cls), name)
 
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        self._csp_io += 1
-        return base(self, *args, **kwargs)
+    if name in _IO_CALLS or name in _IO_SERVERS:
+        server = name in _IO_SERVERS
+
+        async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            io: _LiveIO = self._csp_live_io
+            if server:
+                args, kwargs = _follow_connections(io, args, kwargs)
+            io.inflight += 1
+            try:
+                result = await base(self, *args, **kwargs)
+            finally:
+                io.inflight -= 1
+            io.track(result)
+            return result
+
+    elif name in _IO_ADD or name in _IO_REMOVE:
+        kind = _IO_ADD.get(name) or _IO_REMOVE[name]
+        add = name in _IO_ADD
+
+        def method(self: Any, fd: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            result = base(self, fd, *args, **kwargs)
+            fds: set[tuple[str, int]] = self._csp_live_io.fds
+            (fds.add if add else fds.discard)((kind, _fileno(fd)))
+            return result
+
+    else:  # add_signal_handler / remove_signal_handler
+        add = name == "add_signal_handler"
+
+        def method(self: Any, sig: int, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            result = base(self, sig, *args, **kwargs)
+            sigs: set[int] = self._csp_live_io.signals
+            (sigs.add if add else sigs.discard)(sig)
+            return result
 
     method.__name__ = name
     method.__qualname__ = f"{cls.__name__}.{name}"
+    method.__doc__ = base.__doc__
     return method
+
+
+def _follow_connections(io: _LiveIO, args: tuple[Any, ...],
+                        kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A server's protocol factory whose protocols report their transport to ``io``."""
+    if args:
+        factory, args = args[0], args[1:]
+    else:
+        factory = kwargs.pop("protocol_factory")
+
+    def following() -> Any:
+        proto = factory()
+        made = proto.connection_made
+
+        def connection_made(transport: Any) -> Any:
+            io.handles.append(transport)
+            return made(transport)
+
+        try:
+            proto.connection_made = connection_made
+        except (AttributeError, TypeError):
+            io.opaque += 1  # cannot follow this protocol's connections: live for good
+        return proto
+
+    return (following, *args), kwargs
 
 
 _uvloop_class: type[asyncio.AbstractEventLoop] | bool | None = False
@@ -259,27 +387,72 @@ def parked_in_csp(task: asyncio.Task[Any], sched: Scheduler, plain: bool) -> Wai
     return None
 
 
-def where(task: asyncio.Task[Any], sched: Scheduler) -> str:
-    """The innermost frame of ``task`` outside csp, as 'func() at file:line'."""
-    g = sched.goroutines.get(task)
-    coro: Any = g.coro if g is not None else task.get_coro()
-    frame = outer = None
-    while coro is not None:
-        f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if f is None:
-            break
-        outer = outer or f
-        if not os.path.abspath(f.f_code.co_filename).startswith(_CSP_DIR + os.sep):
-            frame = f
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    frame = frame or outer  # a goroutine started on a csp method itself (go(mu.lock))
-    if frame is None:
-        return "(unknown)"
-    return f"{frame.f_code.co_name}() at {frame.f_code.co_filename}:{frame.f_lineno}"
+def _only_stuck_complete(stuck_tasks: State,
+                         waiting: list[tuple[asyncio.Task[Any], Any]]) -> bool:
+    """Every future in ``waiting`` can only be completed by a stuck task ending: it is
+    a stuck task's Task, or a future that a done callback of a stuck task completes
+    (``asyncio.gather``, ``asyncio.wait``, ``asyncio.shield`` over them: the callback's
+    closure holds it). Stuck: in ``stuck_tasks``, or a task of ``waiting`` whose future
+    is such a future (transitively). Precondition: nothing else may run (the watch
+    checks ready callbacks, timers, I/O and threads besides)."""
+    stuck = {t for t, _ in stuck_tasks}
+    pending = list(waiting)
+    fed: set[int] = set()  # ids of futures that a stuck task's done callback completes
+    seen: set[asyncio.Task[Any]] = set()
+    while True:
+        for t in stuck - seen:
+            for cb in _compat.fut_callbacks(t):
+                for cell in getattr(cb, "__closure__", None) or ():
+                    try:
+                        fed.add(id(cell.cell_contents))
+                    except ValueError:  # an empty cell
+                        pass
+        seen |= stuck
+        now = [t for t, f in pending if f in stuck or id(f) in fed]
+        if len(now) == len(pending):
+            return True
+        if not now:
+            return False
+        stuck.update(now)
+        pending = [(t, f) for t, f in pending if t not in stuck]
 
 
 EXIT_POLL: Final = 0.1
 """How often (s) csp.run's shutdown looks again while some task is still running."""
+THREAD_POLL_MIN: Final = 0.01
+THREAD_POLL_MAX: Final = 1.0
+"""While another thread lives, the watch looks again after 0.01 s, 0.02 s, ... 1 s."""
+
+State = list[tuple[asyncio.Task[Any], Waiter | None]]
+"""Stuck tasks, each with the csp waiter it is parked on (None: it awaits a future
+only stuck tasks could complete)."""
+
+_ignored_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def ignore_thread(thread: threading.Thread) -> None:
+    """Deadlock detection may decide while ``thread`` lives: it never calls into a loop
+    csp watches (a test harness's watchdog timer, for example)."""
+    _ignored_threads.add(thread)
+
+
+def threads_calling_in() -> list[threading.Thread]:
+    """The threads other than the caller's that may still call into its loop: every
+    live thread except pool workers waiting for a job and threads ``ignore_thread``
+    named. (Conservative: any of them might hold the loop and call
+    ``call_soon_threadsafe``; a false deadlock report is worse than a late one.)"""
+    me = threading.current_thread()
+    frames: dict[int, Any] | None = None
+    out = []
+    for t in threading.enumerate():
+        if t is me or t in _ignored_threads or not t.is_alive():
+            continue
+        if frames is None:
+            frames = _compat.current_frames()
+        if _compat.idle_pool_worker(t.ident, frames):
+            continue
+        out.append(t)
+    return out
 
 
 class Watch:
@@ -300,7 +473,7 @@ class Watch:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sched: Scheduler,
-                 on_stuck: Callable[[list[tuple[asyncio.Task[Any], Waiter]]], None]) -> None:
+                 on_stuck: Callable[[State], None]) -> None:
         self.loop = loop
         self.sched = sched
         self.on_stuck = on_stuck
@@ -309,12 +482,13 @@ class Watch:
         self.enabled = True
         self.checking = False
         self.rounds = 0
-        self.snapshot: list[tuple[asyncio.Task[Any], Waiter]] | None = None
+        self.snapshot: State | None = None
         self.watched: set[asyncio.Task[Any]] = set()
         self.handle: asyncio.Handle | None = None
         # the look scheduled for when the next timer has fired (one at a time: a new
         # look replaces it, so it never counts as a pending timer itself)
         self.recheck: asyncio.TimerHandle | None = None
+        self.thread_wait = THREAD_POLL_MIN / 2  # doubles while threads forbid a verdict
 
     def look(self) -> None:
         """Every goroutine may be parked: start a check (unless one is running)."""
@@ -331,36 +505,30 @@ class Watch:
             watch(True)
         self.handle = self._soon(self._check)
 
-    def _state(self) -> list[tuple[asyncio.Task[Any], Waiter]] | None:
-        """Every live task parked in csp, with its waiter; None if any is not."""
-        out = []
-        waiting: list[asyncio.Task[Any]] = []  # (at exit) awaiting another Task
+    def _state(self) -> State | None:
+        """Every live task parked in csp, with its waiter, and every task waiting (with
+        waiter None) on a future only stuck tasks could complete; None if any is not."""
+        out: State = []
+        waiting: list[tuple[asyncio.Task[Any], Any]] = []  # (task, the future it awaits)
+        goroutines = self.sched.goroutines
         for t in asyncio.all_tasks(self.loop):
             if t is self.exclude:
                 continue
             w = parked_in_csp(t, self.sched, self.exiting)
             if w is None:
-                if self.exiting and isinstance(_compat.fut_waiter(t), asyncio.Task):
-                    waiting.append(t)
+                fut = _compat.fut_waiter(t)
+                if fut is not None and (self.exiting or t in goroutines):
+                    waiting.append((t, fut))
                     continue
-                if t not in self.sched.goroutines and t not in self.watched:
+                if t not in goroutines and t not in self.watched:
                     self.watched.add(t)  # look again when it ends
                     t.add_done_callback(self._foreign_done)
                 return None
             out.append((t, w))
-        if waiting:
-            # Live unless what they await (transitively) is stuck in csp: abandoning
-            # that ends it, and they go on.
-            stuck = {t for t, _ in out}
-            grew = True
-            while grew:
-                grew = False
-                for t in waiting:
-                    if t not in stuck and _compat.fut_waiter(t) in stuck:
-                        stuck.add(t)
-                        grew = True
-            if any(t not in stuck for t in waiting):
-                return None
+        if waiting and not _only_stuck_complete(out, waiting):
+            return None
+        if not self.exiting:  # (at exit they go on once the stuck ones are abandoned)
+            out.extend((t, None) for t, _ in waiting)
         return out
 
     def _foreign_done(self, t: asyncio.Task[Any]) -> None:
@@ -415,6 +583,13 @@ class Watch:
             self.handle = self._soon(self._check)
             return
         self._done_checking()
+        if not self.exiting and threads_calling_in():
+            # another thread may still call into the loop: never decide while one lives
+            # (look again in a while; a stopped thread's call-in shows as work)
+            self.thread_wait = min(THREAD_POLL_MAX, self.thread_wait * 2)
+            self._recheck_at(self.loop.time() + self.thread_wait)
+            return
+        self.thread_wait = THREAD_POLL_MIN / 2
         self.on_stuck(state)
 
     def _recheck_after_timers(self) -> None:
@@ -456,12 +631,20 @@ class Watch:
             self._done_checking()
 
 
-def deadlock_error(state: list[tuple[asyncio.Task[Any], Waiter]],
+def deadlock_error(state: State,
                    sched: Scheduler) -> DeadlockError:
-    """Go's report: ``all goroutines are asleep - deadlock!`` and where each waits."""
-    ids = {t: g.id for t, g in sched.goroutines.items()}
-    lines = ["all goroutines are asleep - deadlock!", ""]
-    for t, w in sorted(state, key=lambda tw: ids.get(tw[0], 0)):
-        lines.append(f"goroutine {ids.get(t, '?')} [{w.reason}]:")
-        lines.append(f"    {where(t, sched)}")
+    """Go's report: ``all goroutines are asleep - deadlock!``, then every goroutine in
+    the dump format (csp._dump): its state, stack and where it was created."""
+    entries = []
+    for t, w in state:
+        g = sched.goroutines.get(t)
+        coro: Any = g.coro if g is not None else t.get_coro()
+        origin = g.origin if g is not None else None
+        entries.append(_dump.Entry(
+            g.id if g is not None else 0,
+            w.reason if w is not None else "IO wait",
+            coro,
+            _dump.Origin(*origin) if origin is not None else None,
+        ))
+    lines = ["all goroutines are asleep - deadlock!", "", *_dump.render(entries)]
     return DeadlockError("\n".join(lines))

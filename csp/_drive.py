@@ -96,6 +96,7 @@ class Goroutine:
         "cur",
         "id",
         "loop",
+        "origin",
         "proxy",
         "sched",
         "send_",
@@ -110,6 +111,9 @@ class Goroutine:
     cur: Waiter | None
     cancel_msg: Any
     back_arg: Any
+    # where it was created: (code, f_lasti, parent goroutine id or 0) of the caller of
+    # ``csp.go`` (for csp's own callers, of theirs); None for main; see csp._dump.Origin
+    origin: tuple[Any, int, int] | None
 
     def __init__(self, coro: Coroutine[Any, Any, Any], sched: Scheduler,
                  ctx: contextvars.Context, gid: int) -> None:

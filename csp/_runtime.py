@@ -28,7 +28,7 @@ from types import FunctionType
 from typing import Any, Final, ParamSpec, TypeVar, TypeVarTuple, overload
 
 from csp import _compat, _sched
-from csp._deadlock import AsyncioLoop, Watch, deadlock_error, loop_factory
+from csp._deadlock import AsyncioLoop, State, Watch, deadlock_error, loop_factory
 from csp._drive import Goroutine
 from csp._sched import Scheduler
 from csp._waiter import PENDING, Waiter, forget_done, yield_now
@@ -40,6 +40,8 @@ P = ParamSpec("P")
 Ts = TypeVarTuple("Ts")
 
 _get_running_loop = _compat.get_running_loop
+_get_current_task = _compat.get_current_task
+_caller_frame = _compat.caller_frame
 _Task = asyncio.Task
 
 # csp.run's loops (tests replace _loop_factory to run csp.run on a loop of theirs)
@@ -99,10 +101,11 @@ def _learn_task_path(cls: type) -> int:
 
 
 def _spawn(sched: Scheduler, coro: Coroutine[Any, Any, T], ctx: contextvars.Context,
-           gid: int) -> asyncio.Task[T]:
+           gid: int, origin: tuple[Any, int, int] | None) -> asyncio.Task[T]:
     """Start ``coro`` as goroutine ``gid`` on ``sched``'s loop."""
     loop = sched.loop
     g = Goroutine(coro, sched, ctx, gid)
+    g.origin = origin
     path = sched.task_path
     if path < 0:
         path = sched.task_path = _task_path.get(type(loop)) or _learn_task_path(type(loop))
@@ -151,7 +154,22 @@ def go(fn: Any, /, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
     sched = _sched._last_sched if loop is _sched._last_loop else _sched.scheduler()
     assert sched is not None
     sched.next_id += 1
-    return _spawn(sched, coro, contextvars.copy_context(), sched.next_id)
+    # where: the first caller outside csp (the report's "created by"), and its goroutine
+    # where: the caller (the report's "created by"; csp's own callers fix it up with
+    # created_by) and its goroutine; kept cheap: a code object and an offset
+    f = _caller_frame(1)
+    parent = sched.goroutines.get(_get_current_task(loop))
+    origin = (f.f_code, f.f_lasti, parent.id if parent is not None else 0)
+    return _spawn(sched, coro, contextvars.copy_context(), sched.next_id, origin)
+
+
+def created_by(task: asyncio.Task[Any], depth: int) -> None:
+    """Make the goroutine ``task`` (just started by ``go`` from inside csp) created by
+    the caller ``depth`` frames above the caller of this function."""
+    g = _sched.scheduler().goroutines.get(task)
+    if g is not None and g.origin is not None:
+        f = _caller_frame(depth + 1)
+        g.origin = (f.f_code, f.f_lasti, g.origin[2])
 
 
 async def gosched() -> None:
@@ -198,7 +216,7 @@ class _Run:
         self.cancelled: set[asyncio.Task[Any]] = set()
         self.watch = Watch(loop, sched, self._deadlocked)
         self.watch.exclude = supervisor
-        self.stuck: asyncio.Future[list[tuple[asyncio.Task[Any], Waiter]]] | None = None
+        self.stuck: asyncio.Future[State] | None = None
         # resolved when main ends, or at the first panic (then shutdown waits for main,
         # or abandons it if it blocks again in its finally blocks)
         self.main_done: asyncio.Future[None] = loop.create_future()
@@ -223,7 +241,7 @@ class _Run:
             if t is not self.main:
                 self.cancel(t)
 
-    def _deadlocked(self, state: list[tuple[asyncio.Task[Any], Waiter]]) -> None:
+    def _deadlocked(self, state: State) -> None:
         if self.closing:
             if self.stuck is not None and not self.stuck.done():
                 self.stuck.set_result(state)
@@ -311,7 +329,7 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
     """The runner's task: start main as goroutine 1, supervise, shut down."""
     loop = asyncio.get_running_loop()
     sched = _sched.scheduler()
-    main = _spawn(sched, coro, contextvars.copy_context(), 1)
+    main = _spawn(sched, coro, contextvars.copy_context(), 1, None)
     sched.main = main
     run = _Run(loop, sched, main, asyncio.current_task())
     sched.panic_handler = run.on_panic

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
-from csp._runtime import _is_coro_fn, _make_coro
+from csp._runtime import _is_coro_fn, _make_coro, created_by
 from csp._runtime import go as _go
 from csp._waiter import READY, Waiter, budget, owe, owed, prelude
 from csp._waitq import WaitQ
@@ -470,6 +470,7 @@ class WaitGroup:
         coro = _make_coro("WaitGroup.go()", fn, args, {})
         self.add(1)
         task: asyncio.Task[T] = _go(self._run(coro))
+        created_by(task, 1)
         task.add_done_callback(functools.partial(self._unstarted, coro))
         return task
 
@@ -924,6 +925,7 @@ class ErrGroup:
     def _start(self, call: _Call) -> None:
         self._active += 1
         task = _go(self._run(call))
+        created_by(task, 2)  # (the caller of go / try_go)
         task.add_done_callback(functools.partial(self._reap, call))
 
     async def _run(self, call: _Call) -> None:

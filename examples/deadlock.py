@@ -65,8 +65,8 @@ async def main() -> None:
 
 
 def describe(err: csp.DeadlockError) -> str:
-    """The report without file paths (they depend on where the example lives)."""
-    lines = [line.split(" at ")[0] for line in str(err).splitlines() if line.strip()]
+    """The report without its file:line lines (they depend on where the example lives)."""
+    lines = [line for line in str(err).splitlines() if line.strip() and line[0] != "\t"]
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ differential harness's job: tests/differential.py.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -38,6 +39,17 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
         assert uvloop is not None
         return uvloop.new_event_loop
     return asyncio.new_event_loop
+
+
+@pytest.fixture(autouse=True)
+def _timeout_thread_never_calls_in() -> None:
+    """pytest-timeout's watchdog (a threading.Timer per test, timeout_method=thread)
+    never calls into a loop: deadlock detection may decide while it lives."""
+    from csp._deadlock import ignore_thread
+
+    for t in threading.enumerate():
+        if t.name.startswith("pytest_timeout "):
+            ignore_thread(t)
 
 
 @pytest.fixture(params=LOOPS)

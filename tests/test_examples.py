@@ -34,13 +34,13 @@ ann withdrew 30; bob withdrew 50; cid withdrew 20; balance left 0
     "deadlock": """\
 broken: all goroutines are asleep - deadlock!
 goroutine 1 [sync.WaitGroup.Wait]:
-    broken()
+csp.WaitGroup.wait(...)
+broken(...)
 goroutine 2 [chan send]:
-    square()
-goroutine 3 [chan send]:
-    square()
-goroutine 4 [chan send]:
-    square()
+csp.Chan.send(...)
+square(...)
+created by broken in goroutine 1
+... and 2 more goroutines blocked at the same place (goroutine 3, 4)
 fixed: sum of squares 14
 """,
     "errgroup": """\

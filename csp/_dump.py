@@ -1,0 +1,152 @@
+"""Goroutine reports in Go's dump format: the deadlock report (and later ``csp.dump``).
+
+Go prints, for each goroutine, ``goroutine N [STATE]:``, its stack innermost call
+first (``pkg.fn(...)`` then ``\\tfile:line``), and ``created by pkg.fn in goroutine M``
+with the line of the ``go`` statement. So does this module, with two changes for
+Python: csp's own frames are folded into the one public call the program made
+(``csp.Chan.recv(...)``: where it is blocked, not how csp parks), and goroutines whose
+report would be identical (same state, same stack, same creation site) are grouped,
+the first shown in full and the rest counted: a million workers parked on one line
+make a short report, not a 70 MiB one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from types import CodeType, FrameType
+from typing import Any, Final, NamedTuple
+
+__all__ = ["Entry", "Origin", "render", "stack"]
+
+_CSP_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+SHOWN_IDS: Final = 10
+"""How many ids of a group's other goroutines the report lists."""
+
+
+class Origin(NamedTuple):
+    """Where a goroutine was created: the code and instruction offset of the call to
+    ``go`` (csp's own callers report theirs), and the id of the goroutine that made it
+    (0: a plain task or a callback). What ``csp.go`` keeps, as cheap as it can be."""
+
+    code: CodeType
+    lasti: int
+    parent: int
+
+    @property
+    def line(self) -> int:
+        for start, end, line in self.code.co_lines():
+            if start <= self.lasti < end and line is not None:
+                return line
+        return self.code.co_firstlineno
+
+
+class Entry(NamedTuple):
+    """One goroutine of a report."""
+
+    gid: int
+    state: str
+    coro: Any  # the goroutine's coroutine (the user's, not csp's driver)
+    origin: Origin | None
+
+
+def _in_csp(code: CodeType) -> bool:
+    return code.co_filename.startswith(_CSP_DIR)
+
+
+def _name(code: CodeType, module: str | None) -> str:
+    qual = getattr(code, "co_qualname", code.co_name).replace(".<locals>", "")
+    if module is None or module == "__main__":
+        return qual
+    if module.startswith("csp._") or module == "csp":
+        return f"csp.{qual}"
+    return f"{module}.{qual}"
+
+
+def _frames(coro: Any) -> list[FrameType]:
+    """The frames of a coroutine chain, outermost first."""
+    out: list[FrameType] = []
+    while coro is not None:
+        f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if f is None:
+            break
+        out.append(f)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return out
+
+
+def stack(coro: Any) -> tuple[tuple[str, str], ...]:
+    """``(function, file:line)`` for each call of a coroutine chain, innermost first;
+    each run of csp frames is folded into its outermost one (the call the program made)."""
+    out: list[tuple[str, str]] = []
+    prev_csp = False
+    frames = _frames(coro)  # outermost first
+    first_user = next((i for i, f in enumerate(frames) if not _in_csp(f.f_code)), 0)
+    del frames[:first_user]  # csp's wrapper around the goroutine's function (wg.go)
+    for f in frames:
+        code = f.f_code
+        mine = _in_csp(code)
+        if mine and prev_csp:
+            continue
+        prev_csp = mine
+        name = _name(code, f.f_globals.get("__name__"))
+        if mine:  # a method: named after the public class (csp.Chan.recv, not _BaseChan)
+            me = f.f_locals.get("self")
+            if me is not None and type(me).__module__.startswith("csp"):
+                name = f"csp.{type(me).__name__}.{code.co_name}"
+        out.append((name, f"{code.co_filename}:{f.f_lineno}"))
+    out.reverse()
+    return tuple(out)
+
+
+def _module_of(filename: str) -> str | None:
+    """The name of the loaded module whose file is ``filename``, or None."""
+    for name, mod in list(sys.modules.items()):
+        if getattr(mod, "__file__", None) == filename:
+            return name
+    return None
+
+
+def _key(e: Entry) -> tuple[Any, ...]:
+    o = e.origin
+    return (e.state, stack(e.coro), None if o is None else (o.code, o.lasti))
+
+
+def _render_one(e: Entry, frames: tuple[tuple[str, str], ...],
+                modules: dict[str, str | None]) -> list[str]:
+    lines = [f"goroutine {e.gid} [{e.state}]:"]
+    for fn, where in frames:
+        lines.append(f"{fn}(...)")
+        lines.append(f"\t{where}")
+    o = e.origin
+    if o is not None:
+        file = o.code.co_filename
+        if file not in modules:
+            modules[file] = _module_of(file)
+        suffix = f" in goroutine {o.parent}" if o.parent else ""
+        lines.append(f"created by {_name(o.code, modules[file])}{suffix}")
+        lines.append(f"\t{o.code.co_filename}:{o.line}")
+    return lines
+
+
+def render(entries: Iterable[Entry]) -> list[str]:
+    """The report's lines for ``entries``, in id order, a blank line between
+    goroutines; identical goroutines grouped under the first."""
+    groups: dict[tuple[Any, ...], list[Entry]] = {}
+    for e in sorted(entries, key=lambda e: e.gid):
+        groups.setdefault(_key(e), []).append(e)
+    lines: list[str] = []
+    modules: dict[str, str | None] = {}
+    for key, members in groups.items():
+        if lines:
+            lines.append("")
+        lines.extend(_render_one(members[0], key[1], modules))
+        rest = members[1:]
+        if rest:
+            ids = ", ".join(str(m.gid) for m in rest[:SHOWN_IDS])
+            more = ", ..." if len(rest) > SHOWN_IDS else ""
+            noun = "goroutine" if len(rest) == 1 else "goroutines"
+            lines.append(f"... and {len(rest):,} more {noun} blocked at the same place "
+                         f"(goroutine {ids}{more})")
+    return lines
