@@ -2,9 +2,10 @@
 
 Go prints, for each goroutine, ``goroutine N [STATE]:``, its stack innermost call
 first (``pkg.fn(...)`` then ``\\tfile:line``), and ``created by pkg.fn in goroutine M``
-with the line of the ``go`` statement. So does this module, with two changes for
-Python: csp's own frames are folded into the one public call the program made
-(``csp.Chan.recv(...)``: where it is blocked, not how csp parks), and goroutines whose
+with the line of the ``go`` statement. So does this module (functions named as Python
+tracebacks name them, without the module), with two changes for Python: csp's own
+frames are folded into the one public call the program made (``csp.Chan.recv(...)``:
+where it is blocked, not how csp parks), and goroutines whose
 report would be identical (same state, same stack, same creation site) are grouped,
 the first shown in full and the rest counted: a million workers parked on one line
 make a short report, not a 70 MiB one.
@@ -13,7 +14,6 @@ make a short report, not a 70 MiB one.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable
 from types import CodeType, FrameType
 from typing import Any, Final, NamedTuple
@@ -55,13 +55,12 @@ def _in_csp(code: CodeType) -> bool:
     return code.co_filename.startswith(_CSP_DIR)
 
 
-def _name(code: CodeType, module: str | None) -> str:
+def _name(code: CodeType) -> str:
+    """A function's name as a Python traceback would give it, qualified within its
+    module (``Worker.run``, ``main.worker`` for a function nested in ``main``); csp's
+    own as ``csp.*``."""
     qual = getattr(code, "co_qualname", code.co_name).replace(".<locals>", "")
-    if module is None or module == "__main__":
-        return qual
-    if module.startswith("csp._") or module == "csp":
-        return f"csp.{qual}"
-    return f"{module}.{qual}"
+    return f"csp.{qual}" if _in_csp(code) else qual
 
 
 def _frames(coro: Any) -> list[FrameType]:
@@ -90,7 +89,7 @@ def stack(coro: Any) -> tuple[tuple[str, str], ...]:
         if mine and prev_csp:
             continue
         prev_csp = mine
-        name = _name(code, f.f_globals.get("__name__"))
+        name = _name(code)
         if mine:  # a method: named after the public class (csp.Chan.recv, not _BaseChan)
             me = f.f_locals.get("self")
             if me is not None and type(me).__module__.startswith("csp"):
@@ -100,32 +99,20 @@ def stack(coro: Any) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _module_of(filename: str) -> str | None:
-    """The name of the loaded module whose file is ``filename``, or None."""
-    for name, mod in list(sys.modules.items()):
-        if getattr(mod, "__file__", None) == filename:
-            return name
-    return None
-
-
 def _key(e: Entry) -> tuple[Any, ...]:
     o = e.origin
     return (e.state, stack(e.coro), None if o is None else (o.code, o.lasti))
 
 
-def _render_one(e: Entry, frames: tuple[tuple[str, str], ...],
-                modules: dict[str, str | None]) -> list[str]:
+def _render_one(e: Entry, frames: tuple[tuple[str, str], ...]) -> list[str]:
     lines = [f"goroutine {e.gid} [{e.state}]:"]
     for fn, where in frames:
         lines.append(f"{fn}(...)")
         lines.append(f"\t{where}")
     o = e.origin
     if o is not None:
-        file = o.code.co_filename
-        if file not in modules:
-            modules[file] = _module_of(file)
         suffix = f" in goroutine {o.parent}" if o.parent else ""
-        lines.append(f"created by {_name(o.code, modules[file])}{suffix}")
+        lines.append(f"created by {_name(o.code)}{suffix}")
         lines.append(f"\t{o.code.co_filename}:{o.line}")
     return lines
 
@@ -137,11 +124,10 @@ def render(entries: Iterable[Entry]) -> list[str]:
     for e in sorted(entries, key=lambda e: e.gid):
         groups.setdefault(_key(e), []).append(e)
     lines: list[str] = []
-    modules: dict[str, str | None] = {}
     for key, members in groups.items():
         if lines:
             lines.append("")
-        lines.extend(_render_one(members[0], key[1], modules))
+        lines.extend(_render_one(members[0], key[1]))
         rest = members[1:]
         if rest:
             ids = ", ".join(str(m.gid) for m in rest[:SHOWN_IDS])
