@@ -869,6 +869,30 @@ def test_run_bad_loop_closes_the_coroutine(recwarn: pytest.WarningsRecorder) -> 
     assert (closed, warned) == (True, [])
 
 
+def test_run_without_uvloop_auto_is_asyncio_and_uvloop_refused(
+        monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder) -> None:
+    """Issue 13.12, API.md csp.run: where uvloop is not importable, loop="auto" runs the
+    asyncio loop and loop="uvloop" raises ValueError (closing a coroutine given)."""
+    import sys
+
+    from csp import _deadlock
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop: ImportError
+    monkeypatch.setattr(_deadlock, "_uvloop_class", False)  # not probed yet
+
+    async def kind() -> list[str]:
+        return [c.__module__ for c in type(asyncio.get_running_loop()).__mro__]
+
+    mro = csp.run(kind, loop="auto")
+    assert "asyncio.selector_events" in mro and not any("uvloop" in m for m in mro)
+    c = kind()
+    with pytest.raises(ValueError) as ei:
+        csp.run(c, loop="uvloop")
+    assert str(ei.value) == "loop='uvloop' but uvloop is not installed"
+    assert c.cr_frame is None  # closed
+    del c
+    assert no_runtime_warnings(recwarn) == []
+
 def test_run_inside_a_running_loop(arun: Run, recwarn: pytest.WarningsRecorder) -> None:
     """API.md: csp.run() inside a running loop raises RuntimeError and closes the
     coroutine it was given (no "never awaited" warning)."""
