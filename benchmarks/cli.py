@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing_loops = [lp for lp in loops if lp not in LOOPS]
     if missing_loops:
         err.print(f"[yellow]note:[/] uvloop is not installed; running on {', '.join(LOOPS)}")
-        loops = [lp for lp in loops if lp in LOOPS]
+        loops = [lp for lp in loops if lp in LOOPS] or list(LOOPS)  # as the note says
     patterns = _csv(a.pattern)
     keys = {b.key for b in BENCHES}
     if patterns:

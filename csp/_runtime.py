@@ -4,7 +4,8 @@ Strategy. A goroutine is an ordinary ``asyncio.Task`` whose coroutine is its dri
 :class:`~csp._drive.Goroutine` around the user's coroutine; the loop's
 :class:`~csp._sched.Scheduler` keeps it, with its goroutine id, until it ends.
 ``csp.run`` makes main goroutine 1, turns an exception escaping any goroutine into a
-"panic" (cancel everything, re-raise the first), and lets the deadlock watch
+"panic" (cancel everything, re-raise the first, give every later one to the loop's
+exception handler, naming its goroutine), and lets the deadlock watch
 (``csp._deadlock``) report a program in which everything is blocked on csp.
 
 Exit never hangs: when main returns (or raises, or Ctrl-C cancels it), every task of
@@ -211,6 +212,7 @@ class _Run:
         self.sched = sched
         self.main = main
         self.panic: BaseException | None = None
+        self.panic_task: asyncio.Task[Any] | None = None  # where it escaped, if a task
         self.closing = False
         # every task csp.run has cancelled (each is cancelled once)
         self.cancelled: set[asyncio.Task[Any]] = set()
@@ -227,9 +229,14 @@ class _Run:
             t.cancel()
 
     def on_panic(self, task: asyncio.Task[Any] | None, exc: BaseException) -> None:
+        """An exception escaped ``task`` (None: an ``after_func`` function, a deadlock):
+        the first is the panic run raises; every later one is reported."""
         if self.panic is not None:
+            if exc is not self.panic:  # (main's is seen twice: its done callback, _main)
+                self.report(task, exc)
             return
         self.panic = exc
+        self.panic_task = task
         if self.closing:
             return  # everyone is being cancelled and awaited already
         self.watch.stop()
@@ -240,6 +247,19 @@ class _Run:
         for t in list(self.sched.goroutines):
             if t is not self.main:
                 self.cancel(t)
+
+    def report(self, task: asyncio.Task[Any] | None, exc: BaseException) -> None:
+        """Give the loop's exception handler an exception run will not raise (it has
+        one to raise already, or is interrupted), as ``asyncio.run`` reports those of
+        its shutdown. A cancellation is not an error: never reported."""
+        if isinstance(exc, asyncio.CancelledError):
+            return
+        message = "unhandled exception during csp.run() shutdown"
+        context: dict[str, Any] = {"message": message, "exception": exc}
+        if task is not None:
+            context["message"] = f"{message} in {_who(task, self.sched)}"
+            context["task"] = task
+        self.loop.call_exception_handler(context)
 
     def _deadlocked(self, state: State) -> None:
         if self.closing:
@@ -295,16 +315,16 @@ class _Run:
         for t, w in state:
             if t.done():
                 continue
-            g = self.sched.goroutines.get(t)
             if w is not None and w.state is PENDING:  # nothing may complete it now
                 w.withdraw()
             what = w.reason if w is not None else "running"
-            who = f"goroutine {g.id} {g.name()}()" if g is not None else f"task {t.get_name()}"
+            who = _who(t, self.sched)
             _compat.abandon_task(t)
             try:
                 t.get_coro().close()  # type: ignore[union-attr,unused-ignore]  # finally blocks run
             except BaseException as exc:
                 what += f", and closing it raised {exc!r}"
+                self.report(t, exc)  # (the warning names it; the handler gets it whole)
             names.append(f"{who} [{what}]")
         if names:
             warnings.warn(
@@ -315,6 +335,16 @@ class _Run:
                 RuntimeWarning,
                 stacklevel=1,
             )
+
+
+def _who(t: asyncio.Task[Any], sched: Scheduler) -> str:
+    """How csp.run's reports name a task: ``goroutine 3 worker()`` or ``task Task-7``.
+    (A goroutine leaves the registry as it ends; its Task's coroutine is its driver.)"""
+    g = sched.goroutines.get(t)
+    if g is None:
+        coro: object = t.get_coro()
+        g = coro if type(coro) is Goroutine else None
+    return f"goroutine {g.id} {g.name()}()" if g is not None else f"task {t.get_name()}"
 
 
 def _parked_waiter(t: asyncio.Task[Any], sched: Scheduler) -> Waiter | None:
@@ -361,16 +391,24 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
             else:
                 result = main.result()
     finally:
-        await run.shutdown()
-        run.watch.stop()
-        sched.on_all_parked = None
-        sched.goroutines.pop(main, None)
-        sched.main = None
-        sched.panic_handler = None
-    if run.panic is not None and interrupted is None:
-        raise run.panic
+        try:
+            await run.shutdown()
+        except BaseException:  # Ctrl-C during the shutdown: the panic is not raised
+            if run.panic is not None:
+                run.report(run.panic_task, run.panic)
+            raise
+        finally:
+            run.watch.stop()
+            sched.on_all_parked = None
+            sched.goroutines.pop(main, None)
+            sched.main = None
+            sched.panic_handler = None
     if interrupted is not None:
+        if run.panic is not None:  # (it escaped during the shutdown)
+            run.report(run.panic_task, run.panic)
         raise interrupted
+    if run.panic is not None:
+        raise run.panic
     return result  # type: ignore[no-any-return]
 
 
@@ -393,8 +431,12 @@ def run(  # type: ignore[misc]  # (mypy: an implementation of a *Ts overload)
     awaited, then its result is returned; goroutines that block again, after being
     cancelled, in operations nothing can complete are abandoned with a
     ``RuntimeWarning``, so ``run`` never hangs at exit. If any goroutine raises,
-    everything is cancelled and that first exception is re-raised. If every goroutine
-    is blocked forever on csp operations, raises :class:`DeadlockError`. Example::
+    everything is cancelled and that first exception is re-raised; every further
+    exception (another goroutine's, one raised by a ``finally`` while cancelled) goes
+    to the loop's exception handler as ``"unhandled exception during csp.run()
+    shutdown in goroutine 3 worker()"``, as ``asyncio.run`` reports those of its
+    shutdown. If every goroutine is blocked forever on csp operations, raises
+    :class:`DeadlockError`. Example::
 
         async def main() -> None:
             ch = csp.Chan[str]()

@@ -262,8 +262,9 @@ def test_cli_quick_json_has_every_pattern_implementation_and_loop(tmp_path: Path
         assert r["ops_per_s"] > 0
         if r["impl"] != "asyncio":
             assert r["ratio_vs_baseline"] > 0
-    # the tables went to stdout
-    assert "uvloop loop" in proc.stdout and "asyncio loop" in proc.stdout
+    # the tables went to stdout, one per loop that exists here
+    assert [lp for lp in ("asyncio", "uvloop") if f"{lp} loop" in proc.stdout] == list(LOOPS)
+    assert ("uvloop is not installed" in proc.stderr) == ("uvloop" not in LOOPS)
     assert "csp ratio" in proc.stdout
 
 
@@ -286,12 +287,27 @@ def test_cli_filters_and_go_format(capsys: pytest.CaptureFixture[str]) -> None:
         assert all(it == n and ns > 0 for it, ns in samples)
 
 
+def test_cli_without_uvloop_runs_on_asyncio_and_says_so(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13.12: asked for uvloop where it is not installed, the CLI notes it and
+    runs (and prints) the asyncio loop instead of printing nothing."""
+    monkeypatch.setattr(cli, "LOOPS", ("asyncio",))
+    code = cli.main(["--size", "tiny", "--reps", "1", "--warmup", "0",
+                     "--pattern", "pingpong", "--impl", "csp", "--loop", "uvloop",
+                     "--format", "markdown"])
+    assert code == 0
+    cap = capsys.readouterr()
+    assert "uvloop is not installed; running on asyncio" in cap.err
+    assert cap.out.splitlines()[0].startswith("**asyncio loop**: ops/s, median of 1")
+    assert "uvloop loop" not in cap.out
+
 def test_cli_markdown_format(capsys: pytest.CaptureFixture[str]) -> None:
+    loop = LOOPS[-1]  # uvloop where installed
     code = cli.main(["--size", "tiny", "--reps", "2", "--warmup", "0",
-                     "--pattern", "pingpong", "--loop", "uvloop", "--format", "markdown"])
+                     "--pattern", "pingpong", "--loop", loop, "--format", "markdown"])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("**uvloop loop**: ops/s, median of 2")
+    assert lines[0].startswith(f"**{loop} loop**: ops/s, median of 2")
     assert lines[2] == ("| pattern | csp | asyncio | anyio | csp ratio | anyio ratio "
                         "| csp goal |")
     assert lines[3] == "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"

@@ -458,6 +458,325 @@ def test_cancelled_goroutine_is_not_a_panic(run: Run) -> None:
         run(main2)
 
 
+# -- no exception lost: every one after the first goes to the loop's handler ----------
+
+SHUTDOWN = "unhandled exception during csp.run() shutdown"
+
+
+def handled(calls: list[dict[str, Any]]) -> None:
+    """Send the running loop's exception handler calls to ``calls``."""
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: calls.append(ctx))
+
+
+def reports(calls: list[dict[str, Any]]) -> list[tuple[str, BaseException | None, Any]]:
+    return [(c["message"], c.get("exception"), c.get("task")) for c in calls]
+
+
+def in_goroutine(gid: int, fn: Callable[..., Any]) -> str:
+    """The report's message for an exception escaping goroutine ``gid`` running ``fn``."""
+    return f"{SHUTDOWN} in goroutine {gid} {fn.__qualname__}()"
+
+
+def test_run_reports_a_second_goroutine_exception_to_the_loop_handler(run: Run) -> None:
+    """Issue 13.7: when two goroutines raise, run re-raises the first and gives the
+    second to the loop's exception handler, once, naming its goroutine (as asyncio.run
+    reports an exception of its shutdown)."""
+    first, second = ValueError("first"), KeyError("second")
+    calls: list[dict[str, Any]] = []
+    want: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def main() -> None:
+        handled(calls)
+        start = csp.Chan[int]()
+
+        async def g1() -> None:
+            await start.recv()
+            raise first
+
+        async def g2() -> None:
+            try:
+                await csp.select()
+            except asyncio.CancelledError:
+                raise second from None
+
+        tasks.append(csp.go(g1))
+        tasks.append(csp.go(g2))
+        want.append(in_goroutine(3, g2))
+        await spin()
+        await start.send(1)
+        await csp.select()
+
+    with pytest.raises(ValueError) as ei:
+        run(main)
+    assert ei.value is first
+    assert reports(calls) == [(want[0], second, tasks[1])]
+
+
+def test_run_reports_an_oserror_raised_in_a_finally_while_a_panic_cancels(run: Run) -> None:
+    """Issue 13.7: a goroutine whose ``finally`` raises OSError while the panic cancels
+    it: the panic is raised, the OSError reported once with its goroutine."""
+    oops = OSError("close failed")
+    calls: list[dict[str, Any]] = []
+    want: list[str] = []
+
+    async def main() -> None:
+        handled(calls)
+
+        async def worker() -> None:
+            try:
+                await csp.Chan[int]().recv()
+            finally:
+                raise oops
+
+        async def boom() -> None:
+            raise ValueError("panic")
+
+        csp.go(worker)
+        want.append(in_goroutine(2, worker))
+        await spin()
+        csp.go(boom)
+        await csp.select()
+
+    with pytest.raises(ValueError, match="panic"):
+        run(main)
+    assert [(m, e) for m, e, _ in reports(calls)] == [(want[0], oops)]
+
+
+def test_run_reports_a_goroutine_exception_in_cleanup_after_main_raised(run: Run) -> None:
+    """Issue 13.7: main raises; a goroutine's cleanup then raises too: run re-raises
+    main's exception (not reported), the goroutine's is reported once."""
+    mine, oops = KeyError("main failed"), OSError("cleanup failed")
+    calls: list[dict[str, Any]] = []
+    want: list[str] = []
+
+    async def main() -> None:
+        handled(calls)
+
+        async def worker() -> None:
+            try:
+                await csp.Chan[int]().recv()
+            finally:
+                raise oops
+
+        csp.go(worker)
+        want.append(in_goroutine(2, worker))
+        await spin()
+        raise mine
+
+    with pytest.raises(KeyError) as ei:
+        run(main)
+    assert ei.value is mine
+    assert [(m, e) for m, e, _ in reports(calls)] == [(want[0], oops)]
+
+
+def test_run_raises_the_first_exception_of_the_shutdown_and_reports_the_rest(run: Run) -> None:
+    """Issue 13.7: main returned; at exit two goroutines' ``finally`` blocks raise (the
+    second after the first has ended): run raises the first, the second is reported."""
+    a_exc, b_exc = OSError("a"), OSError("b")
+    calls: list[dict[str, Any]] = []
+    want: list[str] = []
+
+    async def main() -> str:
+        handled(calls)
+
+        async def a() -> None:
+            try:
+                await csp.Chan[int]().recv()
+            finally:
+                raise a_exc
+
+        async def b(ta: asyncio.Task[None]) -> None:
+            try:
+                await csp.Chan[int]().recv()
+            finally:
+                await asyncio.wait([ta])
+                raise b_exc
+
+        csp.go(b, csp.go(a))
+        want.append(in_goroutine(3, b))
+        await spin()
+        return "main returned"
+
+    with pytest.raises(OSError) as ei:
+        run(main)
+    assert ei.value is a_exc
+    assert [(m, e) for m, e, _ in reports(calls)] == [(want[0], b_exc)]
+
+
+def test_run_reports_a_shutdown_exception_when_main_cancelled_itself(run: Run) -> None:
+    """Issue 13.7: main cancels itself (run raises CancelledError); a goroutine's
+    ``finally`` raising at exit is reported, not dropped."""
+    oops = OSError("cleanup failed")
+    calls: list[dict[str, Any]] = []
+    want: list[str] = []
+
+    async def main() -> None:
+        handled(calls)
+
+        async def worker() -> None:
+            try:
+                await csp.Chan[int]().recv()
+            finally:
+                raise oops
+
+        csp.go(worker)
+        want.append(in_goroutine(2, worker))
+        await spin()
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        await csp.gosched()
+
+    with pytest.raises(asyncio.CancelledError):
+        run(main)
+    assert [(m, e) for m, e, _ in reports(calls)] == [(want[0], oops)]
+
+
+def test_run_reports_the_panic_when_interrupted_during_the_shutdown(run: Run) -> None:
+    """Issue 13.7: run's own task is cancelled (as Ctrl-C does) while the shutdown after
+    a panic waits for a cleanup: run raises CancelledError, and the panic it can no
+    longer raise is reported once, with its goroutine."""
+    boom_exc = ValueError("panic")
+    calls: list[dict[str, Any]] = []
+    want: list[str] = []
+
+    async def main() -> None:
+        handled(calls)
+        me = asyncio.current_task()
+
+        async def interrupter() -> None:
+            try:
+                await csp.Chan[int]().recv()
+            finally:
+                assert me is not None
+                await asyncio.wait([me])  # main has ended: the shutdown has begun
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                runner_task = next(t for t in asyncio.all_tasks()
+                                   if getattr(t.get_coro(), "__name__", "") == "_main")
+                runner_task.cancel()
+                await csp.Chan[int]().recv()  # abandoned
+
+        async def boom() -> None:
+            raise boom_exc
+
+        csp.go(interrupter)
+        await spin()
+        csp.go(boom)
+        want.append(in_goroutine(3, boom))
+        await csp.select()
+
+    with pytest.warns(RuntimeWarning, match="abandoned 1 goroutine"), \
+            pytest.raises(asyncio.CancelledError):
+        run(main)
+    assert [(m, e) for m, e, _ in reports(calls)] == [(want[0], boom_exc)]
+
+def test_run_never_reports_a_cancellation(run: Run) -> None:
+    """Issue 13.7: goroutines ending cancelled after a panic (quietly, by raising a new
+    CancelledError, or by swallowing it once and being cancelled at exit) are not
+    reported: the handler is never called."""
+    calls: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        handled(calls)
+
+        async def quiet() -> None:
+            await csp.Chan[int]().recv()
+
+        async def own() -> None:
+            try:
+                await csp.Chan[int]().recv()
+            except asyncio.CancelledError:
+                raise asyncio.CancelledError("mine") from None
+
+        async def boom() -> None:
+            raise ValueError("panic")
+
+        csp.go(quiet)
+        csp.go(own)
+        await spin()
+        csp.go(boom)
+        await csp.select()
+
+    with pytest.raises(ValueError, match="panic"):
+        run(main)
+    assert calls == []
+
+
+def test_run_leaves_plain_task_exceptions_to_asyncio(run: Run) -> None:
+    """Issue 13.7: a plain Task (not a goroutine) whose ``finally`` raises at exit is
+    reported once, by asyncio's own rule ("Task exception was never retrieved"), and
+    not by csp; one that a goroutine awaits is raised by run, and never logged."""
+    oops = OSError("plain cleanup failed")
+    calls: list[dict[str, Any]] = []
+
+    async def plain() -> None:
+        try:
+            await csp.Chan[int]().recv()
+        finally:
+            raise oops
+
+    async def main() -> None:
+        handled(calls)
+        asyncio.get_running_loop().create_task(plain())
+        await spin()
+
+    run(main)
+    gc.collect()
+    assert [(m, e) for m, e, _ in reports(calls)] == [("Task exception was never retrieved", oops)]
+
+    calls.clear()
+    failed = OSError("awaited")
+
+    async def raises() -> None:
+        raise failed
+
+    async def main2() -> None:
+        handled(calls)
+        t = asyncio.get_running_loop().create_task(raises())
+
+        async def awaits() -> None:
+            await t
+
+        csp.go(awaits)
+        await csp.select()
+
+    with pytest.raises(OSError) as ei:
+        run(main2)
+    gc.collect()
+    assert ei.value is failed
+    assert calls == []
+
+
+def test_run_reports_an_exception_raised_while_closing_an_abandoned_goroutine(
+        run: Run, recwarn: pytest.WarningsRecorder) -> None:
+    """Issue 13.7: a goroutine abandoned at exit whose coroutine raises as it is closed:
+    the warning names it, and the handler gets the exception once."""
+    oops = OSError("close failed")
+    calls: list[dict[str, Any]] = []
+    want: list[str] = []
+
+    async def main() -> None:
+        handled(calls)
+
+        async def stubborn() -> None:
+            try:
+                await csp.Chan[int]().recv()
+            finally:
+                try:
+                    await csp.Chan[int]().send(1)  # nobody receives
+                finally:
+                    raise oops
+
+        csp.go(stubborn)
+        want.append(in_goroutine(2, stubborn))
+        await spin()
+
+    run(main)
+    assert [(m, e) for m, e, _ in reports(calls)] == [(want[0], oops)]
+    msgs = _abandon_warnings(recwarn)
+    assert len(msgs) == 1 and "closing it raised OSError('close failed')" in msgs[0], msgs
+
+
 def test_num_goroutine(run: Run) -> None:
     """G9 — Seen: NumGoroutine 1 -> 4 with three parked receivers -> 1 after close
     (main included; finished goroutines are not counted)."""
@@ -549,6 +868,30 @@ def test_run_bad_loop_closes_the_coroutine(recwarn: pytest.WarningsRecorder) -> 
         warned = no_runtime_warnings(recwarn)
     assert (closed, warned) == (True, [])
 
+
+def test_run_without_uvloop_auto_is_asyncio_and_uvloop_refused(
+        monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder) -> None:
+    """Issue 13.12, API.md csp.run: where uvloop is not importable, loop="auto" runs the
+    asyncio loop and loop="uvloop" raises ValueError (closing a coroutine given)."""
+    import sys
+
+    from csp import _deadlock
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop: ImportError
+    monkeypatch.setattr(_deadlock, "_uvloop_class", False)  # not probed yet
+
+    async def kind() -> list[str]:
+        return [c.__module__ for c in type(asyncio.get_running_loop()).__mro__]
+
+    mro = csp.run(kind, loop="auto")
+    assert "asyncio.selector_events" in mro and not any("uvloop" in m for m in mro)
+    c = kind()
+    with pytest.raises(ValueError) as ei:
+        csp.run(c, loop="uvloop")
+    assert str(ei.value) == "loop='uvloop' but uvloop is not installed"
+    assert c.cr_frame is None  # closed
+    del c
+    assert no_runtime_warnings(recwarn) == []
 
 def test_run_inside_a_running_loop(arun: Run, recwarn: pytest.WarningsRecorder) -> None:
     """API.md: csp.run() inside a running loop raises RuntimeError and closes the

@@ -451,6 +451,27 @@ def test_after_func_exception_is_a_panic_under_run(vrun: Any, kind: str) -> None
         vrun(main)
 
 
+def test_after_func_second_exception_under_run_is_reported(run: Any) -> None:
+    """Issue 13.7: two after_func functions raise in the same instant under csp.run:
+    run raises the first, the loop's exception handler gets the second, once."""
+    first, second = KeyError("first"), KeyError("second")
+    calls: list[dict[str, Any]] = []
+
+    def raise_(exc: BaseException) -> None:
+        raise exc
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _l, ctx: calls.append(ctx))
+        csp.after_func(0, lambda: raise_(first))
+        csp.after_func(0, lambda: raise_(second))
+        await csp.select()
+
+    with pytest.raises(KeyError) as ei:
+        run(main)
+    assert ei.value is first
+    assert [(c["message"], c["exception"], "task" in c) for c in calls] == [
+        ("unhandled exception during csp.run() shutdown", second, False)]
+
 def test_after_func_outside_run_reports_to_loop_handler(arun: Any) -> None:
     async def main() -> list[Any]:
         loop = asyncio.get_running_loop()
