@@ -489,6 +489,7 @@ class Watch:
         # look replaces it, so it never counts as a pending timer itself)
         self.recheck: asyncio.TimerHandle | None = None
         self.thread_wait = THREAD_POLL_MIN / 2  # doubles while threads forbid a verdict
+        self.checks = 0  # checks finished (tests wait for one)
 
     def look(self) -> None:
         """Every goroutine may be parked: start a check (unless one is running)."""
@@ -542,6 +543,7 @@ class Watch:
 
     def _done_checking(self) -> None:
         self.checking = False
+        self.checks += 1
         watch = getattr(self.loop, "_csp_watch_soon", None)
         if watch is not None:
             watch(False)
@@ -552,26 +554,20 @@ class Watch:
             # At exit a task may block again without every goroutine being parked (one
             # awaits another's Task): whatever this look finds, look again in a while.
             self._recheck_at(self.loop.time() + EXIT_POLL)
-        if not self.enabled or self.sched.runq:  # cheap first: _state() is O(tasks)
+        sched = self.sched
+        if (not self.enabled or sched.runq  # cheap first: _state() is O(tasks)
+                or not (self.exiting or sched.all_waiting())):
             self._done_checking()
+            return
+        # goroutines await asyncio futures (a sleep, I/O): what may complete them is
+        # cheaper to see than the tasks, and usually there
+        if sched.nforeign and self._busy():
             return
         state = self._state()
         if state is None:
             self._done_checking()
             return
-        busy = self.loop._csp_busy(  # type: ignore[attr-defined]
-            self.handle, not self.exiting, self.recheck)
-        if busy == "timers":
-            # Look again once the next timer has fired: it may wake nobody.
-            self._done_checking()
-            self._recheck_after_timers()
-            return
-        if busy == "ready callbacks":
-            self.rounds = 0
-            self.handle = self._soon(self._check)
-            return
-        if busy is not None:
-            self._done_checking()
+        if self._busy():
             return
         if self.snapshot is not None and [(t, id(w)) for t, w in state] != [
             (t, id(w)) for t, w in self.snapshot
@@ -591,6 +587,24 @@ class Watch:
             return
         self.thread_wait = THREAD_POLL_MIN / 2
         self.on_stuck(state)
+
+    def _busy(self) -> bool:
+        """Something besides the tasks may still run: deal with it (look again when it
+        may have run) and say so."""
+        busy = self.loop._csp_busy(  # type: ignore[attr-defined]
+            self.handle, not self.exiting, self.recheck)
+        if busy is None:
+            return False
+        if busy == "timers":
+            # Look again once the next timer has fired: it may wake nobody.
+            self._done_checking()
+            self._recheck_after_timers()
+        elif busy == "ready callbacks":
+            self.rounds = 0
+            self.handle = self._soon(self._check)
+        else:
+            self._done_checking()
+        return True
 
     def _recheck_after_timers(self) -> None:
         loop: Any = self.loop

@@ -40,6 +40,8 @@ Invariants:
   * ``via_task`` is True only in CSP mode, when the Task has a cancellation pending
     that only its own step can deliver;
   * ``back`` is set only between a hand-back and the Task's next step;
+  * ``foreign`` is True (and counts in ``sched.nforeign``) from a step that gave the
+    Task something other than a csp waiter or a bare yield to await, to its next step;
   * ``task`` is the goroutine's Task until that Task is done (its done callback clears
     it: no Task <-> goroutine cycle outlives it).
 """
@@ -94,6 +96,7 @@ class Goroutine:
         "coro",
         "ctx",
         "cur",
+        "foreign",
         "id",
         "loop",
         "origin",
@@ -128,6 +131,7 @@ class Goroutine:
         self.proxy: Waiter | None = None
         self.via_task = False
         self.back: int | None = None
+        self.foreign = False
 
     # -- the coroutine protocol: how the Task steps the goroutine (TASK mode) -------------
 
@@ -137,6 +141,8 @@ class Goroutine:
 
     def send(self, _: None) -> Any:
         """The Task's step (it always sends None)."""
+        if self.foreign:
+            self._back_from_foreign()
         if self.back is not None:
             return self._handed_back(None)
         return self._give(self.send_(None))
@@ -144,6 +150,8 @@ class Goroutine:
     def throw(self, exc: BaseException | None, *_: Any) -> Any:
         """The Task's step with an exception for the coroutine."""
         assert exc is not None
+        if self.foreign:
+            self._back_from_foreign()
         try:
             if self.back is not None:
                 return self._handed_back(exc)
@@ -160,7 +168,23 @@ class Goroutine:
         the Task's park on it makes it the proxy (:meth:`attach`)."""
         if type(y) is Waiter:
             y.waker = self
+        elif y is not None:
+            self._to_foreign()
         return y
+
+    def _to_foreign(self) -> None:
+        """The Task is about to await something that is not csp's (a Future, a Task):
+        it counts in ``sched.nforeign`` until its next step, and the deadlock watch may
+        look (main awaiting a deadlocked goroutine's Task is a deadlock too)."""
+        self.foreign = True
+        sched = self.sched
+        sched.nforeign += 1
+        if sched.on_all_parked is not None and sched.all_waiting():
+            sched.maybe_all_parked()
+
+    def _back_from_foreign(self) -> None:
+        self.foreign = False
+        self.sched.nforeign -= 1
 
     def _handed_back(self, exc: BaseException | None) -> Any:
         """The Task's first step after :meth:`_to_task`; ``exc`` is what it throws in
@@ -180,6 +204,7 @@ class Goroutine:
                     _rearm(exc)
                 if kind == _RETURN:
                     raise StopIteration(arg)
+                self._to_foreign()
                 return arg
             raise arg  # _RAISE (a pending cancellation does not replace an exception)
         finally:
@@ -217,7 +242,7 @@ class Goroutine:
         self.cur = w
         sched = self.sched
         sched.nparked += 1
-        if sched.on_all_parked is not None and sched.nparked >= len(sched.goroutines):
+        if sched.on_all_parked is not None and sched.all_waiting():
             sched.maybe_all_parked()
 
     def run(self) -> None:
@@ -310,6 +335,7 @@ class Goroutine:
             assert self.wakeup is not None
             assert self.cur is None or self.cur.waker is self
         assert (self.back is None) or self.proxy is None
+        assert not self.foreign or self.proxy is None
         assert self.task is None or self.sched.goroutines.get(self.task) in (self, None)
 
     def name(self) -> str:

@@ -25,7 +25,9 @@ Invariants:
   * a runnable is in ``runq`` at most once (a waiter is completed or withdrawn once);
   * ``barrier`` is True iff ``_BARRIER`` is in ``runq``;
   * ``nparked`` counts the goroutines csp drives (parked in csp, or queued to be
-    resumed by it): it only decides when the deadlock watch looks.
+    resumed by it), ``nforeign`` those whose Task awaits something else (an asyncio
+    Future, another Task: ``Goroutine.foreign``); they only decide when the deadlock
+    watch looks: when ``nparked + nforeign`` covers every goroutine.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class Scheduler:
         "loop",
         "main",
         "next_id",
+        "nforeign",
         "nparked",
         "on_all_parked",
         "panic_handler",
@@ -120,6 +123,7 @@ class Scheduler:
         self.scheduled = False
         self.barrier = False
         self.nparked = 0
+        self.nforeign = 0
         # goroutine Task -> its driver (main is goroutine 1 under csp.run)
         self.goroutines: dict[asyncio.Task[Any], Goroutine] = {}
         self.next_id = 1
@@ -185,7 +189,7 @@ class Scheduler:
             return
         self.scheduled = False
         # Nothing left to run: if every goroutine is parked, csp.run looks closer.
-        if self.on_all_parked is not None and self.nparked >= len(self.goroutines):
+        if self.on_all_parked is not None and self.all_waiting():
             self.on_all_parked()
 
     # -- bookkeeping ----------------------------------------------------------------
@@ -197,6 +201,9 @@ class Scheduler:
         g = self.goroutines.pop(task, None)
         if g is not None:
             g.task = None  # the Task holds its goroutine (its coroutine): no cycle left
+            if g.foreign:  # (abandoned at exit while it awaited a Future)
+                g.foreign = False
+                self.nforeign -= 1
         if not task.cancelled():
             exc = task.exception()
             if exc is not None:
@@ -206,8 +213,12 @@ class Scheduler:
                     self.loop.call_exception_handler(
                         {"message": "Exception in goroutine", "exception": exc, "task": task}
                     )
-        if self.on_all_parked is not None and self.nparked >= len(self.goroutines):
+        if self.on_all_parked is not None and self.all_waiting():
             self.maybe_all_parked()
+
+    def all_waiting(self) -> bool:
+        """Every goroutine may be waiting: parked in csp, or its Task on something else."""
+        return self.nparked + self.nforeign >= len(self.goroutines)
 
     def maybe_all_parked(self) -> None:
         """Every goroutine may be parked: unless a wake-up is queued (the drain that
@@ -228,6 +239,7 @@ class Scheduler:
     def __repr__(self) -> str:
         return (
             f"<csp.Scheduler runq={len(self.runq)} driven={self.nparked} "
+            f"awaiting={self.nforeign} "
             f"goroutines={len(self.goroutines)}>"
         )
 

@@ -15,15 +15,19 @@ hanging the test run.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from rescue import after_a_look
 
 import csp
 
@@ -658,3 +662,253 @@ def test_watch_look_again_never_counts_as_a_pending_timer() -> None:
         watch.stop()
     finally:
         loop.close()
+
+
+# -- what may still call into the loop: signals, threads, live I/O -------------------
+#
+# Each "no deadlock" test parks main on a channel that something outside the tasks
+# will complete, and does it only once the watch has looked at the parked program
+# (rescue.after_a_look): a wrong verdict shows as DeadlockError, a right one as the
+# value main receives.
+
+
+def test_signal_handler_may_still_run_so_no_deadlock(loop_name: str) -> None:
+    """Invariant: a handler installed with ``loop.add_signal_handler`` may still run
+    (on the asyncio loop it shares the self-pipe, so the selector shows nothing): main
+    parked on the channel it closes is not a deadlock; the signal releases it."""
+    async def main() -> tuple[object, bool]:
+        loop = asyncio.get_running_loop()
+        stop = csp.Chan[None]()
+        loop.add_signal_handler(signal.SIGUSR1, stop.close)
+        t = after_a_look(lambda: os.kill(os.getpid(), signal.SIGUSR1))
+        try:
+            return await stop.recv_ok()
+        finally:
+            t.join()
+            loop.remove_signal_handler(signal.SIGUSR1)
+
+    assert csp.run(main, loop=loop_name) == (None, False)
+
+
+def test_removed_signal_handler_no_longer_counts(loop_name: str) -> None:
+    """Invariant: what counts is what is live: once the handler is removed, main
+    parked forever is reported (uvloop: no more 'I/O was used once')."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+        loop.remove_signal_handler(signal.SIGUSR1)
+        await csp.Chan[int]().recv()
+
+    with pytest.raises(csp.DeadlockError, match="goroutine 1 \\[chan receive\\]"):
+        csp.run(main, loop=loop_name)
+
+
+def _released_by_thread(how: str) -> Prog:
+    """main parks on a channel that a thread, started before and waiting for a look,
+    completes through the loop: ``how`` is the way the thread calls in."""
+    async def main() -> object:
+        loop = asyncio.get_running_loop()
+        ch = csp.Chan[str]()
+        go_on = threading.Event()
+
+        async def close_it() -> None:
+            ch.close()
+
+        def thread_body() -> None:
+            go_on.wait(10)
+            if how == "run_coroutine_threadsafe":
+                asyncio.run_coroutine_threadsafe(close_it(), loop).result(10)
+            else:  # call_soon_threadsafe, from a thread or a threading.Timer
+                loop.call_soon_threadsafe(ch.close)
+
+        threads = []
+        if how == "executor callback":
+            pool = concurrent.futures.ThreadPoolExecutor(1)
+            job = pool.submit(go_on.wait, 10)
+            job.add_done_callback(lambda _: loop.call_soon_threadsafe(ch.close))
+        elif how == "threading.Timer":
+            timer = threading.Timer(0, thread_body)
+            timer.start()
+            threads.append(timer)
+        else:
+            th = threading.Thread(target=thread_body)
+            th.start()
+            threads.append(th)
+        look = after_a_look(go_on.set)
+        try:
+            return await ch.recv_ok()
+        finally:
+            look.join()
+            for th in threads:
+                th.join()
+            if how == "executor callback":
+                pool.shutdown()
+
+    return main
+
+
+@pytest.mark.parametrize("how", ["call_soon_threadsafe", "run_coroutine_threadsafe",
+                                 "executor callback", "threading.Timer"])
+def test_thread_that_may_call_in_forbids_a_verdict(loop_name: str, how: str) -> None:
+    """Invariant (API.md DeadlockError): never a false positive while another thread
+    may still call into the loop (call_soon_threadsafe, run_coroutine_threadsafe, a
+    concurrent.futures job's callback, a threading.Timer): main parked on the channel
+    the thread closes is not reported; the thread's call releases it."""
+    assert csp.run(_released_by_thread(how), loop=loop_name) == (None, False)
+
+
+def test_idle_pool_workers_and_ended_threads_allow_a_verdict(loop_name: str) -> None:
+    """Invariant: a pool worker waiting for a job, or a thread that has ended, cannot
+    call in: with them alive (the default executor's worker, a pool of 2) or gone, a
+    program parked forever is reported."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, lambda: 7) == 7
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            assert [f.result() for f in [pool.submit(abs, -1), pool.submit(abs, -2)]] == [1, 2]
+            th = threading.Thread(target=lambda: None)
+            th.start()
+            th.join()
+            await csp.Chan[int]().recv()
+
+    with pytest.raises(csp.DeadlockError, match="goroutine 1 \\[chan receive\\]"):
+        csp.run(main, loop=loop_name)
+
+
+def test_io_that_has_ended_no_longer_counts(loop_name: str) -> None:
+    """Invariant (uvloop, issue 13): detection follows what I/O is live, not what was
+    ever opened: after a getaddrinfo, a connection opened and closed to a server that
+    was then closed, and a subprocess that has exited, a program parked forever is
+    reported (on uvloop this used to switch detection off for good)."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.getaddrinfo("127.0.0.1", 80)
+
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.write(await r.readline())
+            await w.drain()
+            w.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping\n")
+        assert await reader.readline() == b"ping\n"
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "print('hi')", stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        assert out == b"hi\n"
+        await csp.Chan[int]().recv()
+
+    with pytest.raises(csp.DeadlockError, match="goroutine 1 \\[chan receive\\]"):
+        csp.run(main, loop=loop_name)
+
+
+def test_connection_a_closed_server_accepted_still_counts(loop_name: str) -> None:
+    """Invariant: a connection a server accepted stays live after the server is
+    closed (uvloop shows neither: csp follows the protocols the server made): main
+    parked on the channel the connection's protocol feeds is not a deadlock; the
+    client's bytes release it."""
+    async def main() -> bytes | None:
+        loop = asyncio.get_running_loop()
+        got = csp.Chan[bytes]()
+        accepted = asyncio.Event()
+
+        class Feed(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                accepted.set()
+
+            def data_received(self, data: bytes) -> None:
+                got.send_nowait(data)  # main is parked on got
+
+        server = await loop.create_server(Feed, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        await accepted.wait()
+        server.close()
+        await server.wait_closed()
+        look = after_a_look(lambda: client.sendall(b"late"))
+        try:
+            return await got.recv()
+        finally:
+            look.join()
+            client.close()
+
+    assert csp.run(main, loop=loop_name) == b"late"
+
+
+# -- main awaiting stuck goroutines ---------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["await task", "gather", "wait", "wait_for", "shield",
+                                 "two levels"])
+def test_main_awaiting_deadlocked_goroutine_tasks_is_a_deadlock(loop_name: str,
+                                                               how: str) -> None:
+    """Invariant (API.md DeadlockError): main awaiting goroutine Tasks that are
+    themselves deadlocked (``await csp.go(f)``, ``asyncio.gather`` / ``wait`` /
+    ``wait_for(None)`` / ``shield`` over them, or a goroutine that awaits one) is a
+    deadlock, reported with main in it."""
+    async def main() -> None:
+        never = csp.Chan[int]()
+        a = csp.go(never.recv)
+        b = csp.go(never.recv)
+        if how == "await task":
+            await a
+        elif how == "gather":
+            await asyncio.gather(a, b)
+        elif how == "wait":
+            await asyncio.wait([a, b])
+        elif how == "wait_for":
+            await asyncio.wait_for(a, None)
+        elif how == "shield":
+            await asyncio.shield(a)
+        else:
+            async def middle() -> None:
+                await asyncio.gather(a, b)
+
+            await csp.go(middle)
+
+    with pytest.raises(csp.DeadlockError) as ei:
+        csp.run(main, loop=loop_name)
+    msg = str(ei.value)
+    assert "goroutine 1 [IO wait]:" in msg
+    assert "goroutine 2 [chan receive]:" in msg
+    assert msg.count("goroutine ") >= 3
+
+
+@pytest.mark.parametrize("by", ["thread", "timer"])
+def test_main_awaiting_a_goroutine_that_can_finish_is_no_deadlock(loop_name: str,
+                                                                  by: str) -> None:
+    """Invariant: the rule above never fires while an awaited goroutine can still go
+    on: main awaits a goroutine parked on a channel that a thread (after a look)
+    fills, or one asleep on a csp timer; the gather returns its value."""
+    async def sleeper() -> int:
+        await csp.sleep(0.01)
+        return 5
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        ch = csp.Chan[int](1)
+        if by == "timer":
+            return await asyncio.gather(csp.go(sleeper))
+        t = csp.go(ch.recv)
+        go_on = threading.Event()
+
+        def feeder() -> None:  # a thread that may call in: no verdict while it lives
+            go_on.wait(10)
+            loop.call_soon_threadsafe(ch.send_nowait, 5)
+
+        th = threading.Thread(target=feeder)
+        th.start()
+        look = after_a_look(go_on.set)
+        try:
+            return await asyncio.gather(t)  # type: ignore[arg-type]
+        finally:
+            look.join()
+            th.join()
+
+    assert csp.run(main, loop=loop_name) == [5]

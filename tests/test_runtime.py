@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from rescue import run_or_rescue
 
 import csp
 
@@ -1050,41 +1051,6 @@ def test_deadlock_all_goroutines_blocked(run: Run) -> None:
     ]
 
 
-def run_or_rescue(loop_name: str, main: Callable[[csp.Chan[Any]], Any], limit: float) -> str:
-    """csp.run ``main(stuck)``, where main ends up blocked on ``stuck.recv()``.
-
-    Returns "deadlock" if run raised DeadlockError. If the detector missed the
-    deadlock, a watchdog thread closes ``stuck`` after ``limit`` seconds and this
-    returns "missed" instead of hanging (pytest-timeout cannot interrupt a uvloop
-    loop parked in epoll_wait)."""
-    box: dict[str, Callable[[], None]] = {}
-
-    async def wrapper() -> str:
-        loop = asyncio.get_running_loop()
-        stuck = csp.Chan[Any]()
-        box["rescue"] = lambda: loop.call_soon_threadsafe(stuck.close)
-        await main(stuck)
-        return "missed"
-
-    def rescue() -> None:
-        try:
-            box["rescue"]()
-        except (KeyError, RuntimeError):  # not started yet, or loop already closed
-            pass
-
-    watchdog = threading.Timer(limit, rescue)
-    # (a thread that may call in forbids a verdict: this one only rescues a miss)
-    csp._deadlock.ignore_thread(watchdog)
-    watchdog.start()
-    try:
-        return str(csp.run(wrapper, loop=loop_name))
-    except csp.DeadlockError:
-        return "deadlock"
-    finally:
-        watchdog.cancel()
-        watchdog.join()
-
-
 def test_deadlock_after_a_noop_timer_fires(loop_name: str) -> None:
     """G7(a) — Seen: a pending timer postpones detection until it fires; if it wakes
     nobody, the deadlock is then reported."""
@@ -1337,6 +1303,7 @@ def test_no_deadlock_listening_server(run: Run) -> None:
                 s.sendall(b"hello\n")
 
         th = threading.Thread(target=client)
+        csp._deadlock.ignore_thread(th)  # (the I/O, not the thread, must forbid a verdict)
         th.start()
         try:
             return await ch.recv()  # type: ignore[return-value]
