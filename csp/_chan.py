@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Final, Generic, Protocol, Self, TypeVar, final, runtime_checkable
 
-from csp._check import TIMERS_FIX, foreign_loop
+from csp._check import TIMERS_FIX, count, foreign_loop
 from csp._errors import ChannelError, ClosedChannelError, WouldBlock
 from csp._waiter import Waiter, budget, owed, prelude
 from csp._waitq import WaitQ
@@ -63,8 +63,8 @@ class _BaseChan(Generic[T]):
     __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_recvq", "_sendq")
 
     def __init__(self, cap: int = 0) -> None:
-        if not isinstance(cap, int) or isinstance(cap, bool):
-            raise TypeError(f"channel capacity must be an int, not {type(cap).__name__}")
+        if type(cap) is not int:
+            cap = count("Chan", "cap", cap)
         if cap < 0:
             raise ValueError(f"makechan: size out of range (negative capacity {cap})")
         self._cap = cap
