@@ -420,11 +420,13 @@ def _cc_of(ctx: Context) -> _CancelCtx | None:
     return None
 
 
-def _check_parent(parent: object) -> Context:
+def _check_parent(parent: object, who: str, name: str = "parent") -> Context:
+    """``parent`` if it is a context; Go's text for None, else a ``TypeError`` naming
+    ``who`` (the function) and the argument ``name``."""
     if parent is None:
         raise TypeError("cannot create context from nil parent")
     if not isinstance(parent, Context):
-        raise TypeError(f"parent must be a csp.context.Context, not {type(parent).__name__}")
+        raise TypeError(f"{who}: {name} must be a csp.context.Context, got {parent!r}")
     return parent
 
 
@@ -479,7 +481,7 @@ def with_cancel(parent: Context) -> tuple[Context, CancelFunc]:
         ...
         cancel()  # the worker sees ctx.done() closed
     """
-    parent = _check_parent(parent)
+    parent = _check_parent(parent, "with_cancel")
     c = _CancelCtx(parent, parent.deadline(), "WithCancel")
     _attach(c, parent)
     return c, c._user_cancel
@@ -496,7 +498,7 @@ def with_cancel_cause(
         cancel(ConnectionResetError("peer went away"))
         assert isinstance(csp.context.cause(ctx), ConnectionResetError)
     """
-    parent = _check_parent(parent)
+    parent = _check_parent(parent, "with_cancel_cause")
     c = _CancelCtx(parent, parent.deadline(), "WithCancel")
     _attach(c, parent)
     return c, c._user_cancel_cause
@@ -532,7 +534,7 @@ def _with_deadline(
     who: str, parent: Context, when: float, timeout: bool, cause: BaseException | None
 ) -> tuple[Context, CancelFunc]:
     """``with_deadline`` (``timeout``: ``when`` is seconds from now) on behalf of ``who``."""
-    parent = _check_parent(parent)
+    parent = _check_parent(parent, who)
     when = duration(who, "seconds" if timeout else "deadline", when)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + when if timeout else when
@@ -587,7 +589,7 @@ def with_value(parent: Context, key: object, value: object) -> Context:
         ctx = csp.context.with_value(ctx, REQUEST_ID, "r-42")
         assert ctx.value(REQUEST_ID) == "r-42"
     """
-    parent = _check_parent(parent)
+    parent = _check_parent(parent, "with_value")
     if key is None:
         raise TypeError("nil key")
     return _ValueCtx(parent, key, value)
@@ -599,7 +601,7 @@ def without_cancel(parent: Context) -> Context:
 
         bg = csp.context.without_cancel(request_ctx)  # for work that outlives the request
     """
-    return _WithoutCancelCtx(_check_parent(parent))
+    return _WithoutCancelCtx(_check_parent(parent, "without_cancel"))
 
 
 def cause(ctx: Context) -> BaseException | None:
@@ -609,7 +611,7 @@ def cause(ctx: Context) -> BaseException | None:
     ancestor (``with_cancel_cause``, ``with_*_cause``), or ``ctx.err()`` when none was
     given. Example: ``if isinstance(cause(ctx), ConnectionResetError): ...``.
     """
-    cc = _cc_of(_check_parent(ctx))
+    cc = _cc_of(_check_parent(ctx, "cause", "ctx"))
     return None if cc is None else cc._cause
 
 
@@ -668,7 +670,7 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
         finally:
             stop()
     """
-    pc = _cc_of(_check_parent(ctx))
+    pc = _cc_of(_check_parent(ctx, "context.after_func", "ctx"))
     if not callable(fn):
         raise TypeError(f"context.after_func: fn must be callable, got {fn!r}")
     a = _AfterFunc(fn)
@@ -963,7 +965,7 @@ def notify_context(parent: Context, *signals: int) -> tuple[Context, CancelFunc]
             finally:
                 stop()
     """
-    parent = _check_parent(parent)
+    parent = _check_parent(parent, "notify_context")
     sigs = _check_signals(signals or (signal.SIGINT,))
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError(
@@ -1013,7 +1015,7 @@ class Scope(_Listener):
     __slots__ = ("_ctx", "_handle", "_pc", "_state", "_task")
 
     def __init__(self, ctx: Context) -> None:
-        self._ctx = _check_parent(ctx)
+        self._ctx = _check_parent(ctx, "scope", "ctx")
         self._state = _State.CREATED
         self._task: asyncio.Task[Any] | None = None
         self._handle: asyncio.Handle | None = None

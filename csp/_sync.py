@@ -534,7 +534,12 @@ class Once:
         self._waiters = WaitQ()
 
     async def do(self, fn: Callable[[], object]) -> None:
-        """Call ``fn()`` unless a call already completed; see the class docstring."""
+        """Call ``fn()`` unless a call already completed; see the class docstring.
+
+        ``fn`` must be callable (``TypeError`` at once, and the Once is not done).
+        """
+        if not callable(fn):
+            raise TypeError(f"Once.do: fn must be callable, got {fn!r}")
         if self._done:
             return
         budget.left -= 1

@@ -1479,3 +1479,30 @@ def test_deadline_context_of_a_closed_loop_is_refused(loop_name: str) -> None:
     assert len(msgs) == len(names)
     for m, name in zip(msgs, names, strict=True):
         assert re.match(pat.format(name), m), m
+
+
+def test_non_context_parent_is_named_with_the_function(arun: Any) -> None:
+    """A parent (or ``ctx``) that is not a context is a ``TypeError`` naming the
+    function and the argument; None keeps Go's text (API.md)."""
+
+    async def main() -> list[str]:
+        calls: list[tuple[str, Any]] = [
+            ("with_cancel: parent", context.with_cancel),
+            ("with_cancel_cause: parent", context.with_cancel_cause),
+            ("with_timeout: parent", lambda p: context.with_timeout(p, 1)),
+            ("with_deadline_cause: parent", lambda p: context.with_deadline_cause(p, 1, None)),
+            ("with_value: parent", lambda p: context.with_value(p, "k", "v")),
+            ("without_cancel: parent", context.without_cancel),
+            ("cause: ctx", context.cause),
+            ("context.after_func: ctx", lambda p: context.after_func(p, print)),
+            ("scope: ctx", context.scope),
+        ]
+        msgs = []
+        for _, call in calls:
+            with pytest.raises(TypeError) as e:
+                call("bg")
+            msgs.append(str(e.value))
+        assert msgs == [f"{w} must be a csp.context.Context, got 'bg'" for w, _ in calls]
+        return msgs
+
+    arun(main)

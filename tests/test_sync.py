@@ -2643,3 +2643,15 @@ def test_cond_refuses_a_locker_without_lock_and_unlock() -> None:
     rw = csp.RWMutex()
     for ok in (csp.Mutex(), rw, rw.rlocker()):
         assert csp.Cond(ok).L is ok
+
+
+@pytest.mark.asyncio
+async def test_once_do_refuses_a_non_callable_and_stays_not_done() -> None:
+    """``once.do(42)`` is a ``TypeError`` at the call that does not count as the call:
+    it used to raise from inside ``do`` and leave the Once done, so ``fn`` never ran."""
+    once = csp.Once()
+    with pytest.raises(TypeError) as e:
+        await once.do(42)  # type: ignore[arg-type]
+    calls: list[int] = []
+    await once.do(lambda: calls.append(1))
+    assert (str(e.value), calls) == ("Once.do: fn must be callable, got 42", [1])
