@@ -870,6 +870,7 @@ class ErrGroup:
         """
         from csp import _context
 
+        parent = _context._check_parent(parent, "ErrGroup.with_context")
         ctx, cancel = _context.with_cancel_cause(parent)
         g = cls()
         g._cancel = cancel
@@ -987,6 +988,9 @@ def _check_fn(who: str, fn: object, args: tuple[Any, ...]) -> None:
             fn.close()
             raise TypeError(f"{who}: arguments given with a coroutine object")
         return
-    if not _is_coro_fn(fn):
-        raise TypeError(f"{who} needs a coroutine function (async def) or a coroutine, got {fn!r}")
+    if not _is_coro_fn(fn):  # (the words of csp._runtime._make_coro, without calling fn)
+        if callable(fn):
+            raise TypeError(f"{who} needs a coroutine function (async def) or a coroutine, "
+                            f"got the plain callable {fn!r}")
+        raise TypeError(f"{who} needs a coroutine function or a coroutine, got {fn!r}")
 
