@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Final, Generic, Protocol, Self, TypeVar, final, runtime_checkable
 
+from csp._check import TIMERS_FIX, count, foreign_loop
 from csp._errors import ChannelError, ClosedChannelError, WouldBlock
 from csp._waiter import Waiter, budget, owed, prelude
 from csp._waitq import WaitQ
@@ -62,8 +63,8 @@ class _BaseChan(Generic[T]):
     __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_recvq", "_sendq")
 
     def __init__(self, cap: int = 0) -> None:
-        if not isinstance(cap, int) or isinstance(cap, bool):
-            raise TypeError(f"channel capacity must be an int, not {type(cap).__name__}")
+        if type(cap) is not int:
+            cap = count("Chan", "cap", cap)
         if cap < 0:
             raise ValueError(f"makechan: size out of range (negative capacity {cap})")
         self._cap = cap
@@ -325,10 +326,18 @@ class _TimerChan(_BaseChan[T]):
     counts as pending (``len`` and ``cap`` are 0, as in Go 1.23); ``send`` and
     ``close`` raise ``ChannelError``. Only the timer delivers (:meth:`_fire`)."""
 
-    __slots__ = ()
+    __slots__ = ("_loop",)
 
-    def __init__(self) -> None:
+    def __init__(self, loop: Any) -> None:
         super().__init__(1)
+        self._loop = loop  # the timer's loop: only it can fire a value into the slot
+
+    def _try_recv(self) -> Any:
+        v = _BaseChan._try_recv(self)
+        if v is BLOCK and self._loop.is_closed():
+            # the timer that would deliver is on a closed loop: it can never fire
+            raise foreign_loop("this timer channel", self._loop, None, TIMERS_FIX)
+        return v
 
     def _try_send(self, value: Any) -> bool:
         raise ChannelError("send to receive-only channel")

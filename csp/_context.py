@@ -19,7 +19,14 @@ Invariants:
     ancestor is None: a root or ``without_cancel``), and a cancelled one in nobody's;
   * ``_children`` is None rather than empty, so a parent that once had many children
     does not keep a large empty table;
-  * ``_deadline`` is never later than the parent's deadline.
+  * ``_deadline`` is never later than the parent's deadline;
+  * ``_loop`` is the loop whose timer expires the context at ``_deadline`` (its own
+    ``_handle``'s, or the nearest cancellable ancestor's), None without a deadline.
+
+Bad input fails at the call: deadlines and timeouts are checked by
+``csp._check.duration`` (NaN is a ``ValueError``), ``after_func`` needs a callable. A
+live context whose deadline timer is on a closed loop can never expire: ``done()``,
+``after_func`` and ``scope`` refuse it with a ``RuntimeError`` naming that loop.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import Any, Final, final
 
 from csp import _compat
 from csp._chan import Chan, nil
+from csp._check import duration, foreign_loop
 
 __all__ = [
     "Canceled",
@@ -231,6 +239,7 @@ class _CancelCtx(Context):
         "_err",
         "_handle",
         "_kind",
+        "_loop",
         "_parent",
         "_registered",
     )
@@ -247,12 +256,24 @@ class _CancelCtx(Context):
         self._dl_cause: BaseException | None = None
         # the ancestor whose _children hold us (None: nobody can cancel us from above)
         self._registered: _CancelCtx | None = None
+        pc = _cc_of(parent)
+        self._loop: asyncio.AbstractEventLoop | None = None if pc is None else pc._loop
 
     def done(self) -> Chan[None]:
+        if self._loop is not None:
+            self._check_loop()
         d = self._done
         if d is None:
             d = self._done = Chan()
         return d
+
+    def _check_loop(self) -> None:
+        """Refuse a live context whose deadline timer is on a closed loop: it would
+        never expire."""
+        loop = self._loop
+        if loop is not None and self._err is None and loop.is_closed():
+            raise foreign_loop(f"the deadline timer of {self}", loop, None,
+                               "make deadline contexts inside the csp.run that uses them")
 
     def err(self) -> Canceled | DeadlineExceeded | None:
         return self._err
@@ -399,11 +420,13 @@ def _cc_of(ctx: Context) -> _CancelCtx | None:
     return None
 
 
-def _check_parent(parent: object) -> Context:
+def _check_parent(parent: object, who: str, name: str = "parent") -> Context:
+    """``parent`` if it is a context; Go's text for None, else a ``TypeError`` naming
+    ``who`` (the function) and the argument ``name``."""
     if parent is None:
         raise TypeError("cannot create context from nil parent")
     if not isinstance(parent, Context):
-        raise TypeError(f"parent must be a csp.context.Context, not {type(parent).__name__}")
+        raise TypeError(f"{who}: {name} must be a csp.context.Context, got {parent!r}")
     return parent
 
 
@@ -458,7 +481,7 @@ def with_cancel(parent: Context) -> tuple[Context, CancelFunc]:
         ...
         cancel()  # the worker sees ctx.done() closed
     """
-    parent = _check_parent(parent)
+    parent = _check_parent(parent, "with_cancel")
     c = _CancelCtx(parent, parent.deadline(), "WithCancel")
     _attach(c, parent)
     return c, c._user_cancel
@@ -475,7 +498,7 @@ def with_cancel_cause(
         cancel(ConnectionResetError("peer went away"))
         assert isinstance(csp.context.cause(ctx), ConnectionResetError)
     """
-    parent = _check_parent(parent)
+    parent = _check_parent(parent, "with_cancel_cause")
     c = _CancelCtx(parent, parent.deadline(), "WithCancel")
     _attach(c, parent)
     return c, c._user_cancel_cause
@@ -493,7 +516,7 @@ def with_deadline(parent: Context, deadline: float) -> tuple[Context, CancelFunc
         loop = asyncio.get_running_loop()
         ctx, cancel = csp.context.with_deadline(parent, loop.time() + 5)
     """
-    return _with_deadline(parent, deadline, None)
+    return _with_deadline("with_deadline", parent, deadline, False, None)
 
 
 def with_deadline_cause(
@@ -504,20 +527,24 @@ def with_deadline_cause(
 
     Example: ``with_deadline_cause(parent, loop.time() + 5, RuntimeError("slow"))``.
     """
-    return _with_deadline(parent, deadline, cause)
+    return _with_deadline("with_deadline_cause", parent, deadline, False, cause)
 
 
 def _with_deadline(
-    parent: Context, deadline: float, cause: BaseException | None
+    who: str, parent: Context, when: float, timeout: bool, cause: BaseException | None
 ) -> tuple[Context, CancelFunc]:
-    parent = _check_parent(parent)
+    """``with_deadline`` (``timeout``: ``when`` is seconds from now) on behalf of ``who``."""
+    parent = _check_parent(parent, who)
+    when = duration(who, "seconds" if timeout else "deadline", when)
     loop = asyncio.get_running_loop()
+    deadline = loop.time() + when if timeout else when
     pd = parent.deadline()
     if pd is not None and pd <= deadline:
         # The parent's deadline comes first: it alone decides (Go does the same).
         return with_cancel(parent)
     c = _CancelCtx(parent, deadline, "WithDeadline")
     c._dl_cause = cause
+    c._loop = loop
     _attach(c, parent)
     if c._err is None:
         if deadline <= loop.time():
@@ -538,7 +565,7 @@ def with_timeout(parent: Context, seconds: float) -> tuple[Context, CancelFunc]:
         finally:
             cancel()
     """
-    return _with_deadline(parent, asyncio.get_running_loop().time() + seconds, None)
+    return _with_deadline("with_timeout", parent, seconds, True, None)
 
 
 def with_timeout_cause(
@@ -548,7 +575,7 @@ def with_timeout_cause(
 
     Example: ``with_timeout_cause(parent, 5, RuntimeError("backend too slow"))``.
     """
-    return _with_deadline(parent, asyncio.get_running_loop().time() + seconds, cause)
+    return _with_deadline("with_timeout_cause", parent, seconds, True, cause)
 
 
 def with_value(parent: Context, key: object, value: object) -> Context:
@@ -562,7 +589,7 @@ def with_value(parent: Context, key: object, value: object) -> Context:
         ctx = csp.context.with_value(ctx, REQUEST_ID, "r-42")
         assert ctx.value(REQUEST_ID) == "r-42"
     """
-    parent = _check_parent(parent)
+    parent = _check_parent(parent, "with_value")
     if key is None:
         raise TypeError("nil key")
     return _ValueCtx(parent, key, value)
@@ -574,7 +601,7 @@ def without_cancel(parent: Context) -> Context:
 
         bg = csp.context.without_cancel(request_ctx)  # for work that outlives the request
     """
-    return _WithoutCancelCtx(_check_parent(parent))
+    return _WithoutCancelCtx(_check_parent(parent, "without_cancel"))
 
 
 def cause(ctx: Context) -> BaseException | None:
@@ -584,7 +611,7 @@ def cause(ctx: Context) -> BaseException | None:
     ancestor (``with_cancel_cause``, ``with_*_cause``), or ``ctx.err()`` when none was
     given. Example: ``if isinstance(cause(ctx), ConnectionResetError): ...``.
     """
-    cc = _cc_of(_check_parent(ctx))
+    cc = _cc_of(_check_parent(ctx, "cause", "ctx"))
     return None if cc is None else cc._cause
 
 
@@ -643,9 +670,12 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
         finally:
             stop()
     """
+    pc = _cc_of(_check_parent(ctx, "context.after_func", "ctx"))
+    if not callable(fn):
+        raise TypeError(f"context.after_func: fn must be callable, got {fn!r}")
     a = _AfterFunc(fn)
-    pc = _cc_of(_check_parent(ctx))
     if pc is not None:
+        pc._check_loop()
         if pc._err is not None:
             a._parent_done(pc._err, pc._cause or pc._err)
         else:
@@ -935,7 +965,7 @@ def notify_context(parent: Context, *signals: int) -> tuple[Context, CancelFunc]
             finally:
                 stop()
     """
-    parent = _check_parent(parent)
+    parent = _check_parent(parent, "notify_context")
     sigs = _check_signals(signals or (signal.SIGINT,))
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError(
@@ -985,7 +1015,7 @@ class Scope(_Listener):
     __slots__ = ("_ctx", "_handle", "_pc", "_state", "_task")
 
     def __init__(self, ctx: Context) -> None:
-        self._ctx = _check_parent(ctx)
+        self._ctx = _check_parent(ctx, "scope", "ctx")
         self._state = _State.CREATED
         self._task: asyncio.Task[Any] | None = None
         self._handle: asyncio.Handle | None = None
@@ -1009,9 +1039,11 @@ class Scope(_Listener):
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("scope should be used inside a task")
+        pc = _cc_of(self._ctx)
+        if pc is not None:
+            pc._check_loop()
         self._state = _State.ENTERED
         self._task = task
-        pc = _cc_of(self._ctx)
         if pc is not None:
             if pc._err is not None:
                 # Like asyncio.timeout() with a past deadline: cancel at the block's

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
+from csp._check import count
 from csp._runtime import _is_coro_fn, _make_coro, created_by
 from csp._runtime import go as _go
 from csp._waiter import READY, Waiter, budget, owe, owed, prelude
@@ -418,8 +419,10 @@ class WaitGroup:
 
         Reaching zero releases every waiter. Going below zero raises
         ``RuntimeError("sync: negative WaitGroup counter")`` and leaves the counter
-        unchanged.
+        unchanged. ``delta`` is an integer (``TypeError`` otherwise, a bool included).
         """
+        if type(delta) is not int:
+            delta = count("WaitGroup.add", "delta", delta)
         n = self._n + delta
         if n < 0:
             raise RuntimeError("sync: negative WaitGroup counter")
@@ -532,7 +535,12 @@ class Once:
         self._waiters = WaitQ()
 
     async def do(self, fn: Callable[[], object]) -> None:
-        """Call ``fn()`` unless a call already completed; see the class docstring."""
+        """Call ``fn()`` unless a call already completed; see the class docstring.
+
+        ``fn`` must be callable (``TypeError`` at once, and the Once is not done).
+        """
+        if not callable(fn):
+            raise TypeError(f"Once.do: fn must be callable, got {fn!r}")
         if self._done:
             return
         budget.left -= 1
@@ -614,6 +622,9 @@ class Cond:
     __slots__ = ("L", "_waiters")
 
     def __init__(self, locker: Locker) -> None:
+        if isinstance(locker, type) or not (callable(getattr(locker, "lock", None))
+                                            and callable(getattr(locker, "unlock", None))):
+            raise TypeError(f"Cond: locker must have lock() and unlock(), got {locker!r}")
         self.L = locker
         self._waiters = WaitQ()
 
@@ -700,23 +711,23 @@ class Semaphore:
     __slots__ = ("_cur", "_size", "_waiters")
 
     def __init__(self, n: int) -> None:
-        if not isinstance(n, int) or isinstance(n, bool):
-            raise TypeError(f"semaphore size must be an int, not {type(n).__name__}")
+        n = count("Semaphore", "n", n)
         if n < 0:
             raise ValueError(f"semaphore: negative size {n}")
         self._size = n
         self._cur = 0
         self._waiters = WaitQ()  # each waiter's value is the weight it asks for
 
-    def _check_weight(self, k: int) -> None:
-        if not isinstance(k, int) or isinstance(k, bool):
-            raise TypeError(f"semaphore: weight must be an int, not {type(k).__name__}")
+    def _check_weight(self, who: str, k: int) -> int:
+        if type(k) is not int:
+            k = count(who, "k", k)
         if k < 0 or k > self._size:
             raise ValueError(f"semaphore: weight {k} out of range [0, {self._size}]")
+        return k
 
     async def acquire(self, k: int = 1) -> None:
         """Take ``k`` tokens, waiting in FIFO order until they are free."""
-        self._check_weight(k)
+        k = self._check_weight("Semaphore.acquire", k)
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             await prelude()
@@ -729,7 +740,7 @@ class Semaphore:
 
     def try_acquire(self, k: int = 1) -> bool:
         """Take ``k`` tokens if they are free and nobody is queued; else return False."""
-        self._check_weight(k)
+        k = self._check_weight("Semaphore.try_acquire", k)
         return self._take(k)
 
     def _take(self, k: int) -> bool:
@@ -744,8 +755,8 @@ class Semaphore:
         Raises ``RuntimeError("semaphore: released more than held")`` (and changes
         nothing) if fewer than ``k`` tokens are held.
         """
-        if not isinstance(k, int) or isinstance(k, bool):
-            raise TypeError(f"semaphore: weight must be an int, not {type(k).__name__}")
+        if type(k) is not int:
+            k = count("Semaphore.release", "k", k)
         if k < 0:
             raise ValueError(f"semaphore: negative weight {k}")
         if k > self._cur:
@@ -860,6 +871,7 @@ class ErrGroup:
         """
         from csp import _context
 
+        parent = _context._check_parent(parent, "ErrGroup.with_context")
         ctx, cancel = _context.with_cancel_cause(parent)
         g = cls()
         g._cancel = cancel
@@ -900,8 +912,9 @@ class ErrGroup:
 
         Raises ``RuntimeError`` if functions of the group are still active or queued
         (Go: ``errgroup: modify limit while <k> goroutines in the group are still
-        active``).
+        active``). ``n`` is an integer (``TypeError`` otherwise).
         """
+        n = count("ErrGroup.set_limit", "n", n)
         k = self._active + len(self._queue)
         if k:
             raise RuntimeError(
@@ -977,6 +990,9 @@ def _check_fn(who: str, fn: object, args: tuple[Any, ...]) -> None:
             fn.close()
             raise TypeError(f"{who}: arguments given with a coroutine object")
         return
-    if not _is_coro_fn(fn):
-        raise TypeError(f"{who} needs a coroutine function (async def) or a coroutine, got {fn!r}")
+    if not _is_coro_fn(fn):  # (the words of csp._runtime._make_coro, without calling fn)
+        if callable(fn):
+            raise TypeError(f"{who} needs a coroutine function (async def) or a coroutine, "
+                            f"got the plain callable {fn!r}")
+        raise TypeError(f"{who} needs a coroutine function or a coroutine, got {fn!r}")
 

@@ -24,6 +24,13 @@ Invariants:
   * a timer's channel holds at most one value, and none while a receiver is parked
     on it (the channel's own invariant);
   * the loop never holds a timer's channel strongly.
+
+Bad input fails at the call (``csp._check``): a duration that is not a real number is
+a ``TypeError`` and NaN a ``ValueError`` (NaN would corrupt asyncio's timer heap), both
+naming the function and the argument. A timer belongs to the loop it was made on:
+``stop``/``reset`` from another loop, or after that loop closed, and a receive that
+would park on the channel of a timer whose loop has closed, raise ``RuntimeError``
+rather than never fire.
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, cast, final
 
-from csp import _sched
+from csp import _compat, _sched
 from csp._chan import RecvChan, _BaseChan, _TimerChan, nil
+from csp._check import TIMERS_FIX, duration, foreign_loop
 from csp._waiter import PENDING, Waiter, budget, owed, prelude, yield_now
 
 __all__ = ["Ticker", "Timer", "after", "after_func", "sleep", "tick"]
@@ -177,6 +185,17 @@ def _unschedule(r: _Arm) -> bool:
     return pending
 
 
+def _own(r: _Arm, what: str) -> None:
+    """Refuse to touch a timer from a loop it does not belong to (its handle is on
+    ``r.loop``: rescheduling it elsewhere would never fire)."""
+    loop = r.loop
+    running = _compat.get_running_loop()
+    if loop.is_closed():
+        raise foreign_loop(what, loop, None, TIMERS_FIX)
+    if running is not None and running is not loop:
+        raise foreign_loop(what, loop, running, TIMERS_FIX)
+
+
 def _run_func(fn: Callable[[], object], loop: asyncio.AbstractEventLoop) -> None:
     """Run an ``after_func`` function: an async one as a goroutine, a sync one here.
 
@@ -236,8 +255,9 @@ class Timer:
     c: RecvChan[float]
 
     def __init__(self, seconds: float) -> None:
+        seconds = duration("Timer", "seconds", seconds)
         loop = asyncio.get_running_loop()
-        c: _TimerChan[float] = _TimerChan()
+        c: _TimerChan[float] = _TimerChan(loop)
         self.c = c
         self._r = r = _new_arm(c, loop)
         _start(r, seconds)
@@ -257,8 +277,10 @@ class Timer:
         Returns True if it was pending (not fired, or fired but not received: that
         value is discarded), False if it had already delivered its value or was
         stopped. Never closes ``c``; a receiver parked on ``c`` stays parked. For an
-        ``after_func`` timer, False means the function has started.
+        ``after_func`` timer, False means the function has started. ``RuntimeError``
+        from another loop than the timer's, or once that loop is closed.
         """
+        _own(self._r, "Timer")
         return _unschedule(self._r)
 
     def reset(self, seconds: float) -> bool:
@@ -266,8 +288,11 @@ class Timer:
 
         Returns what :meth:`stop` would have returned; no value of the old schedule is
         received after it returns. For an ``after_func`` timer it moves the pending
-        call (True) or arms another one (False).
+        call (True) or arms another one (False). ``seconds`` is checked as for
+        :class:`Timer`; ``RuntimeError`` as for :meth:`stop`.
         """
+        seconds = duration("Timer.reset", "seconds", seconds)
+        _own(self._r, "Timer")
         pending = _unschedule(self._r)
         _start(self._r, seconds)
         return pending
@@ -299,10 +324,11 @@ class Ticker:
     c: RecvChan[float]
 
     def __init__(self, seconds: float) -> None:
+        seconds = duration("Ticker", "seconds", seconds)
         if seconds <= 0:
             raise ValueError("non-positive interval for Ticker")
         loop = asyncio.get_running_loop()
-        c: _TimerChan[float] = _TimerChan()
+        c: _TimerChan[float] = _TimerChan(loop)
         self.c = c
         self._r = _new_arm(c, loop, period=seconds)
         self._arm(seconds)
@@ -317,17 +343,22 @@ class Ticker:
     def stop(self) -> None:
         """Turn the ticker off (Go: ``Ticker.Stop``); an undelivered tick is discarded.
 
-        Does not close ``c``.
+        Does not close ``c``. ``RuntimeError`` from another loop than the ticker's, or
+        once that loop is closed.
         """
+        _own(self._r, "Ticker")
         _unschedule(self._r)
 
     def reset(self, seconds: float) -> None:
         """Stop, then tick every ``seconds`` from now (Go: ``Ticker.Reset``).
 
-        An undelivered tick is discarded. ``seconds <= 0`` raises ``ValueError``.
+        An undelivered tick is discarded. ``seconds <= 0`` raises ``ValueError``;
+        ``RuntimeError`` as for :meth:`stop`.
         """
+        seconds = duration("Ticker.reset", "seconds", seconds)
         if seconds <= 0:
             raise ValueError("non-positive interval for Ticker")
+        _own(self._r, "Ticker")
         _unschedule(self._r)
         self._arm(seconds)
 
@@ -346,8 +377,9 @@ def after(seconds: float) -> RecvChan[float]:
         if i == 1:
             print("timed out")
     """
+    seconds = duration("after", "seconds", seconds)
     loop = asyncio.get_running_loop()
-    c: _TimerChan[float] = _TimerChan()
+    c: _TimerChan[float] = _TimerChan(loop)
     _start(_new_arm(c, loop), seconds)
     return c
 
@@ -362,6 +394,7 @@ def tick(seconds: float) -> RecvChan[float]:
         while True:
             now = await beat.recv()
     """
+    seconds = duration("tick", "seconds", seconds)
     if seconds <= 0:
         return nil
     return Ticker(seconds).c
@@ -379,8 +412,9 @@ def after_func(seconds: float, fn: Callable[[], object]) -> Timer:
         await do_request()
         t.stop()
     """
+    seconds = duration("after_func", "seconds", seconds)
     if not callable(fn):
-        raise TypeError(f"after_func needs a callable, got {fn!r}")
+        raise TypeError(f"after_func: fn must be callable, got {fn!r}")
     return Timer._func(seconds, fn)
 
 
@@ -404,6 +438,7 @@ async def sleep(seconds: float) -> None:
 
         await csp.sleep(0.1)
     """
+    seconds = duration("sleep", "seconds", seconds)
     if seconds <= 0:
         await yield_now()
         return

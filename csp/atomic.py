@@ -25,8 +25,9 @@ decrements). Example::
 from __future__ import annotations
 
 import threading
-from operator import index
 from typing import ClassVar, Generic, TypeVar, final
+
+from csp._check import count
 
 __all__ = ["Bool", "Int32", "Int64", "Uint32", "Uint64", "Value"]
 
@@ -51,16 +52,22 @@ class _AtomicInt:
     _MASK: ClassVar[int]  # 2**width - 1
     _SIGN: ClassVar[int]  # the sign bit, 2**(width - 1); 0 for unsigned types
 
-    def _wrap(self, v: int) -> int:
+    def _wrap(self, v: int, who: str = "store", name: str = "v") -> int:
         """``v`` reduced to the type, as Go's integer conversion does: the low
         ``width`` bits, read as two's complement if signed. Non-integers (anything
-        without ``__index__``) raise ``TypeError``."""
-        v = index(v) & self._MASK
+        without ``__index__``, and bools) raise ``TypeError`` naming the method
+        ``who`` and the argument ``name``."""
+        if type(v) is not int:
+            v = self._int(v, who, name)
+        v &= self._MASK
         sign = self._SIGN
         return v - (sign << 1) if v & sign else v
 
+    def _int(self, v: object, who: str, name: str) -> int:
+        return count(f"atomic.{type(self).__name__}{who and '.' + who}", name, v)
+
     def __init__(self, v: int = 0) -> None:
-        self._v = self._wrap(v)
+        self._v = self._wrap(v, "")
         self._lock = threading.Lock()
 
     def load(self) -> int:
@@ -75,7 +82,7 @@ class _AtomicInt:
 
     def swap(self, v: int) -> int:
         """Set the value to ``v`` (wrapped) and return the previous value."""
-        v = self._wrap(v)
+        v = self._wrap(v, "swap")
         with self._lock:
             old = self._v
             self._v = v
@@ -87,7 +94,7 @@ class _AtomicInt:
         Both are wrapped first, so ``old`` matches by its bits at the type's width.
         """
         wrap = self._wrap
-        old, new = wrap(old), wrap(new)
+        old, new = wrap(old, "compare_and_swap", "old"), wrap(new, "compare_and_swap", "new")
         with self._lock:
             if self._v != old:
                 return False
@@ -96,7 +103,8 @@ class _AtomicInt:
 
     def add(self, delta: int) -> int:
         """Add ``delta`` (wrapping around at the type's width) and return the *new* value."""
-        delta = index(delta)
+        if type(delta) is not int:
+            delta = self._int(delta, "add", "delta")
         wrap = self._wrap
         with self._lock:
             v = self._v = wrap(self._v + delta)

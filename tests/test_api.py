@@ -8,14 +8,19 @@ from __future__ import annotations
 import __future__
 
 import asyncio
+import gc
 import importlib
 import importlib.resources
 import inspect
 import pickle
 import traceback
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import csp
 
@@ -252,3 +257,256 @@ async def test_chan_repr_shows_state() -> None:
         await sender
     assert repr(ch) == "<csp.Chan cap=2 len=2 recv_waiters=0 send_waiters=0 closed>"
     assert repr(csp.nil) == "<csp.nil>"
+
+
+# -- bad input everywhere (issue 13 item 11) -------------------------------------------
+#
+# Every public function and constructor of API.md, called with a wrong type or value
+# for one argument: each raises TypeError / ValueError at the call, naming the function
+# and the argument (Go's own text where API.md fixes it), changes no state (channels,
+# timers, locks, counters, the loop's pending timers), and leaves no coroutine that
+# was "never awaited".
+
+NAN = float("nan")
+_text = st.text(max_size=3)
+_not_real = st.one_of(
+    _text, st.none(), st.booleans(), st.complex_numbers(max_magnitude=10),
+    st.decimals(allow_nan=False, allow_infinity=False, places=1),
+    st.lists(st.integers(), max_size=2),
+)
+BAD_DURATION = st.one_of(_not_real, st.sampled_from([NAN, -NAN]))
+BAD_COUNT = st.one_of(
+    st.floats(), _text, st.none(), st.booleans(), st.fractions(max_denominator=5),
+    st.complex_numbers(max_magnitude=10), st.lists(st.integers(), max_size=2),
+)
+NOT_CALLABLE = st.one_of(st.integers(), _text, st.none(), st.floats(allow_nan=False),
+                         st.lists(st.integers(), max_size=2))
+NOT_CORO_FN = st.one_of(NOT_CALLABLE, st.sampled_from([print, len, repr]))
+NOT_CONTEXT = st.one_of(st.integers(), _text, st.none(), st.floats(allow_nan=False),
+                        st.sampled_from([object, csp.nil]))
+NOT_LOCKER = st.one_of(NOT_CALLABLE, st.sampled_from([csp.Mutex, object]))
+NOT_CASE = st.one_of(st.integers(), _text, st.none(), st.tuples(st.integers(), st.integers()),
+                     st.sampled_from([print, csp.nil.close, (csp.nil.recv, 1)]))
+
+
+class Env:
+    """The objects the bad calls are made on, and a snapshot of all their state."""
+
+    def __init__(self) -> None:
+        self.ch = csp.Chan[int](2)
+        self.ch.send_nowait(7)
+        self.timer = csp.Timer(60)
+        self.ticker = csp.Ticker(60)
+        self.sem = csp.Semaphore(2)
+        self.wg = csp.WaitGroup()
+        self.wg.add(1)
+        self.group = csp.ErrGroup()
+        self.once = csp.Once()
+        self.i64 = csp.atomic.Int64(5)
+        self.ctx, self.cancel = csp.context.with_timeout(csp.context.background(), 60)
+
+    def state(self) -> list[object]:
+        from vclock import pending_timers
+
+        return [repr(o) for o in (self.ch, self.timer, self.ticker, self.sem, self.wg,
+                                  self.group, self.once, self.i64, self.ctx)] + [
+            csp.num_goroutine(), pending_timers(asyncio.get_running_loop())]
+
+
+async def _noop() -> None:
+    pass
+
+
+def _duration(who: str, arg: str) -> Any:
+    def expect(v: Any) -> tuple[type[Exception], str]:
+        if isinstance(v, float) and v != v:
+            return ValueError, f"{who}: {arg} is NaN"
+        return TypeError, f"{who}: {arg} must be a real number, got {v!r}"
+    return expect
+
+
+def _count(who: str, arg: str) -> Any:
+    return lambda v: (TypeError, f"{who}: {arg} must be an integer, got {v!r}")
+
+
+def _callable(who: str) -> Any:
+    return lambda v: (TypeError, f"{who}: fn must be callable, got {v!r}")
+
+
+def _parent(who: str, arg: str = "parent") -> Any:
+    def expect(v: Any) -> tuple[type[Exception], str]:
+        if v is None:
+            return TypeError, "cannot create context from nil parent"
+        return TypeError, f"{who}: {arg} must be a csp.context.Context, got {v!r}"
+    return expect
+
+
+def _coro_fn(who: str) -> Any:
+    def expect(v: Any) -> tuple[type[Exception], str]:
+        if callable(v):  # a plain function: say what to pass instead
+            got = f"(async def) or a coroutine, got the plain callable {v!r}"
+        else:
+            got = f"or a coroutine, got {v!r}"
+        return TypeError, f"{who}() needs a coroutine function {got}"
+    return expect
+
+
+def _case(v: Any) -> tuple[type[Exception], str]:
+    return TypeError, (
+        f"select case 1: expected ch.recv, ch.recv_ok or (ch.send, value), got {v!r}")
+
+
+bg = csp.context.background
+# (strategy for the bad value, call(value, env), expected (exception type, message))
+BAD_CALLS: list[tuple[Any, Callable[[Any, Env], object], Any]] = [
+    # time
+    (BAD_DURATION, lambda v, e: csp.after(v), _duration("after", "seconds")),
+    (BAD_DURATION, lambda v, e: csp.tick(v), _duration("tick", "seconds")),
+    (BAD_DURATION, lambda v, e: csp.Timer(v), _duration("Timer", "seconds")),
+    (BAD_DURATION, lambda v, e: csp.Ticker(v), _duration("Ticker", "seconds")),
+    (BAD_DURATION, lambda v, e: e.timer.reset(v), _duration("Timer.reset", "seconds")),
+    (BAD_DURATION, lambda v, e: e.ticker.reset(v), _duration("Ticker.reset", "seconds")),
+    (BAD_DURATION, lambda v, e: csp.after_func(v, print), _duration("after_func", "seconds")),
+    (BAD_DURATION, lambda v, e: csp.sleep(v), _duration("sleep", "seconds")),
+    (NOT_CALLABLE, lambda v, e: csp.after_func(1, v), _callable("after_func")),
+    (st.floats(max_value=0), lambda v, e: csp.Ticker(v),
+     lambda v: (ValueError, "non-positive interval for Ticker")),
+    # context
+    (BAD_DURATION, lambda v, e: csp.context.with_timeout(bg(), v),
+     _duration("with_timeout", "seconds")),
+    (BAD_DURATION, lambda v, e: csp.context.with_timeout_cause(bg(), v, None),
+     _duration("with_timeout_cause", "seconds")),
+    (BAD_DURATION, lambda v, e: csp.context.with_deadline(bg(), v),
+     _duration("with_deadline", "deadline")),
+    (BAD_DURATION, lambda v, e: csp.context.with_deadline_cause(bg(), v, None),
+     _duration("with_deadline_cause", "deadline")),
+    (NOT_CONTEXT, lambda v, e: csp.context.with_cancel(v), _parent("with_cancel")),
+    (NOT_CONTEXT, lambda v, e: csp.context.with_cancel_cause(v), _parent("with_cancel_cause")),
+    (NOT_CONTEXT, lambda v, e: csp.context.with_timeout(v, 1), _parent("with_timeout")),
+    (NOT_CONTEXT, lambda v, e: csp.context.with_deadline(v, 1), _parent("with_deadline")),
+    (NOT_CONTEXT, lambda v, e: csp.context.with_value(v, "k", 1), _parent("with_value")),
+    (NOT_CONTEXT, lambda v, e: csp.context.without_cancel(v), _parent("without_cancel")),
+    (NOT_CONTEXT, lambda v, e: csp.context.cause(v), _parent("cause", "ctx")),
+    (NOT_CONTEXT, lambda v, e: csp.context.after_func(v, print),
+     _parent("context.after_func", "ctx")),
+    (NOT_CONTEXT, lambda v, e: csp.context.scope(v), _parent("scope", "ctx")),
+    (NOT_CONTEXT, lambda v, e: csp.ErrGroup.with_context(v), _parent("ErrGroup.with_context")),
+    (NOT_CALLABLE, lambda v, e: csp.context.after_func(e.ctx, v), _callable("context.after_func")),
+    (st.none(), lambda v, e: csp.context.with_value(e.ctx, v, 1), lambda v: (TypeError, "nil key")),
+    # channels and select
+    (BAD_COUNT, lambda v, e: csp.Chan(v), _count("Chan", "cap")),
+    (st.integers(max_value=-1), lambda v, e: csp.Chan(v),
+     lambda v: (ValueError, f"makechan: size out of range (negative capacity {v})")),
+    (NOT_CASE, lambda v, e: csp.select(e.ch.recv, v), _case),
+    (NOT_CASE, lambda v, e: csp.select((e.ch.send, 1), v, default=True), _case),
+    # sync
+    (BAD_COUNT, lambda v, e: e.wg.add(v), _count("WaitGroup.add", "delta")),
+    (BAD_COUNT, lambda v, e: csp.Semaphore(v), _count("Semaphore", "n")),
+    (BAD_COUNT, lambda v, e: e.sem.acquire(v), _count("Semaphore.acquire", "k")),
+    (BAD_COUNT, lambda v, e: e.sem.try_acquire(v), _count("Semaphore.try_acquire", "k")),
+    (BAD_COUNT, lambda v, e: e.sem.release(v), _count("Semaphore.release", "k")),
+    (st.integers(min_value=3), lambda v, e: e.sem.acquire(v),
+     lambda v: (ValueError, f"semaphore: weight {v} out of range [0, 2]")),
+    (st.integers(max_value=-1), lambda v, e: csp.Semaphore(v),
+     lambda v: (ValueError, f"semaphore: negative size {v}")),
+    (BAD_COUNT, lambda v, e: e.group.set_limit(v), _count("ErrGroup.set_limit", "n")),
+    (NOT_LOCKER, lambda v, e: csp.Cond(v),
+     lambda v: (TypeError, f"Cond: locker must have lock() and unlock(), got {v!r}")),
+    (NOT_CALLABLE, lambda v, e: e.once.do(v), _callable("Once.do")),
+    (st.integers(max_value=-2), lambda v, e: e.wg.add(v),
+     lambda v: (RuntimeError, "sync: negative WaitGroup counter")),
+    # goroutines: a coroutine given with arguments is closed, never left unawaited
+    (NOT_CORO_FN, lambda v, e: csp.go(v), _coro_fn("csp.go")),
+    (NOT_CORO_FN, lambda v, e: e.wg.go(v), _coro_fn("WaitGroup.go")),
+    (NOT_CORO_FN, lambda v, e: e.group.go(v), _coro_fn("ErrGroup.go")),
+    (NOT_CORO_FN, lambda v, e: e.group.try_go(v), _coro_fn("ErrGroup.try_go")),
+    (st.integers(), lambda v, e: csp.go(_noop(), v),
+     lambda v: (TypeError, "csp.go(): arguments given with a coroutine object")),
+    (st.integers(), lambda v, e: e.group.go(_noop(), v),
+     lambda v: (TypeError, "ErrGroup.go(): arguments given with a coroutine object")),
+    # atomic
+    (BAD_COUNT, lambda v, e: csp.atomic.Int64(v), _count("atomic.Int64", "v")),
+    (BAD_COUNT, lambda v, e: e.i64.add(v), _count("atomic.Int64.add", "delta")),
+    (BAD_COUNT, lambda v, e: e.i64.store(v), _count("atomic.Int64.store", "v")),
+    (BAD_COUNT, lambda v, e: e.i64.compare_and_swap(5, v),
+     _count("atomic.Int64.compare_and_swap", "new")),
+]
+
+
+def bad_calls() -> Any:
+    """Every entry once, in a random order, each with a bad value drawn for it."""
+    return st.permutations(range(len(BAD_CALLS))).flatmap(
+        lambda order: st.tuples(*(st.tuples(st.just(i), BAD_CALLS[i][0]) for i in order)))
+
+
+def check_bad_calls(loop_name: str, calls: tuple[tuple[int, Any], ...]) -> None:
+    async def main() -> list[tuple[str, str]]:
+        env = Env()
+        before = env.state()
+        got: list[tuple[str, str]] = []
+        for i, v in calls:
+            _, call, _ = BAD_CALLS[i]
+            try:
+                r = call(v, env)
+                if inspect.isawaitable(r):
+                    await r
+            except (TypeError, ValueError, RuntimeError) as exc:
+                got.append((type(exc).__name__, str(exc)))
+            else:
+                got.append(("no error", repr(r)))
+            assert env.state() == before, (i, v)
+        env.cancel()
+        env.timer.stop()
+        env.ticker.stop()
+        return got
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = csp.run(main, loop=loop_name)
+        gc.collect()
+    expected = []
+    for i, v in calls:
+        t, msg = BAD_CALLS[i][2](v)
+        expected.append((t.__name__, msg))
+    assert got == expected
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=bad_calls())
+def test_every_public_call_refuses_bad_input_at_the_call(
+    loop_name: str, calls: tuple[tuple[int, Any], ...]
+) -> None:
+    """Item 11: every public function and constructor given a wrong type or value for
+    one argument raises TypeError / ValueError naming the function and the argument
+    (API.md's Go text where it fixes one), changes no state, and leaves no coroutine
+    "never awaited"."""
+    check_bad_calls(loop_name, calls)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=bad_calls())
+def test_every_public_call_refuses_bad_input_at_the_call_long(
+    loop_name: str, calls: tuple[tuple[int, Any], ...]
+) -> None:
+    """The same, with many more examples."""
+    check_bad_calls(loop_name, calls)
+
+
+@pytest.mark.parametrize("bad", [42, "main", None, print])
+def test_run_refuses_a_non_coroutine_main(bad: Any, loop_name: str) -> None:
+    with pytest.raises(TypeError) as e:
+        csp.run(bad, loop=loop_name)
+    assert str(e.value).startswith("csp.run() needs a coroutine function")
+    assert repr(bad) in str(e.value)
+
+
+@given(name=st.text(max_size=8).filter(lambda s: s not in ("auto", "uvloop", "asyncio")))
+@settings(max_examples=20, deadline=None)
+def test_run_refuses_an_unknown_loop_name(name: str) -> None:
+    with pytest.raises(ValueError) as e:
+        csp.run(_noop, loop=name)
+    assert str(e.value) == f"unknown loop {name!r}: expected 'auto', 'uvloop' or 'asyncio'"

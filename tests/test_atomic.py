@@ -445,3 +445,27 @@ def test_int_types_typing_is_mypy_strict_clean(tmp_path: Path) -> None:
     """STYLE 10: the new types type-check under ``mypy --strict``; the lines marked
     ``# E:`` are exactly the errors reported (wrong argument types, subclassing)."""
     check_snippet(MYPY_SNIPPET, tmp_path, "atomic_typing")
+
+
+@pytest.mark.parametrize("cls", INTS, ids=lambda c: c.__name__)
+def test_int_types_refuse_bools_and_name_the_argument(cls: IntType) -> None:
+    """A bool is not an integer here (Go: a compile error), and every refusal names
+    the method and the argument; the value is unchanged afterwards."""
+    v = cls(1)
+    name = f"atomic.{cls.__name__}"
+    calls: list[tuple[str, Callable[[], object]]] = [
+        (f"{name}: v", lambda: cls(True)),  # type: ignore[arg-type]
+        (f"{name}.store: v", lambda: v.store(False)),  # type: ignore[arg-type]
+        (f"{name}.swap: v", lambda: v.swap(True)),  # type: ignore[arg-type]
+        (f"{name}.compare_and_swap: old", lambda: v.compare_and_swap(True, 2)),
+        (f"{name}.compare_and_swap: new", lambda: v.compare_and_swap(1, True)),
+        (f"{name}.add: delta", lambda: v.add(True)),  # type: ignore[arg-type]
+    ]
+    msgs = []
+    for _, call in calls:
+        with pytest.raises(TypeError) as e:
+            call()
+        msgs.append(str(e.value))
+    assert msgs == [f"{who} must be an integer, got {b}" for (who, _), b in
+                    zip(calls, ["True", "False", "True", "True", "True", "True"], strict=True)]
+    assert v.load() == 1

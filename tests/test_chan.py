@@ -94,8 +94,20 @@ def test_c1_bad_capacity() -> None:
     with pytest.raises(ValueError, match="makechan: size out of range"):
         csp.Chan(-1)
     for bad in (0.5, "1", None, 1.0, True):
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError) as e:
             csp.Chan(bad)  # type: ignore[arg-type]
+        assert str(e.value) == f"Chan: cap must be an integer, got {bad!r}"
+
+
+def test_chan_capacity_has_index_semantics() -> None:
+    """A capacity is any integer (``operator.index``): an object with ``__index__``."""
+
+    class Two:
+        def __index__(self) -> int:
+            return 2
+
+    ch = csp.Chan[int](Two())  # type: ignore[arg-type]
+    assert ch.cap == 2 and type(ch.cap) is int
 
 
 def test_c2_nil_and_identity() -> None:

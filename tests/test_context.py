@@ -12,6 +12,7 @@ import gc
 import os
 import pickle
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -1356,3 +1357,152 @@ def test_notify_context_misuse(saved_signals: None) -> None:
     assert [type(e) for e in errors] == [RuntimeError]
     assert "main thread" in str(errors[0])
     assert signal.getsignal(USR1) is before
+
+
+# -- bad input: a clear error at the call, never a corrupted loop (issue 13) ----------
+
+
+def deadline_calls() -> list[tuple[str, str, Any]]:
+    """Every deadline entry point: (its name in errors, the argument's name, call)."""
+    boom = RuntimeError("boom")
+    return [
+        ("with_timeout", "seconds", lambda d: context.with_timeout(bg(), d)),
+        ("with_timeout_cause", "seconds", lambda d: context.with_timeout_cause(bg(), d, boom)),
+        ("with_deadline", "deadline", lambda d: context.with_deadline(bg(), d)),
+        ("with_deadline_cause", "deadline",
+         lambda d: context.with_deadline_cause(bg(), d, boom)),
+    ]
+
+
+def test_deadlines_refuse_nan_and_non_numbers_naming_the_argument(vrun: Any) -> None:
+    """NaN is a ``ValueError``, a non-number (a string, None, a bool) a ``TypeError``,
+    each naming the call and the argument; nothing is scheduled, and an unrelated
+    ``asyncio.timeout`` still fires (a NaN deadline corrupted asyncio's timer heap)."""
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        before = pending_timers(loop)
+        msgs = []
+        for bad in (float("nan"), "1", None, True):
+            for _who, _arg, call in deadline_calls():
+                with pytest.raises((ValueError, TypeError)) as e:
+                    call(bad)
+                msgs.append(f"{type(e.value).__name__}: {e.value}")
+        assert pending_timers(loop) == before
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(2 * U):
+                await csp.Chan[int]().recv()
+        return msgs
+
+    calls = deadline_calls()
+    assert vrun(main) == [f"ValueError: {who}: {arg} is NaN" for who, arg, _ in calls] + [
+        f"TypeError: {who}: {arg} must be a real number, got {bad!r}"
+        for bad in ("1", None, True)
+        for who, arg, _ in calls
+    ]
+
+
+def test_infinite_timeout_never_expires(vrun: Any) -> None:
+    """``with_timeout(ctx, inf)`` is a context whose deadline never comes (it stays
+    live while other timers fire); ``-inf`` has passed: born expired."""
+
+    async def main() -> list[object]:
+        ctx, cancel = context.with_timeout(bg(), float("inf"))
+        i, _ = await csp.select(ctx.done().recv, csp.after(U).recv)
+        past, cancel2 = context.with_timeout(bg(), -float("inf"))
+        out = [ctx.deadline(), i, ctx.err(), type(past.err()).__name__]
+        cancel()
+        cancel2()
+        return out
+
+    assert vrun(main) == [float("inf"), 1, None, "DeadlineExceeded"]
+
+
+def test_context_after_func_refuses_a_non_callable_at_the_call(run: Any) -> None:
+    """``context.after_func(ctx, 42)`` is a ``TypeError`` at the call (it used to be
+    accepted and to end the program when ``ctx`` was cancelled); nothing registers."""
+
+    async def main() -> str:
+        ctx, cancel = context.with_cancel(bg())
+        with pytest.raises(TypeError) as e:
+            context.after_func(ctx, 42)  # type: ignore[arg-type]
+        assert "children=0" in repr(ctx)
+        cancel()
+        await csp.gosched()
+        return str(e.value)
+
+    assert run(main) == "context.after_func: fn must be callable, got 42"
+
+
+def test_deadline_context_of_a_closed_loop_is_refused(loop_name: str) -> None:
+    """A live deadline context made under one ``csp.run`` can never expire under a
+    later one (its timer was on the closed loop): ``done()`` (also of its
+    ``with_cancel`` and ``with_value`` children), ``after_func`` and ``scope`` raise
+    ``RuntimeError`` naming the loop and the fix; a context that already ended, or a
+    child with an earlier deadline of its own, works as usual."""
+
+    async def make() -> tuple[Context, Context]:
+        live, _ = context.with_timeout(bg(), 3600)
+        ended, cancel = context.with_timeout(bg(), 3600)
+        cancel()
+        return live, ended
+
+    async def use(made: tuple[Context, Context]) -> list[str]:
+        live, ended = made
+        child, cancel_child = context.with_cancel(live)
+        value = context.with_value(child, "k", "v")
+        msgs = []
+        for call in (live.done, child.done, value.done,
+                     lambda: context.after_func(live, print)):
+            with pytest.raises(RuntimeError) as e:
+                call()
+            msgs.append(str(e.value))
+        with pytest.raises(RuntimeError) as e:
+            async with context.scope(value):
+                pass
+        msgs.append(str(e.value))
+        assert await is_done(ended) and type(ended.err()) is Canceled
+        mine, cancel_mine = context.with_timeout(live, U)
+        await mine.done().recv()
+        assert type(mine.err()) is DeadlineExceeded
+        cancel_mine()
+        cancel_child()
+        assert await is_done(child)  # cancelled by hand: no longer refused
+        return msgs
+
+    made = csp.run(make, loop=loop_name)
+    msgs = csp.run(use, made, loop=loop_name)
+    pat = (r"^the deadline timer of context\.Background\.WithDeadline\([0-9.e+]+\){} "
+           r"belongs to <.*>, which is closed; "
+           r"make deadline contexts inside the csp\.run that uses them$")
+    names = ["", r"\.WithCancel", r"\.WithCancel", "", r"\.WithCancel"]
+    assert len(msgs) == len(names)
+    for m, name in zip(msgs, names, strict=True):
+        assert re.match(pat.format(name), m), m
+
+
+def test_non_context_parent_is_named_with_the_function(arun: Any) -> None:
+    """A parent (or ``ctx``) that is not a context is a ``TypeError`` naming the
+    function and the argument; None keeps Go's text (API.md)."""
+
+    async def main() -> list[str]:
+        calls: list[tuple[str, Any]] = [
+            ("with_cancel: parent", context.with_cancel),
+            ("with_cancel_cause: parent", context.with_cancel_cause),
+            ("with_timeout: parent", lambda p: context.with_timeout(p, 1)),
+            ("with_deadline_cause: parent", lambda p: context.with_deadline_cause(p, 1, None)),
+            ("with_value: parent", lambda p: context.with_value(p, "k", "v")),
+            ("without_cancel: parent", context.without_cancel),
+            ("cause: ctx", context.cause),
+            ("context.after_func: ctx", lambda p: context.after_func(p, print)),
+            ("scope: ctx", context.scope),
+        ]
+        msgs = []
+        for _, call in calls:
+            with pytest.raises(TypeError) as e:
+                call("bg")
+            msgs.append(str(e.value))
+        assert msgs == [f"{w} must be a csp.context.Context, got 'bg'" for w, _ in calls]
+        return msgs
+
+    arun(main)

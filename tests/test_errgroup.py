@@ -395,3 +395,16 @@ async def test_repr_shows_error() -> None:
     with pytest.raises(ValueError):
         await g.wait()
     assert repr(g) == "<csp.ErrGroup active=0 queued=0 err=ValueError('v')>"
+
+
+def test_set_limit_refuses_non_integers_naming_the_argument() -> None:
+    """``set_limit(1.5)`` is a ``TypeError`` naming the call and the argument (it used
+    to be accepted as a limit of 1.5); a bool is not a limit either."""
+    g = csp.ErrGroup()
+    msgs = []
+    for bad in (1.5, "2", None, True):
+        with pytest.raises(TypeError) as e:
+            g.set_limit(bad)  # type: ignore[arg-type]
+        msgs.append(str(e.value))
+    assert msgs == [f"ErrGroup.set_limit: n must be an integer, got {b!r}"
+                    for b in (1.5, "2", None, True)]

@@ -2568,3 +2568,90 @@ def test_rlocker_async_with_nested_counts(loop_name: str) -> None:
         ("w", "<csp.RWMutex write-locked reader_waiters=0 writer_waiters=0>"),
         "<csp.RWMutex unlocked reader_waiters=0 writer_waiters=0>",
     ]
+
+
+# -- bad input: a clear error at the call (issue 13 item 9) ----------------------------
+
+
+class Three:
+    """Not an int, but an integer all the same (``operator.index``)."""
+
+    def __index__(self) -> int:
+        return 3
+
+
+@pytest.mark.asyncio
+async def test_counts_refuse_non_integers_naming_the_argument() -> None:
+    """``WaitGroup.add``, ``Semaphore(n)`` and its weights are integers: a float, a
+    string, None or a bool (not a count) is a ``TypeError`` naming the call and the
+    argument, and changes nothing (``add(0.5)`` used to make the counter 0.5)."""
+    wg = csp.WaitGroup()
+    s = csp.Semaphore(2)
+    calls: list[tuple[str, Callable[[Any], object]]] = [
+        ("WaitGroup.add: delta", wg.add),
+        ("Semaphore: n", csp.Semaphore),
+        ("Semaphore.try_acquire: k", s.try_acquire),
+        ("Semaphore.release: k", s.release),
+    ]
+    msgs = []
+    for bad in (0.5, "1", None, True):
+        for _, call in calls:
+            with pytest.raises(TypeError) as e:
+                call(bad)
+            msgs.append(str(e.value))
+        with pytest.raises(TypeError) as e:
+            await s.acquire(bad)
+        msgs.append(str(e.value))
+    assert msgs == [
+        f"{who} must be an integer, got {bad!r}"
+        for bad in (0.5, "1", None, True)
+        for who in [w for w, _ in calls] + ["Semaphore.acquire: k"]
+    ]
+    assert repr(wg) == "<csp.WaitGroup counter=0 waiters=0>"
+    assert repr(s) == "<csp.Semaphore held=0/2 waiters=0>"
+
+
+@pytest.mark.asyncio
+async def test_counts_accept_index_objects() -> None:
+    """A count has ``operator.index`` semantics: an object with ``__index__`` is one."""
+    wg = csp.WaitGroup()
+    wg.add(Three())  # type: ignore[arg-type]
+    s = csp.Semaphore(Three())  # type: ignore[arg-type]
+    await s.acquire(Three())  # type: ignore[arg-type]
+    assert s.try_acquire(Three()) is False  # type: ignore[arg-type]
+    s.release(Three())  # type: ignore[arg-type]
+    assert (repr(wg), repr(s)) == (
+        "<csp.WaitGroup counter=3 waiters=0>", "<csp.Semaphore held=0/3 waiters=0>"
+    )
+
+
+def test_cond_refuses_a_locker_without_lock_and_unlock() -> None:
+    """``Cond(locker)`` checks its locker at construction (``Cond(None)`` used to fail
+    only at ``wait()``, with AttributeError; a class is not a locker: ``Cond(Mutex)``);
+    every csp locker is accepted."""
+
+    class HalfLock:
+        async def lock(self) -> None:
+            pass
+
+    msgs = []
+    for bad in (None, 42, HalfLock(), csp.Mutex):
+        with pytest.raises(TypeError) as e:
+            csp.Cond(bad)  # type: ignore[arg-type]
+        msgs.append(str(e.value).split(", got ")[0])
+    assert msgs == ["Cond: locker must have lock() and unlock()"] * 4
+    rw = csp.RWMutex()
+    for ok in (csp.Mutex(), rw, rw.rlocker()):
+        assert csp.Cond(ok).L is ok
+
+
+@pytest.mark.asyncio
+async def test_once_do_refuses_a_non_callable_and_stays_not_done() -> None:
+    """``once.do(42)`` is a ``TypeError`` at the call that does not count as the call:
+    it used to raise from inside ``do`` and leave the Once done, so ``fn`` never ran."""
+    once = csp.Once()
+    with pytest.raises(TypeError) as e:
+        await once.do(42)  # type: ignore[arg-type]
+    calls: list[int] = []
+    await once.do(lambda: calls.append(1))
+    assert (str(e.value), calls) == ("Once.do: fn must be callable, got 42", [1])

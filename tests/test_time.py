@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import re
 from typing import Any
 
 import pytest
@@ -820,3 +821,192 @@ def test_timers_never_fire_early_in_real_time(run: Any) -> None:
         return early
 
     assert run(main) == []
+
+
+# -- bad input: a clear error at the call, never a corrupted loop (issue 13) ----------
+
+NAN = float("nan")
+
+
+def duration_calls() -> list[tuple[str, Any]]:
+    """Every duration entry point of the time API, as (its name in errors, call)."""
+
+    def timer_reset(d: Any) -> object:
+        t = csp.Timer(U)
+        try:
+            return t.reset(d)
+        finally:
+            t.stop()
+
+    def ticker_reset(d: Any) -> object:
+        t = csp.Ticker(U)
+        try:
+            return t.reset(d)
+        finally:
+            t.stop()
+
+    return [
+        ("after", csp.after),
+        ("tick", csp.tick),
+        ("Timer", csp.Timer),
+        ("Ticker", csp.Ticker),
+        ("Timer.reset", timer_reset),
+        ("Ticker.reset", ticker_reset),
+        ("after_func", lambda d: csp.after_func(d, lambda: None)),
+        ("sleep", lambda d: csp.sleep(d).send(None)),  # raises before the coroutine parks
+    ]
+
+
+def test_durations_refuse_nan_and_leave_the_loop_sound(vrun: Any) -> None:
+    """NaN is a ``ValueError`` naming the call and the argument, for every duration;
+    nothing is scheduled, and unrelated timeouts still fire (on asyncio a NaN deadline
+    used to corrupt the timer heap, so ``asyncio.timeout`` never expired)."""
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        before = pending_timers(loop)
+        msgs = []
+        for _name, call in duration_calls():
+            with pytest.raises(ValueError) as e:
+                call(NAN)
+            msgs.append(str(e.value))
+        assert pending_timers(loop) == before
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(2 * U):
+                await csp.Chan[int]().recv()
+        return msgs
+
+    names = [n for n, _ in duration_calls()]
+    assert vrun(main) == [f"{n}: seconds is NaN" for n in names]
+
+
+def test_durations_refuse_non_numbers_naming_the_argument(vrun: Any) -> None:
+    """A duration is a real number: a string, None, a bool or a complex number is a
+    ``TypeError`` naming the call and the argument, raised at the call (a coroutine
+    ``sleep`` raises when awaited and leaves no timer)."""
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        before = pending_timers(loop)
+        msgs = []
+        for bad in ("1", None, True, 1j):
+            for _name, call in duration_calls():
+                with pytest.raises(TypeError) as e:
+                    call(bad)
+                msgs.append(str(e.value))
+        assert pending_timers(loop) == before
+        return msgs
+
+    names = [n for n, _ in duration_calls()]
+    assert vrun(main) == [
+        f"{n}: seconds must be a real number, got {bad!r}"
+        for bad in ("1", None, True, 1j)
+        for n in names
+    ]
+
+
+def test_durations_accept_any_real_number_and_infinity(vrun: Any, clock: Clock) -> None:
+    """Ints, floats and ``numbers.Real`` (a Fraction) are durations; ``-inf`` has
+    passed (fires at once) and ``+inf`` never comes: such a timer stays pending."""
+    from fractions import Fraction
+
+    async def main() -> list[object]:
+        import time as _t
+
+        clk = now if clock.virtual else _t.monotonic  # (real time: never early)
+        t0 = clk()
+        await csp.sleep(Fraction(1, 128))  # type: ignore[arg-type]
+        slept = clk() - t0
+        first, _ = await ready(csp.after(-float("inf")))
+        t = csp.Timer(float("inf"))
+        second, _ = await csp.select(t.c.recv, csp.after(10**400).recv, csp.after(U).recv)
+        return [slept >= U if not clock.virtual else slept, first, second, t.stop()]
+
+    assert vrun(main) == [U if clock.virtual else True, 0, 2, True]
+
+
+def run_then(loop_name: str, make: Any, use: Any) -> Any:
+    """Make timers under one ``csp.run``, then hand them to ``use`` under a later one."""
+    made = csp.run(make, loop=loop_name)
+    return csp.run(use, made, loop=loop_name)
+
+
+def test_timers_of_a_closed_loop_refuse_to_be_used(loop_name: str) -> None:
+    """A Timer, Ticker or ``after_func`` timer made under one ``csp.run`` and used
+    under a later one raises ``RuntimeError`` naming its (closed) loop and the fix,
+    instead of never firing (``reset`` used to schedule on the dead loop); a receive
+    that would park on such a timer's channel is refused too, also in a select."""
+
+    async def make() -> list[Any]:
+        return [csp.Timer(3600), csp.Ticker(3600), csp.after_func(3600, print),
+                csp.after(3600)]
+
+    async def use(made: list[Any]) -> list[str]:
+        timer, ticker, func, c = made
+        calls = [
+            lambda: timer.reset(1), lambda: timer.stop(), lambda: ticker.reset(1),
+            lambda: ticker.stop(), lambda: func.reset(1), lambda: func.stop(),
+            lambda: timer.c.recv_nowait(),
+        ]
+        msgs = []
+        for call in calls:
+            with pytest.raises(RuntimeError) as e:
+                call()
+            msgs.append(str(e.value))
+        for aw in (c.recv(), ticker.c.recv_ok(), csp.select(timer.c.recv, csp.nil.recv),
+                   csp.select(c.recv, default=True)):
+            with pytest.raises(RuntimeError) as e:
+                await aw
+            msgs.append(str(e.value))
+        return msgs
+
+    msgs = run_then(loop_name, make, use)
+    fix = "make timers inside the csp.run (or loop) that uses them"
+    pat = r"^{} belongs to <.*>, which is closed; " + fix.replace("(", r"\(").replace(")", r"\)")
+    whats = ["Timer"] * 2 + ["Ticker"] * 2 + ["Timer"] * 2 + ["this timer channel"] * 5
+    assert len(msgs) == len(whats)
+    for what, msg in zip(whats, msgs, strict=True):
+        assert re.match(pat.format(what) + "$", msg), msg
+
+
+def test_timer_value_fired_before_its_loop_closed_is_still_received(loop_name: str) -> None:
+    """Only what could never complete is refused: a value that fired under the first
+    run and was not received is still delivered under a later one."""
+
+    async def make() -> Any:
+        c = csp.after(0)
+        assert len(c) == 0  # fired (Go 1.23: len 0)
+        return c
+
+    async def use(c: Any) -> tuple[bool, bool]:
+        v, ok = await c.recv_ok()
+        return isinstance(v, float), ok
+
+    assert run_then(loop_name, make, use) == (True, True)
+
+
+def test_timer_refuses_stop_and_reset_from_another_running_loop(loop_name: str) -> None:
+    """A timer's handle is on its own loop: ``stop``/``reset`` from another running
+    loop (its own still open) raise ``RuntimeError`` naming both loops."""
+    from conftest import loop_factory
+
+    async def make() -> csp.Timer:
+        return csp.Timer(3600)
+
+    async def use(t: csp.Timer) -> list[str]:
+        msgs = []
+        for call in (t.stop, lambda: t.reset(1)):
+            with pytest.raises(RuntimeError) as e:
+                call()
+            msgs.append(str(e.value))
+        return msgs
+
+    with asyncio.Runner(loop_factory=loop_factory(loop_name)) as a:
+        t = a.run(make())
+        with asyncio.Runner(loop_factory=loop_factory(loop_name)) as b:
+            msgs = b.run(use(t))
+        assert t.stop() is True  # its own loop may still stop it (no loop running now)
+    assert len(msgs) == 2
+    for m in msgs:
+        assert m.startswith("Timer belongs to <") and ", not to the running loop <" in m
+        assert m.endswith("; make timers inside the csp.run (or loop) that uses them")
