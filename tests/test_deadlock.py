@@ -717,7 +717,7 @@ def _released_by_thread(how: str) -> Prog:
         def thread_body() -> None:
             go_on.wait(10)
             if how == "run_coroutine_threadsafe":
-                asyncio.run_coroutine_threadsafe(close_it(), loop).result(10)
+                asyncio.run_coroutine_threadsafe(close_it(), loop)  # (run may end first)
             else:  # call_soon_threadsafe, from a thread or a threading.Timer
                 loop.call_soon_threadsafe(ch.close)
 
