@@ -87,6 +87,7 @@ class _Case:
         sel = self.sel
         sel.index = self.index
         if sel.complete(value, ok):
+            sel.on_abort = None  # (it refers to the cases: no cycle left)
             _unlink_ring(self)
             return True
         return False

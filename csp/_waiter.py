@@ -45,8 +45,10 @@ Invariants:
   * a waiter's state moves once, from PENDING to DONE (:meth:`complete`) or CANCELLED
     (:meth:`withdraw`); whoever completes it has taken it out of its queue first;
   * a waiter is in a queue (``q`` set) only while PENDING;
-  * a waiter that left PENDING has no ``on_abort`` and, if withdrawn, no longer holds
-    the value it offered: a finished operation keeps nothing alive;
+  * a withdrawn waiter no longer holds the value it offered, nor its ``on_abort``; a
+    hook that refers back to its waiter (a select's, a sleep's timer) is dropped by
+    its owner when the waiter completes: a finished operation keeps nothing alive and
+    leaves no cycle;
   * a waiter whose task's loop is closed is never completed: :meth:`complete`
     withdraws it and answers False (the partner moves on, nothing is lost);
   * ``waker`` is None until a task parks on the waiter; once the waiter leaves PENDING
@@ -289,20 +291,20 @@ class Waiter:
         r = self.waker
         if r is not None:
             sched = r.sched
-            # (the running loop's own tasks are alive: one C call on the hot path)
-            if sched.loop is not _get_running_loop() and sched.loop.is_closed():
+            # (a loop whose drain runs now is open, as is the running loop: the hot
+            # paths ask no loop)
+            if (not sched.draining and sched.loop is not _get_running_loop()
+                    and sched.loop.is_closed()):
                 self.withdraw()
                 return False
             self.state = DONE
             self.value = value
             self.ok = ok
-            self.on_abort = None  # (its hook may hold it in a cycle: a sleep's timer)
             sched.wake(r)
             return True
         self.state = DONE
         self.value = value
         self.ok = ok
-        self.on_abort = None
         return True
 
     def withdraw(self, msg: Any = None) -> None:
