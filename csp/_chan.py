@@ -17,8 +17,12 @@ Invariants:
   * a non-empty buffer means no parked receivers;
   * a buffer with room means no parked senders (for ``cap == 0`` every sender parks);
   * a closed channel has empty queues;
-  * every node in either queue belongs to a pending operation; a sender's node holds
-    the value it offers in ``value``;
+  * every node in either queue belongs to a pending operation (a queue holds only
+    pending entries); a sender's node holds the value it offers in ``value``, and
+    lets go of it the moment its send is withdrawn (cancelled, timed out, a select
+    that took another case);
+  * a value is handed only to a task that can still run: a parked partner whose loop
+    was closed is withdrawn and skipped (``WaitQ.give`` / ``take``).
   * ``csp.nil``'s queues (:class:`_NilQ`) stay empty: nothing parked on nil is found.
 """
 
@@ -84,15 +88,14 @@ class _BaseChan(Generic[T]):
             if self._sendq.head is not None:
                 # The buffer was full and a sender is parked: its value takes the slot
                 # just freed (global FIFO order), and its send completes.
-                n = self._sendq.pop()
-                buf.append(n.value)
-                n.complete(None)
+                sv = self._sendq.take(BLOCK)
+                if sv is not BLOCK:
+                    buf.append(sv)
             return v
         if self._sendq.head is not None:  # unbuffered: take a parked sender's value
-            n = self._sendq.pop()
-            v = n.value
-            n.complete(None)
-            return v
+            v = self._sendq.take(BLOCK)
+            if v is not BLOCK:
+                return v
         return CLOSED if self._closed else BLOCK
 
     def _try_send(self, value: Any) -> bool:
@@ -100,8 +103,7 @@ class _BaseChan(Generic[T]):
         done, False if it would block. Raises ``ClosedChannelError`` if closed."""
         if self._closed:
             raise ClosedChannelError("send on closed channel")
-        if self._recvq.head is not None:
-            self._recvq.pop().complete(value)
+        if self._recvq.head is not None and self._recvq.give(value):
             return True
         if len(self._buf) < self._cap:
             self._buf.append(value)
@@ -235,11 +237,8 @@ class _BaseChan(Generic[T]):
             raise ClosedChannelError("close of closed channel")
         self._closed = True
         # Completing only queues wake-ups; nobody runs before the channel is final.
-        for q in (self._recvq, self._sendq):
-            n = q.pop()
-            while n is not None:
-                n.complete(None, False)
-                n = q.pop()
+        self._recvq.complete_all(None, False)
+        self._sendq.complete_all(None, False)
 
     # -- inspection ----------------------------------------------------------------------
 

@@ -24,6 +24,8 @@ Invariants:
   * ``runq`` is non-empty only while ``scheduled`` is True;
   * a runnable is in ``runq`` at most once (a waiter is completed or withdrawn once);
   * ``barrier`` is True iff ``_BARRIER`` is in ``runq``;
+  * ``draining`` is True only while :meth:`drain` runs, so its loop is open (a closed
+    loop's waiters are skipped: ``Waiter.complete`` asks this first, for free);
   * ``nparked`` counts the goroutines csp drives (parked in csp, or queued to be
     resumed by it), ``nforeign`` those whose Task awaits something else (an asyncio
     Future, another Task: ``Goroutine.foreign``); they only decide when the deadlock
@@ -104,6 +106,7 @@ class Scheduler:
         "barrier",
         "done_cb",
         "done_ctx",
+        "draining",
         "goroutines",
         "loop",
         "main",
@@ -121,6 +124,7 @@ class Scheduler:
         self.loop = loop
         self.runq: deque[Runnable] = deque()
         self.scheduled = False
+        self.draining = False  # True while drain() runs: its loop is open
         self.barrier = False
         self.nparked = 0
         self.nforeign = 0
@@ -161,6 +165,7 @@ class Scheduler:
         runq = self.runq
         popleft = runq.popleft
         budget = DRAIN_BUDGET
+        self.draining = True
         while runq and budget:
             r = popleft()
             if r is _BARRIER:
@@ -172,12 +177,14 @@ class Scheduler:
             except (SystemExit, KeyboardInterrupt):
                 # A Task's step re-raised them, as asyncio does: the loop stops, but
                 # what is queued still runs if the loop runs again (clean-up).
+                self.draining = False
                 self._reschedule()
                 raise
             except BaseException as exc:  # a csp bug: do not strand the others
                 self.loop.call_exception_handler(
                     {"message": f"Exception in csp wake-up of {r!r}", "exception": exc}
                 )
+        self.draining = False
         if runq and runq[0] is _BARRIER:  # the budget ran out right at the barrier:
             popleft()  # the loop runs its callbacks before the next drain anyway
             self.barrier = False

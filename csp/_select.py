@@ -9,6 +9,14 @@ pointing at one :class:`~csp._waiter.Waiter`. The first partner (or close) that 
 a node completes the waiter for that case and unlinks the other nodes (Go's third
 pass); a cancelled select is a withdrawn waiter, whose nodes all leave their queues, so
 it commits nothing.
+
+Invariants:
+  * while the select is parked, its cases form a ring through ``sib``, each case in
+    its channel's queue (none for ``csp.nil``);
+  * once it is over (a case fired, or the waiter was withdrawn: cancelled, timed out,
+    its loop closed) no case is in any queue, the ring is broken and no case holds the
+    value it offered: a finished select keeps nothing alive and leaves no cycle for
+    the collector.
 """
 
 from __future__ import annotations
@@ -57,7 +65,8 @@ class _Case:
 
     ``value`` is what a send case offers. Completing a case completes the select's
     waiter with this case's index and unlinks the select's other cases.
-    Invariant: the cases of one select form a ring through ``sib``.
+    Invariant: the cases of a parked select form a ring through ``sib`` (None once
+    the select is over).
     """
 
     __slots__ = ("index", "next", "prev", "q", "sel", "sib", "value")
@@ -69,28 +78,35 @@ class _Case:
         self.q: Any = None
         self.prev: Any = None
         self.next: Any = None
-        self.sib: _Case = self
+        self.sib: _Case | None = self
 
-    def complete(self, value: Any, ok: bool = True) -> None:
-        """This case fired. Precondition: it was just taken out of its queue."""
-        _unlink_ring(self)
+    def complete(self, value: Any, ok: bool = True) -> bool:
+        """This case fired: True. False if the select's task can never run again (its
+        waiter was withdrawn instead, and with it every case). Precondition: it was
+        just taken out of its queue."""
         sel = self.sel
-        sel.on_abort = None
         sel.index = self.index
-        sel.complete(value, ok)
+        if sel.complete(value, ok):
+            sel.on_abort = None  # (it refers to the cases: no cycle left)
+            _unlink_ring(self)
+            return True
+        return False
 
     def __repr__(self) -> str:
         return f"<csp select case {self.index} of {self.sel!r}>"
 
 
 def _unlink_ring(first: _Case) -> None:
-    """Take every case of ``first``'s select out of its queue (Go's third pass)."""
-    n = first.sib
-    while n is not first:
+    """The select is over: take every case out of its queue (Go's third pass), let go
+    of the values they offered and break the ring (no cycle left to collect)."""
+    n: _Case | None = first
+    while n is not None:
         q = n.q
         if q is not None:
             q.unlink(n)
-        n = n.sib
+        nxt = n.sib
+        n.sib = n.value = None
+        n = nxt
 
 
 def _bad_case(i: int, case: object) -> TypeError:
@@ -199,7 +215,7 @@ async def select(
         last.sib = first  # close the ring
         # Withdrawn (cancelled): every case leaves its queue. (Bound to the first node:
         # the waiter -> node -> waiter cycle is cut when the select ends.)
-        w.on_abort = lambda _w, first=first: _unlink_first(first)
+        w.on_abort = lambda _w, first=first: _unlink_ring(first)
     await w
     i = w.index
     kind = ops[i][0]
@@ -211,9 +227,3 @@ async def select(
         return i, (w.value, w.ok)
     return i, w.value
 
-
-def _unlink_first(first: _Case) -> None:
-    q = first.q
-    if q is not None:
-        q.unlink(first)
-    _unlink_ring(first)

@@ -14,7 +14,10 @@ A waiter that is cancelled while still queued is withdrawn: it leaves its queue 
 once, so queues only ever hold PENDING waiters; where the withdrawal changes who may go
 next (a writer that was blocking new readers, a large semaphore request at the head of
 the queue), its ``on_abort`` hook passes the resource on at once; a Once whose runner
-was cancelled hands the call to the next waiter.
+was cancelled hands the call to the next waiter. A waiter whose task can never run
+again (its loop was closed while it was parked) is withdrawn when a hand-off reaches
+it, and the hand-off goes on to the next one (``WaitQ.give``), so no lock, token or
+signal is given to a dead task.
 
 No object here touches the event loop when it is created: they may be built before
 any loop runs (Go's zero values), and a waiter binds to the loop of the task that
@@ -152,10 +155,7 @@ class Mutex:
         """
         if not self._locked:
             raise RuntimeError("sync: unlock of unlocked mutex")
-        w = self._waiters.pop()
-        if w is not None:
-            w.complete(None)  # still locked: now theirs
-        else:
+        if not self._waiters.give(None):  # still locked: now theirs
             self._locked = False
 
     # ``async with mu:`` without a coroutine when it need not wait: __aenter__ and
@@ -255,8 +255,7 @@ class RWMutex:
             raise RuntimeError("sync: RUnlock of unlocked RWMutex")
         self._readers -= 1
         if self._readers == 0 and self._wq.head is not None:
-            self._writer = True
-            self._wq.pop().complete(None)
+            self._grant_writer()
 
     def rlocker(self) -> _RLocker:
         """The read side as a lock object (Go: ``RLocker()``).
@@ -303,8 +302,7 @@ class RWMutex:
         if self._rq.head is not None:
             self._admit_readers()
         elif self._wq.head is not None:
-            self._writer = True
-            self._wq.pop().complete(None)
+            self._grant_writer()
 
     def __aenter__(self) -> Awaitable[None]:
         budget.left -= 1
@@ -319,12 +317,17 @@ class RWMutex:
     # -- internals ---------------------------------------------------------------
 
     def _admit_readers(self) -> None:
-        rq = self._rq
-        w = rq.pop()
-        while w is not None:
-            self._readers += 1
-            w.complete(None)
-            w = rq.pop()
+        self._readers += self._rq.complete_all(None)
+
+    def _grant_writer(self) -> None:
+        # Nobody holds the lock: the longest-waiting writer takes it. (Held meanwhile,
+        # so that a dead writer's withdrawal lets no reader in; if every waiting
+        # writer was dead, the readers they held back enter.)
+        self._writer = True
+        if not self._wq.give(None):
+            self._writer = False
+            if self._rq.head is not None:
+                self._admit_readers()
 
     def _withdrew_writer(self, w: Waiter) -> None:
         # A cancelled writer left; if it was the last one, the readers it held back
@@ -428,11 +431,7 @@ class WaitGroup:
             raise RuntimeError("sync: negative WaitGroup counter")
         self._n = n
         if n == 0:
-            q = self._waiters
-            w = q.pop()
-            while w is not None:
-                w.complete(None)
-                w = q.pop()
+            self._waiters.complete_all(None)
 
     def done(self) -> None:
         """Decrement the counter by one (Go: ``Done``)."""
@@ -570,18 +569,11 @@ class Once:
     def _finish(self) -> None:
         self._done = True
         self._running = False
-        q = self._waiters
-        w = q.pop()
-        while w is not None:
-            w.complete(None)
-            w = q.pop()
+        self._waiters.complete_all(None)
 
     def _hand_on(self) -> None:
         """The running call was cancelled: let the longest waiter run fn instead."""
-        w = self._waiters.pop()
-        if w is not None:
-            w.complete(_RUN)
-        else:
+        if not self._waiters.give(_RUN):
             self._running = False
 
     def _invariants(self) -> None:
@@ -658,17 +650,11 @@ class Cond:
 
     def signal(self) -> None:
         """Wake the task that has waited longest, if any (Go: ``Signal``)."""
-        w = self._waiters.pop()
-        if w is not None:
-            w.complete(None)
+        self._waiters.give(None)
 
     def broadcast(self) -> None:
         """Wake every waiting task (Go: ``Broadcast``)."""
-        q = self._waiters
-        w = q.pop()
-        while w is not None:
-            w.complete(None)
-            w = q.pop()
+        self._waiters.complete_all(None)
 
     def _invariants(self) -> None:
         assert all(w.state == 0 for w in self._waiters)
@@ -770,8 +756,9 @@ class Semaphore:
         w = q.head
         while w is not None and self._size - self._cur >= w.value:
             q.pop()
-            self._cur += w.value
-            w.complete(None)
+            k = w.value  # (read first: completing lets go of it)
+            if w.complete(None):  # (a dead one is withdrawn: this loop goes on)
+                self._cur += k
             w = q.head
 
     def _withdrew(self, w: Waiter) -> None:

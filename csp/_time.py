@@ -427,6 +427,7 @@ def _wake(w: Waiter, due: float) -> None:
             h = asyncio.get_running_loop().call_later(max(left, 0.001), _wake, w, due)
             w.on_abort = lambda _w: h.cancel()
             return
+    w.on_abort = None  # (it holds the handle, whose arguments hold w: no cycle left)
     w.complete(None)
 
 

@@ -45,8 +45,15 @@ Invariants:
   * a waiter's state moves once, from PENDING to DONE (:meth:`complete`) or CANCELLED
     (:meth:`withdraw`); whoever completes it has taken it out of its queue first;
   * a waiter is in a queue (``q`` set) only while PENDING;
+  * a withdrawn waiter no longer holds the value it offered, nor its ``on_abort``; a
+    hook that refers back to its waiter (a select's, a sleep's timer) is dropped by
+    its owner when the waiter completes: a finished operation keeps nothing alive and
+    leaves no cycle;
+  * a waiter whose task's loop is closed is never completed: :meth:`complete`
+    withdraws it and answers False (the partner moves on, nothing is lost);
   * ``waker`` is None until a task parks on the waiter; once the waiter leaves PENDING
-    its waker is queued to run exactly once (by :meth:`complete` or :meth:`cancel`);
+    its waker is queued to run exactly once (by :meth:`complete` or :meth:`cancel`),
+    unless its loop is closed;
   * ``base`` is None or the ``cancelling()`` count before the first cancellation
     request that reached the waiter after it was completed.
 """
@@ -271,17 +278,34 @@ class Waiter:
 
     # -- completion and withdrawal ------------------------------------------------
 
-    def complete(self, value: Any, ok: bool = True) -> None:
-        """Give the waiter its outcome and queue its task's wake-up.
+    def complete(self, value: Any, ok: bool = True) -> bool:
+        """Give the waiter its outcome and queue its task's wake-up; True.
+
+        A waiter whose task's loop has been closed (its task can never run again) is
+        withdrawn instead and the answer is False: the completer keeps what it meant
+        to hand over and goes on to the next waiter (Go has no such task; asyncio
+        leaves one behind when a loop is closed with tasks pending).
 
         Precondition: ``self.state is PENDING`` and it is in no queue (the completer
         took it out)."""
+        r = self.waker
+        if r is not None:
+            sched = r.sched
+            # (a loop whose drain runs now is open, as is the running loop: the hot
+            # paths ask no loop)
+            if (not sched.draining and sched.loop is not _get_running_loop()
+                    and sched.loop.is_closed()):
+                self.withdraw()
+                return False
+            self.state = DONE
+            self.value = value
+            self.ok = ok
+            sched.wake(r)
+            return True
         self.state = DONE
         self.value = value
         self.ok = ok
-        r = self.waker
-        if r is not None:
-            r.sched.wake(r)
+        return True
 
     def withdraw(self, msg: Any = None) -> None:
         """PENDING -> CANCELLED: leave the queue, run ``on_abort``; wake nobody.

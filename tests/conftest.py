@@ -4,6 +4,9 @@
 * ``arun(fn, *args)``: a plain ``asyncio.Runner`` on that loop (csp outside csp.run).
 * ``srun(seed, fn, *args)``: ``arun``, once in asyncio's FIFO order and once (on the
   asyncio loop) under the schedule fuzzer of tests/schedfuzz.py with that seed;
+* ``gc_off``: the cycle collector off for the test (what must be freed is freed by
+  reference counting: no cycle keeps it);
+* ``park_dead(fn, *args)``: a task left parked by a loop closed by hand (a dead waiter);
 * async tests marked ``@pytest.mark.asyncio`` run on both loops (the
   ``pytest_asyncio_loop_factories`` hook below).
 
@@ -14,14 +17,17 @@ differential harness's job: tests/differential.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
 import schedfuzz
 
 import csp
+from csp import _compat, _waiter
 
 try:
     import uvloop
@@ -91,3 +97,49 @@ def srun(request: pytest.FixtureRequest, arun: Callable[..., Any],
     if loop_name != "asyncio":
         pytest.skip("uvloop's ready queue cannot be shuffled")
     return lambda seed, fn, *args: schedfuzz.arun_fuzzed(loop_name, seed, fn, *args)
+
+
+@pytest.fixture
+def gc_off() -> Iterator[None]:
+    """The cycle collector is off during the test: an object that dies in it was freed
+    by reference counting, so no cycle held it."""
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@pytest.fixture
+def park_dead(loop_name: str) -> Iterator[Callable[..., asyncio.Task[Any]]]:
+    """``park_dead(fn, *args, go=False)``: run ``fn(*args)`` as a Task (a goroutine with
+    ``go=True``) of a fresh loop of the parametrized kind until it parks on a csp
+    waiter, then close that loop by hand with the task still parked, as a program does
+    that closes a loop without cancelling its tasks. Returns the dead task. At teardown
+    the dead tasks are marked done, so that none reports "destroyed but pending"."""
+    dead: list[asyncio.Task[Any]] = []
+
+    def _park(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any,
+              go: bool = False) -> asyncio.Task[Any]:
+        loop = loop_factory(loop_name)()
+
+        async def start() -> asyncio.Task[Any]:
+            t = csp.go(fn, *args) if go else asyncio.ensure_future(fn(*args))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return t
+
+        t = loop.run_until_complete(start())
+        w = _waiter.parked_on(t)
+        assert w is not None and w.state == _waiter.PENDING, "it did not park in csp"
+        loop.close()
+        dead.append(t)
+        return t
+
+    yield _park
+    for t in dead:
+        with contextlib.suppress(RuntimeError):  # (its loop is closed: no callbacks)
+            _compat.abandon_task(t)

@@ -1033,3 +1033,107 @@ async def test_nowait_send_to_a_parked_select_commits_one_case() -> None:
     assert len(a._recvq) == 0 and len(b._recvq) == 0
     with pytest.raises(csp.WouldBlock):
         a.send_nowait(1)  # the select's losing case is gone
+
+
+# -- memory: a finished operation holds nothing (issue 13 item 6) ----------------------
+
+
+class Payload:
+    """A weak-referenceable value to send: its weakref dies when nothing holds it."""
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+def test_send_cut_off_leaves_no_entry_and_lets_its_value_go(
+        run: Run, gc_off: None, how: str) -> None:
+    """A send withdrawn by a timeout or a cancellation leaves its channel's queue at
+    once and lets go of its value at once (the collector is off: no cycle, no sweep
+    holds it), while the channel stays usable."""
+
+    async def main() -> list[Any]:
+        ch = csp.Chan[Payload]()
+        seen: list[Any] = []
+        for _ in range(3):
+            p = Payload()
+            ref = weakref.ref(p)
+            if how == "timeout":
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.001):
+                        await ch.send(p)
+            else:
+                t = csp.go(ch.send, p)
+                await spin(3)
+                assert len(ch._sendq) == 1
+                t.cancel()
+                await spin(3)
+                assert t.cancelled()
+                del t
+            del p
+            seen.append((ref() is None, len(ch._sendq), repr(ch)))
+            assert_invariants(ch)
+        csp.go(ch.send, Payload())
+        seen.append(type(await ch.recv()).__name__)
+        return seen
+
+    assert run(main) == [
+        (True, 0, "<csp.Chan cap=0 len=0 recv_waiters=0 send_waiters=0>")] * 3 + ["Payload"]
+
+
+def test_send_skips_a_receiver_whose_loop_was_closed(
+        run: Run, park_dead: Callable[..., Any]) -> None:
+    """Item 10: a receiver left parked by a loop closed by hand can never run: a send
+    (or send_nowait) skips it (withdrawn), so the value reaches a live receiver, the
+    buffer, or parks; before, completing the dead one lost the value (and raised
+    "Event loop is closed")."""
+    unbuf, buf = csp.Chan[int](), csp.Chan[int](1)
+    for ch in (unbuf, buf, unbuf):
+        park_dead(ch.recv)
+    park_dead(unbuf.recv, go=True)
+    assert len(unbuf._recvq) == 3 and len(buf._recvq) == 1
+
+    async def main() -> list[Any]:
+        got: list[Any] = []
+
+        async def receiver() -> None:
+            got.append(await unbuf.recv())
+
+        csp.go(receiver)
+        await spin(3)
+        await unbuf.send(1)  # three dead receivers first, then the live one
+        await spin(3)
+        buf.send_nowait(2)  # the dead receiver is skipped: into the buffer
+        with pytest.raises(csp.WouldBlock):
+            unbuf.send_nowait(3)  # nobody live is waiting
+        got += [len(unbuf._recvq), len(buf._recvq), len(buf), await buf.recv()]
+        assert_invariants(unbuf)
+        assert_invariants(buf)
+        return got
+
+    assert run(main) == [1, 0, 0, 1, 2]
+
+
+def test_recv_and_close_skip_a_sender_whose_loop_was_closed(
+        run: Run, park_dead: Callable[..., Any]) -> None:
+    """Item 10: a sender left parked by a closed loop is withdrawn when a receive
+    reaches it (its send did not take effect: the receive goes on to the next sender,
+    or parks), and close() skips it without touching its closed loop."""
+    unbuf, buf, closing = csp.Chan[int](), csp.Chan[int](1), csp.Chan[int]()
+    park_dead(unbuf.send, 1)
+    park_dead(closing.send, 9)
+    buf.send_nowait(10)
+    park_dead(buf.send, 11)  # the buffer is full: parked behind it
+
+    async def main() -> list[Any]:
+        csp.go(unbuf.send, 2)
+        await spin(3)
+        got: list[Any] = [await unbuf.recv()]  # 1's sender is dead: 2
+        got.append(await buf.recv())  # 10; the dead sender's 11 does not refill it
+        got += [len(buf), len(buf._sendq)]
+        with pytest.raises(csp.WouldBlock):
+            unbuf.recv_nowait()
+        closing.close()  # (before: "Event loop is closed")
+        got.append(await closing.recv_ok())
+        for ch in (unbuf, buf, closing):
+            assert_invariants(ch)
+        return got
+
+    assert run(main) == [2, 10, 0, 0, (None, False)]

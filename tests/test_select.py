@@ -13,6 +13,7 @@ import asyncio
 import gc
 import random
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -672,3 +673,115 @@ def test_every_coroutine_passed_as_case_is_closed(
         gc.collect()
     assert res == ["select case 0", True, True, True]
     assert [str(w.message) for w in recwarn if w.category is RuntimeWarning] == []
+
+
+# -- memory: a finished select holds nothing (issue 13 item 6) --------------------------
+
+
+class Payload:
+    """A weak-referenceable value to send: its weakref dies when nothing holds it."""
+
+
+def test_select_send_cut_off_by_a_timer_lets_its_value_go(run: Run, gc_off: None) -> None:
+    """The issue's case: ``select((ch.send, big), after(0.001).recv)`` with no receiver
+    takes the timer case; the send case leaves ch's queue and lets go of its value at
+    once (the collector is off: before, the select's case ring was a cycle that kept
+    every value, 10 MiB each in the issue, until a collection)."""
+
+    async def main() -> list[Any]:
+        ch = csp.Chan[Payload]()
+        out: list[Any] = []
+        for _ in range(3):
+            p = Payload()
+            ref = weakref.ref(p)
+            i, _v = await csp.select((ch.send, p), csp.after(0.001).recv)
+            del p
+            out.append((i, ref() is None, len(ch._sendq), repr(ch)))
+        return out
+
+    assert run(main) == [
+        (1, True, 0, "<csp.Chan cap=0 len=0 recv_waiters=0 send_waiters=0>")] * 3
+
+
+def test_select_woken_on_one_case_leaves_nothing_in_the_others(
+        run: Run, gc_off: None) -> None:
+    """A parked select woken on c (Go's third pass): its cases on a and b leave their
+    queues, every case lets go of what it offered and the ring is broken, and the
+    finished goroutine, its select waiter and the values are freed by reference
+    counting (the collector is off: before, the ring kept each finished select
+    goroutine, 7 objects, for the collector)."""
+
+    async def main() -> list[Any]:
+        a, b, c = csp.Chan[Payload](), csp.Chan[Payload](), csp.Chan[int]()
+        pa, pb = Payload(), Payload()
+        refs = [weakref.ref(pa), weakref.ref(pb)]
+        t = csp.go(csp.select, (a.send, pa), (b.send, pb), c.recv)
+        del pa, pb
+        await spin(3)
+        cases = [a._sendq.head, b._sendq.head, c._recvq.head]
+        assert all(n is not None for n in cases)
+        refs.append(weakref.ref(t))
+        await c.send(7)
+        result = await t
+        del t
+        await spin(3)
+        out: list[Any] = [result, len(a._sendq), len(b._sendq), len(c._recvq)]
+        out.append([(n.q, n.sib, n.value) for n in cases])
+        out.append([r() is None for r in refs])
+        return out
+
+    assert run(main) == [(2, 7), 0, 0, 0, [(None, None, None)] * 3, [True] * 3]
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_withdrawn_select_leaves_nothing_queued_and_lets_its_values_go(
+        run: Run, gc_off: None, how: str) -> None:
+    """A select cancelled (or timed out by asyncio.timeout) while parked unlinks every
+    case at once and lets go of the values it offered; nothing holds them after."""
+
+    async def main() -> list[Any]:
+        a, b = csp.Chan[Payload](), csp.Chan[int]()
+        p = Payload()
+        ref = weakref.ref(p)
+        if how == "cancel":
+            t = csp.go(csp.select, (a.send, p), b.recv)
+            await spin(3)
+            assert len(a._sendq) == 1 and len(b._recvq) == 1
+            t.cancel()
+            await spin(3)
+            assert t.cancelled()
+            del t
+        else:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.001):
+                    await csp.select((a.send, p), b.recv)
+        del p
+        return [ref() is None, repr(a), repr(b)]
+
+    assert run(main) == [True, "<csp.Chan cap=0 len=0 recv_waiters=0 send_waiters=0>",
+                         "<csp.Chan cap=0 len=0 recv_waiters=0 send_waiters=0>"]
+
+
+def test_select_whose_loop_was_closed_is_skipped_by_every_case(
+        run: Run, park_dead: Callable[..., Any]) -> None:
+    """Item 10: a select left parked by a loop closed by hand is withdrawn when a
+    partner reaches any of its cases (and all its cases leave their queues), so a send
+    goes to the live receiver behind it and nothing is lost."""
+    a, b = csp.Chan[int](), csp.Chan[int]()
+    park_dead(csp.select, a.recv, b.recv, go=True)
+    assert len(a._recvq) == 1 and len(b._recvq) == 1
+
+    async def main() -> list[Any]:
+        got: list[Any] = []
+
+        async def receiver() -> None:
+            got.append(await csp.select(a.recv, b.recv))
+
+        csp.go(receiver)
+        await spin(3)
+        await a.send(5)
+        await spin(3)
+        got += [len(a._recvq), len(b._recvq)]
+        return got
+
+    assert run(main) == [(0, 5), 0, 0]

@@ -2655,3 +2655,64 @@ async def test_once_do_refuses_a_non_callable_and_stays_not_done() -> None:
     calls: list[int] = []
     await once.do(lambda: calls.append(1))
     assert (str(e.value), calls) == ("Once.do: fn must be callable, got 42", [1])
+
+
+# -- dead waiters (issue 13 item 10): a hand-off never goes to a task that cannot run ---
+
+
+def test_hand_offs_skip_waiters_whose_loop_was_closed(
+        run: Callable[..., Any], park_dead: Callable[..., Any]) -> None:
+    """A waiter left parked by a loop closed by hand is withdrawn when a hand-off
+    reaches it, and the hand-off goes to the next live waiter, or is kept: a Mutex is
+    not handed to a dead task (before, it stayed locked forever), a Semaphore's tokens
+    are not counted as taken by it, a Cond signal and a Once's call reach a live
+    task, an RWMutex writer grant passes on to the readers it held back."""
+    mu, sem, rw, cond_mu = csp.Mutex(), csp.Semaphore(2), csp.RWMutex(), csp.Mutex()
+    cond, once = csp.Cond(cond_mu), csp.Once()
+    mu.try_lock()
+    park_dead(mu.lock)
+    assert sem.try_acquire(2)
+    park_dead(sem.acquire, 2)
+    assert rw.try_rlock()
+    park_dead(rw.lock)  # a writer waits behind the reader...
+
+    async def cond_wait() -> None:
+        await cond_mu.lock()
+        await cond.wait()
+
+    park_dead(cond_wait)
+
+    async def runner() -> None:
+        await once.do(csp.Chan[int]().recv)  # runs forever: its do() is parked
+
+    park_dead(runner, go=True)
+    park_dead(once.do, lambda: None)  # a waiter behind the runner
+
+    async def main() -> list[Any]:
+        out: list[Any] = []
+        read = csp.go(rw.rlock)  # ...and a reader behind the writer
+        await spin(3)
+        mu.unlock()  # to nobody live: unlocked
+        out.append(mu.try_lock())
+        sem.release(2)  # the dead request takes nothing
+        out.append(repr(sem))
+        rw.runlock()  # the dead writer is skipped; the reader it held back enters
+        await read
+        out.append(repr(rw))
+        cond.signal()  # to nobody live: remembered by nobody, as in Go
+        out.append(repr(cond.L))
+        once._hand_on()  # (what the dead runner's cancellation would do): the call
+        # is handed on to no live waiter, so the Once is not running any more
+        out.append(repr(once))
+        mu._invariants()
+        sem._invariants()
+        rw._invariants()
+        return out
+
+    assert run(main) == [
+        True,
+        "<csp.Semaphore held=0/2 waiters=0>",
+        "<csp.RWMutex read-locked readers=1 reader_waiters=0 writer_waiters=0>",
+        "<csp.Mutex unlocked>",
+        "<csp.Once not done>",
+    ]

@@ -5,12 +5,15 @@ random push / pop / unlink sequences, against a plain list as the model."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 import csp
-from csp._waiter import Waiter
+from csp._waiter import CANCELLED, DONE, PENDING, Waiter
 from csp._waitq import WaitQ
 
 
@@ -109,3 +112,101 @@ async def test_cancelled_receivers_do_not_accumulate() -> None:
     await asyncio.sleep(0)
     await ch.send(42)
     assert await r == 42
+
+
+# -- hand-offs skip waiters whose loop was closed (issue 13 item 10) ---------------------
+
+
+def dead_waiter(reason: str, value: Any = None) -> Waiter:
+    """A pending waiter whose task's loop is closed (as a loop closed by hand leaves
+    it): a stand-in waker on a closed loop."""
+    loop = asyncio.new_event_loop()
+    loop.close()
+    w = Waiter(reason, value)
+    w.waker = SimpleNamespace(sched=SimpleNamespace(loop=loop, draining=False))  # type: ignore[assignment]
+    return w
+
+
+def live_waiter(reason: str, value: Any = None) -> Waiter:
+    """A pending waiter no task waits on yet (completing it wakes nobody)."""
+    return Waiter(reason, value)
+
+
+def test_give_take_and_complete_all_skip_dead_waiters() -> None:
+    """give() hands its value to the first waiter that can still run, take() takes the
+    value of the first such sender, complete_all() counts only those: dead ones met on
+    the way are withdrawn (CANCELLED, unlinked, their value let go) and the queue
+    holds only pending entries after each call."""
+    q = WaitQ()
+    d1, a, d2, b = dead_waiter("d1"), live_waiter("a"), dead_waiter("d2"), live_waiter("b")
+    for w in (d1, a, d2, b):
+        q.push(w)
+    assert q.give("x") is True
+    assert (d1.state, a.state, a.value, list(q)) == (CANCELLED, DONE, "x", [d2, b])
+    assert q.give("y") is True and (d2.state, b.value, list(q)) == (CANCELLED, "y", [])
+    assert q.give("z") is False
+
+    s1, s2, s3 = dead_waiter("s1", "v1"), live_waiter("s2", "v2"), dead_waiter("s3", "v3")
+    for w in (s1, s2, s3):
+        q.push(w)
+    assert q.take("none") == "v2" and s1.value is None and s2.state == DONE
+    assert q.take("none") == "none" and s3.state == CANCELLED and s3.value is None
+    assert q.head is None
+
+    ws = [dead_waiter("c0"), live_waiter("c1"), live_waiter("c2"), dead_waiter("c3")]
+    for w in ws:
+        q.push(w)
+    assert q.complete_all(None, False) == 2
+    assert [w.state for w in ws] == [CANCELLED, DONE, DONE, CANCELLED]
+    assert [getattr(w, "ok", None) for w in ws] == [None, False, False, None]
+    q._invariants()
+    assert q.head is None and q.tail is None
+
+
+def test_a_dead_waiter_is_withdrawn_with_its_abort_hook() -> None:
+    """complete() on a waiter whose loop is closed answers False, wakes nobody and
+    runs its on_abort hook once, as a cancellation would (a select's cases leave
+    their queues, a Semaphore passes tokens on)."""
+    calls: list[str] = []
+    w = dead_waiter("w", "offered")
+    w.on_abort = lambda _w: calls.append(_w.reason)
+    assert w.complete("given") is False
+    assert (w.state, w.value, calls, w.on_abort) == (CANCELLED, None, ["w"], None)
+
+
+@pytest.mark.asyncio
+async def test_queues_hold_only_pending_entries_after_mixed_traffic() -> None:
+    """The WaitQ invariant in use: after sends, receives, selects that win, lose, time
+    out and are cancelled, every node still linked in a queue belongs to a pending
+    operation, and once everything is over the queues are empty."""
+    chans = [csp.Chan[int]() for _ in range(3)]
+    rng = random.Random(7)
+
+    async def op(k: int) -> None:
+        c = chans[k % 3]
+        d = chans[(k + 1) % 3]
+        kind = k % 4
+        if kind == 0:
+            await csp.select((c.send, k), d.recv, csp.after(0.0005).recv)
+        elif kind == 1:
+            await csp.select(c.recv, (d.send, k), csp.after(0.0005).recv)
+        elif kind == 2:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.0005):
+                    await c.send(k)
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.0005):
+                    await d.recv()
+
+    tasks = [asyncio.create_task(op(rng.randrange(1000))) for _ in range(60)]
+    for t in tasks[::7]:
+        t.cancel()
+    for _ in range(20):
+        await asyncio.sleep(0)
+        for c in chans:
+            c._invariants()
+            for q in (c._recvq, c._sendq):
+                assert all(getattr(n, "sel", n).state == PENDING for n in q)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert [(len(c._recvq), len(c._sendq)) for c in chans] == [(0, 0)] * 3
