@@ -358,6 +358,8 @@ _uvloop_class: type[asyncio.AbstractEventLoop] | bool | None = False
 
 def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop]:
     global _uvloop_class
+    if not isinstance(loop, str):
+        raise TypeError(f"csp.run: loop must be 'auto', 'uvloop' or 'asyncio', got {loop!r}")
     if loop not in _LOOPS:
         raise ValueError(f"unknown loop {loop!r}: expected 'auto', 'uvloop' or 'asyncio'")
     if loop in ("auto", "uvloop"):

@@ -58,26 +58,34 @@ def _is_coro_fn(fn: object) -> bool:
     return inspect.iscoroutinefunction(type(fn).__call__)
 
 
-def _make_coro(
-    who: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Coroutine[Any, Any, Any]:
-    """Build the coroutine ``fn(*args, **kwargs)``, rejecting anything else unseen."""
+def check_coro_fn(who: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Refuse anything but a coroutine function or a coroutine object (without calling
+    ``fn``); True for a coroutine object (which takes no arguments)."""
     if inspect.iscoroutine(fn) or isinstance(fn, types.CoroutineType):
         if args or kwargs:
             fn.close()
             raise TypeError(f"{who}: arguments given with a coroutine object")
-        return fn
+        return True
     if _is_coro_fn(fn):
-        coro = fn(*args, **kwargs)
-        if not inspect.iscoroutine(coro):
-            raise TypeError(f"{who}: {fn!r} did not return a coroutine")
-        return coro
+        return False
     if callable(fn):
         raise TypeError(
             f"{who} needs a coroutine function (async def) or a coroutine, "
             f"got the plain callable {fn!r}"
         )
     raise TypeError(f"{who} needs a coroutine function or a coroutine, got {fn!r}")
+
+
+def _make_coro(
+    who: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Coroutine[Any, Any, Any]:
+    """Build the coroutine ``fn(*args, **kwargs)``, rejecting anything else unseen."""
+    if check_coro_fn(who, fn, args, kwargs):
+        return fn  # type: ignore[no-any-return]
+    coro = fn(*args, **kwargs)
+    if not inspect.iscoroutine(coro):
+        raise TypeError(f"{who}: {fn!r} did not return a coroutine")
+    return coro
 
 
 # How a goroutine's Task is made on a loop type: by calling asyncio.Task directly when
@@ -446,8 +454,10 @@ def run(  # type: ignore[misc]  # (mypy: an implementation of a *Ts overload)
         csp.run(main)
     """
     try:
+        if debug is not False and debug is not True:
+            raise TypeError(f"csp.run: debug must be True or False, got {debug!r}")
         factory = _loop_factory(loop)
-    except ValueError:
+    except (TypeError, ValueError):
         if inspect.iscoroutine(main):
             main.close()
         raise

@@ -175,6 +175,8 @@ async def select(
         elif i == 2:
             return  # the context is done
     """
+    if default is not False and default is not True:
+        raise TypeError(f"select: default must be True or False, got {default!r}")
     ops = _parse(cases)
     budget.left -= 1
     if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)

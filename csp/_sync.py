@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
 from csp._check import count
-from csp._runtime import _is_coro_fn, _make_coro, created_by
+from csp._runtime import _make_coro, check_coro_fn, created_by
 from csp._runtime import go as _go
 from csp._waiter import READY, Waiter, budget, owe, owed, prelude
 from csp._waitq import WaitQ
@@ -972,14 +972,4 @@ class ErrGroup:
 
 
 def _check_fn(who: str, fn: object, args: tuple[Any, ...]) -> None:
-    if inspect.iscoroutine(fn):
-        if args:
-            fn.close()
-            raise TypeError(f"{who}: arguments given with a coroutine object")
-        return
-    if not _is_coro_fn(fn):  # (the words of csp._runtime._make_coro, without calling fn)
-        if callable(fn):
-            raise TypeError(f"{who} needs a coroutine function (async def) or a coroutine, "
-                            f"got the plain callable {fn!r}")
-        raise TypeError(f"{who} needs a coroutine function or a coroutine, got {fn!r}")
-
+    check_coro_fn(who, fn, args, {})

@@ -399,6 +399,8 @@ BAD_CALLS: list[tuple[Any, Callable[[Any, Env], object], Any]] = [
      lambda v: (ValueError, f"makechan: size out of range (negative capacity {v})")),
     (NOT_CASE, lambda v, e: csp.select(e.ch.recv, v), _case),
     (NOT_CASE, lambda v, e: csp.select((e.ch.send, 1), v, default=True), _case),
+    (st.sampled_from([0, 1, None, "x", 1.0]), lambda v, e: csp.select(e.ch.recv, default=v),
+     lambda v: (TypeError, f"select: default must be True or False, got {v!r}")),
     # sync
     (BAD_COUNT, lambda v, e: e.wg.add(v), _count("WaitGroup.add", "delta")),
     (BAD_COUNT, lambda v, e: csp.Semaphore(v), _count("Semaphore", "n")),
@@ -510,3 +512,23 @@ def test_run_refuses_an_unknown_loop_name(name: str) -> None:
     with pytest.raises(ValueError) as e:
         csp.run(_noop, loop=name)
     assert str(e.value) == f"unknown loop {name!r}: expected 'auto', 'uvloop' or 'asyncio'"
+
+
+@pytest.mark.parametrize("loop", [1, None, b"asyncio"])
+def test_run_refuses_a_loop_name_that_is_not_a_str(loop: Any) -> None:
+    """``csp.run(main, loop=1)`` is a TypeError naming the argument (not a ValueError
+    about an unknown name); the coroutine given is closed, never left unawaited."""
+    coro = _noop()
+    with pytest.raises(TypeError) as e:
+        csp.run(coro, loop=loop)
+    assert str(e.value) == f"csp.run: loop must be 'auto', 'uvloop' or 'asyncio', got {loop!r}"
+    assert coro.cr_frame is None  # closed
+
+
+@pytest.mark.parametrize("debug", [1, None, "yes"])
+def test_run_refuses_a_debug_that_is_not_a_bool(debug: Any) -> None:
+    coro = _noop()
+    with pytest.raises(TypeError) as e:
+        csp.run(coro, debug=debug)
+    assert str(e.value) == f"csp.run: debug must be True or False, got {debug!r}"
+    assert coro.cr_frame is None
