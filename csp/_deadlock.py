@@ -651,16 +651,15 @@ def deadlock_error(state: State,
                    sched: Scheduler) -> DeadlockError:
     """Go's report: ``all goroutines are asleep - deadlock!``, then every goroutine in
     the dump format (csp._dump): its state, stack and where it was created."""
+    goroutines = sched.goroutines
     entries = []
     for t, w in state:
-        g = sched.goroutines.get(t)
-        coro: Any = g.coro if g is not None else t.get_coro()
-        origin = g.origin if g is not None else None
-        entries.append(_dump.Entry(
-            g.id if g is not None else 0,
-            w.reason if w is not None else "IO wait",
-            coro,
-            _dump.Origin(*origin) if origin is not None else None,
-        ))
+        g = goroutines.get(t)
+        if g is None:
+            entries.append(_dump.Entry(0, w.reason if w is not None else "IO wait",
+                                       t.get_coro(), None))
+        else:
+            entries.append(_dump.Entry(g.id, w.reason if w is not None else "IO wait",
+                                       g.coro, g.origin))
     lines = ["all goroutines are asleep - deadlock!", "", *_dump.render(entries)]
     return DeadlockError("\n".join(lines))

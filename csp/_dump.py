@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from types import CodeType, FrameType
+from types import CodeType, CoroutineType, FrameType
 from typing import Any, Final, NamedTuple
 
 __all__ = ["Entry", "Origin", "render", "stack"]
@@ -48,7 +48,7 @@ class Entry(NamedTuple):
     gid: int
     state: str
     coro: Any  # the goroutine's coroutine (the user's, not csp's driver)
-    origin: Origin | None
+    origin: tuple[CodeType, int, int] | None  # see Origin
 
 
 def _in_csp(code: CodeType) -> bool:
@@ -100,8 +100,23 @@ def stack(coro: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _key(e: Entry) -> tuple[Any, ...]:
+    """What makes two entries render alike: state, the raw frames (code and offset of
+    each), the creation site. Cheap: nothing is formatted."""
+    frames = []
+    coro = e.coro
+    while coro is not None:
+        if type(coro) is CoroutineType:  # (the common case, without getattr)
+            f = coro.cr_frame
+            nxt = coro.cr_await
+        else:
+            f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if f is None:
+            break
+        frames.append((f.f_code, f.f_lasti))
+        coro = nxt
     o = e.origin
-    return (e.state, stack(e.coro), None if o is None else (o.code, o.lasti))
+    return (e.state, tuple(frames), None if o is None else (o[0], o[1]))
 
 
 def _render_one(e: Entry, frames: tuple[tuple[str, str], ...]) -> list[str]:
@@ -109,7 +124,7 @@ def _render_one(e: Entry, frames: tuple[tuple[str, str], ...]) -> list[str]:
     for fn, where in frames:
         lines.append(f"{fn}(...)")
         lines.append(f"\t{where}")
-    o = e.origin
+    o = Origin(*e.origin) if e.origin is not None else None
     if o is not None:
         suffix = f" in goroutine {o.parent}" if o.parent else ""
         lines.append(f"created by {_name(o.code)}{suffix}")
@@ -121,13 +136,13 @@ def render(entries: Iterable[Entry]) -> list[str]:
     """The report's lines for ``entries``, in id order, a blank line between
     goroutines; identical goroutines grouped under the first."""
     groups: dict[tuple[Any, ...], list[Entry]] = {}
-    for e in sorted(entries, key=lambda e: e.gid):
+    for e in sorted(entries):  # (by id: ids are unique, nothing else is compared)
         groups.setdefault(_key(e), []).append(e)
     lines: list[str] = []
-    for key, members in groups.items():
+    for members in groups.values():
         if lines:
             lines.append("")
-        lines.extend(_render_one(members[0], key[1]))
+        lines.extend(_render_one(members[0], stack(members[0].coro)))
         rest = members[1:]
         if rest:
             ids = ", ".join(str(m.gid) for m in rest[:SHOWN_IDS])
