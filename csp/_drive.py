@@ -242,7 +242,9 @@ class Goroutine:
         self.cur = w
         sched = self.sched
         sched.nparked += 1
-        if sched.on_all_parked is not None and sched.all_waiting():
+        # (all_waiting(), inlined: this is on every first park)
+        if (sched.on_all_parked is not None
+                and sched.nparked + sched.nforeign >= len(sched.goroutines)):
             sched.maybe_all_parked()
 
     def run(self) -> None:

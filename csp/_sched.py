@@ -196,7 +196,8 @@ class Scheduler:
             return
         self.scheduled = False
         # Nothing left to run: if every goroutine is parked, csp.run looks closer.
-        if self.on_all_parked is not None and self.all_waiting():
+        if (self.on_all_parked is not None  # (all_waiting(), inlined)
+                and self.nparked + self.nforeign >= len(self.goroutines)):
             self.on_all_parked()
 
     # -- bookkeeping ----------------------------------------------------------------
@@ -220,7 +221,8 @@ class Scheduler:
                     self.loop.call_exception_handler(
                         {"message": "Exception in goroutine", "exception": exc, "task": task}
                     )
-        if self.on_all_parked is not None and self.all_waiting():
+        if (self.on_all_parked is not None  # (all_waiting(), inlined)
+                and self.nparked + self.nforeign >= len(self.goroutines)):
             self.maybe_all_parked()
 
     def all_waiting(self) -> bool:
