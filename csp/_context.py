@@ -276,7 +276,10 @@ class _CancelCtx(Context):
                                "make deadline contexts inside the csp.run that uses them")
 
     def err(self) -> Canceled | DeadlineExceeded | None:
-        return self._err
+        err = self._err
+        if err is None and self._loop is not None:
+            self._check_loop()  # (a loop polling err() would spin forever)
+        return err
 
     def deadline(self) -> float | None:
         return self._deadline
@@ -381,7 +384,7 @@ class _ValueCtx(Context):
 
     def err(self) -> Canceled | DeadlineExceeded | None:
         cc = self._cc
-        return None if cc is None else cc._err
+        return None if cc is None else cc.err()
 
     def deadline(self) -> float | None:
         cc = self._cc

@@ -1436,8 +1436,8 @@ def test_context_after_func_refuses_a_non_callable_at_the_call(run: Any) -> None
 
 def test_deadline_context_of_a_closed_loop_is_refused(loop_name: str) -> None:
     """A live deadline context made under one ``csp.run`` can never expire under a
-    later one (its timer was on the closed loop): ``done()`` (also of its
-    ``with_cancel`` and ``with_value`` children), ``after_func`` and ``scope`` raise
+    later one (its timer was on the closed loop): ``done()`` and ``err()`` (also of
+    its ``with_cancel`` and ``with_value`` children), ``after_func`` and ``scope`` raise
     ``RuntimeError`` naming the loop and the fix; a context that already ended, or a
     child with an earlier deadline of its own, works as usual."""
 
@@ -1452,7 +1452,7 @@ def test_deadline_context_of_a_closed_loop_is_refused(loop_name: str) -> None:
         child, cancel_child = context.with_cancel(live)
         value = context.with_value(child, "k", "v")
         msgs = []
-        for call in (live.done, child.done, value.done,
+        for call in (live.done, child.done, value.done, live.err, child.err, value.err,
                      lambda: context.after_func(live, print)):
             with pytest.raises(RuntimeError) as e:
                 call()
@@ -1475,7 +1475,8 @@ def test_deadline_context_of_a_closed_loop_is_refused(loop_name: str) -> None:
     pat = (r"^the deadline timer of context\.Background\.WithDeadline\([0-9.e+]+\){} "
            r"belongs to <.*>, which is closed; "
            r"make deadline contexts inside the csp\.run that uses them$")
-    names = ["", r"\.WithCancel", r"\.WithCancel", "", r"\.WithCancel"]
+    names = ["", r"\.WithCancel", r"\.WithCancel", "", r"\.WithCancel", r"\.WithCancel", "",
+             r"\.WithCancel"]
     assert len(msgs) == len(names)
     for m, name in zip(msgs, names, strict=True):
         assert re.match(pat.format(name), m), m
