@@ -56,6 +56,7 @@ __all__ = [
     "idle_pool_worker",
     "loop_queues",
     "must_cancel",
+    "python_signal_handlers",
     "selftest",
     "signal_handlers",
 ]
@@ -150,6 +151,12 @@ def abandon_task(task: asyncio.Task[Any]) -> None:
         task._log_destroy_pending = False  # type: ignore[attr-defined]
     except AttributeError:  # pragma: no cover - a Task without the flag
         pass
+    # what it awaits must not wake it once done (two stuck tasks awaiting each other)
+    fut = fut_waiter(task)
+    if isinstance(fut, asyncio.Future):
+        for cb in fut_callbacks(fut):
+            if getattr(cb, "__self__", None) is task:
+                fut.remove_done_callback(cb)
     _future_cancel(task)
 
 
@@ -180,12 +187,39 @@ caller_frame: Final[Callable[[int], Any]] = sys._getframe
 
 def idle_pool_worker(ident: int | None, frames: dict[int, Any]) -> bool:
     """The thread ``ident`` is a ``concurrent.futures`` pool worker waiting for a job
-    (its innermost Python frame is the pool's worker loop, blocked in the queue's C
-    ``get``). ``frames``: ``sys._current_frames()``."""
+    that nobody has queued yet: its innermost Python frame is the pool's worker loop
+    (blocked in the queue's C ``get``) and that queue is empty (a job queued but not
+    yet taken would run, and might call in). ``frames``: ``sys._current_frames()``."""
     mod = sys.modules.get("concurrent.futures.thread")
     worker = getattr(mod, "_worker", None)
     f = frames.get(ident) if ident is not None else None
-    return f is not None and worker is not None and f.f_code is worker.__code__
+    if f is None or worker is None or f.f_code is not worker.__code__:
+        return False
+    queue = f.f_locals.get("work_queue")
+    return queue is not None and queue.empty()
+
+
+def python_signal_handlers() -> list[int]:
+    """The signals that have a Python handler of the program's (``signal.signal``),
+    other than the default SIGINT handler, ``asyncio.Runner``'s and the no-op that
+    ``loop.add_signal_handler`` installs (those are counted where they are known)."""
+    import signal
+
+    runner_sigint = getattr(getattr(asyncio, "Runner", None), "_on_sigint", None)
+    loop_noop = getattr(sys.modules.get("asyncio.unix_events"), "_sighandler_noop", None)
+    out = []
+    for sig in signal.valid_signals():
+        try:
+            h = signal.getsignal(sig)
+        except (OSError, ValueError):  # pragma: no cover - a signal Python cannot see
+            continue
+        if not callable(h) or h is signal.default_int_handler or h is loop_noop:
+            continue
+        fn = getattr(h, "func", h)  # (Runner installs a functools.partial of it)
+        if runner_sigint is not None and getattr(fn, "__func__", None) is runner_sigint:
+            continue
+        out.append(int(sig))
+    return out
 
 
 current_frames: Final[Callable[[], dict[int, Any]]] = sys._current_frames
@@ -194,6 +228,12 @@ current_frames: Final[Callable[[], dict[int, Any]]] = sys._current_frames
 
 UNCANCEL_CLEARS_MUST_CANCEL: Final = sys.version_info >= (3, 13)
 """CPython 3.13+: ``Task.uncancel()`` down to 0 also withdraws a pending cancellation."""
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def pool_idents(pool: Any) -> set[int | None]:
@@ -274,6 +314,18 @@ def selftest() -> list[str]:
                         problems.append("loop._signal_handlers does not show a handler")
                 finally:
                     loop.remove_signal_handler(signal.SIGUSR2)
+        # python_signal_handlers: a handler of the program's shows; asyncio's do not
+        if os.name == "posix" and threading_main():
+            import signal
+
+            prev = signal.signal(signal.SIGUSR2, lambda *_: None)
+            try:
+                if int(signal.SIGUSR2) not in python_signal_handlers():
+                    problems.append("python_signal_handlers misses a signal.signal handler")
+            finally:
+                signal.signal(signal.SIGUSR2, prev)
+            if int(signal.SIGUSR2) in python_signal_handlers():
+                problems.append("python_signal_handlers shows a restored default")
         # fut_callbacks shows a done callback (the deadlock watch reads closures)
         probe_fut = loop.create_future()
 

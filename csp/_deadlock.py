@@ -30,8 +30,9 @@ from csp._sched import Scheduler, schedulers
 from csp._waiter import PENDING, Waiter
 
 __all__ = [
-    "AsyncioLoop", "Watch", "deadlock_error", "ignore_thread", "loop_factory",
-    "parked_in_csp", "State", "threads_calling_in",
+    "AsyncioLoop", "Watch", "deadlock_error", "ignore_signal", "ignore_thread",
+    "loop_factory", "parked_in_csp", "signal_handlers_calling_in", "State",
+    "threads_calling_in",
 ]
 
 _LOOPS = ("auto", "uvloop", "asyncio")
@@ -90,41 +91,94 @@ class _LiveIO:
     Invariants: ``inflight`` counts the I/O calls (``getaddrinfo``, ``sock_*``,
     ``create_connection`` ...) that have started and not ended; ``fds`` holds the
     ``(kind, fd)`` of every ``add_reader`` / ``add_writer`` not removed; ``signals``
-    every ``add_signal_handler`` not removed; ``handles`` every transport and server
-    the loop gave out (also the connections a server accepted), pruned when asked
-    whether anything is live: a transport is live until it is closing, a subprocess
-    until it has exited and its pipes are closed, a server while it serves. ``opaque``
-    counts what could not be followed (a protocol whose ``connection_made`` cannot be
-    wrapped): I/O then stays live for good, in doubt.
+    every ``add_signal_handler`` not removed; ``transports`` every transport whose
+    protocol csp follows (a server's connections, and what ``create_connection`` and
+    the like return), from its ``connection_made`` until its ``connection_lost`` has
+    run (a closed transport still sends its buffer); ``others`` the servers (live while
+    they serve), subprocess transports (until the process exited and its pipes
+    closed) and transports whose protocol cannot be followed (until closing), pruned
+    whenever asked. ``opaque`` counts a server's protocols that could not be followed:
+    I/O then stays live for good, in doubt.
     """
 
-    __slots__ = ("fds", "handles", "inflight", "opaque", "signals")
+    __slots__ = ("fds", "inflight", "opaque", "others", "signals", "transports")
 
     def __init__(self) -> None:
         self.inflight = 0
         self.fds: set[tuple[str, int]] = set()
         self.signals: set[int] = set()
-        self.handles: list[Any] = []
+        self.transports: dict[int, Any] = {}
+        self.others: list[Any] = []
         self.opaque = 0
 
     def track(self, result: Any) -> None:
         """Remember the transport or server an I/O call returned."""
-        for h in result if isinstance(result, tuple) else (result,):
-            if hasattr(h, "is_closing") or hasattr(h, "is_serving"):
-                self.handles.append(h)
+        if isinstance(result, tuple) and len(result) == 2:
+            transport, proto = result
+        else:
+            transport, proto = result, getattr(result, "get_protocol", lambda: None)()
+        if hasattr(transport, "is_serving") or hasattr(transport, "get_returncode"):
+            self.others.append(transport)
+        elif hasattr(transport, "is_closing"):
+            self.transports[id(transport)] = transport
+            if proto is None or not self.follow_lost(proto, transport):
+                del self.transports[id(transport)]
+                self.others.append(transport)
+
+    def follow_made(self, proto: Any) -> bool:
+        """Count the transport ``proto`` is given as live from its connection_made to
+        its connection_lost; False if ``proto`` cannot be followed."""
+        made = proto.connection_made
+
+        def connection_made(transport: Any) -> Any:
+            _unwrap(proto, "connection_made")
+            self.transports[id(transport)] = transport
+            if not self.follow_lost(proto, transport):
+                del self.transports[id(transport)]
+                self.others.append(transport)
+            return made(transport)
+
+        return _wrap(proto, "connection_made", connection_made)
+
+    def follow_lost(self, proto: Any, transport: Any) -> bool:
+        lost = proto.connection_lost
+
+        def connection_lost(exc: Any) -> Any:
+            _unwrap(proto, "connection_lost")
+            self.transports.pop(id(transport), None)
+            return lost(exc)
+
+        return _wrap(proto, "connection_lost", connection_lost)
 
     def live(self) -> str | None:
         """What I/O may still call back into the loop, or None."""
+        self.others[:] = [h for h in self.others if _handle_live(h)]
         if self.inflight:
             return "I/O in flight"
         if self.fds:
             return "readers/writers"
         if self.signals:
             return "signal handlers"
-        if self.opaque:
+        if self.opaque or self.transports or self.others:
             return "I/O"
-        self.handles[:] = [h for h in self.handles if _handle_live(h)]
-        return "I/O" if self.handles else None
+        return None
+
+
+def _wrap(proto: Any, name: str, fn: Callable[..., Any]) -> bool:
+    """Shadow ``proto.name`` with ``fn`` (an instance attribute); False if it cannot be."""
+    try:
+        setattr(proto, name, fn)
+    except (AttributeError, TypeError):
+        return False
+    return True
+
+
+def _unwrap(proto: Any, name: str) -> None:
+    """Remove the shadow ``_wrap`` put (no cycle proto -> wrapper -> proto is left)."""
+    try:
+        delattr(proto, name)
+    except AttributeError:  # pragma: no cover - the program replaced it meanwhile
+        pass
 
 
 def _handle_live(h: Any) -> bool:
@@ -338,16 +392,8 @@ def _follow_connections(io: _LiveIO, args: tuple[Any, ...],
 
     def following() -> Any:
         proto = factory()
-        made = proto.connection_made
-
-        def connection_made(transport: Any) -> Any:
-            io.handles.append(transport)
-            return made(transport)
-
-        try:
-            proto.connection_made = connection_made
-        except (AttributeError, TypeError):
-            io.opaque += 1  # cannot follow this protocol's connections: live for good
+        if not io.follow_made(proto):
+            io.opaque += 1  # cannot follow this protocol's connection: live for good
         return proto
 
     return (following, *args), kwargs
@@ -391,32 +437,27 @@ def parked_in_csp(task: asyncio.Task[Any], sched: Scheduler, plain: bool) -> Wai
 
 def _only_stuck_complete(stuck_tasks: State,
                          waiting: list[tuple[asyncio.Task[Any], Any]]) -> bool:
-    """Every future in ``waiting`` can only be completed by a stuck task ending: it is
-    a stuck task's Task, or a future that a done callback of a stuck task completes
+    """Every task of ``waiting`` awaits a future only stuck tasks could complete: a
+    stuck task's Task, or a future that a done callback of a stuck task completes
     (``asyncio.gather``, ``asyncio.wait``, ``asyncio.shield`` over them: the callback's
-    closure holds it). Stuck: in ``stuck_tasks``, or a task of ``waiting`` whose future
-    is such a future (transitively). Precondition: nothing else may run (the watch
-    checks ready callbacks, timers, I/O and threads besides)."""
-    stuck = {t for t, _ in stuck_tasks}
-    pending = list(waiting)
-    fed: set[int] = set()  # ids of futures that a stuck task's done callback completes
-    seen: set[asyncio.Task[Any]] = set()
-    while True:
-        for t in stuck - seen:
-            for cb in _compat.fut_callbacks(t):
-                for cell in getattr(cb, "__closure__", None) or ():
-                    try:
-                        fed.add(id(cell.cell_contents))
-                    except ValueError:  # an empty cell
-                        pass
-        seen |= stuck
-        now = [t for t, f in pending if f in stuck or id(f) in fed]
-        if len(now) == len(pending):
-            return True
-        if not now:
-            return False
-        stuck.update(now)
-        pending = [(t, f) for t, f in pending if t not in stuck]
+    closure holds it). Stuck: in ``stuck_tasks`` (parked in csp), or in ``waiting``
+    and stuck by this rule: the largest such set, so that tasks awaiting each other's
+    Tasks in a cycle are stuck too. Precondition: nothing else may run (the watch
+    checks ready callbacks, timers, I/O, threads and signals besides)."""
+    stuck = {t for t, _ in stuck_tasks} | {t for t, _ in waiting}
+    fed: set[int] = set()  # ids of the futures a stuck task's done callback completes
+    for t in stuck:
+        for cb in _compat.fut_callbacks(t):
+            for cell in getattr(cb, "__closure__", None) or ():
+                try:
+                    fed.add(id(cell.cell_contents))
+                except ValueError:  # an empty cell
+                    pass
+    # The largest set: start from every task (they are all stuck or waiting: the
+    # caller saw no other) and drop a waiting one whose future is neither; a drop means
+    # it may go on (nothing else can run, but csp only judges futures whose completion
+    # it understands), so one pass decides.
+    return all(f in stuck or id(f) in fed for _, f in waiting)
 
 
 EXIT_POLL: Final = 0.1
@@ -438,23 +479,35 @@ def ignore_thread(thread: threading.Thread) -> None:
     _ignored_threads.add(thread)
 
 
-def threads_calling_in() -> list[threading.Thread]:
-    """The threads other than the caller's that may still call into its loop: every
-    live thread except pool workers waiting for a job and threads ``ignore_thread``
-    named. (Conservative: any of them might hold the loop and call
-    ``call_soon_threadsafe``; a false deadlock report is worse than a late one.)"""
-    me = threading.current_thread()
-    frames: dict[int, Any] | None = None
-    out = []
-    for t in threading.enumerate():
-        if t is me or t in _ignored_threads or not t.is_alive():
-            continue
-        if frames is None:
-            frames = _compat.current_frames()
-        if _compat.idle_pool_worker(t.ident, frames):
-            continue
-        out.append(t)
-    return out
+_ignored_signals: set[int] = set()
+
+
+def ignore_signal(sig: int) -> None:
+    """Deadlock detection may decide while the program's handler for ``sig`` is
+    installed: it never calls into a loop csp watches (a test harness's alarm)."""
+    _ignored_signals.add(int(sig))
+
+
+def signal_handlers_calling_in() -> list[int]:
+    """The signals whose Python handler (``signal.signal``) may call into the loop:
+    every one the program installed except those ``ignore_signal`` named."""
+    return [s for s in _compat.python_signal_handlers() if s not in _ignored_signals]
+
+
+def threads_calling_in() -> list[int]:
+    """The idents of the threads other than the caller's that may still call into its
+    loop: every thread with a Python thread state (``threading``'s or not) except
+    pool workers waiting for a job nobody queued and threads ``ignore_thread`` named.
+    (Conservative: any of them might hold the loop and call ``call_soon_threadsafe``;
+    a false deadlock report is worse than a late one.)"""
+    me = threading.get_ident()
+    frames = _compat.current_frames()
+    if len(frames) <= 1:
+        return []
+    ignored = {t.ident for t in list(_ignored_threads) if t.is_alive()}
+    return [ident for ident in frames
+            if ident != me and ident not in ignored
+            and not _compat.idle_pool_worker(ident, frames)]
 
 
 class Watch:
@@ -530,7 +583,9 @@ class Watch:
             out.append((t, w))
         if waiting and not _only_stuck_complete(out, waiting):
             return None
-        if not self.exiting:  # (at exit they go on once the stuck ones are abandoned)
+        if not self.exiting or not out:
+            # (at exit they go on once the parked ones are abandoned; if none is
+            # parked, they wait on each other: they are abandoned themselves)
             out.extend((t, None) for t, _ in waiting)
         return out
 
@@ -581,9 +636,10 @@ class Watch:
             self.handle = self._soon(self._check)
             return
         self._done_checking()
-        if not self.exiting and threads_calling_in():
-            # another thread may still call into the loop: never decide while one lives
-            # (look again in a while; a stopped thread's call-in shows as work)
+        if not self.exiting and (threads_calling_in() or signal_handlers_calling_in()):
+            # another thread may still call into the loop, or a signal handler of the
+            # program's run: never decide while one may (look again in a while; a
+            # thread's call-in shows as work)
             self.thread_wait = min(THREAD_POLL_MAX, self.thread_wait * 2)
             self._recheck_at(self.loop.time() + self.thread_wait)
             return

@@ -6,7 +6,7 @@ with the line of the ``go`` statement. So does this module (functions named as P
 tracebacks name them, without the module), with two changes for Python: csp's own
 frames are folded into the one public call the program made (``csp.Chan.recv(...)``:
 where it is blocked, not how csp parks), and goroutines whose
-report would be identical (same state, same stack, same creation site) are grouped,
+report would be identical (same state, same stack, same creation site and creator) are grouped,
 the first shown in full and the rest counted: a million workers parked on one line
 make a short report, not a 70 MiB one.
 """
@@ -99,9 +99,18 @@ def stack(coro: Any) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _key(e: Entry) -> tuple[Any, ...]:
-    """What makes two entries render alike: state, the raw frames (code and offset of
-    each), the creation site. Cheap: nothing is formatted."""
+def _line(code: CodeType, lasti: int, memo: dict[tuple[CodeType, int], int]) -> int:
+    key = (code, lasti)
+    line = memo.get(key)
+    if line is None:
+        line = memo[key] = Origin(code, lasti, 0).line
+    return line
+
+
+def _key(e: Entry, memo: dict[tuple[CodeType, int], int]) -> tuple[Any, ...]:
+    """What makes two entries render alike: state, the frames (code and line of
+    each), the creation site and the creating goroutine. Cheap: nothing is formatted,
+    each (code, offset) is turned into a line once."""
     frames = []
     coro = e.coro
     while coro is not None:
@@ -113,10 +122,11 @@ def _key(e: Entry) -> tuple[Any, ...]:
             nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
         if f is None:
             break
-        frames.append((f.f_code, f.f_lasti))
+        frames.append((f.f_code, _line(f.f_code, f.f_lasti, memo)))
         coro = nxt
     o = e.origin
-    return (e.state, tuple(frames), None if o is None else (o[0], o[1]))
+    return (e.state, tuple(frames),
+            None if o is None else (o[0], _line(o[0], o[1], memo), o[2]))
 
 
 def _render_one(e: Entry, frames: tuple[tuple[str, str], ...]) -> list[str]:
@@ -136,8 +146,9 @@ def render(entries: Iterable[Entry]) -> list[str]:
     """The report's lines for ``entries``, in id order, a blank line between
     goroutines; identical goroutines grouped under the first."""
     groups: dict[tuple[Any, ...], list[Entry]] = {}
+    memo: dict[tuple[CodeType, int], int] = {}
     for e in sorted(entries):  # (by id: ids are unique, nothing else is compared)
-        groups.setdefault(_key(e), []).append(e)
+        groups.setdefault(_key(e, memo), []).append(e)
     lines: list[str] = []
     for members in groups.values():
         if lines:

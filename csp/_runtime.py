@@ -234,7 +234,13 @@ class _Run:
     def cancel(self, t: asyncio.Task[Any]) -> None:
         if t not in self.cancelled:
             self.cancelled.add(t)
-            t.cancel()
+            try:
+                t.cancel()
+            except RecursionError:
+                # Tasks awaiting each other's Tasks in a cycle: Task.cancel() passes the
+                # request round it for ever (asyncio's own behaviour). They are stuck
+                # for good; the shutdown abandons them.
+                pass
 
     def on_panic(self, task: asyncio.Task[Any] | None, exc: BaseException) -> None:
         """An exception escaped ``task`` (None: an ``after_func`` function, a deadlock):
@@ -325,7 +331,12 @@ class _Run:
                 continue
             if w is not None and w.state is PENDING:  # nothing may complete it now
                 w.withdraw()
-            what = w.reason if w is not None else "running"
+            if w is not None:
+                what = w.reason
+            elif _compat.fut_waiter(t) is not None:
+                what = "awaiting a stuck task"
+            else:
+                what = "running"
             who = _who(t, self.sched)
             _compat.abandon_task(t)
             try:

@@ -212,6 +212,9 @@ class Scheduler:
             if g.foreign:  # (abandoned at exit while it awaited a Future)
                 g.foreign = False
                 self.nforeign -= 1
+            elif g.proxy is not None:  # (abandoned at exit while parked in csp)
+                g.proxy = None
+                self.nparked -= 1
         if not task.cancelled():
             exc = task.exception()
             if exc is not None:

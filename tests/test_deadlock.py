@@ -31,6 +31,15 @@ from rescue import after_a_look
 
 import csp
 
+
+def uvloop_missing() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Prog = Callable[[], Coroutine[Any, Any, Any]]
 
@@ -571,6 +580,7 @@ def _alarm(*_: object) -> None:
 
 def _outcome(prog: Prog, loop: str) -> str:
     signal.signal(signal.SIGALRM, _alarm)
+    csp._deadlock.ignore_signal(signal.SIGALRM)  # (a Python handler forbids a verdict)
     signal.alarm(3)
     try:
         return f"returned {csp.run(prog, loop=loop)!r}"
@@ -829,8 +839,7 @@ def test_connection_a_closed_server_accepted_still_counts(loop_name: str) -> Non
         port = server.sockets[0].getsockname()[1]
         client = socket.create_connection(("127.0.0.1", port))
         await accepted.wait()
-        server.close()
-        await server.wait_closed()
+        server.close()  # (3.12+: wait_closed() would wait for the connection too)
         look = after_a_look(lambda: client.sendall(b"late"))
         try:
             return await got.recv()
@@ -912,3 +921,200 @@ def test_main_awaiting_a_goroutine_that_can_finish_is_no_deadlock(loop_name: str
             th.join()
 
     assert csp.run(main, loop=loop_name) == [5]
+
+
+def test_closed_transport_still_sending_its_buffer_counts(loop_name: str) -> None:
+    """Invariant: a transport closed with data still buffered keeps sending, and its
+    protocol's ``connection_lost`` runs once the peer has drained it: live until then
+    (uvloop: csp follows the protocol, not ``is_closing()``). The peer (a plain socket
+    of this test) reads only after a look."""
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        lost = csp.Chan[str]()
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        class P(asyncio.Protocol):
+            def connection_lost(self, exc: BaseException | None) -> None:
+                lost.send_nowait("flushed and lost")  # main is parked on lost
+
+        tr, _ = await loop.create_connection(P, *listener.getsockname()[:2])
+        peer, _ = listener.accept()
+        tr.write(b"x" * (16 << 20))  # far more than the socket buffers hold
+        tr.close()
+
+        def drain() -> None:
+            while peer.recv(1 << 20):
+                pass
+
+        look = after_a_look(drain)
+        try:
+            return await lost.recv() or ""
+        finally:
+            look.join()
+            peer.close()
+            listener.close()
+
+    assert csp.run(main, loop=loop_name) == "flushed and lost"
+
+
+def test_job_queued_on_an_idle_pool_worker_forbids_a_verdict(loop_name: str) -> None:
+    """Invariant: a pool worker is idle only while its queue is empty: a job submitted
+    with ``pool.submit`` (not through the loop) that the worker has not taken yet may
+    call in. 200 times: submit a job that closes the channel main then waits on."""
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        n = 0
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(abs, 0).result()  # the worker exists and waits for a job
+            for _ in range(200):
+                c = csp.Chan[int]()
+                pool.submit(loop.call_soon_threadsafe, c.close)
+                if (await c.recv_ok()) == (None, False):
+                    n += 1
+        return n
+
+    assert csp.run(main, loop=loop_name) == 200
+
+
+def test_thread_started_without_threading_forbids_a_verdict(loop_name: str) -> None:
+    """Invariant: every thread with a Python thread state counts, also one started
+    with ``_thread.start_new_thread`` (``threading.enumerate()`` does not list it)."""
+    import _thread
+
+    async def main() -> object:
+        loop = asyncio.get_running_loop()
+        c = csp.Chan[int]()
+        go_on = threading.Event()
+        ended = threading.Event()
+
+        def raw() -> None:
+            go_on.wait(10)
+            loop.call_soon_threadsafe(c.close)
+            ended.set()
+
+        _thread.start_new_thread(raw, ())
+        look = after_a_look(go_on.set)
+        try:
+            return await c.recv_ok()
+        finally:
+            look.join()
+            ended.wait(10)
+
+    assert csp.run(main, loop=loop_name) == (None, False)
+
+
+def test_python_signal_handler_forbids_a_verdict(loop_name: str) -> None:
+    """Invariant: a handler installed with ``signal.signal`` may still run and call in
+    (Go: ``signal.Notify`` keeps the program alive): no verdict while it is installed;
+    the signal, sent after a look, releases main. (asyncio.Runner's own SIGINT handler
+    does not count.)"""
+    async def main() -> object:
+        loop = asyncio.get_running_loop()
+        c = csp.Chan[int]()
+        prev = signal.signal(signal.SIGUSR2,
+                             lambda *_: loop.call_soon_threadsafe(c.close))
+        look = after_a_look(lambda: os.kill(os.getpid(), signal.SIGUSR2))
+        try:
+            return await c.recv_ok()
+        finally:
+            look.join()
+            signal.signal(signal.SIGUSR2, prev)
+
+    assert csp.run(main, loop=loop_name) == (None, False)
+
+
+@pytest.mark.parametrize("how", ["main and a goroutine", "two goroutines"])
+def test_tasks_awaiting_each_other_are_a_deadlock(loop_name: str, how: str) -> None:
+    """Invariant: goroutines that await each other's Tasks in a cycle, with nobody
+    parked in csp, are stuck (Go reports the channel cycle): DeadlockError, not a
+    hang."""
+    async def main() -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        if how == "main and a goroutine":
+            async def g() -> None:
+                await me
+
+            await csp.go(g)
+        else:
+            box: dict[str, asyncio.Task[None]] = {}
+
+            async def a() -> None:
+                await csp.gosched()
+                await box["b"]
+
+            async def b() -> None:
+                await csp.gosched()
+                await box["a"]
+
+            box["a"], box["b"] = csp.go(a), csp.go(b)
+            await box["a"]
+
+    # (Task.cancel() cannot stop them: it passes the request round the cycle for ever,
+    # so they are abandoned at exit, with the warning)
+    with pytest.raises(csp.DeadlockError) as ei, pytest.warns(
+            RuntimeWarning, match=r"abandoned .* \[awaiting a stuck task\]"):
+        csp.run(main, loop=loop_name)
+    assert "goroutine 1 [IO wait]:" in str(ei.value)
+
+
+def test_exit_abandons_finally_blocks_awaiting_each_other(
+        loop_name: str, recwarn: pytest.WarningsRecorder) -> None:
+    """Invariant (csp.run never hangs): after main returns, two goroutines whose
+    ``finally`` blocks await each other's Task are abandoned, with the warning, and
+    run returns main's value."""
+    async def main() -> str:
+        box: dict[str, asyncio.Task[None]] = {}
+        never = csp.Chan[int]()
+
+        async def a() -> None:
+            try:
+                await never.recv()
+            finally:
+                await box["b"]
+
+        async def b() -> None:
+            try:
+                await never.recv()
+            finally:
+                await box["a"]
+
+        box["a"], box["b"] = csp.go(a), csp.go(b)
+        await csp.gosched()
+        return "main's value"
+
+    assert csp.run(main, loop=loop_name) == "main's value"
+    msgs = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1 and msgs[0].startswith("csp.run: abandoned 2 goroutines"), msgs
+
+
+@pytest.mark.skipif(uvloop_missing(), reason="uvloop's own account of live I/O")
+def test_uvloop_forgets_closed_connections_whatever_else_is_live() -> None:
+    """Invariant: a transport leaves the live-I/O account when its connection is lost,
+    also while something else keeps I/O live (a signal handler): 50 connections to a
+    server, each closed, leave no transport behind (they used to be kept for good)."""
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await r.read()
+            w.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(50):
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write_eof()
+            await r.read()
+            w.close()
+            await w.wait_closed()
+        for _ in range(20):  # the server side's connection_lost runs a callback later
+            await asyncio.sleep(0)
+        server.close()
+        io = loop._csp_live_io  # type: ignore[attr-defined]
+        assert io.live() == "signal handlers"  # (and the closed server is pruned)
+        loop.remove_signal_handler(signal.SIGUSR1)
+        return len(io.transports), len(io.others)
+
+    assert csp.run(main, loop="uvloop") == (0, 0)

@@ -174,3 +174,29 @@ def test_many_identical_goroutines_make_a_short_report() -> None:
     msg = str(ei.value)
     assert "... and 199,997 more goroutines blocked at the same place" in msg
     assert len(msg) < 2_000
+
+
+def test_goroutines_of_different_creators_are_not_grouped(run: Any) -> None:
+    """The group key includes the creating goroutine: a worker started by goroutine 2
+    and one started by goroutine 3 (same line) are two entries, each naming its own
+    creator; two ``go`` calls on one line with the same creator are one group."""
+    async def stuck() -> None:
+        await csp.Chan[int]().recv()
+
+    async def spawner() -> None:
+        csp.go(stuck)
+        await csp.Chan[int]().recv()
+
+    async def main() -> None:
+        csp.go(spawner)
+        csp.go(spawner)
+        await csp.gosched()
+        csp.go(stuck), csp.go(stuck)  # two-on-a-line
+        await csp.Chan[int]().recv()
+
+    lines = report(run, main)
+    sp = spawner.__qualname__.replace(".<locals>", "")
+    assert f"created by {sp} in goroutine 2" in lines
+    assert f"created by {sp} in goroutine 3" in lines
+    at = lines.index(f"\t{HERE}:{_line('two-on-a-line')}")
+    assert lines[at + 1].startswith("... and 1 more goroutine blocked at the same place")
