@@ -59,6 +59,7 @@ __all__ = [
     "python_signal_handlers",
     "selftest",
     "signal_handlers",
+    "thread_count",
 ]
 
 get_running_loop: Final[Callable[[], asyncio.AbstractEventLoop | None]] = asyncio._get_running_loop
@@ -222,6 +223,15 @@ def python_signal_handlers() -> list[int]:
     return out
 
 
+def thread_count() -> int:
+    """How many threads this process runs besides the main thread (``_thread._count()``:
+    also those ``threading`` does not list, and those between two Python calls, which
+    have no frame in ``sys._current_frames()``). A thread counts once it has begun."""
+    import _thread
+
+    return int(_thread._count())
+
+
 current_frames: Final[Callable[[], dict[int, Any]]] = sys._current_frames
 """Each thread's innermost frame, by thread ident (``sys._current_frames``)."""
 
@@ -326,6 +336,22 @@ def selftest() -> list[str]:
                 signal.signal(signal.SIGUSR2, prev)
             if int(signal.SIGUSR2) in python_signal_handlers():
                 problems.append("python_signal_handlers shows a restored default")
+        # thread_count: a thread that has not run Python code yet counts
+        import _thread
+        import threading as _threading
+
+        release_raw = _threading.Event()
+        begun = _threading.Event()
+        before = thread_count()
+        def raw() -> None:
+            begun.set()
+            release_raw.wait(5)
+
+        _thread.start_new_thread(raw, ())
+        begun.wait(5)
+        if thread_count() != before + 1:
+            problems.append("_thread._count() does not count a running thread")
+        release_raw.set()
         # fut_callbacks shows a done callback (the deadlock watch reads closures)
         probe_fut = loop.create_future()
 

@@ -19,7 +19,9 @@ callbacks scheduled meanwhile, so that a chain of callbacks is seen as work.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Final
@@ -494,20 +496,23 @@ def signal_handlers_calling_in() -> list[int]:
     return [s for s in _compat.python_signal_handlers() if s not in _ignored_signals]
 
 
-def threads_calling_in() -> list[int]:
-    """The idents of the threads other than the caller's that may still call into its
-    loop: every thread with a Python thread state (``threading``'s or not) except
+def threads_calling_in() -> int:
+    """How many threads other than the caller's may still call into its loop: every
+    thread (``threading``'s or not, also one that has not run Python code yet) except
     pool workers waiting for a job nobody queued and threads ``ignore_thread`` named.
     (Conservative: any of them might hold the loop and call ``call_soon_threadsafe``;
     a false deadlock report is worse than a late one.)"""
-    me = threading.get_ident()
+    others = _compat.thread_count()  # (all threads but the main one: all but mine)
     frames = _compat.current_frames()
-    if len(frames) <= 1:
-        return []
+    me = threading.get_ident()
     ignored = {t.ident for t in list(_ignored_threads) if t.is_alive()}
-    return [ident for ident in frames
-            if ident != me and ident not in ignored
-            and not _compat.idle_pool_worker(ident, frames)]
+    exempt = 0
+    for ident in frames:
+        if ident != me and (ident in ignored or _compat.idle_pool_worker(ident, frames)):
+            exempt += 1
+    # (a thread that calls into Python from C is in frames but not in the count)
+    named = sum(1 for ident in frames if ident != me) - exempt
+    return max(others - exempt, named)
 
 
 class Watch:
@@ -545,6 +550,7 @@ class Watch:
         self.recheck: asyncio.TimerHandle | None = None
         self.thread_wait = THREAD_POLL_MIN / 2  # doubles while threads forbid a verdict
         self.checks = 0  # checks finished (tests wait for one)
+        self.graced = False  # this check has let new threads begin (see _check)
 
     def look(self) -> None:
         """Every goroutine may be parked: start a check (unless one is running)."""
@@ -554,6 +560,7 @@ class Watch:
             self.recheck.cancel()
             self.recheck = None
         self.checking = True
+        self.graced = False
         self.rounds = 0
         self.snapshot = None
         watch = getattr(self.loop, "_csp_watch_soon", None)
@@ -635,14 +642,27 @@ class Watch:
         if self.rounds < 3:
             self.handle = self._soon(self._check)
             return
+        if not self.exiting:
+            if threads_calling_in() or signal_handlers_calling_in():
+                # another thread may still call into the loop, or a signal handler of
+                # the program's run: never decide while one may (look again in a
+                # while; a thread's call-in shows as work)
+                self._done_checking()
+                self.thread_wait = min(THREAD_POLL_MAX, self.thread_wait * 2)
+                self._recheck_at(self.loop.time() + self.thread_wait)
+                return
+            if not self.graced:
+                # A thread started but not yet running Python is seen nowhere: give up
+                # the GIL for two switch intervals (a thread waiting for it asks only
+                # after one) so that it begins, then look again from the start (it may
+                # have called in meanwhile, and ended).
+                time.sleep(2 * sys.getswitchinterval())
+                self.graced = True
+                self.rounds = 0
+                self.snapshot = None
+                self.handle = self._soon(self._check)
+                return
         self._done_checking()
-        if not self.exiting and (threads_calling_in() or signal_handlers_calling_in()):
-            # another thread may still call into the loop, or a signal handler of the
-            # program's run: never decide while one may (look again in a while; a
-            # thread's call-in shows as work)
-            self.thread_wait = min(THREAD_POLL_MAX, self.thread_wait * 2)
-            self._recheck_at(self.loop.time() + self.thread_wait)
-            return
         self.thread_wait = THREAD_POLL_MIN / 2
         self.on_stuck(state)
 
@@ -659,6 +679,7 @@ class Watch:
             self._recheck_after_timers()
         elif busy == "ready callbacks":
             self.rounds = 0
+            self.graced = False
             self.handle = self._soon(self._check)
         else:
             self._done_checking()
