@@ -18,6 +18,7 @@ Example::
 from csp import atomic, context
 from csp._chan import Chan, RecvChan, SendChan, nil
 from csp._errors import ChannelError, ClosedChannelError, DeadlockError, WouldBlock
+from csp._once import once_func, once_value, once_values
 from csp._runtime import go, gosched, num_goroutine, run
 from csp._select import select
 from csp._sync import Cond, ErrGroup, Mutex, Once, RWMutex, Semaphore, WaitGroup
@@ -48,6 +49,9 @@ __all__ = [
     "gosched",
     "nil",
     "num_goroutine",
+    "once_func",
+    "once_value",
+    "once_values",
     "run",
     "select",
     "sleep",

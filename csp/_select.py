@@ -152,7 +152,8 @@ def _parse(cases: tuple[Any, ...]) -> list[tuple[int, _BaseChan[Any], Any]]:
 
 
 async def select(
-    *cases: Callable[[], Any] | tuple[Callable[[Any], Any], Any], default: bool = False
+    *cases: Callable[[], Any] | tuple[Callable[[Any], Any], Any], default: bool = False,
+    priority: bool = False,
 ) -> tuple[int, Any]:
     """Wait until one of several channel operations can proceed, and do exactly that one.
 
@@ -160,7 +161,9 @@ async def select(
     closed), ``ch.recv_ok`` (the value is ``(value, ok)``) or ``(ch.send, x)`` (the
     value is None). Returns ``(index, value)`` of the case that took effect.
 
-    * Several cases ready: one is chosen uniformly at random.
+    * Several cases ready: one is chosen uniformly at random; with ``priority=True``
+      the first of them in argument order (tokio's ``biased;``; parked selects are
+      unaffected: the first case to be completed wins).
     * None ready and ``default=True``: returns ``(-1, None)`` at once.
     * None ready otherwise: blocks until exactly one case completes. A send case on a
       closed channel is ready and raises :class:`ClosedChannelError` when chosen.
@@ -177,13 +180,16 @@ async def select(
     """
     if default is not False and default is not True:
         raise TypeError(f"select: default must be True or False, got {default!r}")
+    if priority is not False and priority is not True:
+        raise TypeError(f"select: priority must be True or False, got {priority!r}")
     ops = _parse(cases)
     budget.left -= 1
     if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
         await prelude()
     n = len(ops)
-    # Poll in a random order: the first case that can go now is taken.
-    for i in _order(n):
+    # Poll in a random order (or in argument order): the first case that can go now
+    # is taken.
+    for i in range(n) if priority else _order(n):
         kind, ch, v = ops[i]
         if kind == _SEND:
             if ch._try_send(v):

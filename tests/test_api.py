@@ -38,7 +38,7 @@ CORE = {
     "select",
 }
 # API.md, second wave: direction views (typing) and the non-blocking operations.
-ADDITIONS = {"RecvChan", "SendChan", "WouldBlock"}
+ADDITIONS = {"RecvChan", "SendChan", "WouldBlock", "once_func", "once_value", "once_values"}
 
 
 def public_names() -> set[str]:
@@ -329,8 +329,8 @@ def _count(who: str, arg: str) -> Any:
     return lambda v: (TypeError, f"{who}: {arg} must be an integer, got {v!r}")
 
 
-def _callable(who: str) -> Any:
-    return lambda v: (TypeError, f"{who}: fn must be callable, got {v!r}")
+def _callable(who: str, arg: str = "fn") -> Any:
+    return lambda v: (TypeError, f"{who}: {arg} must be callable, got {v!r}")
 
 
 def _parent(who: str, arg: str = "parent") -> Any:
@@ -415,6 +415,9 @@ BAD_CALLS: list[tuple[Any, Callable[[Any, Env], object], Any]] = [
     (NOT_LOCKER, lambda v, e: csp.Cond(v),
      lambda v: (TypeError, f"Cond: locker must have lock() and unlock(), got {v!r}")),
     (NOT_CALLABLE, lambda v, e: e.once.do(v), _callable("Once.do")),
+    (NOT_CALLABLE, lambda v, e: csp.once_func(v), _callable("once_func", "f")),
+    (NOT_CALLABLE, lambda v, e: csp.once_value(v), _callable("once_value", "f")),
+    (NOT_CALLABLE, lambda v, e: csp.once_values(v), _callable("once_values", "f")),
     (st.integers(max_value=-2), lambda v, e: e.wg.add(v),
      lambda v: (RuntimeError, "sync: negative WaitGroup counter")),
     # goroutines: a coroutine given with arguments is closed, never left unawaited

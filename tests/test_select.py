@@ -785,3 +785,40 @@ def test_select_whose_loop_was_closed_is_skipped_by_every_case(
         return got
 
     assert run(main) == [(0, 5), 0, 0]
+
+
+# -- priority=True (API.md, Channel family) ------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_priority_select_always_takes_the_first_ready_case() -> None:
+    """With several cases ready, ``priority=True`` takes the first in argument order,
+    every time (200 selects over three ready channels: always case 0 until it is
+    empty, then case 1); a send case counts the same."""
+    a, b, c = csp.Chan[int](200), csp.Chan[int](200), csp.Chan[int](1)
+    for i in range(100):
+        a.send_nowait(i)
+        b.send_nowait(i)
+    got = [await csp.select(a.recv, b.recv, (c.send, 9), priority=True)
+           for _ in range(201)]
+    assert [i for i, _ in got] == [0] * 100 + [1] * 100 + [2]
+    assert [v for _, v in got[:100]] == list(range(100))
+
+
+@pytest.mark.asyncio
+async def test_priority_select_parks_as_any_select() -> None:
+    """Nothing ready: a priority select parks and the first case to be completed wins;
+    ``default=True`` still returns (-1, None)."""
+    a, b = csp.Chan[int](), csp.Chan[int]()
+    assert await csp.select(a.recv, b.recv, priority=True, default=True) == (-1, None)
+    t = csp.go(csp.select, a.recv, b.recv, priority=True)
+    await csp.gosched()
+    await b.send(3)
+    assert await t == (1, 3)
+
+
+@pytest.mark.asyncio
+async def test_priority_must_be_a_bool() -> None:
+    with pytest.raises(TypeError) as ei:
+        await csp.select(csp.Chan[int](1).recv, priority=1)  # type: ignore[arg-type]
+    assert str(ei.value) == "select: priority must be True or False, got 1"
