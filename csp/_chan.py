@@ -23,7 +23,12 @@ Invariants:
     that took another case);
   * a value is handed only to a task that can still run: a parked partner whose loop
     was closed is withdrawn and skipped (``WaitQ.give`` / ``take``).
-  * ``csp.nil``'s queues (:class:`_NilQ`) stay empty: nothing parked on nil is found.
+  * ``csp.nil``'s queues (:class:`_NilQ`) stay empty: nothing parked on nil is found;
+  * with an overflow policy (``_drop``; ``cap >= 1``; the instance's class is then
+    ``_DropNewestChan`` / ``_DropOldestChan``, whose ``_try_send`` never answers "would
+    block") no sender ever parks: a send to a full buffer completes at once,
+    discarding the new value or the oldest buffered one, and ``_dropped`` counts them.
+    A plain channel's operations have no branch for it.
 """
 
 from __future__ import annotations
@@ -54,6 +59,11 @@ class _Sentinel:
         return self._name
 
 
+_DROP_NEWEST: Final = 1
+_DROP_OLDEST: Final = 2
+_DROPS: Final = {"drop_newest": _DROP_NEWEST, "drop_oldest": _DROP_OLDEST}
+_POLICY: Final = {0: "block", _DROP_NEWEST: "drop_newest", _DROP_OLDEST: "drop_oldest"}
+
 BLOCK: Final[Any] = _Sentinel("<would block>")
 """What :meth:`Chan._try_recv` returns when a receive cannot complete now."""
 CLOSED: Final[Any] = _Sentinel("<closed and drained>")
@@ -64,13 +74,27 @@ class _BaseChan(Generic[T]):
     """The channel machinery shared by :class:`Chan` and the timers' receive-only
     channels (see the module docstring)."""
 
-    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_recvq", "_sendq")
+    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_drop", "_dropped",
+                 "_recvq", "_sendq")
 
-    def __init__(self, cap: int = 0) -> None:
+    def __init__(self, cap: int = 0, overflow: str = "block") -> None:
         if type(cap) is not int:
             cap = count("Chan", "cap", cap)
         if cap < 0:
             raise ValueError(f"makechan: size out of range (negative capacity {cap})")
+        if overflow != "block":
+            if overflow not in _DROPS:
+                raise ValueError(f"Chan: overflow must be 'block', 'drop_newest' or "
+                                 f"'drop_oldest', got {overflow!r}")
+            if cap < 1:
+                raise ValueError(f"Chan: overflow={overflow!r} needs cap >= 1, got {cap}")
+        self._drop = _DROPS.get(overflow, 0)  # (a str that is not a policy: refused above)
+        self._dropped = 0
+        if self._drop:
+            # The policy's class: its _try_send drops instead of answering "would
+            # block"; a plain channel's path has no branch for it. (Same slots: the
+            # class of an instance may be switched.)
+            self.__class__ = _DROP_CLASSES[self._drop]
         self._cap = cap
         self._buf: deque[T] = deque()
         self._recvq = WaitQ()
@@ -247,6 +271,17 @@ class _BaseChan(Generic[T]):
         """The buffer's capacity (Go: ``cap(ch)``); 0 for unbuffered channels."""
         return self._cap
 
+    @property
+    def overflow(self) -> str:
+        """What a send to a full buffer does: ``"block"`` (Go), ``"drop_newest"`` or
+        ``"drop_oldest"``."""
+        return _POLICY[self._drop]
+
+    @property
+    def dropped(self) -> int:
+        """Values discarded by the overflow policy so far (0 for ``"block"``)."""
+        return self._dropped
+
     def __len__(self) -> int:
         """Values buffered now (Go: ``len(ch)``); parked senders are not counted."""
         return len(self._buf)
@@ -263,12 +298,15 @@ class _BaseChan(Generic[T]):
         assert len(self._buf) >= self._cap or s == 0 or (r and s)
         assert not self._closed or (r == 0 and s == 0)
         assert len(self._buf) <= max(self._cap, 1)
+        assert not self._drop or (s == 0 and self._cap >= 1)  # a dropping send never parks
 
     def __repr__(self) -> str:
         if self is nil:
             return "<csp.nil>"
         r, s = self._waiting()
         state = " closed" if self._closed else ""
+        if self._drop:
+            state = f" overflow={_POLICY[self._drop]} dropped={self._dropped}{state}"
         return (
             f"<csp.Chan cap={self._cap} len={len(self._buf)} "
             f"recv_waiters={r} send_waiters={s}{state}>"
@@ -284,6 +322,11 @@ class Chan(_BaseChan[T]):
     Blocked senders and receivers are served first come, first served. After
     :meth:`close`, buffered values are still delivered, then receives return
     ``None`` (Go's zero value) at once, forever.
+
+    ``overflow="drop_newest"`` or ``"drop_oldest"`` (``cap >= 1``) never blocks a
+    sender: a send to a full buffer completes at once, discarding the new value or the
+    oldest buffered one (core.async's dropping and sliding buffers, Kotlin's
+    ``BufferOverflow``); :attr:`dropped` counts them.
 
     A channel may be created before any event loop runs; it binds to the loop whose
     tasks first block on it. Example::
@@ -311,6 +354,34 @@ class _NilQ(WaitQ):
         if type(n) is Waiter:
             n.reason += " (nil chan)"
 
+
+class _DropNewestChan(Chan[T]):  # type: ignore[misc]  # (Chan is final to users)
+    """A ``Chan(cap, overflow="drop_newest")`` (core.async's dropping buffer)."""
+
+    __slots__ = ()
+
+    def _try_send(self, value: Any) -> bool:
+        if not Chan._try_send(self, value):
+            self._dropped += 1  # full: the new value is discarded; the send completes
+        return True
+
+
+class _DropOldestChan(Chan[T]):  # type: ignore[misc]
+    """A ``Chan(cap, overflow="drop_oldest")`` (a sliding buffer, Kotlin DROP_OLDEST)."""
+
+    __slots__ = ()
+
+    def _try_send(self, value: Any) -> bool:
+        if not Chan._try_send(self, value):
+            self._buf.popleft()  # full (so nobody is parked): the oldest makes room
+            self._buf.append(value)
+            self._dropped += 1
+        return True
+
+
+_DROP_CLASSES: Final[dict[int, type[Chan[Any]]]] = {
+    _DROP_NEWEST: _DropNewestChan, _DROP_OLDEST: _DropOldestChan,
+}
 
 nil: Final[Chan[Any]] = Chan(0)
 """Go's nil channel: send and receive block forever (until cancelled), its select

@@ -397,6 +397,9 @@ BAD_CALLS: list[tuple[Any, Callable[[Any, Env], object], Any]] = [
     (BAD_COUNT, lambda v, e: csp.Chan(v), _count("Chan", "cap")),
     (st.integers(max_value=-1), lambda v, e: csp.Chan(v),
      lambda v: (ValueError, f"makechan: size out of range (negative capacity {v})")),
+    (st.sampled_from(["drop", None, 1, "Block"]), lambda v, e: csp.Chan(1, overflow=v),
+     lambda v: (ValueError, "Chan: overflow must be 'block', 'drop_newest' or "
+                            f"'drop_oldest', got {v!r}")),
     (NOT_CASE, lambda v, e: csp.select(e.ch.recv, v), _case),
     (NOT_CASE, lambda v, e: csp.select((e.ch.send, 1), v, default=True), _case),
     (st.sampled_from([0, 1, None, "x", 1.0]), lambda v, e: csp.select(e.ch.recv, default=v),

@@ -1137,3 +1137,66 @@ def test_recv_and_close_skip_a_sender_whose_loop_was_closed(
         return got
 
     assert run(main) == [2, 10, 0, 0, (None, False)]
+
+
+# -- overflow policies (API.md, Channel family) --------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("policy, kept", [("drop_newest", [0, 1, 2]),
+                                          ("drop_oldest", [7, 8, 9])])
+async def test_overflow_policy_keeps_exact_buffer_contents(policy: str,
+                                                           kept: list[int]) -> None:
+    """Ten sends into a cap-3 channel complete at once: ``drop_newest`` keeps the
+    first three (core.async's dropping buffer), ``drop_oldest`` the last three
+    (sliding buffer); ``dropped`` counts the other seven; FIFO among the kept."""
+    ch = csp.Chan[int](3, overflow=policy)
+    for i in range(10):
+        await ch.send(i)
+    ch.send_nowait(10)
+    assert ch.dropped == 8 and len(ch) == 3 and ch.overflow == policy
+    want = kept if policy == "drop_newest" else [8, 9, 10]
+    assert [ch.recv_nowait() for _ in range(3)] == want
+    assert repr(ch) == (f"<csp.Chan cap=3 len=0 recv_waiters=0 send_waiters=0 "
+                        f"overflow={policy} dropped=8>")
+    ch._invariants()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
+async def test_overflow_channel_behaves_as_a_channel_otherwise(policy: str) -> None:
+    """Receivers parked on an empty dropping channel get values in order (nothing is
+    dropped while there is room or a receiver); a send case on a full one is ready in
+    select; close: buffered values are drained, then (None, False), sends raise."""
+    ch = csp.Chan[int](2, overflow=policy)
+    r = csp.go(ch.recv)
+    await csp.gosched()
+    await ch.send(1)
+    assert await r == 1 and ch.dropped == 0
+    await ch.send(2)
+    await ch.send(3)
+    assert await csp.select((ch.send, 4), csp.Chan[int]().recv) == (0, None)
+    assert ch.dropped == 1
+    ch.close()
+    got = [await ch.recv_ok() for _ in range(3)]
+    assert got[2] == (None, False)
+    assert [v for v, _ in got[:2]] == ([2, 3] if policy == "drop_newest" else [3, 4])
+    with pytest.raises(csp.ClosedChannelError, match="send on closed channel"):
+        await ch.send(5)
+
+
+def test_plain_channel_reports_block_and_no_drops() -> None:
+    ch = csp.Chan[int](1)
+    assert (ch.overflow, ch.dropped) == ("block", 0)
+    assert repr(ch) == "<csp.Chan cap=1 len=0 recv_waiters=0 send_waiters=0>"
+
+
+@pytest.mark.parametrize("cap, policy, msg", [
+    (0, "drop_oldest", "Chan: overflow='drop_oldest' needs cap >= 1, got 0"),
+    (1, "drop", "Chan: overflow must be 'block', 'drop_newest' or 'drop_oldest', got 'drop'"),
+    (1, None, "Chan: overflow must be 'block', 'drop_newest' or 'drop_oldest', got None"),
+])
+def test_overflow_refuses_bad_policies(cap: int, policy: Any, msg: str) -> None:
+    with pytest.raises(ValueError) as ei:
+        csp.Chan(cap, overflow=policy)
+    assert str(ei.value) == msg
