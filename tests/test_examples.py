@@ -31,6 +31,15 @@ without the mutex: some updates were lost
 with the mutex: balance 5050, expected 5050
 ann withdrew 30; bob withdrew 50; cid withdrew 20; balance left 0
 """,
+    "priority_select": """\
+urgent: page on-call
+urgent: rotate leaked key
+normal: resize a.png
+normal: resize b.png
+normal: resize c.png
+normal: resize d.png
+urgent: restart db
+""",
     "deadlock": """\
 broken: all goroutines are asleep - deadlock!
 goroutine 1 [sync.WaitGroup.Wait]:
