@@ -16,6 +16,7 @@ Example::
 """
 
 from csp import atomic, context
+from csp._broadcast import Broadcast
 from csp._chan import Chan, RecvChan, SendChan, nil
 from csp._errors import ChannelError, ClosedChannelError, DeadlockError, WouldBlock
 from csp._once import once_func, once_value, once_values
@@ -25,6 +26,7 @@ from csp._sync import Cond, ErrGroup, Mutex, Once, RWMutex, Semaphore, WaitGroup
 from csp._time import Ticker, Timer, after, after_func, sleep, tick
 
 __all__ = [
+    "Broadcast",
     "Chan",
     "ChannelError",
     "ClosedChannelError",

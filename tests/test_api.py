@@ -38,7 +38,8 @@ CORE = {
     "select",
 }
 # API.md, second wave: direction views (typing) and the non-blocking operations.
-ADDITIONS = {"RecvChan", "SendChan", "WouldBlock", "once_func", "once_value", "once_values"}
+ADDITIONS = {"Broadcast", "RecvChan", "SendChan", "WouldBlock", "once_func", "once_value",
+             "once_values"}
 
 
 def public_names() -> set[str]:
