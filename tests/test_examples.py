@@ -31,6 +31,10 @@ without the mutex: some updates were lost
 with the mutex: balance 5050, expected 5050
 ann withdrew 30; bob withdrew 50; cid withdrew 20; balance left 0
 """,
+    "price_ticks": """\
+fast: 8 ticks [100.0, 100.25, 100.5, 100.75, 101.0, 101.25, 101.5, 101.75], lagged 0
+slow: 2 ticks [101.5, 101.75], lagged 6
+""",
     "priority_select": """\
 urgent: page on-call
 urgent: rotate leaked key
