@@ -779,6 +779,112 @@ def _csp_mutex() -> Any:
     return csp.Mutex()
 
 
+
+# -- broadcast: 1 publisher -> k subscribers, each gets every value ---------------------
+# Each subscriber sums what it received; all sums must agree. csp: csp.Broadcast, or
+# (the hand-written fan-out Go code uses) one csp.Chan per subscriber; asyncio: one
+# Queue per subscriber; anyio: one memory stream per subscriber.
+
+
+def _fanout_result(sums: list[int], n: int, counts: list[int]) -> tuple[int, int]:
+    if len(set(sums)) != 1 or set(counts) != {n}:
+        raise IntegrityError(f"broadcast: subscribers disagree: {sums} / {counts}")
+    return n, sums[0]
+
+
+def broadcast_csp(k: int) -> Impl:
+    async def run(n: int) -> tuple[int, int]:
+        b = csp.Broadcast[int](CAP)
+        subs = [b.subscribe() for _ in range(k)]
+        sums, counts = [0] * k, [0] * k
+
+        async def sub(j: int) -> None:
+            async for v in subs[j]:
+                sums[j] += v
+                counts[j] += 1
+
+        wg = csp.WaitGroup()
+        for j in range(k):
+            wg.go(sub, j)
+        for i in range(n):
+            await b.send(i)
+        b.close()
+        await wg.wait()
+        return _fanout_result(sums, n, counts)
+
+    return run
+
+
+def fanout_chans_csp(k: int) -> Impl:
+    async def run(n: int) -> tuple[int, int]:
+        chans = [csp.Chan[int](CAP) for _ in range(k)]
+        sums, counts = [0] * k, [0] * k
+
+        async def sub(j: int) -> None:
+            async for v in chans[j]:
+                sums[j] += v
+                counts[j] += 1
+
+        wg = csp.WaitGroup()
+        for j in range(k):
+            wg.go(sub, j)
+        for i in range(n):
+            for ch in chans:
+                await ch.send(i)
+        for ch in chans:
+            ch.close()
+        await wg.wait()
+        return _fanout_result(sums, n, counts)
+
+    return run
+
+
+def fanout_asyncio(k: int) -> Impl:
+    async def run(n: int) -> tuple[int, int]:
+        queues: list[asyncio.Queue[int | None]] = [asyncio.Queue(CAP) for _ in range(k)]
+        sums, counts = [0] * k, [0] * k
+
+        async def sub(j: int) -> None:
+            q = queues[j]
+            while (v := await q.get()) is not None:
+                sums[j] += v
+                counts[j] += 1
+
+        ts = [asyncio.create_task(sub(j)) for j in range(k)]
+        for i in range(n):
+            for q in queues:
+                await q.put(i)
+        for q in queues:
+            await q.put(None)
+        await asyncio.gather(*ts)
+        return _fanout_result(sums, n, counts)
+
+    return run
+
+
+def fanout_anyio(k: int) -> Impl:
+    async def run(n: int) -> tuple[int, int]:
+        pairs = [anyio.create_memory_object_stream[int](CAP) for _ in range(k)]
+        sums, counts = [0] * k, [0] * k
+
+        async def sub(j: int) -> None:
+            async with pairs[j][1] as recv:
+                async for v in recv:
+                    sums[j] += v
+                    counts[j] += 1
+
+        async with anyio.create_task_group() as tg:
+            for j in range(k):
+                tg.start_soon(sub, j)
+            for i in range(n):
+                for send, _ in pairs:
+                    await send.send(i)
+            for send, _ in pairs:
+                await send.aclose()
+        return _fanout_result(sums, n, counts)
+
+    return run
+
 def _csp_semaphore(k: int) -> Any:
     return csp.Semaphore(k)
 
@@ -993,6 +1099,40 @@ def _build() -> list[Bench]:
             goal=1.0,
         ),
     ]
+    for k in (1, FAN):
+        benches.append(
+            Bench(
+                key=f"broadcast/subs={k}",
+                pattern="broadcast",
+                title=f"broadcast, 1 -> {k} subscriber" + ("s" if k > 1 else ""),
+                unit="values",
+                go_name=f"Broadcast/subs={k}",
+                sizes=_sizes(200, 4_000 // k, 20_000 // k),
+                impls={"csp": broadcast_csp(k), "asyncio": fanout_asyncio(k),
+                       "anyio": fanout_anyio(k)},
+                labels={"csp": f"csp.Broadcast({CAP})",
+                        "asyncio": f"{k} x Queue({CAP}), hand-written fan-out",
+                        "anyio": f"{k} x memory stream({CAP})"},
+                expected=lambda n: (n, _tri(n)),
+                requires=("Broadcast",),
+            )
+        )
+    benches.append(
+        Bench(
+            key=f"broadcast/chans={FAN}",
+            pattern="broadcast",
+            title=f"broadcast, 1 -> {FAN} by hand (a Chan each)",
+            unit="values",
+            go_name=f"Broadcast/chans={FAN}",
+            sizes=_sizes(200, 4_000 // FAN, 20_000 // FAN),
+            impls={"csp": fanout_chans_csp(FAN), "asyncio": fanout_asyncio(FAN),
+                   "anyio": fanout_anyio(FAN)},
+            labels={"csp": f"{FAN} x Chan({CAP}), hand-written fan-out",
+                    "asyncio": f"{FAN} x Queue({CAP}), hand-written fan-out",
+                    "anyio": f"{FAN} x memory stream({CAP})"},
+            expected=lambda n: (n, _tri(n)),
+        )
+    )
     return benches
 
 

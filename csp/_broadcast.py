@@ -46,7 +46,8 @@ class _SubQ(WaitQ):
 
     def push(self, n: Any) -> None:
         super().push(n)
-        self.bcast._room()
+        if self.bcast._senders.head is not None:
+            self.bcast._room()
 
 
 @final
@@ -65,7 +66,7 @@ class Subscription(_BaseChan[T]):
 
     def _try_recv(self) -> Any:
         r = _BaseChan._try_recv(self)
-        if r is not BLOCK and r is not CLOSED and self._cap:
+        if self._bcast._senders.head is not None and r is not BLOCK and r is not CLOSED:
             self._bcast._room()  # a slot was freed
         return r
 
@@ -166,8 +167,16 @@ class Broadcast(Generic[T]):
             if self._closed:
                 raise ClosedChannelError("send on closed channel")
             subs = self._subs
-            if self._lagging or all(s._has_room() for s in subs):
-                for s in list(subs):
+            if not self._lagging:
+                for s in subs:
+                    if not s._has_room():
+                        break
+                else:
+                    s = None  # every subscriber has room
+            else:
+                s = None
+            if s is None:
+                for s in subs:  # (nothing runs meanwhile: _put only queues wake-ups)
                     s._put(value)
                 return
             w = Waiter("chan send")

@@ -136,7 +136,7 @@ def test_every_pattern_has_all_implementations_and_a_go_twin() -> None:
     assert len({b.go_name for b in BENCHES}) == len(BENCHES)
     patterns = {b.pattern for b in BENCHES}
     assert patterns == {"pingpong", "pingpong-tasks", "spsc", "fanin", "workerpool",
-                        "pipeline", "select", "eos", "mutex", "spawn"}
+                        "pipeline", "select", "eos", "mutex", "spawn", "broadcast"}
     assert sorted(b.key for b in BENCHES if b.pattern == "spsc") == [
         "spsc/cap=0", "spsc/cap=1", "spsc/cap=1024", "spsc/cap=64"]
 

@@ -294,3 +294,40 @@ func BenchmarkSpawnJoin(b *testing.B) {
 	wg.Wait()
 	check(b, int(count), n, sum, tri(n))
 }
+
+// Broadcast: Go has no broadcast channel; the fan-out is written by hand, one channel
+// per subscriber (subs=k and chans=k are the same program in Go).
+func broadcast(b *testing.B, k int) {
+	n := b.N
+	chans := make([]chan int, k)
+	sums := make([]int64, k)
+	var wg sync.WaitGroup
+	wg.Add(k)
+	for j := range chans {
+		chans[j] = make(chan int, capMulti)
+		go func(j int) {
+			defer wg.Done()
+			for v := range chans[j] {
+				sums[j] += int64(v)
+			}
+		}(j)
+	}
+	for i := 0; i < n; i++ {
+		for _, ch := range chans {
+			ch <- i
+		}
+	}
+	for _, ch := range chans {
+		close(ch)
+	}
+	wg.Wait()
+	check(b, n, n, sums[0], tri(n))
+}
+
+func BenchmarkBroadcast(b *testing.B) {
+	for _, k := range []int{1, fan} {
+		k := k
+		b.Run(fmt.Sprintf("subs=%d", k), func(b *testing.B) { broadcast(b, k) })
+	}
+	b.Run(fmt.Sprintf("chans=%d", fan), func(b *testing.B) { broadcast(b, fan) })
+}
