@@ -186,3 +186,45 @@ def test_cancellation_storm_each_value_reaches_every_subscriber_or_none(
         assert sorted(received[0]) == sorted(sent)
 
     csp.run(main, loop=loop_name)
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel inside timeout"])
+def test_send_cut_off_inside_asyncio_timeout_reaches_nobody(loop_name: str, how: str) -> None:
+    """Invariant: a Broadcast.send waiting for room, cut off by ``asyncio.timeout``
+    or cancelled from outside while inside one, reached no subscriber (none of them
+    ever receives it), leaves no parked sender behind, and the cancellation from
+    outside is delivered (the task ends cancelled, not timed out)."""
+    async def main() -> tuple[str, list[int], list[int], str]:
+        b = csp.Broadcast[int](cap=1)
+        fast, slow = b.subscribe(), b.subscribe()
+        await b.send(1)  # slow now holds 1: the next send must wait for it
+        assert await fast.recv() == 1
+
+        async def sender() -> str:
+            try:
+                async with asyncio.timeout(0.05 if how == "timeout" else 3600):
+                    await b.send(2)
+            except TimeoutError:
+                return "timed out"
+            return "sent"
+
+        t = csp.go(sender)
+        await csp.gosched()
+        await csp.gosched()
+        if how == "timeout":
+            outcome = await t
+        else:
+            t.cancel()
+            try:
+                await t
+                outcome = "returned"
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+        left = repr(b)
+        b.close()
+        return outcome, await drain(fast), await drain(slow), left
+
+    outcome, fast, slow, left = csp.run(main, loop=loop_name)
+    assert outcome == ("timed out" if how == "timeout" else "cancelled")
+    assert (fast, slow) == ([], [1])
+    assert left.endswith("send_waiters=0>")
