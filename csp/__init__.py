@@ -15,12 +15,12 @@ Example::
     csp.run(main)
 """
 
-from csp import atomic, context
+from csp import atomic, context, testing
 from csp._broadcast import Broadcast
 from csp._chan import Chan, RecvChan, SendChan, nil
 from csp._errors import ChannelError, ClosedChannelError, DeadlockError, WouldBlock
 from csp._once import once_func, once_value, once_values
-from csp._runtime import go, gosched, num_goroutine, run
+from csp._runtime import dump, go, gosched, num_goroutine, run
 from csp._select import select
 from csp._sync import Cond, ErrGroup, Mutex, Once, RWMutex, Semaphore, WaitGroup
 from csp._time import Ticker, Timer, after, after_func, sleep, tick
@@ -47,6 +47,7 @@ __all__ = [
     "after_func",
     "atomic",
     "context",
+    "dump",
     "go",
     "gosched",
     "nil",
@@ -57,6 +58,7 @@ __all__ = [
     "run",
     "select",
     "sleep",
+    "testing",
     "tick",
 ]
 

@@ -217,8 +217,8 @@ _IO_REMOVE = {"remove_reader": "r", "remove_writer": "w"}
 class AsyncioLoop(_Accounting, asyncio.SelectorEventLoop):  # type: ignore[misc]
     """The default asyncio loop; pending timers and I/O are read off the loop itself."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, selector: Any = None) -> None:
+        super().__init__(selector)
         self._csp_init()
 
     def _csp_busy(self, exclude: object, io: bool = True,
@@ -490,6 +490,11 @@ def ignore_signal(sig: int) -> None:
     _ignored_signals.add(int(sig))
 
 
+def unignore_signal(sig: int) -> None:
+    """Undo :func:`ignore_signal`."""
+    _ignored_signals.discard(int(sig))
+
+
 def signal_handlers_calling_in() -> list[int]:
     """The signals whose Python handler (``signal.signal``) may call into the loop:
     every one the program installed except those ``ignore_signal`` named."""
@@ -722,6 +727,39 @@ class Watch:
             self.recheck = None
         if self.checking:
             self._done_checking()
+
+
+def goroutine_entries(sched: Scheduler, running: asyncio.Task[Any] | None) -> list[_dump.Entry]:
+    """Every live goroutine of ``sched`` as a dump entry: ``running`` (the caller),
+    parked in csp (the waiter's reason), awaiting an asyncio future (``IO wait``) or
+    ``runnable``. How long: since csp first saw it in that state (a dump, a deadlock
+    look: as Go's ``waitsince``, set when the collector first sees a goroutine blocked),
+    in the loop's clock. Safe from another thread: it only reads, from copies."""
+    now = sched.loop.time()
+    seen = sched.seen
+    fresh: dict[int, tuple[int, float]] = {}
+    entries = []
+    for t, g in list(sched.goroutines.items()):
+        if t.done():
+            continue
+        w = g.parked()
+        if t is running:
+            state, what = "running", 0
+        elif w is not None:
+            state, what = w.reason, id(w)
+        elif g.foreign:
+            state, what = "IO wait", id(_compat.fut_waiter(t))
+        else:
+            state, what = "runnable", 0
+        minutes = 0
+        if what:
+            first = seen.get(g.id)
+            since = first[1] if first is not None and first[0] == what else now
+            fresh[g.id] = (what, since)
+            minutes = int((now - since) // 60)
+        entries.append(_dump.Entry(g.id, state, g.coro, g.origin, minutes))
+    sched.seen = fresh
+    return entries
 
 
 def deadlock_error(state: State,

@@ -1,6 +1,8 @@
-"""Goroutine reports in Go's dump format: the deadlock report (and later ``csp.dump``).
+"""Goroutine reports in Go's dump format: ``csp.dump()``, the deadlock report, the
+leak check of the pytest plugin and SIGQUIT all render here.
 
-Go prints, for each goroutine, ``goroutine N [STATE]:``, its stack innermost call
+Go prints, for each goroutine, ``goroutine N [STATE]:`` (``[STATE, N minutes]:`` once
+it has been in that state a minute), its stack innermost call
 first (``pkg.fn(...)`` then ``\\tfile:line``), and ``created by pkg.fn in goroutine M``
 with the line of the ``go`` statement. So does this module (functions named as Python
 tracebacks name them, without the module), with two changes for Python: csp's own
@@ -49,6 +51,7 @@ class Entry(NamedTuple):
     state: str
     coro: Any  # the goroutine's coroutine (the user's, not csp's driver)
     origin: tuple[CodeType, int, int] | None  # see Origin
+    minutes: int = 0  # how long it has been in this state, when 1 or more (as Go)
 
 
 def _in_csp(code: CodeType) -> bool:
@@ -125,12 +128,13 @@ def _key(e: Entry, memo: dict[tuple[CodeType, int], int]) -> tuple[Any, ...]:
         frames.append((f.f_code, _line(f.f_code, f.f_lasti, memo)))
         coro = nxt
     o = e.origin
-    return (e.state, tuple(frames),
+    return (e.state, e.minutes, tuple(frames),
             None if o is None else (o[0], _line(o[0], o[1], memo), o[2]))
 
 
 def _render_one(e: Entry, frames: tuple[tuple[str, str], ...]) -> list[str]:
-    lines = [f"goroutine {e.gid} [{e.state}]:"]
+    how_long = f", {e.minutes} minutes" if e.minutes >= 1 else ""  # (Go: "1 minutes")
+    lines = [f"goroutine {e.gid} [{e.state}{how_long}]:"]
     for fn, where in frames:
         lines.append(f"{fn}(...)")
         lines.append(f"\t{where}")

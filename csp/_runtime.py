@@ -34,7 +34,7 @@ from csp._drive import Goroutine
 from csp._sched import Scheduler
 from csp._waiter import PENDING, Waiter, forget_done, yield_now
 
-__all__ = ["go", "gosched", "num_goroutine", "run"]
+__all__ = ["dump", "go", "gosched", "num_goroutine", "run"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -374,10 +374,14 @@ def _parked_waiter(t: asyncio.Task[Any], sched: Scheduler) -> Waiter | None:
     return w if type(w) is Waiter else None
 
 
-async def _main(coro: Coroutine[Any, Any, T]) -> T:
+async def _main(coro: Coroutine[Any, Any, T], opts: _Options) -> T:
     """The runner's task: start main as goroutine 1, supervise, shut down."""
     loop = asyncio.get_running_loop()
     sched = _sched.scheduler()
+    if opts.sigquit:
+        restore = _sigquit_dumps(loop)
+        if restore is not None:
+            opts.cleanups.append(restore)
     main = _spawn(sched, coro, contextvars.copy_context(), 1, None)
     sched.main = main
     run = _Run(loop, sched, main, asyncio.current_task())
@@ -400,6 +404,8 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
         except asyncio.CancelledError as exc:  # the runner cancelled us: Ctrl-C
             interrupted = exc
         else:
+            if opts.on_main_end is not None:
+                opts.on_main_end(sched, main)
             if not main.done():
                 pass  # a panic: the shutdown waits for main (or abandons it)
             elif main.cancelled():
@@ -422,6 +428,8 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
             sched.goroutines.pop(main, None)
             sched.main = None
             sched.panic_handler = None
+            while opts.cleanups:
+                opts.cleanups.pop()()
     if interrupted is not None:
         if run.panic is not None:  # (it escaped during the shutdown)
             run.report(run.panic_task, run.panic)
@@ -433,15 +441,16 @@ async def _main(coro: Coroutine[Any, Any, T]) -> T:
 
 @overload
 def run(main: Callable[[*Ts], Awaitable[T]], /, *args: *Ts, loop: str = ...,
-        debug: bool = ...) -> T: ...
+        debug: bool = ..., sigquit: bool = ...) -> T: ...
 
 
 @overload
-def run(main: Coroutine[Any, Any, T], /, *, loop: str = ..., debug: bool = ...) -> T: ...
+def run(main: Coroutine[Any, Any, T], /, *, loop: str = ..., debug: bool = ...,
+        sigquit: bool = ...) -> T: ...
 
 
 def run(  # type: ignore[misc]  # (mypy: an implementation of a *Ts overload)
-    main: Any, /, *args: Any, loop: str = "auto", debug: bool = False
+    main: Any, /, *args: Any, loop: str = "auto", debug: bool = False, sigquit: bool = True
 ) -> Any:
     """Run ``main(*args)`` as the main goroutine on a new event loop (Go: the program).
 
@@ -455,7 +464,10 @@ def run(  # type: ignore[misc]  # (mypy: an implementation of a *Ts overload)
     to the loop's exception handler as ``"unhandled exception during csp.run()
     shutdown in goroutine 3 worker()"``, as ``asyncio.run`` reports those of its
     shutdown. If every goroutine is blocked forever on csp operations, raises
-    :class:`DeadlockError`. Example::
+    :class:`DeadlockError`. On the main thread, ``SIGQUIT`` (Ctrl-\\) prints
+    :func:`csp.dump` to stderr and exits with status 2, as a Go program does
+    (``sigquit=False`` leaves the signal alone; the previous handler is restored when
+    ``run`` returns). Example::
 
         async def main() -> None:
             ch = csp.Chan[str]()
@@ -464,10 +476,37 @@ def run(  # type: ignore[misc]  # (mypy: an implementation of a *Ts overload)
 
         csp.run(main)
     """
+    return run_with(main, args, _Options("csp.run", loop, debug, sigquit, None))
+
+
+class _Options:
+    """How :func:`run_with` runs main: ``csp.run``'s keywords, the loop class (None:
+    csp.run's for ``loop``), and the hook ``csp.testing`` and the pytest plugin use:
+    ``on_main_end(sched, main)`` runs when main has returned, before the shutdown."""
+
+    __slots__ = ("cleanups", "debug", "factory", "loop", "name", "on_main_end", "sigquit")
+
+    def __init__(self, name: str, loop: str, debug: bool, sigquit: bool,
+                 factory: Callable[[], asyncio.AbstractEventLoop] | None,
+                 on_main_end: Callable[[Scheduler, asyncio.Task[Any]], None] | None = None
+                 ) -> None:
+        self.name = name
+        self.loop = loop
+        self.debug = debug
+        self.sigquit = sigquit
+        self.factory = factory
+        self.on_main_end = on_main_end
+        self.cleanups: list[Callable[[], None]] = []
+
+
+def run_with(main: Any, args: tuple[Any, ...], opts: _Options) -> Any:
+    """``csp.run`` (and ``csp.testing.run``) with ``opts``."""
     try:
-        if debug is not False and debug is not True:
-            raise TypeError(f"csp.run: debug must be True or False, got {debug!r}")
-        factory = _loop_factory(loop)
+        for kw in ("debug", "sigquit"):
+            v = getattr(opts, kw)
+            if v is not False and v is not True:
+                raise TypeError(f"{opts.name}: {kw} must be True or False, got {v!r}")
+        factory = opts.factory if opts.factory is not None else _loop_factory(opts.loop)
     except (TypeError, ValueError):
         if inspect.iscoroutine(main):
             main.close()
@@ -475,11 +514,78 @@ def run(  # type: ignore[misc]  # (mypy: an implementation of a *Ts overload)
     if _get_running_loop() is not None:
         if inspect.iscoroutine(main):
             main.close()
-        raise RuntimeError("csp.run() cannot be called from a running event loop")
-    coro = _make_coro("csp.run()", main, args, {})
-    with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
+        raise RuntimeError(f"{opts.name}() cannot be called from a running event loop")
+    coro = _make_coro(f"{opts.name}()", main, args, {})
+    with asyncio.Runner(debug=opts.debug, loop_factory=factory) as runner:
         try:
-            return runner.run(_main(coro))
+            return runner.run(_main(coro, opts))
         finally:
             _sched.forget_loop(runner.get_loop())
             forget_done(runner.get_loop())
+
+
+# -- csp.dump and SIGQUIT --------------------------------------------------------------
+
+
+def dump(loop: asyncio.AbstractEventLoop | None = None) -> str:
+    """Every goroutine of ``loop`` (default: the running loop) in Go's dump format.
+
+    For each goroutine, in id order (main, 1, first under ``csp.run``)::
+
+        goroutine 7 [chan receive, 3 minutes]:
+        worker(...)
+        \t/app/jobs.py:41
+        created by main in goroutine 1
+        \t/app/jobs.py:58
+
+    The state is ``running`` (the caller), ``runnable``, what a parked goroutine waits
+    for (``chan receive``, ``chan send``, ``select``, ``sync.Mutex.Lock``, ``sleep``,
+    ...) or ``IO wait`` (an asyncio future); the minutes appear once a goroutine has
+    been in that state for a minute since csp first saw it there (a dump or a deadlock
+    look; Go's count is likewise approximate). Goroutines identical in all of this are
+    grouped under the first. Callable from another thread with the loop, to look at a
+    loop that is stuck (it only reads). ``RuntimeError`` if there is no loop to dump.
+    """
+    if loop is None:
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError("csp.dump: no running event loop (pass the loop: csp.dump(loop))")
+    elif not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"csp.dump: expected an event loop, got {loop!r}")
+    from csp import _dump
+    from csp._deadlock import goroutine_entries
+
+    sched = _sched.schedulers.get(loop)
+    if sched is None:
+        return ""
+    running = _get_current_task(loop) if loop is _get_running_loop() else None
+    return "\n".join(_dump.render(goroutine_entries(sched, running))) + "\n"
+
+
+def _sigquit_dumps(loop: asyncio.AbstractEventLoop) -> Callable[[], None] | None:
+    """On the main thread, make SIGQUIT print the dump and exit with status 2 (Go);
+    returns what restores the previous handler, or None if nothing was installed."""
+    import signal
+    import threading
+
+    sig = getattr(signal, "SIGQUIT", None)
+    if sig is None or threading.current_thread() is not threading.main_thread():
+        return None
+    from csp._deadlock import ignore_signal, unignore_signal
+
+    def on_sigquit(signum: int, frame: object) -> None:
+        import os
+
+        sys.stderr.write(f"SIGQUIT: quit\n\n{dump(loop)}")
+        sys.stderr.flush()
+        os._exit(2)
+
+    previous = signal.signal(sig, on_sigquit)
+    ignore_signal(sig)  # it ends the program: it never completes a csp operation
+
+    def restore() -> None:
+        unignore_signal(sig)
+        if signal.getsignal(sig) is on_sigquit:
+            signal.signal(sig, previous)
+
+    return restore

@@ -117,6 +117,7 @@ class Scheduler:
         "panic_handler",
         "runq",
         "scheduled",
+        "seen",
         "task_path",
     )
 
@@ -142,6 +143,8 @@ class Scheduler:
         self.done_ctx = contextvars.Context()
         # how csp.go makes a Task on this loop (csp._runtime), once known
         self.task_path = -1
+        # goroutine id -> (id of what it waits on, when a dump first saw it waiting)
+        self.seen: dict[int, tuple[int, float]] = {}
 
     # -- the entry points ---------------------------------------------------------
 

@@ -38,7 +38,7 @@ CORE = {
     "select",
 }
 # API.md, second wave: direction views (typing) and the non-blocking operations.
-ADDITIONS = {"Broadcast", "RecvChan", "SendChan", "WouldBlock", "once_func", "once_value",
+ADDITIONS = {"Broadcast", "RecvChan", "SendChan", "WouldBlock", "dump", "once_func", "once_value",
              "once_values"}
 
 
@@ -65,7 +65,7 @@ def test_all_matches_exported_names() -> None:
 # API.md: sync, atomic, context, time.
 SYNC = {"Mutex", "RWMutex", "WaitGroup", "Once", "Cond", "Semaphore", "ErrGroup"}
 TIME = {"after", "tick", "Timer", "Ticker", "after_func", "sleep"}
-MODULES = {"atomic", "context"}
+MODULES = {"atomic", "context", "testing"}
 ATOMIC = {"Int64", "Bool", "Value"}
 CONTEXT = {
     "background", "todo", "with_cancel", "with_timeout", "with_deadline", "with_value",
