@@ -404,8 +404,6 @@ async def _main(coro: Coroutine[Any, Any, T], opts: _Options) -> T:
         except asyncio.CancelledError as exc:  # the runner cancelled us: Ctrl-C
             interrupted = exc
         else:
-            if opts.on_main_end is not None:
-                opts.on_main_end(sched, main)
             if not main.done():
                 pass  # a panic: the shutdown waits for main (or abandons it)
             elif main.cancelled():
@@ -480,22 +478,18 @@ def run(  # type: ignore[misc]  # (mypy: an implementation of a *Ts overload)
 
 
 class _Options:
-    """How :func:`run_with` runs main: ``csp.run``'s keywords, the loop class (None:
-    csp.run's for ``loop``), and the hook ``csp.testing`` and the pytest plugin use:
-    ``on_main_end(sched, main)`` runs when main has returned, before the shutdown."""
+    """How :func:`run_with` runs main: ``csp.run``'s keywords and the loop class (None:
+    csp.run's for ``loop``; ``csp.testing.run`` gives its own)."""
 
-    __slots__ = ("cleanups", "debug", "factory", "loop", "name", "on_main_end", "sigquit")
+    __slots__ = ("cleanups", "debug", "factory", "loop", "name", "sigquit")
 
     def __init__(self, name: str, loop: str, debug: bool, sigquit: bool,
-                 factory: Callable[[], asyncio.AbstractEventLoop] | None,
-                 on_main_end: Callable[[Scheduler, asyncio.Task[Any]], None] | None = None
-                 ) -> None:
+                 factory: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
         self.name = name
         self.loop = loop
         self.debug = debug
         self.sigquit = sigquit
         self.factory = factory
-        self.on_main_end = on_main_end
         self.cleanups: list[Callable[[], None]] = []
 
 
