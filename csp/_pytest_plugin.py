@@ -2,7 +2,8 @@
 goroutine leak check (Go: uber's goleak).
 
 * ``@pytest.mark.csp`` on an ``async def`` test runs it as main under ``csp.run``
-  (``loop=`` as csp.run's) or, with ``virtual_time=True``, under ``csp.testing.run``.
+  (``loop=`` as csp.run's; a tuple such as ``loop=("asyncio", "uvloop")`` makes one
+  test per loop) or, with ``virtual_time=True``, under ``csp.testing.run``.
   A test that deadlocks fails with the ``DeadlockError`` report instead of hanging.
 * The leak check (on by default, ``leak_check=False`` turns it off): when the test's
   body has returned, the goroutines it started get their turn until each has ended or
@@ -44,6 +45,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+_LOOP_PARAM = "csp_loop"
+"""The parameter a ``loop=("asyncio", "uvloop")`` marker adds: one test per loop."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    mark = metafunc.definition.get_closest_marker("csp")
+    loops = mark.kwargs.get("loop") if mark is not None else None
+    if isinstance(loops, (tuple, list)):
+        if not loops or not all(isinstance(x, str) for x in loops):
+            raise pytest.UsageError(
+                f"@pytest.mark.csp on {metafunc.definition.nodeid}: loop must be a loop "
+                f"name or a non-empty tuple of them, got {loops!r}")
+        metafunc.fixturenames.append(_LOOP_PARAM)  # (not an argument of the test)
+        metafunc.parametrize(_LOOP_PARAM, list(loops), ids=list(loops))
+
+
 def _options(item: pytest.Function, mark: pytest.Mark) -> tuple[str, bool, bool]:
     where = f"@pytest.mark.csp on {item.nodeid}"
     if mark.args:
@@ -54,6 +71,9 @@ def _options(item: pytest.Function, mark: pytest.Mark) -> tuple[str, bool, bool]
         raise pytest.UsageError(f"{where}: unknown option {unknown[0]!r} "
                                 f"(expected {', '.join(_OPTIONS)})")
     loop = mark.kwargs.get("loop", "asyncio" if mark.kwargs.get("virtual_time") else "auto")
+    callspec = getattr(item, "callspec", None)
+    if isinstance(loop, (tuple, list)) and callspec is not None:
+        loop = callspec.params[_LOOP_PARAM]  # (this test's loop of the tuple)
     virtual = mark.kwargs.get("virtual_time", False)
     leaks = mark.kwargs.get("leak_check", True)
     for name, v in (("virtual_time", virtual), ("leak_check", leaks)):
@@ -101,7 +121,7 @@ def _run_marked(item: pytest.Function, mark: pytest.Mark) -> None:
 
     loop, virtual, leak_check = _options(item, mark)
     fn = item.obj
-    kwargs = {a: item.funcargs[a] for a in item._fixtureinfo.argnames}
+    kwargs = {a: item.funcargs[a] for a in item._fixtureinfo.argnames if a != _LOOP_PARAM}
     failures: list[str] = []
 
     async def main() -> None:

@@ -224,3 +224,20 @@ def test_the_marker_is_registered(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     r = pytester.runpytest("-p", "no:benchmark", "-p", "no:hypothesispytest", "--markers")
     r.stdout.fnmatch_lines(["@pytest.mark.csp(loop='auto', virtual_time=False, leak_check=True)*"])
+
+
+def test_a_tuple_of_loops_makes_one_test_per_loop(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("uvloop")
+    r = run_inner(pytester, HEADER + """
+seen = []
+
+@pytest.mark.csp(loop=("asyncio", "uvloop"))
+async def test_it(tmp_path):
+    seen.append(type(asyncio.get_running_loop()).__mro__[2].__module__)
+    assert tmp_path.is_dir()
+
+def test_seen():
+    assert seen == ["asyncio.unix_events", "uvloop"]
+""", "-v")
+    r.assert_outcomes(passed=3)
+    r.stdout.fnmatch_lines(["*test_it[[]asyncio[]] PASSED*", "*test_it[[]uvloop[]] PASSED*"])
