@@ -636,6 +636,7 @@ class Watch:
         if state is None:
             self._done_checking()
             return
+        note_seen(sched, state)  # (for the minutes of a later dump or report)
         if self._busy():
             return
         if self.snapshot is not None and [(t, id(w)) for t, w in state] != [
@@ -729,6 +730,26 @@ class Watch:
             self._done_checking()
 
 
+def note_seen(sched: Scheduler, state: State) -> None:
+    """Remember when each goroutine of ``state`` was first seen waiting on what it
+    waits on now (``sched.seen``: see :func:`goroutine_entries`)."""
+    now = sched.loop.time()
+    seen = sched.seen
+    for t, w in state:
+        g = sched.goroutines.get(t)
+        if g is None:
+            continue
+        what = id(w) if w is not None else id(_compat.fut_waiter(t))
+        first = seen.get(g.id)
+        if first is None or first[0] != what:
+            seen[g.id] = (what, now)
+
+
+def _minutes(sched: Scheduler, gid: int, what: int, now: float) -> int:
+    first = sched.seen.get(gid)
+    return int((now - first[1]) // 60) if first is not None and first[0] == what else 0
+
+
 def goroutine_entries(sched: Scheduler, running: asyncio.Task[Any] | None) -> list[_dump.Entry]:
     """Every live goroutine of ``sched`` as a dump entry: ``running`` (the caller),
     parked in csp (the waiter's reason), awaiting an asyncio future (``IO wait``) or
@@ -767,6 +788,7 @@ def deadlock_error(state: State,
     """Go's report: ``all goroutines are asleep - deadlock!``, then every goroutine in
     the dump format (csp._dump): its state, stack and where it was created."""
     goroutines = sched.goroutines
+    now = sched.loop.time()
     entries = []
     for t, w in state:
         g = goroutines.get(t)
@@ -774,7 +796,8 @@ def deadlock_error(state: State,
             entries.append(_dump.Entry(0, w.reason if w is not None else "IO wait",
                                        t.get_coro(), None))
         else:
+            what = id(w) if w is not None else id(_compat.fut_waiter(t))
             entries.append(_dump.Entry(g.id, w.reason if w is not None else "IO wait",
-                                       g.coro, g.origin))
+                                       g.coro, g.origin, _minutes(sched, g.id, what, now)))
     lines = ["all goroutines are asleep - deadlock!", "", *_dump.render(entries)]
     return DeadlockError("\n".join(lines))

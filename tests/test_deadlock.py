@@ -1118,3 +1118,19 @@ def test_uvloop_forgets_closed_connections_whatever_else_is_live() -> None:
         return len(io.transports), len(io.others)
 
     assert csp.run(main, loop="uvloop") == (0, 0)
+
+
+def test_the_report_says_how_long_past_a_minute() -> None:
+    """Go: ``goroutine 2 [chan receive, 2 minutes]:``: since csp first saw it blocked
+    there (here: the watch's look when main parked in its 150 s sleep), in virtual time."""
+    async def main() -> None:
+        ch = csp.Chan[int]()
+        csp.go(ch.recv)
+        await csp.sleep(150)
+        await csp.Chan[int]().recv()
+
+    with pytest.raises(csp.DeadlockError) as ei:
+        csp.testing.run(main)
+    lines = str(ei.value).splitlines()
+    assert "goroutine 1 [chan receive]:" in lines  # blocked there just now
+    assert "goroutine 2 [chan receive, 2 minutes]:" in lines
