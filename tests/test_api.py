@@ -44,11 +44,14 @@ ADDITIONS = {"Broadcast", "RecvChan", "SendChan", "WouldBlock", "dump", "once_fu
 
 def public_names() -> set[str]:
     """Names the package exposes (public submodules such as ``csp.atomic`` included),
-    except the ``annotations`` feature left by ``from __future__ import annotations``."""
+    except the ``annotations`` feature left by ``from __future__ import annotations``
+    and the ``@py_builtins``/``@pytest_ar`` that pytest's assertion rewriting adds to
+    the modules of a distribution with a pytest plugin (csp's, since pytest 9.2 also
+    when installed editable)."""
     return {
         n
         for n, v in vars(csp).items()
-        if not n.startswith("_") and not isinstance(v, __future__._Feature)
+        if not n.startswith(("_", "@")) and not isinstance(v, __future__._Feature)
     }
 
 
@@ -59,7 +62,7 @@ def test_all_matches_exported_names() -> None:
     assert set(csp.__all__) == public_names()
     ns: dict[str, Any] = {}
     exec("from csp import *", ns)
-    assert {n for n in ns if n != "__builtins__"} == set(csp.__all__)
+    assert {n for n in ns if n != "__builtins__" and not n.startswith("@")} == set(csp.__all__)
 
 
 # API.md: sync, atomic, context, time.
