@@ -256,8 +256,8 @@ def test_dump_shows_each_state_with_main_first(run: Any) -> None:
     out = run(main)
     assert out.endswith("\n")
     lines = out.splitlines()
-    expected = [
-        ("running", None, None),
+    expected: list[tuple[str, str | None, str]] = [
+        ("running", None, "d-dump"),
         ("chan receive", "csp.Chan.recv", "d-recv"),
         ("chan send", "csp.Chan.send", "d-send"),
         ("select", "csp.select", "d-select"),
