@@ -758,24 +758,27 @@ def goroutine_entries(sched: Scheduler, running: asyncio.Task[Any] | None) -> li
     in the loop's clock. Safe from another thread: it only reads, from copies."""
     now = sched.loop.time()
     seen = sched.seen
-    fresh: dict[int, tuple[int, float]] = {}
+    fresh: dict[int, tuple[object, float]] = {}
     entries = []
     for t, g in list(sched.goroutines.items()):
         if t.done():
             continue
         w = g.parked()
+        what: object = None
         if t is running:
-            state, what = "running", 0
+            state = "running"
         elif w is not None:
-            state, what = w.reason, id(w)
+            state, what = w.reason, w
         elif g.foreign:
-            state, what = "IO wait", id(_compat.fut_waiter(t))
+            state, what = "IO wait", _compat.fut_waiter(t)
         else:
-            state, what = "runnable", 0
+            state = "runnable"
         minutes = 0
-        if what:
+        if what is not None:
+            # the object itself, not its id: a waiter freed since the last dump may
+            # leave its id to the next one the goroutine parks on (a new wait)
             first = seen.get(g.id)
-            since = first[1] if first is not None and first[0] == what else now
+            since = first[1] if first is not None and first[0] is what else now
             fresh[g.id] = (what, since)
             minutes = int((now - since) // 60)
         entries.append(_dump.Entry(g.id, state, g.coro, g.origin, minutes))

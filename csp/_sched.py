@@ -143,8 +143,9 @@ class Scheduler:
         self.done_ctx = contextvars.Context()
         # how csp.go makes a Task on this loop (csp._runtime), once known
         self.task_path = -1
-        # goroutine id -> (id of what it waits on, when a dump first saw it waiting)
-        self.seen: dict[int, tuple[int, float]] = {}
+        # goroutine id -> (what it waits on, when a dump first saw it waiting); held
+        # until the next dump replaces it
+        self.seen: dict[int, tuple[object, float]] = {}
 
     # -- the entry points ---------------------------------------------------------
 
