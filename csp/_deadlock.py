@@ -731,23 +731,25 @@ class Watch:
 
 
 def note_seen(sched: Scheduler, state: State) -> None:
-    """Remember when each goroutine of ``state`` was first seen waiting on what it
-    waits on now (``sched.seen``: see :func:`goroutine_entries`)."""
+    """Remember when each goroutine of ``state`` (every live one: the watch looks when
+    all are waiting) was first seen waiting on what it waits on now (``sched.seen``,
+    rebuilt: ended goroutines drop out; see :func:`goroutine_entries`)."""
     now = sched.loop.time()
     seen = sched.seen
+    fresh: dict[int, tuple[object, float]] = {}
     for t, w in state:
         g = sched.goroutines.get(t)
         if g is None:
             continue
-        what = id(w) if w is not None else id(_compat.fut_waiter(t))
+        what = w if w is not None else _compat.fut_waiter(t)
         first = seen.get(g.id)
-        if first is None or first[0] != what:
-            seen[g.id] = (what, now)
+        fresh[g.id] = first if first is not None and first[0] is what else (what, now)
+    sched.seen = fresh
 
 
-def _minutes(sched: Scheduler, gid: int, what: int, now: float) -> int:
+def _minutes(sched: Scheduler, gid: int, what: object, now: float) -> int:
     first = sched.seen.get(gid)
-    return int((now - first[1]) // 60) if first is not None and first[0] == what else 0
+    return int((now - first[1]) // 60) if first is not None and first[0] is what else 0
 
 
 def goroutine_entries(sched: Scheduler, running: asyncio.Task[Any] | None) -> list[_dump.Entry]:
@@ -799,7 +801,7 @@ def deadlock_error(state: State,
             entries.append(_dump.Entry(0, w.reason if w is not None else "IO wait",
                                        t.get_coro(), None))
         else:
-            what = id(w) if w is not None else id(_compat.fut_waiter(t))
+            what = w if w is not None else _compat.fut_waiter(t)
             entries.append(_dump.Entry(g.id, w.reason if w is not None else "IO wait",
                                        g.coro, g.origin, _minutes(sched, g.id, what, now)))
     lines = ["all goroutines are asleep - deadlock!", "", *_dump.render(entries)]

@@ -421,8 +421,10 @@ def test_dump_minutes_in_virtual_time() -> None:
 
 
 def test_dump_minutes_count_from_the_first_sighting() -> None:
-    """Parked since t=0 but first dumped at t=100: no minutes then; a minute later, 1
-    (Go's waitsince is likewise set when the runtime first sees it blocked)."""
+    """Minutes count from when csp first saw the goroutine blocked there: here the
+    deadlock watch's look at t=0, when main's sleep left everyone waiting (Go's
+    waitsince is likewise set when the runtime first sees it blocked). Outside csp.run
+    (no watch), from the first dump: parked since t=0, dumped at t=100 and t=160."""
     async def main() -> list[str]:
         csp.go(csp.Chan[int]().recv)
         await csp.sleep(100)
@@ -430,8 +432,28 @@ def test_dump_minutes_count_from_the_first_sighting() -> None:
         await csp.sleep(60)
         return [first, heads(csp.dump())[1]]
 
-    assert csp.testing.run(main) == ["goroutine 2 [chan receive]:",
-                                     "goroutine 2 [chan receive, 1 minutes]:"]
+    assert csp.testing.run(main) == ["goroutine 2 [chan receive, 1 minutes]:",
+                                     "goroutine 2 [chan receive, 2 minutes]:"]
+
+    from csp._vtime import VirtualTimeLoop
+
+    async def plain() -> list[str]:
+        ch = csp.Chan[int]()
+        csp.go(ch.recv)
+        await asyncio.sleep(100)
+        first = csp.dump().splitlines()[0]
+        await asyncio.sleep(60)
+        out = [first, csp.dump().splitlines()[0]]
+        ch.close()
+        await asyncio.sleep(0)
+        return out
+
+    loop = VirtualTimeLoop()
+    try:
+        assert loop.run_until_complete(plain()) == [
+            "goroutine 2 [chan receive]:", "goroutine 2 [chan receive, 1 minutes]:"]
+    finally:
+        loop.close()
 
 
 def test_dump_minutes_restart_on_another_waiter() -> None:
