@@ -1,8 +1,9 @@
 """Channels: one test per Go rule C1..C23 (GO_SEMANTICS.md section 1) that applies.
 
 Skipped as compile-time only: C5 (channel direction). Every docstring names the rule
-and the Go test it mirrors. Tests run under ``csp.run`` on both loops (``run`` fixture),
-so a test that blocks forever fails fast with ``DeadlockError`` instead of hanging.
+and the Go test it mirrors. Tests run under ``csp.run`` on both loops (``@both``: the
+csp pytest plugin's marker, with its goroutine leak check; or the ``run`` fixture), so a
+test that blocks forever fails fast with ``DeadlockError`` instead of hanging.
 Ordering is forced with channels and bounded ``gosched`` loops, never with sleeps.
 """
 
@@ -16,11 +17,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import LOOPS
 
 import csp
 from csp._waiter import PENDING
 
 Run = Callable[..., Any]
+
+both = pytest.mark.csp(loop=tuple(LOOPS))
+"""Run an async test as main under csp.run, once per loop (the csp pytest plugin)."""
 
 
 async def spin(n: int = 10) -> None:
@@ -71,21 +76,18 @@ async def expect_blocked(task: asyncio.Task[Any]) -> None:
 # -- 1.1 creation, len/cap ---------------------------------------------------------
 
 
-def test_c1_make_unbuffered_and_buffered(run: Run) -> None:
+@both
+async def test_c1_make_unbuffered_and_buffered() -> None:
     """C1 — chancap.go / makechan.go: Chan() is Chan(0), unbuffered; Chan(n) has cap n."""
-
-    async def main() -> list[Any]:
-        a, b, c = csp.Chan[int](), csp.Chan[int](0), csp.Chan[int](3)
-        out: list[Any] = [a.cap, b.cap, c.cap]
-        # unbuffered: a send with nobody receiving cannot complete
-        out.append(await csp.select((a.send, 1), default=True))
-        # buffered: exactly cap sends complete without a receiver
-        for i in range(3):
-            out.append(await csp.select((c.send, i), default=True))
-        out.append(await csp.select((c.send, 9), default=True))
-        return out
-
-    assert run(main) == [0, 0, 3, (-1, None), (0, None), (0, None), (0, None), (-1, None)]
+    a, b, c = csp.Chan[int](), csp.Chan[int](0), csp.Chan[int](3)
+    out: list[Any] = [a.cap, b.cap, c.cap]
+    # unbuffered: a send with nobody receiving cannot complete
+    out.append(await csp.select((a.send, 1), default=True))
+    # buffered: exactly cap sends complete without a receiver
+    for i in range(3):
+        out.append(await csp.select((c.send, i), default=True))
+    out.append(await csp.select((c.send, 9), default=True))
+    assert out == [0, 0, 3, (-1, None), (0, None), (0, None), (0, None), (-1, None)]
 
 
 def test_c1_bad_capacity() -> None:
@@ -124,58 +126,52 @@ def test_c2_nil_and_identity() -> None:
     assert (csp.nil.cap, len(csp.nil)) == (0, 0)
 
 
-def test_c3_len_cap(run: Run) -> None:
+@both
+async def test_c3_len_cap() -> None:
     """C3 — chan_test.go TestChan "Test len/cap", chancap.go: len counts buffered
     values only (parked senders excluded); after 2 sends + close on cap 3 and a full
     drain, len 0 and cap 3."""
-
-    async def main() -> list[tuple[int, int]]:
-        out = []
-        c = csp.Chan[int](3)
-        out.append((len(c), c.cap))
-        await c.send(1)
-        await c.send(2)
-        out.append((len(c), c.cap))
-        c.close()
-        out.append((len(c), c.cap))
-        assert [v async for v in c] == [1, 2]
-        out.append((len(c), c.cap))
-        # parked senders are not counted
-        d = csp.Chan[int](1)
-        await d.send(0)
-        senders = [csp.go(d.send, i) for i in (1, 2)]
-        await spin()
-        out.append((len(d), d.cap))
-        u = csp.Chan[int]()
-        t = csp.go(u.send, 5)
-        await spin()
-        out.append((len(u), u.cap))
-        assert [await d.recv() for _ in range(3)] == [0, 1, 2]
-        assert await u.recv() == 5
-        await asyncio.gather(*senders, t)
-        return out
-
-    assert run(main) == [(0, 3), (2, 3), (2, 3), (0, 3), (1, 1), (0, 0)]
+    out = []
+    c = csp.Chan[int](3)
+    out.append((len(c), c.cap))
+    await c.send(1)
+    await c.send(2)
+    out.append((len(c), c.cap))
+    c.close()
+    out.append((len(c), c.cap))
+    assert [v async for v in c] == [1, 2]
+    out.append((len(c), c.cap))
+    # parked senders are not counted
+    d = csp.Chan[int](1)
+    await d.send(0)
+    senders = [csp.go(d.send, i) for i in (1, 2)]
+    await spin()
+    out.append((len(d), d.cap))
+    u = csp.Chan[int]()
+    t = csp.go(u.send, 5)
+    await spin()
+    out.append((len(u), u.cap))
+    assert [await d.recv() for _ in range(3)] == [0, 1, 2]
+    assert await u.recv() == 5
+    await asyncio.gather(*senders, t)
+    assert out == [(0, 3), (2, 3), (2, 3), (0, 3), (1, 1), (0, 0)]
 
 
-def test_c4_values_pass_by_reference_and_none_is_a_value(run: Run) -> None:
+@both
+async def test_c4_values_pass_by_reference_and_none_is_a_value() -> None:
     """C4 — test/chan/zerosize.go: any value (even None, the "zero value") can be
     sent; recv_ok tells a sent None from a closed channel; objects arrive as the same
     object (Python passes references where Go copies)."""
-
-    async def main() -> list[Any]:
-        ch = csp.Chan[Any](2)
-        obj: list[int] = []
-        await ch.send(None)
-        await ch.send(obj)
-        out: list[Any] = [await ch.recv_ok()]
-        got = await ch.recv()
-        out.append(got is obj)
-        ch.close()
-        out.append(await ch.recv_ok())
-        return out
-
-    assert run(main) == [(None, True), True, (None, False)]
+    ch = csp.Chan[Any](2)
+    obj: list[int] = []
+    await ch.send(None)
+    await ch.send(obj)
+    out: list[Any] = [await ch.recv_ok()]
+    got = await ch.recv()
+    out.append(got is obj)
+    ch.close()
+    out.append(await ch.recv_ok())
+    assert out == [(None, True), True, (None, False)]
 
 
 def test_c6_four_senders_four_receivers(run: Run) -> None:
@@ -215,37 +211,34 @@ def test_c6_four_senders_four_receivers(run: Run) -> None:
 # -- 1.2 send ------------------------------------------------------------------------
 
 
-def test_c7_send_to_parked_receiver_bypasses_buffer(run: Run) -> None:
+@both
+async def test_c7_send_to_parked_receiver_bypasses_buffer() -> None:
     """C7 — chan.go send order (a): a send with a receiver parked hands the value over
     directly, even on a buffered channel (len stays 0); (b) buffer room: append;
     (c) full: park."""
+    ch = csp.Chan[int](2)
+    got = csp.Chan[int](1)
 
-    async def main() -> list[Any]:
-        ch = csp.Chan[int](2)
-        got = csp.Chan[int](1)
+    async def receiver() -> None:
+        await got.send(await ch.recv())  # type: ignore[arg-type]
 
-        async def receiver() -> None:
-            await got.send(await ch.recv())  # type: ignore[arg-type]
-
-        csp.go(receiver)
-        await spin()
-        assert_invariants(ch)
-        out: list[Any] = [repr(ch)]
-        await ch.send(7)  # (a) straight to the parked receiver
-        out.append(len(ch))
-        out.append(await got.recv())
-        await ch.send(1)  # (b) buffer
-        await ch.send(2)
-        out.append(len(ch))
-        t = csp.go(ch.send, 3)  # (c) park
-        await spin()
-        out.append(repr(ch))
-        assert_invariants(ch)
-        out.append([await ch.recv() for _ in range(3)])
-        await t
-        return out
-
-    assert run(main) == [
+    csp.go(receiver)
+    await spin()
+    assert_invariants(ch)
+    out: list[Any] = [repr(ch)]
+    await ch.send(7)  # (a) straight to the parked receiver
+    out.append(len(ch))
+    out.append(await got.recv())
+    await ch.send(1)  # (b) buffer
+    await ch.send(2)
+    out.append(len(ch))
+    t = csp.go(ch.send, 3)  # (c) park
+    await spin()
+    out.append(repr(ch))
+    assert_invariants(ch)
+    out.append([await ch.recv() for _ in range(3)])
+    await t
+    assert out == [
         "<csp.Chan cap=2 len=0 recv_waiters=1 send_waiters=0>",
         0,
         7,
@@ -255,42 +248,39 @@ def test_c7_send_to_parked_receiver_bypasses_buffer(run: Run) -> None:
     ]
 
 
-def test_c8_unbuffered_send_is_a_rendezvous(run: Run) -> None:
+@both
+async def test_c8_unbuffered_send_is_a_rendezvous() -> None:
     """C8 — test/chan/fifo.go SynchFifo, select7.go: an unbuffered send does not
     return until a receiver has taken the value; when it returns, the value already
     belongs to the receiver."""
+    ch = csp.Chan[int]()
+    trace: list[str] = []
 
-    async def main() -> list[str]:
-        ch = csp.Chan[int]()
-        trace: list[str] = []
+    async def sender() -> None:
+        trace.append("send start")
+        await ch.send(1)
+        trace.append("send done")
 
-        async def sender() -> None:
-            trace.append("send start")
-            await ch.send(1)
-            trace.append("send done")
+    t = csp.go(sender)
+    await spin()
+    trace.append("main recv")  # the sender is still blocked
+    trace.append(f"got {await ch.recv()}")
+    await t
+    # reverse roles: receiver parked first; send returns with the value delivered
+    got: list[int] = []
 
-        t = csp.go(sender)
-        await spin()
-        trace.append("main recv")  # the sender is still blocked
-        trace.append(f"got {await ch.recv()}")
-        await t
-        # reverse roles: receiver parked first; send returns with the value delivered
-        got: list[int] = []
+    async def receiver() -> None:
+        got.append(await ch.recv())  # type: ignore[arg-type]
+        trace.append("receiver resumed")
 
-        async def receiver() -> None:
-            got.append(await ch.recv())  # type: ignore[arg-type]
-            trace.append("receiver resumed")
-
-        r = csp.go(receiver)
-        await spin()
-        trace.append("main send")
-        await ch.send(2)
-        trace.append(f"main sent, receiver has {got}")
-        await r
-        trace.append(f"receiver has {got}")
-        return trace
-
-    assert run(main) == [
+    r = csp.go(receiver)
+    await spin()
+    trace.append("main send")
+    await ch.send(2)
+    trace.append(f"main sent, receiver has {got}")
+    await r
+    trace.append(f"receiver has {got}")
+    assert trace == [
         "send start",
         "main recv",
         "got 1",
@@ -302,95 +292,82 @@ def test_c8_unbuffered_send_is_a_rendezvous(run: Run) -> None:
     ]
 
 
-def test_c9_buffered_send_blocks_only_when_full(run: Run) -> None:
+@both
+async def test_c9_buffered_send_blocks_only_when_full() -> None:
     """C9 — chan_test.go TestChan "Ensure that send to full chan blocks", select3.go
     (free buffer space never blocks)."""
+    ch = csp.Chan[int](3)
+    for i in range(3):
+        await ch.send(i)  # never blocks: would deadlock otherwise
+    trace: list[str] = []
 
-    async def main() -> list[Any]:
-        ch = csp.Chan[int](3)
-        for i in range(3):
-            await ch.send(i)  # never blocks: would deadlock otherwise
-        trace: list[str] = []
+    async def sender() -> None:
+        await ch.send(3)
+        trace.append("sent")
 
-        async def sender() -> None:
-            await ch.send(3)
-            trace.append("sent")
-
-        t = csp.go(sender)
-        await spin()
-        out: list[Any] = [list(trace), len(ch)]
-        out.append(await ch.recv())  # frees a slot: the parked send completes
-        await spin()
-        out.append(list(trace))
-        out.append([await ch.recv() for _ in range(3)])
-        await t
-        return out
-
-    assert run(main) == [[], 3, 0, ["sent"], [1, 2, 3]]
+    t = csp.go(sender)
+    await spin()
+    out: list[Any] = [list(trace), len(ch)]
+    out.append(await ch.recv())  # frees a slot: the parked send completes
+    await spin()
+    out.append(list(trace))
+    out.append([await ch.recv() for _ in range(3)])
+    await t
+    assert out == [[], 3, 0, ["sent"], [1, 2, 3]]
 
 
-def test_c10_send_on_nil_blocks_forever(run: Run) -> None:
+@both
+async def test_c10_send_on_nil_blocks_forever() -> None:
     """C10 — test/chan/select3.go: send on a nil channel blocks forever (until
     cancelled)."""
-
-    async def main() -> str:
-        await expect_blocked(csp.go(csp.nil.send, 1))
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.001):
-                await csp.nil.send(2)
-        return "ok"
-
-    assert run(main) == "ok"
+    await expect_blocked(csp.go(csp.nil.send, 1))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.001):
+            await csp.nil.send(2)
 
 
-def test_c11_send_on_closed_channel_raises(run: Run) -> None:
+@both
+async def test_c11_send_on_closed_channel_raises() -> None:
     """C11 — test/closedchan.go test1 (Send/Nbsend), select3.go: send on a closed
     channel panics ``send on closed channel``; the closed check precedes everything,
     including free buffer space."""
-
-    async def main() -> list[Any]:
-        out: list[Any] = []
-        for cap in (0, 1, 5):
-            ch = csp.Chan[int](cap)
-            ch.close()
-            with pytest.raises(csp.ClosedChannelError, match=r"^send on closed channel$"):
-                await ch.send(1)
-            with pytest.raises(csp.ClosedChannelError, match=r"^send on closed channel$"):
-                await csp.select((ch.send, 1), default=True)  # Nbsend
-            out.append((len(ch), await ch.recv_ok()))
-        return out
-
-    assert run(main) == [(0, (None, False))] * 3
+    out: list[Any] = []
+    for cap in (0, 1, 5):
+        ch = csp.Chan[int](cap)
+        ch.close()
+        with pytest.raises(csp.ClosedChannelError, match=r"^send on closed channel$"):
+            await ch.send(1)
+        with pytest.raises(csp.ClosedChannelError, match=r"^send on closed channel$"):
+            await csp.select((ch.send, 1), default=True)  # Nbsend
+        out.append((len(ch), await ch.recv_ok()))
+    assert out == [(0, (None, False))] * 3
 
 
-def test_c12_parked_sender_raises_when_closed(run: Run) -> None:
+@both
+async def test_c12_parked_sender_raises_when_closed() -> None:
     """C12 — (no Go test; Seen): a sender parked when the channel is closed wakes up
     with ``send on closed channel``; its value is delivered nowhere."""
+    out: list[Any] = []
+    for cap in (0, 1):
+        ch = csp.Chan[str](cap)
+        if cap:
+            await ch.send("buffered")
+        results: list[str] = []
 
-    async def main() -> list[Any]:
-        out: list[Any] = []
-        for cap in (0, 1):
-            ch = csp.Chan[str](cap)
-            if cap:
-                await ch.send("buffered")
-            results: list[str] = []
+        async def sender(v: str, results: list[str] = results, ch: csp.Chan[str] = ch) -> None:
+            try:
+                await ch.send(v)
+                results.append(f"{v} sent")
+            except csp.ClosedChannelError as e:
+                results.append(f"{v}: {e}")
 
-            async def sender(v: str, results: list[str] = results, ch: csp.Chan[str] = ch) -> None:
-                try:
-                    await ch.send(v)
-                    results.append(f"{v} sent")
-                except csp.ClosedChannelError as e:
-                    results.append(f"{v}: {e}")
-
-            ts = [csp.go(sender, v) for v in ("a", "b")]
-            await spin()
-            ch.close()
-            await asyncio.gather(*ts)
-            out.append(results)
-            out.append([v async for v in ch])
-        return out
-
-    assert run(main) == [
+        ts = [csp.go(sender, v) for v in ("a", "b")]
+        await spin()
+        ch.close()
+        await asyncio.gather(*ts)
+        out.append(results)
+        out.append([v async for v in ch])
+    assert out == [
         ["a: send on closed channel", "b: send on closed channel"],
         [],
         ["a: send on closed channel", "b: send on closed channel"],
@@ -401,39 +378,36 @@ def test_c12_parked_sender_raises_when_closed(run: Run) -> None:
 # -- 1.3 receive -------------------------------------------------------------------
 
 
-def test_c13_recv_decision_order(run: Run) -> None:
+@both
+async def test_c13_recv_decision_order() -> None:
     """C13 — chan.go recv order: (a) closed and empty: (None, False) at once;
     (b) parked sender on unbuffered: take its value; (c) buffer: head; (d) park."""
+    out: list[Any] = []
+    closed = csp.Chan[int](1)
+    closed.close()
+    out.append(await closed.recv_ok())  # (a)
+    u = csp.Chan[int]()
+    s = csp.go(u.send, 4)
+    await spin()
+    out.append(await u.recv_ok())  # (b)
+    await s
+    b = csp.Chan[int](2)
+    await b.send(5)
+    await b.send(6)
+    out.append(await b.recv_ok())  # (c)
+    out.append(await b.recv_ok())
+    got: list[Any] = []
 
-    async def main() -> list[Any]:
-        out: list[Any] = []
-        closed = csp.Chan[int](1)
-        closed.close()
-        out.append(await closed.recv_ok())  # (a)
-        u = csp.Chan[int]()
-        s = csp.go(u.send, 4)
-        await spin()
-        out.append(await u.recv_ok())  # (b)
-        await s
-        b = csp.Chan[int](2)
-        await b.send(5)
-        await b.send(6)
-        out.append(await b.recv_ok())  # (c)
-        out.append(await b.recv_ok())
-        got: list[Any] = []
+    async def receiver() -> None:
+        got.append(await b.recv_ok())
 
-        async def receiver() -> None:
-            got.append(await b.recv_ok())
-
-        r = csp.go(receiver)  # (d)
-        await spin()
-        out.append(repr(b))
-        await b.send(7)
-        await r
-        out.append(got)
-        return out
-
-    assert run(main) == [
+    r = csp.go(receiver)  # (d)
+    await spin()
+    out.append(repr(b))
+    await b.send(7)
+    await r
+    out.append(got)
+    assert out == [
         (None, False),
         (4, True),
         (5, True),
@@ -443,40 +417,37 @@ def test_c13_recv_decision_order(run: Run) -> None:
     ]
 
 
-def test_c13b_buffered_recv_admits_head_sender_at_tail(run: Run) -> None:
+@both
+async def test_c13b_buffered_recv_admits_head_sender_at_tail() -> None:
     """C13(b) — chan.go recv with a full buffer and parked senders: take the buffer
     head, move the longest-parked sender's value to the tail and wake that sender
     (global FIFO: values leave in the order their sends began)."""
+    ch = csp.Chan[int](2)
+    await ch.send(0)
+    await ch.send(1)
+    woken: list[int] = []
 
-    async def main() -> list[Any]:
-        ch = csp.Chan[int](2)
-        await ch.send(0)
-        await ch.send(1)
-        woken: list[int] = []
+    async def sender(v: int) -> None:
+        await ch.send(v)
+        woken.append(v)
 
-        async def sender(v: int) -> None:
-            await ch.send(v)
-            woken.append(v)
-
-        ts = []
-        for v in (2, 3, 4):
-            ts.append(csp.go(sender, v))
-            await spin()  # park in this order
-        out: list[Any] = [repr(ch)]
-        out.append(await ch.recv())
-        # 2 was admitted at the tail: buffer is [1, 2], senders 3, 4 still parked
-        out.append((list(ch._buf), len(live(ch._sendq))))
-        assert_invariants(ch)
-        await spin()
-        out.append(list(woken))
-        rest = [await ch.recv() for _ in range(4)]
-        out.append(rest)
-        await asyncio.gather(*ts)
-        out.append(woken)
-        assert_invariants(ch)
-        return out
-
-    assert run(main) == [
+    ts = []
+    for v in (2, 3, 4):
+        ts.append(csp.go(sender, v))
+        await spin()  # park in this order
+    out: list[Any] = [repr(ch)]
+    out.append(await ch.recv())
+    # 2 was admitted at the tail: buffer is [1, 2], senders 3, 4 still parked
+    out.append((list(ch._buf), len(live(ch._sendq))))
+    assert_invariants(ch)
+    await spin()
+    out.append(list(woken))
+    rest = [await ch.recv() for _ in range(4)]
+    out.append(rest)
+    await asyncio.gather(*ts)
+    out.append(woken)
+    assert_invariants(ch)
+    assert out == [
         "<csp.Chan cap=2 len=2 recv_waiters=0 send_waiters=3>",
         0,
         ([1, 2], 2),
@@ -486,158 +457,140 @@ def test_c13b_buffered_recv_admits_head_sender_at_tail(run: Run) -> None:
     ]
 
 
-def test_c14_ok_is_false_only_when_closed_and_drained(run: Run) -> None:
+@both
+async def test_c14_ok_is_false_only_when_closed_and_drained() -> None:
     """C14 — chan_test.go TestChan "Ensure that we receive 0 from closed chan",
     closedchan.go: ok is True for every sent value (even None or 0), False only once
     closed and drained, with the zero value None."""
-
-    async def main() -> list[Any]:
-        ch = csp.Chan[Any](3)
-        for v in (0, None, False):
-            await ch.send(v)
-        ch.close()
-        return [await ch.recv_ok() for _ in range(5)]
-
-    assert run(main) == [(0, True), (None, True), (False, True), (None, False), (None, False)]
+    ch = csp.Chan[Any](3)
+    for v in (0, None, False):
+        await ch.send(v)
+    ch.close()
+    assert [await ch.recv_ok() for _ in range(5)] == [
+        (0, True), (None, True), (False, True), (None, False), (None, False)]
 
 
-def test_c15_close_keeps_buffered_values(run: Run) -> None:
+@both
+async def test_c15_close_keeps_buffered_values() -> None:
     """C15 — closedchan.go testasync1-4, TestNonblockRecvRace: values buffered before
     close come out in order with ok=True (also through a non-blocking receive and
     select), then (None, False). Seen: ``1 true 2 true 0 false``."""
-
-    async def main() -> list[Any]:
-        out: list[Any] = []
-        ch = csp.Chan[int](4)
-        for v in (1, 2, 3, 4):
-            await ch.send(v)
-        ch.close()
-        out.append(await ch.recv())  # testasync1: recv
-        out.append(await ch.recv_ok())  # testasync2: recv with ok
-        out.append(await csp.select(ch.recv, default=True))  # testasync3: select
-        out.append(await csp.select(ch.recv_ok, default=True))  # testasync4: nb recv ok
-        out.append(await ch.recv_ok())
-        out.append(await csp.select(ch.recv_ok, default=True))
-        return out
-
-    assert run(main) == [1, (2, True), (0, 3), (0, (4, True)), (None, False), (0, (None, False))]
+    out: list[Any] = []
+    ch = csp.Chan[int](4)
+    for v in (1, 2, 3, 4):
+        await ch.send(v)
+    ch.close()
+    out.append(await ch.recv())  # testasync1: recv
+    out.append(await ch.recv_ok())  # testasync2: recv with ok
+    out.append(await csp.select(ch.recv, default=True))  # testasync3: select
+    out.append(await csp.select(ch.recv_ok, default=True))  # testasync4: nb recv ok
+    out.append(await ch.recv_ok())
+    out.append(await csp.select(ch.recv_ok, default=True))
+    assert out == [1, (2, True), (0, 3), (0, (4, True)), (None, False), (0, (None, False))]
 
 
-def test_c16_drained_closed_channel_never_blocks(run: Run) -> None:
+@both
+async def test_c16_drained_closed_channel_never_blocks() -> None:
     """C16 — test/chan/select3.go "receiving from a closed channel never blocks":
     every receive on a closed, drained channel returns at once, indefinitely."""
-
-    async def main() -> list[Any]:
-        out: list[Any] = []
-        for cap in (0, 2):
-            ch = csp.Chan[int](cap)
-            ch.close()
-            out.append([await ch.recv() for _ in range(100)] == [None] * 100)
-            out.append(await ch.recv_ok())
-            out.append(await csp.select(ch.recv))
-        return out
-
-    assert run(main) == [True, (None, False), (0, None)] * 2
+    out: list[Any] = []
+    for cap in (0, 2):
+        ch = csp.Chan[int](cap)
+        ch.close()
+        out.append([await ch.recv() for _ in range(100)] == [None] * 100)
+        out.append(await ch.recv_ok())
+        out.append(await csp.select(ch.recv))
+    assert out == [True, (None, False), (0, None)] * 2
 
 
-def test_c17_recv_on_nil_blocks_forever(run: Run) -> None:
+@both
+async def test_c17_recv_on_nil_blocks_forever() -> None:
     """C17 — test/chan/select3.go: receive from a nil channel blocks forever (until
     cancelled), for recv, recv_ok and async for."""
+    await expect_blocked(csp.go(csp.nil.recv))
+    await expect_blocked(csp.go(csp.nil.recv_ok))
 
-    async def main() -> str:
-        await expect_blocked(csp.go(csp.nil.recv))
-        await expect_blocked(csp.go(csp.nil.recv_ok))
+    async def ranger() -> None:
+        async for _ in csp.nil:
+            raise AssertionError("nil yielded a value")
 
-        async def ranger() -> None:
-            async for _ in csp.nil:
-                raise AssertionError("nil yielded a value")
-
-        await expect_blocked(csp.go(ranger))
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.001):
-                await csp.nil.recv()
-        return "ok"
-
-    assert run(main) == "ok"
+    await expect_blocked(csp.go(ranger))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.001):
+            await csp.nil.recv()
 
 
-def test_c18_fifo_order_every_capacity(run: Run) -> None:
+@both
+async def test_c18_fifo_order_every_capacity() -> None:
     """C18 — chan_test.go TestChan "Send 100 integers, ensure that we receive them
     non-corrupted in FIFO order" for every capacity 0..N; test/chan/fifo.go
     AsynchFifo."""
     N = 20
+    bad = []
+    for cap in range(N):
+        c = csp.Chan[int](cap)
 
-    async def main() -> list[int]:
-        bad = []
-        for cap in range(N):
-            c = csp.Chan[int](cap)
-
-            async def producer(c: csp.Chan[int] = c) -> None:
-                for i in range(100):
-                    await c.send(i)
-
-            csp.go(producer)
-            got = [await c.recv() for _ in range(100)]
-            if got != list(range(100)):
-                bad.append(cap)
-            # AsynchFifo: fill the buffer from main, then drain
-            for i in range(cap):
+        async def producer(c: csp.Chan[int] = c) -> None:
+            for i in range(100):
                 await c.send(i)
-            if [await c.recv() for _ in range(cap)] != list(range(cap)):
-                bad.append(cap)
-        return bad
 
-    assert run(main) == []
+        csp.go(producer)
+        got = [await c.recv() for _ in range(100)]
+        if got != list(range(100)):
+            bad.append(cap)
+        # AsynchFifo: fill the buffer from main, then drain
+        for i in range(cap):
+            await c.send(i)
+        if [await c.recv() for _ in range(cap)] != list(range(cap)):
+            bad.append(cap)
+    assert bad == []
 
 
 # -- 1.4 close -----------------------------------------------------------------------
 
 
-def test_c19_close_wakes_every_waiter(run: Run) -> None:
+@both
+async def test_c19_close_wakes_every_waiter() -> None:
     """C19 — chan_test.go TestChan "Ensure that close unblocks receive": close wakes
     every parked receiver ((None, False) / None) and every parked sender
     (ClosedChannelError). Seen: three blocked receivers all got ``0 false``."""
+    out: list[Any] = []
+    ch = csp.Chan[int]()
+    results: list[Any] = []
 
-    async def main() -> list[Any]:
-        out: list[Any] = []
-        ch = csp.Chan[int]()
-        results: list[Any] = []
+    async def recv_ok() -> None:
+        results.append(await ch.recv_ok())
 
-        async def recv_ok() -> None:
-            results.append(await ch.recv_ok())
+    async def recv() -> None:
+        results.append(await ch.recv())
 
-        async def recv() -> None:
-            results.append(await ch.recv())
+    ts = [csp.go(recv_ok) for _ in range(3)] + [csp.go(recv)]
+    await spin()
+    out.append(repr(ch))
+    ch.close()
+    out.append(repr(ch))
+    assert_invariants(ch)
+    await asyncio.gather(*ts)
+    out.append(results)
 
-        ts = [csp.go(recv_ok) for _ in range(3)] + [csp.go(recv)]
-        await spin()
-        out.append(repr(ch))
-        ch.close()
-        out.append(repr(ch))
-        assert_invariants(ch)
-        await asyncio.gather(*ts)
-        out.append(results)
+    sc = csp.Chan[int](1)
+    await sc.send(0)
+    errors: list[str] = []
 
-        sc = csp.Chan[int](1)
-        await sc.send(0)
-        errors: list[str] = []
+    async def send(v: int) -> None:
+        try:
+            await sc.send(v)
+        except csp.ClosedChannelError as e:
+            errors.append(str(e))
 
-        async def send(v: int) -> None:
-            try:
-                await sc.send(v)
-            except csp.ClosedChannelError as e:
-                errors.append(str(e))
-
-        ts = [csp.go(send, v) for v in range(3)]
-        await spin()
-        out.append(repr(sc))
-        sc.close()
-        await asyncio.gather(*ts)
-        out.append(errors)
-        out.append(repr(sc))
-        return out
-
-    assert run(main) == [
+    ts = [csp.go(send, v) for v in range(3)]
+    await spin()
+    out.append(repr(sc))
+    sc.close()
+    await asyncio.gather(*ts)
+    out.append(errors)
+    out.append(repr(sc))
+    assert out == [
         "<csp.Chan cap=0 len=0 recv_waiters=4 send_waiters=0>",
         "<csp.Chan cap=0 len=0 recv_waiters=0 send_waiters=0 closed>",
         [(None, False)] * 3 + [None],
@@ -647,7 +600,8 @@ def test_c19_close_wakes_every_waiter(run: Run) -> None:
     ]
 
 
-def test_c20_close_nil_and_close_twice(run: Run) -> None:
+@both
+async def test_c20_close_nil_and_close_twice() -> None:
     """C20 — test/closedchan.go main: ``close of nil channel`` (ChannelError) and
     ``close of closed channel`` (ClosedChannelError); both recoverable."""
     with pytest.raises(csp.ChannelError, match=r"^close of nil channel$") as ei:
@@ -659,18 +613,13 @@ def test_c20_close_nil_and_close_twice(run: Run) -> None:
         ch.close()
     assert issubclass(csp.ClosedChannelError, csp.ChannelError)
     assert issubclass(csp.ChannelError, RuntimeError)
-
-    async def main() -> list[Any]:
-        # also from inside a goroutine, with waiters: the second close wakes nobody
-        c = csp.Chan[int]()
-        r = csp.go(c.recv_ok)
-        await spin()
+    c = csp.Chan[int]()
+    r = csp.go(c.recv_ok)
+    await spin()
+    c.close()
+    with pytest.raises(csp.ClosedChannelError, match=r"^close of closed channel$"):
         c.close()
-        with pytest.raises(csp.ClosedChannelError, match=r"^close of closed channel$"):
-            c.close()
-        return [await r, await c.recv_ok()]
-
-    assert run(main) == [(None, False), (None, False)]
+    assert [await r, await c.recv_ok()] == [(None, False), (None, False)]
 
 
 def test_c21_close_is_final_and_unclosed_channels_are_collected(run: Run) -> None:
@@ -699,49 +648,43 @@ def test_c21_close_is_final_and_unclosed_channels_are_collected(run: Run) -> Non
     assert ref() is None
 
 
-def test_c22_async_for_ranges_until_closed_and_drained(run: Run) -> None:
+@both
+async def test_c22_async_for_ranges_until_closed_and_drained() -> None:
     """C22 — chan_test.go TestMultiConsumer: ``async for`` is ``for v := range ch``;
     23 ranging workers see every value exactly once and all end on close."""
     NW, NV = 23, 500
+    q = csp.Chan[int](10)
+    r = csp.Chan[Counter[int]](NW)
 
-    async def main() -> tuple[Counter[int], int]:
-        q = csp.Chan[int](10)
-        r = csp.Chan[Counter[int]](NW)
+    async def worker() -> None:
+        seen: Counter[int] = Counter()
+        async for v in q:
+            seen[v] += 1
+        await r.send(seen)
 
-        async def worker() -> None:
-            seen: Counter[int] = Counter()
-            async for v in q:
-                seen[v] += 1
-            await r.send(seen)
-
-        for _ in range(NW):
-            csp.go(worker)
-        for i in range(NV):
-            await q.send(i)
-        q.close()
-        total: Counter[int] = Counter()
-        for _ in range(NW):
-            total += await r.recv()  # type: ignore[operator]
-        await spin()
-        return total, csp.num_goroutine()
-
-    total, n = run(main)
+    for _ in range(NW):
+        csp.go(worker)
+    for i in range(NV):
+        await q.send(i)
+    q.close()
+    total: Counter[int] = Counter()
+    for _ in range(NW):
+        total += await r.recv()  # type: ignore[operator]
+    await spin()
+    n = csp.num_goroutine()
     assert total == Counter(range(NV))
     assert n == 1  # every worker's range loop ended
 
 
-def test_c22_async_for_sees_none_values_and_buffered_after_close(run: Run) -> None:
+@both
+async def test_c22_async_for_sees_none_values_and_buffered_after_close() -> None:
     """C22 — range loops on ``v, ok := <-ch; if !ok { break }``: a sent None does not
     end the loop; values buffered before close are all seen."""
-
-    async def main() -> list[Any]:
-        ch = csp.Chan[Any](4)
-        for v in (1, None, 3):
-            await ch.send(v)
-        ch.close()
-        return [v async for v in ch]
-
-    assert run(main) == [1, None, 3]
+    ch = csp.Chan[Any](4)
+    for v in (1, None, 3):
+        await ch.send(v)
+    ch.close()
+    assert [v async for v in ch] == [1, None, 3]
 
 
 # -- 1.6 order among blocked goroutines -------------------------------------------
@@ -791,69 +734,63 @@ def test_c23_blocked_senders_served_fifo(run: Run) -> None:
         assert run(main, cap) == [-1] * cap + [0, 1, 2, 3, 4]
 
 
-def test_c23_fifo_skips_selects_that_committed_elsewhere(run: Run) -> None:
+@both
+async def test_c23_fifo_skips_selects_that_committed_elsewhere() -> None:
     """C23 — select6.go (Issue 2075), TestSelectDuplicateChannel: a queued select that
     already committed on another channel is skipped; the next live waiter in FIFO
     order gets the value, and repr counts live waiters only."""
+    a, b = csp.Chan[int](), csp.Chan[int]()
+    got: list[Any] = []
 
-    async def main() -> list[Any]:
-        a, b = csp.Chan[int](), csp.Chan[int]()
-        got: list[Any] = []
+    async def selector() -> None:
+        got.append(("sel", await csp.select(a.recv, b.recv)))
 
-        async def selector() -> None:
-            got.append(("sel", await csp.select(a.recv, b.recv)))
+    async def plain() -> None:
+        got.append(("plain", await a.recv()))
 
-        async def plain() -> None:
-            got.append(("plain", await a.recv()))
-
-        s = csp.go(selector)
-        await spin()
-        p = csp.go(plain)
-        await spin()
-        out: list[Any] = [repr(a)]
-        await b.send(1)  # the select commits on b; its entry in a's queue goes stale
-        await s
-        out.append(repr(a))
-        await a.send(2)  # must go to `plain`, not to the stale select entry
-        await p
-        out.append(got)
-        assert_invariants(a)
-        assert_invariants(b)
-        return out
-
-    assert run(main) == [
+    s = csp.go(selector)
+    await spin()
+    p = csp.go(plain)
+    await spin()
+    out: list[Any] = [repr(a)]
+    await b.send(1)  # the select commits on b; its entry in a's queue goes stale
+    await s
+    out.append(repr(a))
+    await a.send(2)  # must go to `plain`, not to the stale select entry
+    await p
+    out.append(got)
+    assert_invariants(a)
+    assert_invariants(b)
+    assert out == [
         "<csp.Chan cap=0 len=0 recv_waiters=2 send_waiters=0>",
         "<csp.Chan cap=0 len=0 recv_waiters=1 send_waiters=0>",
         [("sel", (1, 1)), ("plain", 2)],
     ]
 
 
-def test_c23_cancelled_waiter_is_skipped(run: Run) -> None:
+@both
+async def test_c23_cancelled_waiter_is_skipped() -> None:
     """C23 — chanlinear.go (parked waiter removal): a cancelled receiver is out of the
     queue; the next one in FIFO order gets the value, nothing is lost."""
+    ch = csp.Chan[int]()
+    got: list[tuple[int, Any]] = []
 
-    async def main() -> list[Any]:
-        ch = csp.Chan[int]()
-        got: list[tuple[int, Any]] = []
+    async def receiver(k: int) -> None:
+        got.append((k, await ch.recv()))
 
-        async def receiver(k: int) -> None:
-            got.append((k, await ch.recv()))
-
-        ts = []
-        for k in range(3):
-            ts.append(csp.go(receiver, k))
-            await spin()
-        ts[0].cancel()
+    ts = []
+    for k in range(3):
+        ts.append(csp.go(receiver, k))
         await spin()
-        out: list[Any] = [repr(ch)]
-        await ch.send(10)
-        await ch.send(11)
-        await asyncio.gather(*ts[1:])
-        out.append(got)
-        out.append(ts[0].cancelled())
-        return out
-
-    assert run(main) == [
+    ts[0].cancel()
+    await spin()
+    out: list[Any] = [repr(ch)]
+    await ch.send(10)
+    await ch.send(11)
+    await asyncio.gather(*ts[1:])
+    out.append(got)
+    out.append(ts[0].cancelled())
+    assert out == [
         "<csp.Chan cap=0 len=0 recv_waiters=2 send_waiters=0>",
         [(1, 10), (2, 11)],
         True,
@@ -1043,38 +980,34 @@ class Payload:
 
 
 @pytest.mark.parametrize("how", ["timeout", "cancel"])
-def test_send_cut_off_leaves_no_entry_and_lets_its_value_go(
-        run: Run, gc_off: None, how: str) -> None:
+@both
+async def test_send_cut_off_leaves_no_entry_and_lets_its_value_go(gc_off: None, how: str) -> None:
     """A send withdrawn by a timeout or a cancellation leaves its channel's queue at
     once and lets go of its value at once (the collector is off: no cycle, no sweep
     holds it), while the channel stays usable."""
-
-    async def main() -> list[Any]:
-        ch = csp.Chan[Payload]()
-        seen: list[Any] = []
-        for _ in range(3):
-            p = Payload()
-            ref = weakref.ref(p)
-            if how == "timeout":
-                with pytest.raises(TimeoutError):
-                    async with asyncio.timeout(0.001):
-                        await ch.send(p)
-            else:
-                t = csp.go(ch.send, p)
-                await spin(3)
-                assert len(ch._sendq) == 1
-                t.cancel()
-                await spin(3)
-                assert t.cancelled()
-                del t
-            del p
-            seen.append((ref() is None, len(ch._sendq), repr(ch)))
-            assert_invariants(ch)
-        csp.go(ch.send, Payload())
-        seen.append(type(await ch.recv()).__name__)
-        return seen
-
-    assert run(main) == [
+    ch = csp.Chan[Payload]()
+    seen: list[Any] = []
+    for _ in range(3):
+        p = Payload()
+        ref = weakref.ref(p)
+        if how == "timeout":
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.001):
+                    await ch.send(p)
+        else:
+            t = csp.go(ch.send, p)
+            await spin(3)
+            assert len(ch._sendq) == 1
+            t.cancel()
+            await spin(3)
+            assert t.cancelled()
+            del t
+        del p
+        seen.append((ref() is None, len(ch._sendq), repr(ch)))
+        assert_invariants(ch)
+    csp.go(ch.send, Payload())
+    seen.append(type(await ch.recv()).__name__)
+    assert seen == [
         (True, 0, "<csp.Chan cap=0 len=0 recv_waiters=0 send_waiters=0>")] * 3 + ["Payload"]
 
 

@@ -16,11 +16,14 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import loop_factory
+from conftest import LOOPS, loop_factory
 from differential import Program, differential, start
 
 import csp
 from csp._waiter import READY
+
+both = pytest.mark.csp(loop=tuple(LOOPS))
+"""Run an async test as main under csp.run, once per loop (the csp pytest plugin)."""
 
 
 async def until(pred: Callable[[], bool], limit: int = 1000) -> None:
@@ -155,33 +158,30 @@ async def test_mutex_fifo_handoff_no_barging() -> None:
     assert repr(mu) == "<csp.Mutex unlocked>"
 
 
-def test_go_mutex_hammer(run: Callable[..., Any]) -> None:
+@both
+async def test_go_mutex_hammer() -> None:
     """Go: TestMutex / HammerMutex: a counter updated under the lock across awaits."""
+    mu = csp.Mutex()
+    wg = csp.WaitGroup()
+    state = {"counter": 0, "inside": 0}
 
-    async def main() -> int:
-        mu = csp.Mutex()
-        wg = csp.WaitGroup()
-        state = {"counter": 0, "inside": 0}
+    async def hammer(seed: int) -> None:
+        for i in range(200):
+            await mu.lock()
+            state["inside"] += 1
+            assert state["inside"] == 1
+            v = state["counter"]
+            if (i + seed) % 3 == 0:
+                await csp.gosched()
+            state["counter"] = v + 1
+            state["inside"] -= 1
+            mu.unlock()
 
-        async def hammer(seed: int) -> None:
-            for i in range(200):
-                await mu.lock()
-                state["inside"] += 1
-                assert state["inside"] == 1
-                v = state["counter"]
-                if (i + seed) % 3 == 0:
-                    await csp.gosched()
-                state["counter"] = v + 1
-                state["inside"] -= 1
-                mu.unlock()
-
-        for s in range(10):
-            wg.go(hammer, s)
-        await wg.wait()
-        assert mu.try_lock()
-        return state["counter"]
-
-    assert run(main) == 2000
+    for s in range(10):
+        wg.go(hammer, s)
+    await wg.wait()
+    assert mu.try_lock()
+    assert state["counter"] == 2000
 
 
 @pytest.mark.asyncio
@@ -467,85 +467,78 @@ async def test_rwmutex_misuse_raises_go_text() -> None:
     assert rw.try_lock()
 
 
-def test_go_parallel_readers(run: Callable[..., Any]) -> None:
+@both
+async def test_go_parallel_readers() -> None:
     """Go: TestParallelReaders: n readers hold the read lock at the same time."""
+    rw = csp.RWMutex()
+    n = 8
+    clocked, cunlock, cdone = csp.Chan[bool](), csp.Chan[bool](), csp.Chan[bool]()
 
-    async def main() -> None:
-        rw = csp.RWMutex()
-        n = 8
-        clocked, cunlock, cdone = csp.Chan[bool](), csp.Chan[bool](), csp.Chan[bool]()
+    async def reader() -> None:
+        await rw.rlock()
+        await clocked.send(True)
+        await cunlock.recv()
+        rw.runlock()
+        await cdone.send(True)
 
-        async def reader() -> None:
-            await rw.rlock()
-            await clocked.send(True)
-            await cunlock.recv()
-            rw.runlock()
-            await cdone.send(True)
-
-        for _ in range(n):
-            csp.go(reader)
-        for _ in range(n):  # would deadlock unless all n hold the lock together
-            await clocked.recv()
-        assert rw._readers == n
-        for _ in range(n):
-            await cunlock.send(True)
-        for _ in range(n):
-            await cdone.recv()
-        assert rw.try_lock()
-
-    run(main)
+    for _ in range(n):
+        csp.go(reader)
+    for _ in range(n):  # would deadlock unless all n hold the lock together
+        await clocked.recv()
+    assert rw._readers == n
+    for _ in range(n):
+        await cunlock.send(True)
+    for _ in range(n):
+        await cdone.recv()
+    assert rw.try_lock()
 
 
-def test_go_rwmutex_hammer(run: Callable[..., Any]) -> None:
+@both
+async def test_go_rwmutex_hammer() -> None:
     """Go: TestRWMutex / HammerRWMutex: readers add 1 and writers 10000 to an activity
     counter inside the lock, across awaits; readers never see a writer, a writer sees
     nobody else."""
+    rw = csp.RWMutex()
+    wg = csp.WaitGroup()
+    st = {"activity": 0, "reads": 0, "writes": 0, "max_readers": 0}
 
-    async def main() -> tuple[int, int, int]:
-        rw = csp.RWMutex()
-        wg = csp.WaitGroup()
-        st = {"activity": 0, "reads": 0, "writes": 0, "max_readers": 0}
-
-        async def reader(k: int) -> None:
-            for i in range(60):
-                await rw.rlock()
-                st["activity"] += 1
-                n = st["activity"]
-                assert 1 <= n < 10000, n
-                st["max_readers"] = max(st["max_readers"], n)
-                if (i + k) % 2 == 0:
-                    await csp.gosched()
-                assert st["activity"] < 10000
-                st["activity"] -= 1
-                st["reads"] += 1
-                rw.runlock()
+    async def reader(k: int) -> None:
+        for i in range(60):
+            await rw.rlock()
+            st["activity"] += 1
+            n = st["activity"]
+            assert 1 <= n < 10000, n
+            st["max_readers"] = max(st["max_readers"], n)
+            if (i + k) % 2 == 0:
                 await csp.gosched()
+            assert st["activity"] < 10000
+            st["activity"] -= 1
+            st["reads"] += 1
+            rw.runlock()
+            await csp.gosched()
 
-        async def writer(k: int) -> None:
-            for i in range(30):
-                await rw.lock()
-                st["activity"] += 10000
-                assert st["activity"] == 10000
-                if (i + k) % 2 == 0:
-                    await csp.gosched()
-                assert st["activity"] == 10000
-                st["activity"] -= 10000
-                st["writes"] += 1
-                rw.unlock()
+    async def writer(k: int) -> None:
+        for i in range(30):
+            await rw.lock()
+            st["activity"] += 10000
+            assert st["activity"] == 10000
+            if (i + k) % 2 == 0:
                 await csp.gosched()
+            assert st["activity"] == 10000
+            st["activity"] -= 10000
+            st["writes"] += 1
+            rw.unlock()
+            await csp.gosched()
 
-        for k in range(3):
-            wg.go(writer, k)
-        for k in range(8):
-            wg.go(reader, k)
-        await wg.wait()
-        rw._invariants()
-        assert rw.try_lock()
-        return st["reads"], st["writes"], st["max_readers"]
-
-    reads, writes, max_readers = run(main)
-    assert (reads, writes) == (8 * 60, 3 * 30)
-    assert max_readers > 1
+    for k in range(3):
+        wg.go(writer, k)
+    for k in range(8):
+        wg.go(reader, k)
+    await wg.wait()
+    rw._invariants()
+    assert rw.try_lock()
+    assert (st["reads"], st["writes"]) == (8 * 60, 3 * 30)
+    assert st["max_readers"] > 1
 
 
 @pytest.mark.asyncio
@@ -791,37 +784,34 @@ async def test_rwmutex_grants_to_tasks_cancelled_in_same_instant_are_kept() -> N
 # -- WaitGroup --------------------------------------------------------------------------
 
 
-def test_go_waitgroup(run: Callable[..., Any]) -> None:
+@both
+async def test_go_waitgroup() -> None:
     """Go: TestWaitGroup: a barrier made of two groups, reused eight times."""
+    wg1, wg2 = csp.WaitGroup(), csp.WaitGroup()
+    n = 16
+    for _ in range(8):
+        wg1.add(n)
+        wg2.add(n)
+        exited = csp.Chan[bool](n)
 
-    async def main() -> None:
-        wg1, wg2 = csp.WaitGroup(), csp.WaitGroup()
-        n = 16
-        for _ in range(8):
-            wg1.add(n)
-            wg2.add(n)
-            exited = csp.Chan[bool](n)
+        async def worker(exited: csp.Chan[bool]) -> None:
+            wg1.done()
+            await wg2.wait()
+            await exited.send(True)
 
-            async def worker(exited: csp.Chan[bool]) -> None:
-                wg1.done()
-                await wg2.wait()
-                await exited.send(True)
-
-            for _ in range(n):
-                csp.go(worker, exited)
-            await wg1.wait()
-            for i in range(n):
-                await csp.gosched()
-                idx, _ = await csp.select(exited.recv, default=True)
-                assert idx == -1, "WaitGroup released group too soon"
-                wg2.done()
-                if i < n - 1:
-                    assert len(wg2._waiters) == n
-            for _ in range(n):
-                await exited.recv()  # deadlocks if the barrier failed to release someone
-            assert repr(wg1) == repr(wg2) == "<csp.WaitGroup counter=0 waiters=0>"
-
-    run(main)
+        for _ in range(n):
+            csp.go(worker, exited)
+        await wg1.wait()
+        for i in range(n):
+            await csp.gosched()
+            idx, _ = await csp.select(exited.recv, default=True)
+            assert idx == -1, "WaitGroup released group too soon"
+            wg2.done()
+            if i < n - 1:
+                assert len(wg2._waiters) == n
+        for _ in range(n):
+            await exited.recv()  # deadlocks if the barrier failed to release someone
+        assert repr(wg1) == repr(wg2) == "<csp.WaitGroup counter=0 waiters=0>"
 
 
 @pytest.mark.asyncio
@@ -894,25 +884,23 @@ async def test_waitgroup_cancelled_wait_unlinks() -> None:
     wg._invariants()
 
 
-def test_waitgroup_go(run: Callable[..., Any]) -> None:
-    async def main() -> list[int]:
-        wg = csp.WaitGroup()
-        out: list[int] = []
-        gate = csp.Chan[None]()
+@both
+async def test_waitgroup_go() -> None:
+    wg = csp.WaitGroup()
+    out: list[int] = []
+    gate = csp.Chan[None]()
 
-        async def work(i: int) -> int:
-            await gate.recv()
-            out.append(i)
-            return i * 10
+    async def work(i: int) -> int:
+        await gate.recv()
+        out.append(i)
+        return i * 10
 
-        tasks = [wg.go(work, i) for i in range(5)]
-        assert repr(wg) == "<csp.WaitGroup counter=5 waiters=0>"  # counted in the caller
-        gate.close()
-        await wg.wait()
-        assert [t.result() for t in tasks] == [0, 10, 20, 30, 40]
-        return out
-
-    assert sorted(run(main)) == [0, 1, 2, 3, 4]
+    tasks = [wg.go(work, i) for i in range(5)]
+    assert repr(wg) == "<csp.WaitGroup counter=5 waiters=0>"  # counted in the caller
+    gate.close()
+    await wg.wait()
+    assert [t.result() for t in tasks] == [0, 10, 20, 30, 40]
+    assert sorted(out) == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.asyncio
@@ -997,32 +985,29 @@ async def test_waitgroup_go_cancelled_goroutine_is_done() -> None:
 # -- Once -------------------------------------------------------------------------------
 
 
-def test_go_once(run: Callable[..., Any]) -> None:
+@both
+async def test_go_once() -> None:
     """Go: TestOnce: ten concurrent callers; f runs once and every caller returns only
     after it has finished."""
+    once = csp.Once()
+    o = [0]
+    c = csp.Chan[bool]()
 
-    async def main() -> int:
-        once = csp.Once()
-        o = [0]
-        c = csp.Chan[bool]()
+    async def increment() -> None:
+        await csp.gosched()  # callers arrive while f runs
+        o[0] += 1
 
-        async def increment() -> None:
-            await csp.gosched()  # callers arrive while f runs
-            o[0] += 1
+    async def caller() -> None:
+        await once.do(increment)
+        assert o[0] == 1, "once failed inside run"
+        await c.send(True)
 
-        async def caller() -> None:
-            await once.do(increment)
-            assert o[0] == 1, "once failed inside run"
-            await c.send(True)
-
-        for _ in range(10):
-            csp.go(caller)
-        for _ in range(10):
-            await c.recv()
-        assert repr(once) == "<csp.Once done>"
-        return o[0]
-
-    assert run(main) == 1
+    for _ in range(10):
+        csp.go(caller)
+    for _ in range(10):
+        await c.recv()
+    assert repr(once) == "<csp.Once done>"
+    assert o[0] == 1
 
 
 @pytest.mark.asyncio
@@ -1173,94 +1158,88 @@ async def test_once_run_handed_to_waiter_cancelled_in_same_instant() -> None:
 # -- Cond -------------------------------------------------------------------------------
 
 
-def test_go_cond_signal(run: Callable[..., Any]) -> None:
+@both
+async def test_go_cond_signal() -> None:
     """Go: TestCondSignal, with the wake order checked: Signal wakes the longest
     waiter, one at a time."""
+    m = csp.Mutex()
+    c = csp.Cond(m)
+    n = 4
+    running = csp.Chan[int](n)
+    awake = csp.Chan[int](n)
 
-    async def main() -> list[int | None]:
-        m = csp.Mutex()
-        c = csp.Cond(m)
-        n = 4
-        running = csp.Chan[int](n)
-        awake = csp.Chan[int](n)
+    async def waiter(i: int) -> None:
+        await m.lock()
+        await running.send(i)
+        await c.wait()
+        await awake.send(i)
+        m.unlock()
 
-        async def waiter(i: int) -> None:
-            await m.lock()
+    for i in range(n):
+        csp.go(waiter, i)
+        # let i enter wait() before i+1 starts, so the queue order is known
+        await csp.gosched()
+    for _ in range(n):
+        await running.recv()
+    order = []
+    while n > 0:
+        idx, _ = await csp.select(awake.recv, default=True)
+        assert idx == -1, "goroutine not asleep"
+        await m.lock()
+        c.signal()
+        m.unlock()
+        order.append(await awake.recv())
+        await csp.gosched()
+        idx, _ = await csp.select(awake.recv, default=True)
+        assert idx == -1, "too many goroutines awake"
+        n -= 1
+    c.signal()  # nobody waits: nothing happens
+    assert order == [0, 1, 2, 3]
+
+
+@both
+async def test_go_cond_broadcast() -> None:
+    """Go: TestCondBroadcast (shortened): Broadcast wakes every waiter; they take the
+    lock again in the order they waited."""
+    m = csp.Mutex()
+    c = csp.Cond(m)
+    n = 5
+    running = csp.Chan[int](n)
+    awake = csp.Chan[int](n)
+    exit_ = [False]
+    rounds = []
+
+    async def waiter(i: int) -> None:
+        await m.lock()
+        while not exit_[0]:
             await running.send(i)
             await c.wait()
             await awake.send(i)
-            m.unlock()
+        m.unlock()
 
-        for i in range(n):
-            csp.go(waiter, i)
-            # let i enter wait() before i+1 starts, so the queue order is known
-            await csp.gosched()
+    for i in range(n):
+        csp.go(waiter, i)
+        await csp.gosched()
+    for r in range(3):
         for _ in range(n):
             await running.recv()
-        order = []
-        while n > 0:
-            idx, _ = await csp.select(awake.recv, default=True)
-            assert idx == -1, "goroutine not asleep"
+        if r == 2:
             await m.lock()
-            c.signal()
+            exit_[0] = True
             m.unlock()
-            order.append(await awake.recv())
-            await csp.gosched()
-            idx, _ = await csp.select(awake.recv, default=True)
-            assert idx == -1, "too many goroutines awake"
-            n -= 1
-        c.signal()  # nobody waits: nothing happens
-        return order
-
-    assert run(main) == [0, 1, 2, 3]
+        idx, _ = await csp.select(awake.recv, default=True)
+        assert idx == -1
+        await m.lock()
+        c.broadcast()
+        m.unlock()
+        rounds.append([await awake.recv() for _ in range(n)])
+    assert rounds == [[0, 1, 2, 3, 4]] * 3
 
 
-def test_go_cond_broadcast(run: Callable[..., Any]) -> None:
-    """Go: TestCondBroadcast (shortened): Broadcast wakes every waiter; they take the
-    lock again in the order they waited."""
-
-    async def main() -> list[list[int | None]]:
-        m = csp.Mutex()
-        c = csp.Cond(m)
-        n = 5
-        running = csp.Chan[int](n)
-        awake = csp.Chan[int](n)
-        exit_ = [False]
-        rounds = []
-
-        async def waiter(i: int) -> None:
-            await m.lock()
-            while not exit_[0]:
-                await running.send(i)
-                await c.wait()
-                await awake.send(i)
-            m.unlock()
-
-        for i in range(n):
-            csp.go(waiter, i)
-            await csp.gosched()
-        for r in range(3):
-            for _ in range(n):
-                await running.recv()
-            if r == 2:
-                await m.lock()
-                exit_[0] = True
-                m.unlock()
-            idx, _ = await csp.select(awake.recv, default=True)
-            assert idx == -1
-            await m.lock()
-            c.broadcast()
-            m.unlock()
-            rounds.append([await awake.recv() for _ in range(n)])
-        return rounds
-
-    assert run(main) == [[0, 1, 2, 3, 4]] * 3
-
-
-def test_go_cond_signal_stealing(run: Callable[..., Any]) -> None:
+@both
+async def test_go_cond_signal_stealing() -> None:
     """Go: TestCondSignalStealing: a Broadcast racing with a new Wait still wakes the
     waiter that was already waiting (a hang here is reported as a deadlock)."""
-
     async def one_round() -> None:
         # a function per round: Go's loop body declares fresh variables each time
         m = csp.Mutex()
@@ -1295,12 +1274,8 @@ def test_go_cond_signal_stealing(run: Callable[..., Any]) -> None:
         done[0] = True
         m.unlock()
         cond.broadcast()
-
-    async def main() -> None:
-        for _ in range(50):
-            await one_round()
-
-    run(main)
+    for _ in range(50):
+        await one_round()
 
 
 @pytest.mark.asyncio
@@ -1568,68 +1543,61 @@ async def test_semaphore_fifo_large_request_not_starved() -> None:
     assert repr(s) == "<csp.Semaphore held=1/10 waiters=0>"
 
 
-def test_go_weighted_hammer(run: Callable[..., Any]) -> None:
+@both
+async def test_go_weighted_hammer() -> None:
     """Go: TestWeighted: many tasks acquire random weights; never more than n held."""
+    n = 8
+    s = csp.Semaphore(n)
+    rng = random.Random(7)
+    held = [0, 0]  # now, max
+    wg = csp.WaitGroup()
 
-    async def main() -> tuple[int, int]:
-        n = 8
-        s = csp.Semaphore(n)
-        rng = random.Random(7)
-        held = [0, 0]  # now, max
-        wg = csp.WaitGroup()
+    async def worker(ks: list[int]) -> None:
+        for k in ks:
+            await s.acquire(k)
+            held[0] += k
+            held[1] = max(held[1], held[0])
+            assert held[0] <= n
+            await csp.gosched()
+            held[0] -= k
+            s.release(k)
 
-        async def worker(ks: list[int]) -> None:
-            for k in ks:
-                await s.acquire(k)
-                held[0] += k
-                held[1] = max(held[1], held[0])
-                assert held[0] <= n
-                await csp.gosched()
-                held[0] -= k
-                s.release(k)
-
-        for _ in range(12):
-            wg.go(worker, [rng.randint(1, n) for _ in range(30)])
-        await wg.wait()
-        assert s.try_acquire(n)
-        return held[0], held[1]
-
-    now, peak = run(main)
-    assert now == 0 and 1 < peak <= 8
+    for _ in range(12):
+        wg.go(worker, [rng.randint(1, n) for _ in range(30)])
+    await wg.wait()
+    assert s.try_acquire(n)
+    assert held[0] == 0 and 1 < held[1] <= 8  # (now, peak)
 
 
-def test_go_large_acquire_doesnt_starve(run: Callable[..., Any]) -> None:
+@both
+async def test_go_large_acquire_doesnt_starve() -> None:
     """Go: TestLargeAcquireDoesntStarve: a full-size acquire gets in although small
     acquirers keep cycling."""
+    n = 4
+    s = csp.Semaphore(n)
+    running = [True]
+    cycles = [0]
+    wg = csp.WaitGroup()
 
-    async def main() -> int:
-        n = 4
-        s = csp.Semaphore(n)
-        running = [True]
-        cycles = [0]
-        wg = csp.WaitGroup()
-
-        async def small() -> None:
-            try:
-                while running[0]:
-                    await csp.gosched()
-                    s.release(1)
-                    await s.acquire(1)
-                    cycles[0] += 1
-                    assert cycles[0] < 10_000, "large acquire starved"
-            finally:
+    async def small() -> None:
+        try:
+            while running[0]:
+                await csp.gosched()
                 s.release(1)
+                await s.acquire(1)
+                cycles[0] += 1
+                assert cycles[0] < 10_000, "large acquire starved"
+        finally:
+            s.release(1)
 
-        for _ in range(n):
-            await s.acquire(1)
-            wg.go(small)
-        await s.acquire(n)
-        running[0] = False
-        s.release(n)
-        await wg.wait()
-        return cycles[0]
-
-    assert run(main) < 50
+    for _ in range(n):
+        await s.acquire(1)
+        wg.go(small)
+    await s.acquire(n)
+    running[0] = False
+    s.release(n)
+    await wg.wait()
+    assert cycles[0] < 50
 
 
 @pytest.mark.asyncio
