@@ -1,7 +1,8 @@
 """csp.context: ports of Go's src/context/context_test.go plus the scope() bridge, and
 notify_context (Go's os/signal NotifyContext, signal_test.go's TestNotifyContext*).
 
-Deadlines run on the virtual clock on asyncio (tests/vclock.py) and on real, tiny
+Deadlines run in virtual time on asyncio (a csp.testing bubble: the ``vrun`` fixture of
+tests/vclock.py) and on real, tiny
 durations on uvloop, asserting only what load cannot change there.
 """
 

@@ -1,8 +1,9 @@
 """csp.after / tick / Timer / Ticker / after_func / sleep (Go's package time, Go 1.23).
 
-On asyncio these run on a virtual clock (tests/vclock.py) and assert exact times; on
-uvloop they run in real time with durations of a few milliseconds and assert only
-orderings and counts that machine load cannot change. ``U`` is the time unit.
+On asyncio these run in a csp.testing bubble (virtual time, starting at 0.0: the
+``vrun`` fixture of tests/vclock.py) and assert exact times; on uvloop they run in real
+time with durations of a few milliseconds and assert only orderings and counts that
+machine load cannot change. ``U`` is the time unit.
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ def test_ticker_does_not_burst_after_a_stall(vrun: Any, clock: Clock) -> None:
         loop: Any = asyncio.get_running_loop()
         t0 = now()
         tk = csp.Ticker(4 * U)
-        loop._vnow += 21 * U  # the loop was stalled for 21 units
+        loop.now += 21 * U  # the loop was stalled for 21 units (csp._vtime.VirtualTimeLoop.now)
         vals = [await tk.c.recv() - t0 for _ in range(3)]
         tk.stop()
         return vals
