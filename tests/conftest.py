@@ -34,7 +34,8 @@ try:
 except ImportError:  # pragma: no cover
     uvloop = None  # type: ignore[assignment]
 
-# the controllable clock: fixtures ``clock`` and ``vrun`` (tests/vclock.py)
+# time-based tests: fixtures ``clock`` and ``vrun`` (tests/vclock.py; virtual time on
+# asyncio through csp.testing.run)
 pytest_plugins = ["vclock"]
 
 LOOPS = ["asyncio", "uvloop"] if uvloop is not None else ["asyncio"]

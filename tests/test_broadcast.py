@@ -189,7 +189,7 @@ def test_cancellation_storm_each_value_reaches_every_subscriber_or_none(
 
 
 @pytest.mark.parametrize("how", ["timeout", "cancel inside timeout"])
-def test_send_cut_off_inside_asyncio_timeout_reaches_nobody(loop_name: str, how: str) -> None:
+def test_send_cut_off_inside_asyncio_timeout_reaches_nobody(vrun: Any, how: str) -> None:
     """Invariant: a Broadcast.send waiting for room, cut off by ``asyncio.timeout``
     or cancelled from outside while inside one, reached no subscriber (none of them
     ever receives it), leaves no parked sender behind, and the cancellation from
@@ -224,7 +224,7 @@ def test_send_cut_off_inside_asyncio_timeout_reaches_nobody(loop_name: str, how:
         b.close()
         return outcome, await drain(fast), await drain(slow), left
 
-    outcome, fast, slow, left = csp.run(main, loop=loop_name)
+    outcome, fast, slow, left = vrun(main)
     assert outcome == ("timed out" if how == "timeout" else "cancelled")
     assert (fast, slow) == ([], [1])
     assert left.endswith("send_waiters=0>")

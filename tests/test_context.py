@@ -1,8 +1,9 @@
 """csp.context: ports of Go's src/context/context_test.go plus the scope() bridge, and
 notify_context (Go's os/signal NotifyContext, signal_test.go's TestNotifyContext*).
 
-Deadlines run on the virtual clock on asyncio (tests/vclock.py) and on real, tiny
-durations on uvloop, asserting only what load cannot change there.
+Deadlines run in virtual time on asyncio (a csp.testing bubble: the ``vrun`` fixture of
+tests/vclock.py) and on real, tiny durations on uvloop, asserting only what load cannot
+change there.
 """
 
 from __future__ import annotations
@@ -1434,7 +1435,7 @@ def test_context_after_func_refuses_a_non_callable_at_the_call(run: Any) -> None
     assert run(main) == "context.after_func: fn must be callable, got 42"
 
 
-def test_deadline_context_of_a_closed_loop_is_refused(loop_name: str) -> None:
+def test_deadline_context_of_a_closed_loop_is_refused(vrun: Any) -> None:
     """A live deadline context made under one ``csp.run`` can never expire under a
     later one (its timer was on the closed loop): ``done()`` and ``err()`` (also of
     its ``with_cancel`` and ``with_value`` children), ``after_func`` and ``scope`` raise
@@ -1470,8 +1471,8 @@ def test_deadline_context_of_a_closed_loop_is_refused(loop_name: str) -> None:
         assert await is_done(child)  # cancelled by hand: no longer refused
         return msgs
 
-    made = csp.run(make, loop=loop_name)
-    msgs = csp.run(use, made, loop=loop_name)
+    made = vrun(make)
+    msgs = vrun(use, made)
     pat = (r"^the deadline timer of context\.Background\.WithDeadline\([0-9.e+]+\){} "
            r"belongs to <.*>, which is closed; "
            r"make deadline contexts inside the csp\.run that uses them$")

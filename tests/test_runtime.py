@@ -90,7 +90,7 @@ def test_go_propagates_contextvars_from_the_spawner(run: Run) -> None:
     assert run(main) == ["main", "child", "main", "main2", "child"]
 
 
-def test_asyncio_timeout_and_taskgroup_inside_goroutines(run: Run) -> None:
+def test_asyncio_timeout_and_taskgroup_inside_goroutines(vrun: Any) -> None:
     """asyncio interop: asyncio.timeout around a csp recv in a goroutine raises
     TimeoutError (the recv took no value); a TaskGroup inside a goroutine runs csp
     operations, and a failing sibling cancels one parked on a channel."""
@@ -138,7 +138,8 @@ def test_asyncio_timeout_and_taskgroup_inside_goroutines(run: Run) -> None:
         out.append(await csp.select((ch.send, 1), default=True))
         return out
 
-    assert run(main) == ["timeout", [0, 1, 2], ["sibling failed"], ["parked cancelled"], (-1, None)]
+    assert vrun(main) == [
+        "timeout", [0, 1, 2], ["sibling failed"], ["parked cancelled"], (-1, None)]
 
 
 def test_csp_in_plain_asyncio_tasks(arun: Run) -> None:

@@ -1,8 +1,9 @@
 """csp.after / tick / Timer / Ticker / after_func / sleep (Go's package time, Go 1.23).
 
-On asyncio these run on a virtual clock (tests/vclock.py) and assert exact times; on
-uvloop they run in real time with durations of a few milliseconds and assert only
-orderings and counts that machine load cannot change. ``U`` is the time unit.
+On asyncio these run in a csp.testing bubble (virtual time, starting at 0.0: the
+``vrun`` fixture of tests/vclock.py) and assert exact times; on uvloop they run in real
+time with durations of a few milliseconds and assert only orderings and counts that
+machine load cannot change. ``U`` is the time unit.
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ def test_ticker_does_not_burst_after_a_stall(vrun: Any, clock: Clock) -> None:
         loop: Any = asyncio.get_running_loop()
         t0 = now()
         tk = csp.Ticker(4 * U)
-        loop._vnow += 21 * U  # the loop was stalled for 21 units
+        loop.now += 21 * U  # the loop was stalled for 21 units (csp._vtime.VirtualTimeLoop.now)
         vals = [await tk.c.recv() - t0 for _ in range(3)]
         tk.stop()
         return vals
@@ -760,7 +761,7 @@ def test_many_timers_firing_stress(vrun: Any) -> None:
 
 
 @pytest.mark.parametrize("make", ["after", "tick", "Timer", "Ticker"])
-def test_timer_channels_are_receive_only(run: Any, make: str) -> None:
+def test_timer_channels_are_receive_only(vrun: Any, make: str) -> None:
     """API.md timers row: the channels of after, tick, Timer.c and Ticker.c are
     receive-only: send and close raise ChannelError with Go's words (also as a select
     case), and len/cap are 0, also after the timer fired (Go 1.23)."""
@@ -787,7 +788,7 @@ def test_timer_channels_are_receive_only(run: Any, make: str) -> None:
         out.append((type(v), ok))
         return out
 
-    assert run(main) == [
+    assert vrun(main) == [
         "send to receive-only channel", "close of receive-only channel", (0, 0), (float, True)
     ]
 
@@ -1012,7 +1013,7 @@ def test_timer_refuses_stop_and_reset_from_another_running_loop(loop_name: str) 
         assert m.endswith("; make timers inside the csp.run (or loop) that uses them")
 
 
-def test_finished_sleep_leaves_no_cycle(run: Any, gc_off: None) -> None:
+def test_finished_sleep_leaves_no_cycle(vrun: Any, gc_off: None) -> None:
     """A sleep that completed drops its abort hook: before, waiter -> hook -> timer
     handle -> waiter was a cycle (7 objects per sleep on the asyncio loop) that only
     the collector freed. Counted with the collector off."""
@@ -1024,4 +1025,4 @@ def test_finished_sleep_leaves_no_cycle(run: Any, gc_off: None) -> None:
             await csp.sleep(0.0001)
         return gc.collect()
 
-    assert run(main) == 0
+    assert vrun(main) == 0
