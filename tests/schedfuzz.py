@@ -18,7 +18,7 @@ seeds.
 Time. By default the loop's clock is virtual: each iteration advances it by a small
 seeded step (0 to 100 us), and an idle wait for a timer jumps to that timer, so short
 timeouts (``timeout(1e-5)``) fire in the middle of the action as they would on a busy
-machine, and a run is a pure function of its seed. ``FuzzLoop(seed,
+machine, and a run is a pure function of its seed. ``fuzz_loop(seed,
 virtual_time=False)`` keeps the real clock.
 
 uvloop. Its ready queue lives in C and cannot be reordered: run the same scenarios on
@@ -60,7 +60,6 @@ import collections
 import contextlib
 import functools
 import random
-import selectors
 import sys
 import threading
 import traceback
@@ -69,10 +68,10 @@ from typing import Any
 
 import csp
 import csp._runtime as runtime
+from csp._vtime import VirtualTimeLoop
 
 # Per-iteration advances of the virtual clock: mostly none, sometimes up to 100 us.
 _STEPS = (0.0, 0.0, 0.0, 0.0, 1e-6, 5e-6, 2e-5, 1e-4)
-_START = 1000.0
 
 
 class _ShuffledReady(collections.deque):  # type: ignore[type-arg]
@@ -96,54 +95,47 @@ class _ShuffledReady(collections.deque):  # type: ignore[type-arg]
         return super().popleft()
 
 
-class _JumpSelector:
-    """Wraps the selector: a wait for the next timer jumps the virtual clock instead."""
+class FuzzLoop:
+    """What makes a loop fuzzed (a mixin of csp.run's asyncio loop, virtual-time or
+    not: make one with :func:`fuzz_loop`): each iteration's ready callbacks run in a
+    seeded random order, and a virtual clock advances by a small seeded step per
+    iteration besides jumping to the next timer when idle (csp._vtime)."""
 
-    def __init__(self, inner: selectors.BaseSelector, loop: FuzzLoop) -> None:
-        self._inner = inner
-        self._loop = loop
+    _ready: Any
+    now: float
 
-    def select(self, timeout: float | None = None) -> list[Any]:
-        if timeout is None or timeout <= 0:
-            return self._inner.select(timeout)  # None: idle, only another thread wakes us
-        events = self._inner.select(0)
-        if not events:
-            loop = self._loop
-            target = loop._vnow + timeout
-            if loop._scheduled:  # land exactly on the next timer
-                target = min(target, loop._scheduled[0].when())
-            loop._vnow = max(loop._vnow, target)
-        return events
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class FuzzLoop(runtime._AsyncioLoop):  # type: ignore[misc]
-    """csp.run's asyncio loop, running each iteration's ready callbacks in a seeded
-    random order (and, by default, on a seeded virtual clock)."""
-
-    def __init__(self, seed: int, *, virtual_time: bool = True) -> None:
-        super().__init__()
+    def _fuzz_init(self, seed: int, virtual_time: bool) -> None:
         self.fuzz_seed = seed
         self.fuzz_rng = random.Random(seed)
         self.fuzz_iterations = 0
         self._fuzz_fresh = False
         self._ready = _ShuffledReady(self, self._ready)
         self._virtual = virtual_time
-        self._vnow = _START
-        if virtual_time:
-            self._selector = _JumpSelector(self._selector, self)
-
-    def time(self) -> float:
-        return self._vnow if self._virtual else super().time()
 
     def _run_once(self) -> None:
         self.fuzz_iterations += 1
         if self._virtual:
-            self._vnow += self.fuzz_rng.choice(_STEPS)
+            self.now += self.fuzz_rng.choice(_STEPS)
         self._fuzz_fresh = True
-        super()._run_once()
+        super()._run_once()  # type: ignore[misc]
+
+
+class _VirtualFuzzLoop(FuzzLoop, VirtualTimeLoop):
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self._fuzz_init(seed, True)
+
+
+class _RealFuzzLoop(FuzzLoop, runtime._AsyncioLoop):  # type: ignore[misc]
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self._fuzz_init(seed, False)
+
+
+def fuzz_loop(seed: int, *, virtual_time: bool = True) -> asyncio.AbstractEventLoop:
+    """csp.run's asyncio loop, fuzzed with ``seed``: on a virtual clock (csp's, the
+    one of ``csp.testing``) unless ``virtual_time=False``."""
+    return (_VirtualFuzzLoop if virtual_time else _RealFuzzLoop)(seed)
 
 
 @contextlib.contextmanager
@@ -154,7 +146,7 @@ def fuzzed(seed: int, *, virtual_time: bool = True) -> Iterator[None]:
 
     def factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
         if name == "asyncio":
-            return lambda: FuzzLoop(seed, virtual_time=virtual_time)
+            return lambda: fuzz_loop(seed, virtual_time=virtual_time)
         return orig(name)
 
     state = random.getstate()
@@ -280,7 +272,7 @@ def arun_fuzzed(loop_name: str, seed: int, fn: Callable[..., Any], *args: Any) -
     (its ready queue cannot be shuffled). ``random`` is seeded with ``seed`` too."""
     factory: Callable[[], asyncio.AbstractEventLoop]
     if loop_name == "asyncio":
-        factory = functools.partial(FuzzLoop, seed, virtual_time=False)
+        factory = functools.partial(fuzz_loop, seed, virtual_time=False)
     else:
         import uvloop
 
