@@ -553,7 +553,8 @@ async def main():
 csp.run(main, loop=sys.argv[1])
 """
 
-CHILD_OWN_HANDLER = """\
+# a child's own SIGQUIT handler, installed before csp.run
+MINE = """\
 import asyncio, os, signal, sys
 import csp
 
@@ -563,6 +564,9 @@ def mine(signum, frame):
     os._exit(0)
 
 signal.signal(signal.SIGQUIT, mine)
+"""
+
+CHILD_OWN_HANDLER = MINE + """
 
 async def main():
     assert signal.getsignal(signal.SIGQUIT) is mine
@@ -572,16 +576,7 @@ async def main():
 csp.run(main, loop=sys.argv[1], sigquit=False)
 """
 
-CHILD_RESTORED = """\
-import os, signal, sys
-import csp
-
-def mine(signum, frame):
-    sys.stdout.write("mine\\n")
-    sys.stdout.flush()
-    os._exit(0)
-
-signal.signal(signal.SIGQUIT, mine)
+CHILD_RESTORED = MINE + """
 
 async def main():
     assert signal.getsignal(signal.SIGQUIT) is not mine  # csp's, while it runs
