@@ -1846,7 +1846,12 @@ def test_one_ctrl_c_ends_run_even_with_a_goroutine_stuck_in_cleanup(loop_name: s
     assert p.stdout.readline().strip() == "ready"
     t0 = time.monotonic()
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=20)
+    try:
+        out, err = p.communicate(timeout=20)
+    except subprocess.TimeoutExpired:  # hung: let csp.run's SIGQUIT dump say where
+        p.send_signal(signal.SIGQUIT)
+        out, err = p.communicate(timeout=20)
+        raise AssertionError(f"csp.run did not end after one Ctrl-C:\n{out}\n{err}") from None
     assert time.monotonic() - t0 < 10
     lines = out.splitlines()
     assert sorted(lines[:2]) == ["parked: finally", "stubborn: finally"], (out, err)
