@@ -329,3 +329,45 @@ def test_the_docs_worked_example_passes_in_milliseconds(pytester: pytest.Pyteste
         "flaky_server.serve(...)",
         "created by test_retries_until_the_server_answers in goroutine 1",
     ])
+
+
+def test_wait_cancelled_by_a_timeout_and_from_outside() -> None:
+    """wait() is a suspension like any other: while a busy goroutine keeps it from
+    returning, a cancellation from outside ends it (also inside asyncio.timeout: the
+    outside cancellation is delivered, not turned into a timeout or swallowed), and the
+    clock did not move meanwhile."""
+    out: list[Any] = []
+
+    async def main() -> None:
+        stop = csp.Chan[None]()
+
+        async def busy() -> None:
+            while (await csp.select(stop.recv, default=True))[0] == -1:
+                await csp.gosched()
+
+        csp.go(busy)
+        waiting = csp.go(csp.testing.wait)
+        await csp.gosched()
+        waiting.cancel()
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            out.append("cancelled")
+
+        async def in_timeout() -> None:
+            async with asyncio.timeout(5):
+                await csp.testing.wait()
+
+        t = csp.go(in_timeout)
+        await csp.gosched()
+        t.cancel()
+        try:
+            await t
+        except asyncio.CancelledError:
+            out.append(("outside cancel delivered", t.cancelled()))
+        stop.close()
+        await csp.testing.wait()
+        out.append(now())
+
+    csp.testing.run(main)
+    assert out == ["cancelled", ("outside cancel delivered", True), 0.0]
