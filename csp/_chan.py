@@ -39,6 +39,7 @@ from typing import Any, Final, Generic, Protocol, Self, TypeVar, final, runtime_
 
 from csp._check import TIMERS_FIX, count, foreign_loop
 from csp._errors import ChannelError, ClosedChannelError, WouldBlock
+from csp._threads import ThreadWake, enter, lock, no_loop_here, shared, timeout_of, wait_thread
 from csp._waiter import Waiter, budget, owed, prelude
 from csp._waitq import WaitQ
 
@@ -152,7 +153,8 @@ class _BaseChan(Generic[T]):
         """
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            await prelude()
+            if await prelude():  # shared mode (csp._threads): the locked form
+                return (await self._recv_shared())[0]  # type: ignore[no-any-return]
         v = self._try_recv()
         if v is BLOCK:
             w = Waiter("chan receive")
@@ -169,7 +171,8 @@ class _BaseChan(Generic[T]):
         """
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            await prelude()
+            if await prelude():  # shared mode (csp._threads): the locked form
+                return await self._recv_shared()
         v = self._try_recv()
         if v is BLOCK:
             w = Waiter("chan receive")
@@ -184,14 +187,14 @@ class _BaseChan(Generic[T]):
         Closed and drained: ``None``. A plain call (never yields): usable from
         callbacks and signal handlers.
         """
-        v = self._try_recv()
+        v = self._try_recv_any()
         if v is BLOCK:
             raise WouldBlock("receive would block")
         return None if v is CLOSED else v
 
     def recv_ok_nowait(self) -> tuple[T | None, bool]:
         """``recv_ok`` if it can complete now, else raise :class:`csp.WouldBlock`."""
-        v = self._try_recv()
+        v = self._try_recv_any()
         if v is BLOCK:
             raise WouldBlock("receive would block")
         return (None, False) if v is CLOSED else (v, True)
@@ -203,7 +206,11 @@ class _BaseChan(Generic[T]):
         """``async for v in ch`` (Go: ``for v := range ch``): ends when closed and drained."""
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            await prelude()
+            if await prelude():  # shared mode (csp._threads): the locked form
+                v, ok = await self._recv_shared()
+                if not ok:
+                    raise StopAsyncIteration
+                return v  # type: ignore[no-any-return]
         v = self._try_recv()
         if v is BLOCK:
             w = Waiter("chan receive")
@@ -228,7 +235,9 @@ class _BaseChan(Generic[T]):
         """
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            await prelude()
+            if await prelude():  # shared mode (csp._threads): the locked form
+                await self._send_shared(value)
+                return
         if self._try_send(value):
             return
         w = Waiter("chan send", value)  # a parked sender's waiter holds its value
@@ -241,8 +250,93 @@ class _BaseChan(Generic[T]):
         """Send if that can complete now (a parked receiver or buffer room), else raise
         :class:`csp.WouldBlock`; ``ClosedChannelError`` if closed. A plain call (never
         yields): usable from callbacks and signal handlers."""
-        if not self._try_send(value):
-            raise WouldBlock("send would block")
+        enter()
+        if shared.on:
+            with lock:
+                if self._try_send(value):
+                    return
+        elif self._try_send(value):
+            return
+        raise WouldBlock("send would block")
+
+    # -- shared mode and threads (csp._threads) ------------------------------------------
+
+    def _try_recv_any(self) -> Any:
+        """:meth:`_try_recv` from any thread."""
+        enter()
+        if shared.on:
+            with lock:
+                return self._try_recv()
+        return self._try_recv()
+
+    async def _recv_shared(self) -> tuple[Any, bool]:
+        """``recv_ok`` in shared mode: poll and park in one step under the csp lock."""
+        with lock:
+            v = self._try_recv()
+            if v is BLOCK:
+                w = Waiter("chan receive")
+                self._recvq.push(w)
+        if v is BLOCK:
+            await w
+            return w.value, w.ok
+        return (None, False) if v is CLOSED else (v, True)
+
+    async def _send_shared(self, value: Any) -> None:
+        """``send`` in shared mode: try and park in one step under the csp lock."""
+        with lock:
+            if self._try_send(value):
+                return
+            w = Waiter("chan send", value)
+            self._sendq.push(w)
+        await w
+        if not w.ok:
+            raise ClosedChannelError("send on closed channel")
+
+    def _recv_blocking(self, call: str, timeout: object) -> tuple[Any, bool]:
+        t = timeout_of(call, timeout)
+        no_loop_here(call, "await ch.recv()")
+        enter()
+        with lock:
+            v = self._try_recv()
+            if v is not BLOCK:
+                return (None, False) if v is CLOSED else (v, True)
+            w = Waiter("chan receive")
+            tw = w.waker = ThreadWake()
+            self._recvq.push(w)
+        wait_thread(w, tw, t, call)
+        return w.value, w.ok
+
+    def recv_blocking(self, timeout: float | None = None) -> T | None:
+        """``recv`` for a thread with no running event loop: blocks the thread.
+
+        ``timeout`` (seconds, None for none) raises ``TimeoutError``, and then no
+        value was taken. On a thread whose loop is running: ``RuntimeError`` (use
+        ``await ch.recv()``)."""
+        return self._recv_blocking("recv_blocking", timeout)[0]  # type: ignore[no-any-return]
+
+    def recv_ok_blocking(self, timeout: float | None = None) -> tuple[T | None, bool]:
+        """``recv_ok`` for a thread with no running event loop (see :meth:`recv_blocking`)."""
+        return self._recv_blocking("recv_ok_blocking", timeout)
+
+    def send_blocking(self, value: T, timeout: float | None = None) -> None:
+        """``send`` for a thread with no running event loop: blocks the thread until
+        the send completes.
+
+        ``timeout`` (seconds, None for none) raises ``TimeoutError``, and then nothing
+        was sent. ``ClosedChannelError`` as ``send``. On a thread whose loop is
+        running: ``RuntimeError`` (use ``await ch.send(v)``)."""
+        t = timeout_of("send_blocking", timeout)
+        no_loop_here("send_blocking", "await ch.send(v)")
+        enter()
+        with lock:
+            if self._try_send(value):
+                return
+            w = Waiter("chan send", value)
+            tw = w.waker = ThreadWake()
+            self._sendq.push(w)
+        wait_thread(w, tw, t, "send_blocking")
+        if not w.ok:
+            raise ClosedChannelError("send on closed channel")
 
     # -- close ---------------------------------------------------------------------------
 
@@ -257,6 +351,14 @@ class _BaseChan(Generic[T]):
         """
         if self is nil:
             raise ChannelError("close of nil channel")
+        enter()
+        if shared.on:
+            with lock:
+                self._close()
+        else:
+            self._close()
+
+    def _close(self) -> None:
         if self._closed:
             raise ClosedChannelError("close of closed channel")
         self._closed = True
@@ -419,10 +521,19 @@ class _TimerChan(_BaseChan[T]):
         """Deliver without blocking: to the longest-parked receiver, else into the
         empty slot; False (dropped) if a value is already pending (a ticker's slow
         receiver keeps the oldest tick)."""
+        if shared.on:
+            with lock:
+                return _BaseChan._try_send(self, value)
         return _BaseChan._try_send(self, value)
 
     def _discard(self) -> bool:
         """Drop a fired value nobody received yet; True if there was one."""
+        if shared.on:
+            with lock:
+                return self._discard1()
+        return self._discard1()
+
+    def _discard1(self) -> bool:
         if self._buf:
             self._buf.clear()
             return True

@@ -31,7 +31,12 @@ What is used, and why:
 * **the threads' stacks and the caller's frame** (``sys._current_frames``,
   ``sys._getframe``; ``concurrent.futures.thread._worker``): a thread that may still
   call into the loop forbids a deadlock verdict, except a pool worker waiting for a
-  job; ``csp.go`` keeps where each goroutine was created, for the report.
+  job; ``csp.go`` keeps where each goroutine was created, for the report;
+* **being told a thread is about to start, in the thread that starts it**
+  (:func:`on_thread_start`: the audit events ``_thread.start_new_thread`` /
+  ``_thread.start_joinable_thread`` on 3.12+; on 3.11, which has no such event,
+  ``threading._start_new_thread`` wrapped): csp's shared mode must be on before a
+  second thread runs (``csp._threads``).
 """
 
 from __future__ import annotations
@@ -240,6 +245,39 @@ UNCANCEL_CLEARS_MUST_CANCEL: Final = sys.version_info >= (3, 13)
 """CPython 3.13+: ``Task.uncancel()`` down to 0 also withdraws a pending cancellation."""
 
 
+_START_EVENTS: Final = frozenset({"_thread.start_new_thread", "_thread.start_joinable_thread"})
+THREAD_START_AUDITED: Final = sys.version_info >= (3, 12)
+"""CPython 3.12+ raises an audit event, in the starting thread, for every thread start."""
+
+
+def on_thread_start(fn: Callable[[], None]) -> None:
+    """Call ``fn()`` in the thread that starts a thread, before the new thread exists
+    (installed once, for the life of the process: an audit hook cannot be removed)."""
+    if THREAD_START_AUDITED:
+        events = _START_EVENTS
+
+        def hook(event: str, _args: tuple[Any, ...]) -> None:
+            if event in events:
+                fn()
+
+        sys.addaudithook(hook)
+        return
+    import threading
+
+    start = threading._start_new_thread  # type: ignore[attr-defined]
+    if getattr(start, "__csp_hook__", False):
+        return  # (a re-imported csp: one wrapper is enough)
+
+    def start_new_thread(function: Any, args: Any, kwargs: Any = None) -> Any:
+        fn()
+        if kwargs is None:
+            return start(function, args)
+        return start(function, args, kwargs)
+
+    start_new_thread.__csp_hook__ = True  # type: ignore[attr-defined]
+    threading._start_new_thread = start_new_thread  # type: ignore[attr-defined]
+
+
 def threading_main() -> bool:
     import threading
 
@@ -392,4 +430,22 @@ def selftest() -> list[str]:
         loop.run_until_complete(probe())
     finally:
         loop.close()
+    problems.extend(_selftest_thread_start())
     return problems
+
+
+def _selftest_thread_start() -> list[str]:
+    """csp's shared mode is on before a started thread runs (csp._threads)."""
+    import threading
+
+    from csp import _threads
+
+    seen: list[bool] = []
+    was, _threads.shared.on = _threads.shared.on, False
+    try:
+        t = threading.Thread(target=lambda: seen.append(_threads.shared.on))
+        t.start()
+        t.join()
+    finally:
+        _threads.shared.on = was or _threads.shared.on
+    return [] if seen == [True] else ["on_thread_start: a started thread ran in single mode"]

@@ -56,6 +56,7 @@ from typing import Any, Final
 
 from csp import _compat
 from csp._sched import Scheduler
+from csp._threads import lock, shared
 from csp._waiter import DONE, NOTHING, PENDING, Waiter
 
 __all__ = ["Goroutine"]
@@ -167,7 +168,14 @@ class Goroutine:
         """What the coroutine yielded goes to the Task; a csp waiter is marked so that
         the Task's park on it makes it the proxy (:meth:`attach`)."""
         if type(y) is Waiter:
-            y.waker = self
+            if shared.on:
+                with lock:
+                    # (completed by another thread meanwhile: no waker, so the Task's
+                    # own park finds it done and wakes at once)
+                    if y.state is PENDING:
+                        y.waker = self
+            else:
+                y.waker = self
         elif y is not None:
             self._to_foreign()
         return y
@@ -270,13 +278,22 @@ class Goroutine:
         else:
             del cur[loop]
             if type(y) is Waiter:  # parked in csp again
-                y.waker = self
-                self.cur = y
+                if shared.on:
+                    if not self._publish(y):
+                        return  # completed by another thread meanwhile: queued to run
+                else:
+                    y.waker = self
+                    self.cur = y
                 if self.via_task:
                     if _must_cancel(self.task):
                         # It cancelled its own task during this step: as the Task would,
                         # the waiter it parks on is cancelled (took no effect).
-                        y.withdraw(self.cancel_msg)
+                        if shared.on:
+                            with lock:
+                                if y.state is PENDING:
+                                    y.withdraw(self.cancel_msg)
+                        else:
+                            y.withdraw(self.cancel_msg)
                         self._to_task(_RESUME, None)
                     else:  # and withdrew that with uncancel() (3.13): nothing pending
                         self.via_task = False
@@ -292,6 +309,18 @@ class Goroutine:
         # (outside the except blocks: the Task's step must not run "while handling")
         self._to_task(kind, arg)
         arg = None  # a traceback may keep this frame (3.12+: f_back): not its exception
+
+    def _publish(self, y: Waiter) -> bool:
+        """Shared mode: become ``y``'s waker under the csp lock, unless a partner on
+        another thread completed it since it was queued (then run again: False)."""
+        with lock:
+            if y.state is PENDING:
+                y.waker = self
+                self.cur = y
+                return True
+        self.cur = y
+        self.sched.wake(self)
+        return False
 
     def _to_task(self, kind: int, arg: Any) -> None:
         """Hand the coroutine back to the Task: wake it now (from the drain: no task is
@@ -314,6 +343,12 @@ class Goroutine:
 
     def cancel(self, msg: Any = None) -> bool:
         """``Task.cancel()`` while csp drives the coroutine (see the module docstring)."""
+        if shared.on:  # (decided under the csp lock: a partner may complete it now)
+            with lock:
+                return self._cancel(msg)
+        return self._cancel(msg)
+
+    def _cancel(self, msg: Any) -> bool:
         w = self.cur
         if w is not None:
             if w.state is PENDING:

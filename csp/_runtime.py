@@ -160,8 +160,9 @@ def go(fn: Any, /, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
         coro = fn(*args, **kwargs) if kwargs else fn(*args)  # the common case, cheaply
     else:
         coro = _make_coro("csp.go()", fn, args, kwargs)
-    sched = _sched._last_sched if loop is _sched._last_loop else _sched.scheduler()
-    assert sched is not None
+    last_loop, sched = _sched._last
+    if loop is not last_loop or sched is None:
+        sched = _sched.scheduler()
     sched.next_id += 1
     # where: the first caller outside csp (the report's "created by"), and its goroutine
     # where: the caller (the report's "created by"; csp's own callers fix it up with

@@ -34,6 +34,7 @@ Invariants:
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextvars
 from collections import deque
@@ -41,6 +42,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from csp import _compat
+from csp._threads import lock, shared
 
 if TYPE_CHECKING:
     from csp._drive import Goroutine
@@ -55,6 +57,7 @@ __all__ = ["DRAIN_BUDGET", "Runnable", "Scheduler", "TaskWake", "forget_loop", "
 DRAIN_BUDGET: Final = 64
 
 _get_running_loop = _compat.get_running_loop
+_get_ident = _thread.get_ident
 
 
 class Runnable(Protocol):
@@ -103,11 +106,13 @@ class Scheduler:
 
     __slots__ = (
         "__weakref__",
+        "armed",
         "barrier",
         "done_cb",
         "done_ctx",
         "draining",
         "goroutines",
+        "inbox",
         "loop",
         "main",
         "next_id",
@@ -119,11 +124,17 @@ class Scheduler:
         "scheduled",
         "seen",
         "task_path",
+        "tid",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.tid = _get_ident()  # the loop's thread (made from its own step)
         self.runq: deque[Runnable] = deque()
+        # wake-ups handed over by other threads (csp._threads), and whether a
+        # call_soon_threadsafe to take them is on its way
+        self.inbox: deque[Runnable] = deque()
+        self.armed = False
         self.scheduled = False
         self.draining = False  # True while drain() runs: its loop is open
         self.barrier = False
@@ -150,11 +161,35 @@ class Scheduler:
     # -- the entry points ---------------------------------------------------------
 
     def wake(self, r: Runnable) -> None:
-        """Queue ``r`` to run in this loop's next drain."""
+        """Queue ``r`` to run in this loop's next drain (from any thread)."""
+        if shared.on and self.tid != _get_ident():
+            self._wake_from_thread(r)
+            return
         self.runq.append(r)
         if not self.scheduled:
             self.scheduled = True
             self.loop.call_soon(self.drain)
+
+    def _wake_from_thread(self, r: Runnable) -> None:
+        """Another thread completed a waiter of this loop's (holding the csp lock): the
+        runnable goes to the inbox, and one call_soon_threadsafe per batch takes the
+        inbox over on the loop's thread."""
+        self.inbox.append(r)
+        if not self.armed:
+            self.armed = True
+            try:
+                self.loop.call_soon_threadsafe(self._take_inbox)
+            except RuntimeError:  # closed meanwhile: nothing there runs again
+                self.armed = False
+
+    def _take_inbox(self) -> None:
+        """On the loop's thread: run what other threads handed over, in their order."""
+        with lock:
+            batch = self.inbox
+            self.inbox = deque()
+            self.armed = False
+        for r in batch:
+            self.wake(r)
 
     def push_yield(self, r: Runnable) -> None:
         """Queue a goroutine that yielded: behind everything runnable now, and behind
@@ -314,39 +349,44 @@ class TaskWake:
 
 # -- one scheduler per loop -------------------------------------------------------------
 
-_last_loop: asyncio.AbstractEventLoop | None = None
-_last_sched: Scheduler | None = None
+# The last scheduler asked for, with its loop: one tuple, replaced in one store, so
+# that a thread never pairs one loop with another loop's scheduler.
+_last: tuple[asyncio.AbstractEventLoop | None, Scheduler | None] = (None, None)
 schedulers: dict[asyncio.AbstractEventLoop, Scheduler] = {}
 
 
 def scheduler() -> Scheduler:
     """The running loop's scheduler (created on first use)."""
-    global _last_loop, _last_sched
     loop = _get_running_loop()
-    if loop is _last_loop and _last_sched is not None:
-        return _last_sched
+    last_loop, last_sched = _last
+    if loop is last_loop and last_sched is not None:
+        return last_sched
     if loop is None:
         raise RuntimeError("no running event loop: csp operations must run inside a task")
     return _scheduler_of(loop)
 
 
 def _scheduler_of(loop: asyncio.AbstractEventLoop) -> Scheduler:
-    global _last_loop, _last_sched
+    global _last
     sched = schedulers.get(loop)
     if sched is None:
-        # A loop closed by hand (not by csp.run or asyncio.run) is let go here: its
-        # scheduler would keep its pending goroutines alive, so that their Tasks were
-        # never destroyed (asyncio's "Task was destroyed but it is pending").
-        for lp in [lp for lp in schedulers if lp.is_closed()]:
-            del schedulers[lp]
-        sched = schedulers[loop] = Scheduler(loop)
-    _last_loop, _last_sched = loop, sched
+        with lock:
+            sched = schedulers.get(loop)
+            if sched is None:
+                # A loop closed by hand (not by csp.run or asyncio.run) is let go here:
+                # its scheduler would keep its pending goroutines alive, so that their
+                # Tasks were never destroyed ("Task was destroyed but it is pending").
+                for lp in [lp for lp in list(schedulers) if lp.is_closed()]:
+                    schedulers.pop(lp, None)
+                sched = schedulers[loop] = Scheduler(loop)
+    _last = (loop, sched)
     return sched
 
 
 def forget_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Drop the scheduler of a loop that is closing."""
-    global _last_loop, _last_sched
-    schedulers.pop(loop, None)
-    if _last_loop is loop:
-        _last_loop = _last_sched = None
+    global _last
+    with lock:
+        schedulers.pop(loop, None)
+        if _last[0] is loop:
+            _last = (None, None)

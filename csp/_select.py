@@ -28,9 +28,10 @@ from typing import Any, Final
 
 from csp._chan import BLOCK, CLOSED, _BaseChan
 from csp._errors import ClosedChannelError
+from csp._threads import ThreadWake, enter, lock, no_loop_here, shared, timeout_of, wait_thread
 from csp._waiter import Waiter, budget, owed, prelude
 
-__all__ = ["select"]
+__all__ = ["select", "select_blocking"]
 
 # case kinds
 _RECV: Final = 0
@@ -184,12 +185,59 @@ async def select(
         raise TypeError(f"select: priority must be True or False, got {priority!r}")
     ops = _parse(cases)
     budget.left -= 1
-    if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-        await prelude()
-    n = len(ops)
-    # Poll in a random order (or in argument order): the first case that can go now
-    # is taken.
-    for i in range(n) if priority else _order(n):
+    # (the budget guard, see csp._waiter; True: shared mode, poll and park under the lock)
+    if (budget.left <= 0 or owed) and await prelude():
+        with lock:
+            r = _poll(ops, priority)
+            if r is None and not default:
+                w = _park(ops, Waiter("select" if ops else "select (no cases)"))
+    else:
+        r = _poll(ops, priority)
+        if r is None and not default:
+            w = _park(ops, Waiter("select" if ops else "select (no cases)"))
+    if r is not None:
+        return r
+    if default:
+        return -1, None
+    await w
+    return _outcome(ops, w)
+
+
+def select_blocking(
+    *cases: Callable[[], Any] | tuple[Callable[[Any], Any], Any], default: bool = False,
+    timeout: float | None = None,
+) -> tuple[int, Any]:
+    """:func:`select` for a thread with no running event loop: the same cases and
+    result, blocking the thread.
+
+    ``timeout`` (seconds, None for none) raises ``TimeoutError``, and then no case
+    took effect. On a thread whose loop is running: ``RuntimeError`` (use
+    ``await csp.select(...)``).
+    """
+    if default is not False and default is not True:
+        raise TypeError(f"select_blocking: default must be True or False, got {default!r}")
+    t = timeout_of("select_blocking", timeout)
+    ops = _parse(cases)
+    no_loop_here("select_blocking", "await csp.select(...)")
+    enter()
+    with lock:
+        r = _poll(ops, False)
+        if r is not None:
+            return r
+        if default:
+            return -1, None
+        w = Waiter("select" if ops else "select (no cases)")
+        tw = w.waker = ThreadWake()
+        _park(ops, w)
+    wait_thread(w, tw, t, "select_blocking")
+    return _outcome(ops, w)
+
+
+def _poll(ops: list[tuple[int, _BaseChan[Any], Any]], priority: bool) -> tuple[int, Any] | None:
+    """Try the cases in a random order (or in argument order) with the channels'
+    non-blocking twins: the first that can go now is taken, ``(index, value)``; None
+    if none can."""
+    for i in range(len(ops)) if priority else _order(len(ops)):
         kind, ch, v = ops[i]
         if kind == _SEND:
             if ch._try_send(v):
@@ -201,14 +249,14 @@ async def select(
         if kind == _RECV:
             return i, (None if r is CLOSED else r)
         return i, ((None, False) if r is CLOSED else (r, True))
-    if default:
-        return -1, None
+    return None
 
-    # Park a node per case, registered in a fresh random order.
-    w = Waiter("select" if n else "select (no cases)")
+
+def _park(ops: list[tuple[int, _BaseChan[Any], Any]], w: Waiter) -> Waiter:
+    """Park a node per case for waiter ``w``, registered in a fresh random order."""
     first: _Case | None = None
     last: _Case | None = None
-    for i in _order(n):
+    for i in _order(len(ops)):
         kind, ch, v = ops[i]
         node = _Case(w, i, v)
         if first is None:
@@ -224,7 +272,11 @@ async def select(
         # Withdrawn (cancelled): every case leaves its queue. (Bound to the first node:
         # the waiter -> node -> waiter cycle is cut when the select ends.)
         w.on_abort = lambda _w, first=first: _unlink_ring(first)
-    await w
+    return w
+
+
+def _outcome(ops: list[tuple[int, _BaseChan[Any], Any]], w: Waiter) -> tuple[int, Any]:
+    """What a parked select returns once its waiter completed."""
     i = w.index
     kind = ops[i][0]
     if kind == _SEND:
@@ -234,4 +286,3 @@ async def select(
     if kind == _RECV_OK:
         return i, (w.value, w.ok)
     return i, w.value
-

@@ -67,6 +67,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
 
 from csp import _compat, _sched
+from csp._threads import BUDGET, budget, lock, maybe_single, shared
 
 if TYPE_CHECKING:
     from csp._sched import Waker
@@ -100,20 +101,12 @@ def _cancelled_error(msg: Any) -> asyncio.CancelledError:
 
 # -- the cooperative budget ---------------------------------------------------------------
 
-BUDGET: Final = 256
-"""At most this many csp operations in a row without suspending, then one yield."""
 
 
-class _Budget:
-    """Operations left before a yield (module-wide: a park by anyone refills it)."""
-
-    __slots__ = ("left",)
-
-    def __init__(self) -> None:
-        self.left = BUDGET
-
-
-budget: Final = _Budget()
+# ``budget`` (csp._threads): ``left`` operations before a yield (module-wide: a park by
+# anyone refills it to ``full``). In shared mode ``full`` is 0, so that every operation
+# takes the guard's slow branch, where prelude() answers True: the operation then runs
+# its locked form. Single mode thus pays nothing per operation for threads.
 
 # task -> [base, msg]: cancellations swallowed by operations that took effect, still owed
 owed: Final[dict[asyncio.Task[Any], list[Any]]] = {}
@@ -124,21 +117,32 @@ def _bare_yield() -> Generator[None, None, None]:
     yield
 
 
-async def prelude() -> None:
+async def prelude() -> bool:
     """Before an operation takes effect: raise the cancellation the current task owes
-    itself, if any; yield once if the cooperative budget is spent."""
+    itself, if any; yield once if the cooperative budget is spent. True if another
+    thread may use csp (shared mode, ``csp._threads``): the operation must then take
+    the csp lock (operations with no locked form ignore the answer)."""
     if owed:
         _raise_owed()
-    if budget.left <= 0:
-        budget.left = BUDGET
-        await _bare_yield()  # a suspension like any other (Go preempts; tokio's budget)
+    b = budget
+    if b.full:  # single mode
+        if b.left <= 0:
+            b.left = BUDGET
+            await _bare_yield()  # a suspension like any other (Go preempts; tokio's)
+        return False
+    # shared mode: every operation comes here; ``left`` counts down from 0
+    if b.left <= -BUDGET:
+        b.left = 0
+        maybe_single()  # (between two operations: the only safe place to switch)
+        await _bare_yield()
+    return shared.on
 
 
 async def yield_now() -> None:
     """A bare yield (``gosched``, ``sleep(0)``), after raising an owed cancellation."""
     if owed:
         _raise_owed()
-    budget.left = BUDGET
+    budget.left = budget.full
     await _bare_yield()
 
 
@@ -341,10 +345,15 @@ class Waiter:
         sched = _sched.scheduler()
         ctx = context if context is not None else contextvars.copy_context()
         tw = _sched.TaskWake(_get_current_task(loop), fn, self, ctx, sched)
-        if self.state is PENDING:
+        if shared.on:  # (a partner on another thread may be completing it right now)
+            with lock:
+                if self.state is PENDING:
+                    self.waker = tw
+                    return
+        elif self.state is PENDING:
             self.waker = tw
-        else:
-            sched.wake(tw)
+            return
+        sched.wake(tw)
 
     def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
         r = self.waker
@@ -355,6 +364,12 @@ class Waiter:
 
     def cancel(self, msg: Any = None) -> bool:
         """``Task.cancel()`` of the task parked here."""
+        if shared.on:  # (decided under the csp lock: a partner may complete it now)
+            with lock:
+                return self._cancel(msg)
+        return self._cancel(msg)
+
+    def _cancel(self, msg: Any) -> bool:
         r = self.waker
         if r is not None and r.proxy is self:
             return r.cancel(msg)
@@ -394,15 +409,22 @@ class Waiter:
 
     def __await__(self) -> Generator[Waiter, None, None]:
         if self.state is PENDING:
-            budget.left = BUDGET  # a park: the cooperative budget starts again
+            budget.left = budget.full  # a park: the cooperative budget starts again
             try:
                 yield self
             except BaseException as exc:
-                state: int = self.state  # (moved while we were parked)
+                if shared.on:
+                    with lock:
+                        state: int = self.state  # (moved while we were parked)
+                        if state is PENDING:
+                            self.withdraw()
+                else:
+                    state = self.state  # (moved while we were parked)
+                    if state is PENDING:
+                        self.withdraw()
                 if state is PENDING:
-                    # thrown in without cancel() (coro.throw, close): withdraw, so that
-                    # nothing completes it later
-                    self.withdraw()
+                    # thrown in without cancel() (coro.throw, close): withdrawn above,
+                    # so that nothing completes it later
                     raise
                 if state is not DONE or not isinstance(exc, _CancelledError):
                     raise

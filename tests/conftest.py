@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -52,11 +53,21 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 def _timeout_thread_never_calls_in() -> None:
     """pytest-timeout's watchdog (a threading.Timer per test, timeout_method=thread)
     never calls into a loop: deadlock detection may decide while it lives."""
+    from csp import _threads
     from csp._deadlock import ignore_thread
 
     for t in threading.enumerate():
         if t.name.startswith("pytest_timeout "):
             ignore_thread(t)
+            _threads.ignore_thread(t)  # nor into csp: tests start in single mode
+    _threads.maybe_single()
+
+
+if os.environ.get("CSP_TEST_SHARED") == "1":
+    # The whole suite in shared mode (csp._threads): every operation takes the lock.
+    from csp import _threads as _threads_mode
+
+    _threads_mode.force_shared()
 
 
 @pytest.fixture(params=LOOPS)

@@ -1,0 +1,290 @@
+"""Threads and several event loops: the one lock, and when csp takes it.
+
+Strategy. csp runs in one of two modes, process-wide (``shared.on``):
+
+* *single* (False): the process runs one Python thread, so csp's state (channels'
+  buffers and queues, waiters, select rings, wait groups) is touched by that thread
+  alone and no operation takes a lock: single-loop programs pay one attribute test
+  per operation for everything in this module;
+* *shared* (True): another thread may run csp code. Every read-modify-write of csp
+  state then happens with :data:`lock` held: one process-wide re-entrant lock (Go's
+  per-channel locks folded into one, so that a select over channels fed by several
+  threads needs no lock order, and the claim of a waiter is decided under the same
+  lock as the queues it sits in). A wake-up that crosses threads goes through the
+  woken loop's inbox: one ``call_soon_threadsafe`` per batch (``csp._sched``); a
+  thread with no loop parks on a :class:`ThreadWake` (a ``_thread`` lock it blocks on).
+
+The switch to *shared* is made by the thread that starts another thread, inside
+``start()``, before the new thread exists (CPython 3.12+: the audit events
+``_thread.start_new_thread`` / ``_thread.start_joinable_thread``; 3.11: ``threading``'s
+start, ``csp._compat.on_thread_start``): that thread is then between two operations,
+so no operation is ever half-done without the lock when a second thread begins. The
+switch back to *single* happens at a budget refill (every ``BUDGET`` operations,
+``csp._waiter.prelude``) on the main thread once it is the only thread left.
+
+A thread csp did not see start (started from C, or with ``_thread`` directly on 3.11)
+switches shared mode on at its first call that may come from any thread (the blocking
+calls, ``*_nowait``, ``close``; they look), then waits until every running loop csp
+knows has passed a safe point (one callback each, at most :data:`HANDSHAKE` seconds
+each), so that operations those loops began without the lock are over.
+
+The locking rule (free-threaded CPython included: nothing here relies on the GIL for a
+multi-step update):
+  * while ``shared.on``, a waiter changes state, a queue or buffer changes, a waiter
+    gets its waker, and a scheduler's inbox changes, only with :data:`lock` held;
+  * a loop's run queue is touched only by that loop's thread; other threads hand
+    runnables over through its inbox;
+  * nothing that may block, nor any user code, runs with :data:`lock` held (loop
+    methods called under it: ``call_soon_threadsafe`` only).
+
+Invariants:
+  * ``shared.on`` is True whenever two Python threads csp knows of are alive;
+  * it turns False only on the main thread, when ``_thread._count()`` is 0 and no
+    thread csp did not see start has ever called in (``shared.strangers == 0``).
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Final
+
+from csp import _compat
+
+if TYPE_CHECKING:
+    from csp._waiter import Waiter
+
+__all__ = ["BUDGET", "HANDSHAKE", "budget", "ThreadWake", "lock", "no_loop_here", "shared", "wait_thread"]
+
+HANDSHAKE: Final = 1.0
+"""Seconds a stranger thread waits for each running loop to pass a safe point."""
+
+lock: Final = threading.RLock()
+"""The csp lock: held for every update of csp state while ``shared.on``."""
+
+_get_ident = _thread.get_ident
+_allocate_lock = _thread.allocate_lock
+
+
+BUDGET: Final = 256
+"""At most this many csp operations in a row without suspending, then one yield."""
+
+
+class _Budget:
+    """The cooperative budget (``csp._waiter``), which also carries the mode: ``full``
+    is what a refill writes, ``BUDGET`` in single mode and 0 in shared mode, where
+    every operation's guard takes its slow branch (``prelude()``) and learns there
+    that it must lock."""
+
+    __slots__ = ("full", "left")
+
+    def __init__(self) -> None:
+        self.full = self.left = BUDGET
+
+    def __repr__(self) -> str:
+        return f"<csp budget left={self.left} full={self.full}>"
+
+
+budget: Final = _Budget()
+
+
+class _Shared:
+    """The process-wide mode (see the module docstring)."""
+
+    __slots__ = ("forced", "known", "on", "quiet", "strangers")
+
+    def __init__(self) -> None:
+        self.on = _compat.thread_count() > 0  # (imported while other threads run)
+        self.strangers = 0  # threads csp did not see start that called in
+        self.known: set[int] = {_get_ident()}  # idents that need no handshake
+        # threads that never call into csp (pytest-timeout's watchdog): they do not
+        # keep shared mode on
+        self.quiet: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+        self.forced = False  # shared mode for good (tests: the whole suite in it)
+
+    def __repr__(self) -> str:
+        return f"<csp threads shared={self.on} strangers={self.strangers}>"
+
+
+shared: Final = _Shared()
+
+
+def _set(on: bool) -> None:
+    """Switch the mode (the caller is between two operations, and alone, or holds the
+    lock while the others are not yet in csp)."""
+    shared.on = on
+    budget.full = budget.left = 0 if on else BUDGET
+
+
+def _thread_starting() -> None:
+    """A thread is about to be started, by the caller, between two operations."""
+    if not shared.on:
+        _set(True)
+
+
+if shared.on:
+    _set(True)
+
+
+_compat.on_thread_start(_thread_starting)
+
+
+def maybe_single() -> None:
+    """Back to single mode if the main thread is the only thread left that may call
+    into csp (called at a budget refill: the caller is between two operations)."""
+    if not shared.on or shared.strangers or shared.forced or not _compat.threading_main():
+        return
+    others = _compat.thread_count()
+    if others:
+        others -= sum(1 for t in list(shared.quiet) if t.is_alive())
+    if others <= 0:
+        with lock:  # (nobody else can hold it: nobody else calls in)
+            _set(False)
+
+
+def ignore_thread(thread: threading.Thread) -> None:
+    """``thread`` never calls into csp: it does not keep shared mode on."""
+    shared.quiet.add(thread)
+
+
+def force_shared() -> None:
+    """Shared mode for the rest of the process, threads or not (tests)."""
+    shared.forced = True
+    _set(True)
+
+
+def enter() -> None:
+    """A call that may come from any thread: if this thread is one csp did not see
+    start, turn shared mode on and wait for the loops csp knows to pass a safe point."""
+    if shared.on:
+        return
+    me = _get_ident()
+    if me in shared.known:
+        return
+    with lock:
+        shared.strangers += 1
+        shared.known.add(me)
+        _set(True)
+    _handshake(me)
+
+
+def _handshake(me: int) -> None:
+    from csp import _sched
+
+    for sched in list(_sched.schedulers.values()):
+        loop = sched.loop
+        if sched.tid == me or loop.is_closed() or not loop.is_running():
+            continue
+        done = _allocate_lock()
+        done.acquire()
+        try:
+            loop.call_soon_threadsafe(done.release)
+        except RuntimeError:  # closed meanwhile
+            continue
+        done.acquire(timeout=HANDSHAKE)
+
+
+def no_loop_here(call: str, fix: str) -> None:
+    """A blocking call must not run on a thread whose event loop is running."""
+    loop = _compat.get_running_loop()
+    if loop is not None:
+        raise RuntimeError(
+            f"{call} called on a thread whose event loop is running: it would block "
+            f"every task of {loop!r}; use {fix} there"
+        )
+
+
+class _NoLoop:
+    """What a thread's waker shows as its loop: it never closes."""
+
+    __slots__ = ()
+
+    def is_closed(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "<csp: a thread with no event loop>"
+
+
+_NO_LOOP: Final = _NoLoop()
+
+
+class ThreadWake:
+    """The waker of a waiter a thread with no loop blocks on (``send_blocking``,
+    ``recv_blocking``, ``select_blocking``, ``wait_blocking``): it is its own
+    scheduler, and waking it releases the lock the thread waits on.
+
+    Invariant: ``gate`` is held until the waiter leaves PENDING (released exactly once,
+    by :meth:`wake`)."""
+
+    __slots__ = ("gate", "thread")
+
+    proxy: Final = None
+    draining: Final = False
+    loop: Final = _NO_LOOP
+
+    def __init__(self) -> None:
+        self.gate = _allocate_lock()
+        self.gate.acquire()
+        self.thread = threading.current_thread().name
+
+    @property
+    def sched(self) -> ThreadWake:
+        return self
+
+    def wake(self, r: Any) -> None:
+        self.gate.release()
+
+    def run(self) -> None:  # pragma: no cover - never queued on a loop
+        raise AssertionError("a thread's waker is not run by a loop")
+
+    def attach(self, w: Waiter, wakeup: Any, ctx: Any) -> None:
+        raise RuntimeError("a csp waiter supports a single waiting task")
+
+    def cancel(self, msg: Any = None) -> bool:  # pragma: no cover - never a proxy
+        raise AssertionError("a thread's waker is never a proxy")
+
+    def parked(self) -> Waiter | None:  # pragma: no cover - no goroutine
+        return None
+
+    def __repr__(self) -> str:
+        return f"<csp wake-up of thread {self.thread!r}>"
+
+
+def timeout_of(call: str, timeout: object) -> float:
+    """``timeout`` as lock.acquire wants it: -1 for None (no limit), else seconds >= 0."""
+    if timeout is None:
+        return -1.0
+    from csp._check import duration
+
+    t = duration(call, "timeout", timeout)
+    if t == float("inf"):
+        return -1.0
+    return t if t > 0 else 0.0
+
+
+def wait_thread(w: Waiter, tw: ThreadWake, timeout: float, call: str) -> None:
+    """Block this thread until ``w`` (parked with waker ``tw``, under :data:`lock`)
+    leaves PENDING. If ``timeout`` passes first it is withdrawn (took no effect) and
+    ``TimeoutError`` raised, unless it completed meanwhile (then it returns: the
+    operation took effect). Interrupted (KeyboardInterrupt): withdrawn likewise."""
+    try:
+        if tw.gate.acquire(timeout=min(timeout, threading.TIMEOUT_MAX)
+                           if timeout >= 0 else -1):
+            return
+    except BaseException:
+        with lock:
+            if w.state == 0:  # PENDING
+                w.withdraw()
+        raise
+    with lock:
+        if w.state == 0:  # PENDING
+            w.withdraw()
+            raise TimeoutError(f"{call}: timed out after {timeout:g} s")
+
+
+def loop_of_thread() -> asyncio.AbstractEventLoop | None:
+    """The loop running on this thread, if any."""
+    return _compat.get_running_loop()
