@@ -21,7 +21,7 @@ from csp._chan import Chan, RecvChan, SendChan, nil
 from csp._errors import ChannelError, ClosedChannelError, DeadlockError, WouldBlock
 from csp._once import once_func, once_value, once_values
 from csp._runtime import dump, go, gosched, num_goroutine, run
-from csp._select import select
+from csp._select import select, select_blocking
 from csp._sync import Cond, ErrGroup, Mutex, Once, RWMutex, Semaphore, WaitGroup
 from csp._time import Ticker, Timer, after, after_func, sleep, tick
 
@@ -57,6 +57,7 @@ __all__ = [
     "once_values",
     "run",
     "select",
+    "select_blocking",
     "sleep",
     "testing",
     "tick",

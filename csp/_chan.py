@@ -39,7 +39,7 @@ from typing import Any, Final, Generic, Protocol, Self, TypeVar, final, runtime_
 
 from csp._check import TIMERS_FIX, count, foreign_loop
 from csp._errors import ChannelError, ClosedChannelError, WouldBlock
-from csp._threads import ThreadWake, enter, lock, no_loop_here, shared, timeout_of, wait_thread
+from csp._threads import enter, lock, no_loop_here, shared, thread_waker, timeout_of, wait_thread
 from csp._waiter import Waiter, budget, owed, prelude
 from csp._waitq import WaitQ
 
@@ -301,7 +301,7 @@ class _BaseChan(Generic[T]):
             if v is not BLOCK:
                 return (None, False) if v is CLOSED else (v, True)
             w = Waiter("chan receive")
-            tw = w.waker = ThreadWake()
+            tw = thread_waker(w)
             self._recvq.push(w)
         wait_thread(w, tw, t, call)
         return w.value, w.ok
@@ -332,7 +332,7 @@ class _BaseChan(Generic[T]):
             if self._try_send(value):
                 return
             w = Waiter("chan send", value)
-            tw = w.waker = ThreadWake()
+            tw = thread_waker(w)
             self._sendq.push(w)
         wait_thread(w, tw, t, "send_blocking")
         if not w.ok:

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from csp._chan import BLOCK, CLOSED, _BaseChan
 from csp._errors import ClosedChannelError
-from csp._threads import ThreadWake, enter, lock, no_loop_here, shared, timeout_of, wait_thread
+from csp._threads import enter, lock, no_loop_here, thread_waker, timeout_of, wait_thread
 from csp._waiter import Waiter, budget, owed, prelude
 
 __all__ = ["select", "select_blocking"]
@@ -212,7 +212,11 @@ def select_blocking(
 
     ``timeout`` (seconds, None for none) raises ``TimeoutError``, and then no case
     took effect. On a thread whose loop is running: ``RuntimeError`` (use
-    ``await csp.select(...)``).
+    ``await csp.select(...)``). Example, in a worker thread::
+
+        i, v = csp.select_blocking(jobs.recv, quit.recv, timeout=5.0)
+        if i == 1:
+            return  # told to stop
     """
     if default is not False and default is not True:
         raise TypeError(f"select_blocking: default must be True or False, got {default!r}")
@@ -227,7 +231,7 @@ def select_blocking(
         if default:
             return -1, None
         w = Waiter("select" if ops else "select (no cases)")
-        tw = w.waker = ThreadWake()
+        tw = thread_waker(w)
         _park(ops, w)
     wait_thread(w, tw, t, "select_blocking")
     return _outcome(ops, w)

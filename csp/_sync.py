@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 from csp._check import count
 from csp._runtime import _make_coro, check_coro_fn, created_by
 from csp._runtime import go as _go
+from csp._threads import enter, lock, no_loop_here, shared, thread_waker, timeout_of, wait_thread
 from csp._waiter import READY, Waiter, budget, owe, owed, prelude
 from csp._waitq import WaitQ
 
@@ -426,6 +427,14 @@ class WaitGroup:
         """
         if type(delta) is not int:
             delta = count("WaitGroup.add", "delta", delta)
+        enter()
+        if shared.on:  # (from any thread: csp._threads)
+            with lock:
+                self._add(delta)
+        else:
+            self._add(delta)
+
+    def _add(self, delta: int) -> None:
         n = self._n + delta
         if n < 0:
             raise RuntimeError("sync: negative WaitGroup counter")
@@ -434,10 +443,15 @@ class WaitGroup:
             self._waiters.complete_all(None)
 
     def done(self) -> None:
-        """Decrement the counter by one (Go: ``Done``)."""
-        n = self._n - 1  # the common case without a call; add() handles reaching zero
+        """Decrement the counter by one (Go: ``Done``). Safe from any thread."""
+        enter()
+        if shared.on:
+            with lock:
+                self._add(-1)
+            return
+        n = self._n - 1  # the common case without a call; _add() handles reaching zero
         if n <= 0:
-            self.add(-1)
+            self._add(-1)
         else:
             self._n = n
 
@@ -448,12 +462,35 @@ class WaitGroup:
     async def _wait(self, reason: str) -> None:
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            await prelude()
+            if await prelude():  # shared mode (csp._threads): look and park at once
+                with lock:
+                    if self._n == 0:
+                        return
+                    w = Waiter(reason)
+                    self._waiters.push(w)
+                await w
+                return
         if self._n == 0:
             return
         w = Waiter(reason)
         self._waiters.push(w)
         await w
+
+    def wait_blocking(self, timeout: float | None = None) -> None:
+        """``wait`` for a thread with no running event loop: blocks the thread until
+        the counter is zero. ``timeout`` (seconds, None for none) raises
+        ``TimeoutError``. On a thread whose loop is running: ``RuntimeError`` (use
+        ``await wg.wait()``)."""
+        t = timeout_of("wait_blocking", timeout)
+        no_loop_here("wait_blocking", "await wg.wait()")
+        enter()
+        with lock:
+            if self._n == 0:
+                return
+            w = Waiter("sync.WaitGroup.Wait")
+            tw = thread_waker(w)
+            self._waiters.push(w)
+        wait_thread(w, tw, t, "wait_blocking")
 
     def go(
         self, fn: Callable[..., Awaitable[T]] | Coroutine[Any, Any, T], *args: Any

@@ -46,7 +46,6 @@ Invariants:
 from __future__ import annotations
 
 import _thread
-import asyncio
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Final
@@ -56,7 +55,10 @@ from csp import _compat
 if TYPE_CHECKING:
     from csp._waiter import Waiter
 
-__all__ = ["BUDGET", "HANDSHAKE", "budget", "ThreadWake", "lock", "no_loop_here", "shared", "wait_thread"]
+__all__ = [
+    "BUDGET", "HANDSHAKE", "ThreadWake", "budget", "enter", "lock", "maybe_single",
+    "no_loop_here", "shared", "timeout_of", "wait_thread",
+]
 
 HANDSHAKE: Final = 1.0
 """Seconds a stranger thread waits for each running loop to pass a safe point."""
@@ -253,6 +255,15 @@ class ThreadWake:
         return f"<csp wake-up of thread {self.thread!r}>"
 
 
+def thread_waker(w: Waiter) -> ThreadWake:
+    """Make this thread the one that waits on ``w`` (before ``w`` is queued)."""
+    tw = ThreadWake()
+    # (it stands in for a loop's Scheduler where Waiter.complete looks: draining, loop,
+    # wake; the Waker protocol names the Scheduler class)
+    w.waker = tw  # type: ignore[assignment]
+    return tw
+
+
 def timeout_of(call: str, timeout: object) -> float:
     """``timeout`` as lock.acquire wants it: -1 for None (no limit), else seconds >= 0."""
     if timeout is None:
@@ -284,7 +295,3 @@ def wait_thread(w: Waiter, tw: ThreadWake, timeout: float, call: str) -> None:
             w.withdraw()
             raise TimeoutError(f"{call}: timed out after {timeout:g} s")
 
-
-def loop_of_thread() -> asyncio.AbstractEventLoop | None:
-    """The loop running on this thread, if any."""
-    return _compat.get_running_loop()

@@ -80,6 +80,7 @@ __all__ = [
     "PENDING",
     "READY",
     "Waiter",
+    "budget",
     "owe",
     "owed",
     "prelude",

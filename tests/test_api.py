@@ -39,7 +39,7 @@ CORE = {
 }
 # API.md, second wave: direction views (typing) and the non-blocking operations.
 ADDITIONS = {"Broadcast", "RecvChan", "SendChan", "WouldBlock", "dump", "once_func", "once_value",
-             "once_values"}
+             "once_values", "select_blocking"}
 
 
 def public_names() -> set[str]:

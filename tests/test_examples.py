@@ -35,6 +35,15 @@ ann withdrew 30; bob withdrew 50; cid withdrew 20; balance left 0
 fast: 8 ticks [100.0, 100.25, 100.5, 100.75, 101.0, 101.25, 101.5, 101.75], lagged 0
 slow: 2 ticks [101.5, 101.75], lagged 6
 """,
+    "blocking_producer": """\
+reading 0: 20.00 C
+reading 1: 20.25 C
+reading 2: 20.50 C
+reading 3: 21.00 C
+reading 4: 21.50 C
+reading 5: 22.00 C
+library stopped, pipeline drained
+""",
     "priority_select": """\
 urgent: page on-call
 urgent: rotate leaked key
