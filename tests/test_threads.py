@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import schedfuzz
 from conftest import LOOPS
 from test_cancellation import MECHS, Ledger, _attempt
 
@@ -381,8 +382,9 @@ def test_blocking_timeout_must_be_seconds(bad: object) -> None:
         csp.select_blocking(ch.recv, timeout=bad)  # type: ignore[arg-type]
 
 
-@both
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("loop", [*LOOPS, "fuzz"])
+@pytest.mark.parametrize("seed", [*range(3), *(pytest.param(s, marks=pytest.mark.slow)
+                                               for s in range(3, 25))])
 def test_thread_timeouts_against_cancelled_goroutines_keep_the_ledger(
     loop: str, seed: int, errors: Errors
 ) -> None:
@@ -433,19 +435,26 @@ def test_thread_timeouts_against_cancelled_goroutines_keep_the_ledger(
         receivers = [start(errors.wrap(thread_receiver), stop, random.Random(rng.random()))]
         outside: set[asyncio.Task[Any]] = set()
 
-        async def g_sender(base: int, grng: random.Random) -> None:
+        # (3.11's wait_for returns the inner result when an outer cancellation lands in
+        # the same instant, and drops that cancellation: gh-86296, fixed in 3.12. The
+        # actors cancelled from outside do not use it there.)
+        victim_mechs = MECHS if sys.version_info >= (3, 12) else tuple(
+            m for m in MECHS if m != "wait_for")
+
+        async def g_sender(base: int, grng: random.Random, mechs: tuple[str, ...]) -> None:
             for v in range(base, base + per_sender):
                 def ok(_: Any, v: int = v) -> None:
                     with mu:
                         ledger.sent.append(v)
 
-                took = await _attempt(grng, grng.choice(MECHS), lambda v=v: ch.send(v),
+                took = await _attempt(grng, grng.choice(mechs), lambda v=v: ch.send(v),
                                       ok, scopes)
                 if not took:
                     with mu:
                         ledger.failed.append(v)
+            await asyncio.sleep(0)  # a suspension: an owed cancellation is raised here
 
-        async def g_receiver(grng: random.Random) -> None:
+        async def g_receiver(grng: random.Random, mechs: tuple[str, ...]) -> None:
             while True:
                 def got(r: Any) -> None:
                     if r[1]:
@@ -455,22 +464,25 @@ def test_thread_timeouts_against_cancelled_goroutines_keep_the_ledger(
                         raise EOFError
 
                 try:
-                    await _attempt(grng, grng.choice(MECHS), ch.recv_ok, got, scopes)
+                    await _attempt(grng, grng.choice(mechs), ch.recv_ok, got, scopes)
                 except EOFError:
+                    await asyncio.sleep(0)  # (as in g_sender)
                     return
 
         gsend = [asyncio.ensure_future(g_sender((2 + k) * per_sender,
-                                                random.Random(rng.random())))
+                                                random.Random(rng.random()),
+                                                victim_mechs if k == 0 else MECHS))
                  for k in range(2)]
-        grecv = [asyncio.ensure_future(g_receiver(random.Random(rng.random())))
-                 for _ in range(2)]
+        grecv = [asyncio.ensure_future(g_receiver(random.Random(rng.random()),
+                                                  victim_mechs if k == 0 else MECHS))
+                 for k in range(2)]
         # cancel some from outside, at random moments
         victims = [gsend[0], grecv[0]]
         for t in victims:
             for _ in range(rng.randint(1, 50)):
                 await asyncio.sleep(0)
-            t.cancel()
-            outside.add(t)
+            if t.cancel():  # (False: it had finished its work already)
+                outside.add(t)
         for t in gsend:
             try:
                 await t
@@ -485,10 +497,14 @@ def test_thread_timeouts_against_cancelled_goroutines_keep_the_ledger(
             except asyncio.CancelledError:
                 assert t in outside
         await asyncio.to_thread(join, *receivers)
-        for t in outside:  # delivered: cancelled, or it had finished its work first
-            assert t.cancelled() or t.done()
+        for t in outside:  # every cancellation from outside was delivered
+            assert t.cancelled(), t
 
-    csp.run(main, loop=loop)
+    if loop == "fuzz":  # the loop side under the schedule fuzzer (real time)
+        with schedfuzz.fuzzed(seed, virtual_time=False):
+            csp.run(main, loop="asyncio")
+    else:
+        csp.run(main, loop=loop)
     ledger.check()
     assert len(ledger.sent) + len(ledger.failed) <= 4 * per_sender
     assert len(ledger.received) == len(ledger.sent)
@@ -632,7 +648,8 @@ def tiny_switch_interval() -> Iterator[None]:
         sys.setswitchinterval(was)
 
 
-@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("seed", [*range(2), *(pytest.param(s, marks=pytest.mark.slow)
+                                               for s in range(2, 12))])
 def test_thread_switches_inside_operations_keep_the_ledger(
     seed: int, tiny_switch_interval: None, errors: Errors
 ) -> None:
