@@ -28,7 +28,7 @@ from inspect import CO_COROUTINE
 from types import FunctionType
 from typing import Any, Final, ParamSpec, TypeVar, TypeVarTuple, overload
 
-from csp import _compat, _sched
+from csp import _compat, _sched, _threads
 from csp._deadlock import AsyncioLoop, State, Watch, deadlock_error, loop_factory
 from csp._drive import Goroutine
 from csp._sched import Scheduler
@@ -330,8 +330,10 @@ class _Run:
         for t, w in state:
             if t.done():
                 continue
-            if w is not None and w.state is PENDING:  # nothing may complete it now
-                w.withdraw()
+            if w is not None:
+                with _threads.lock:  # (another thread could still complete it)
+                    if w.state is PENDING:  # nothing may complete it now
+                        w.withdraw()
             if w is not None:
                 what = w.reason
             elif _compat.fut_waiter(t) is not None:

@@ -267,7 +267,7 @@ def test_select_on_loop_a_over_channels_fed_by_loop_b_and_threads(
     loop: str, errors: Errors
 ) -> None:
     """A select on loop A over a channel fed by loop B's goroutines, one fed by two
-    threads, and a context's done channel closed from a third thread at the end:
+    threads, and a quit channel closed from a third thread at the end:
     every value once, in order per sender, then the done case."""
     n = 2_000
     from_b = csp.Chan[tuple[str, int]]()
@@ -283,7 +283,7 @@ def test_select_on_loop_a_over_channels_fed_by_loop_b_and_threads(
             from_threads.send_blocking((name, i))
 
     async def main() -> list[tuple[str, int]]:
-        ctx, cancel = csp.context.with_cancel(csp.context.background())
+        quit = csp.Chan[None]()
         got: list[tuple[str, int]] = []
         tb = start(errors.wrap(functools.partial(csp.run, loop_b, loop=loop)))
         ts = [start(errors.wrap(feeder), name) for name in ("t1", "t2")]
@@ -291,11 +291,11 @@ def test_select_on_loop_a_over_channels_fed_by_loop_b_and_threads(
         def finish() -> None:
             join(tb, *ts)
             ready.set()
-            cancel()  # from this thread: closes ctx.done()
+            quit.close()  # from this thread
 
         tf = start(errors.wrap(finish))
         while True:
-            i, v = await csp.select(from_b.recv, from_threads.recv, ctx.done().recv)
+            i, v = await csp.select(from_b.recv, from_threads.recv, quit.recv)
             if i == 2:
                 break
             got.append(v)
