@@ -723,3 +723,34 @@ def test_a_thread_started_with_thread_module_is_seen(errors: Errors) -> None:
     assert done.wait(JOIN)
     assert ch.recv_nowait() == 1
     assert shared.on or shared.forced or sys.version_info < (3, 12)
+
+
+def test_wake_ups_from_a_thread_are_batched(errors: Errors) -> None:
+    """close() from a thread completes 100 parked receivers of one loop: the loop is
+    woken with one call_soon_threadsafe for the batch, not one per receiver."""
+    calls = 0
+
+    async def main() -> list[Any]:
+        nonlocal calls
+        loop = asyncio.get_running_loop()
+        orig = loop.call_soon_threadsafe
+
+        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            if getattr(callback, "__name__", "") == "_take_inbox":
+                calls += 1
+            return orig(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        ch = csp.Chan[int]()
+        tasks = [csp.go(ch.recv_ok) for _ in range(100)]
+        while ch._waiting()[0] < 100:
+            await csp.gosched()
+        t = start(errors.wrap(ch.close))
+        got = await asyncio.gather(*tasks)
+        await asyncio.to_thread(join, t)
+        return got
+
+    got = csp.run(main, loop="asyncio")
+    assert got == [(None, False)] * 100
+    assert calls == 1  # one loop wake-up for the batch
