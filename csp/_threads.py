@@ -15,14 +15,13 @@ Strategy. csp runs in one of two modes, process-wide (``shared.on``):
   thread with no loop parks on a :class:`ThreadWake` (a ``_thread`` lock it blocks on).
 
 The switch to *shared* is made by the thread that starts another thread, inside
-``start()``, before the new thread exists (CPython 3.12+: the audit events
-``_thread.start_new_thread`` / ``_thread.start_joinable_thread``; 3.11: ``threading``'s
-start, ``csp._compat.on_thread_start``): that thread is then between two operations,
+``Thread.start()``, before the new thread exists (``csp._compat.on_thread_start``
+wraps ``threading``'s start function): that thread is then between two operations,
 so no operation is ever half-done without the lock when a second thread begins. The
 switch back to *single* happens at a budget refill (every ``BUDGET`` operations,
 ``csp._waiter.prelude``) on the main thread once it is the only thread left.
 
-A thread csp did not see start (started from C, or with ``_thread`` directly on 3.11)
+A thread csp did not see start (started from C, or with ``_thread`` directly)
 switches shared mode on at its first call that may come from any thread (the blocking
 calls, ``*_nowait``, ``close``; they look), then waits until every running loop csp
 knows has passed a safe point (one callback each, at most :data:`HANDSHAKE` seconds
