@@ -45,6 +45,9 @@ from csp._waitq import WaitQ
 
 __all__ = ["Chan", "RecvChan", "SendChan", "nil"]
 
+acquire = lock.acquire
+release = lock.release
+
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
@@ -154,7 +157,11 @@ class _BaseChan(Generic[T]):
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             if await prelude():  # shared mode (csp._threads): the locked form
-                return (await self._recv_shared())[0]  # type: ignore[no-any-return]
+                w, v = self._recv_locked()
+                if w is None:
+                    return None if v is CLOSED else v
+                await w
+                return w.value  # type: ignore[no-any-return]
         v = self._try_recv()
         if v is BLOCK:
             w = Waiter("chan receive")
@@ -172,7 +179,11 @@ class _BaseChan(Generic[T]):
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             if await prelude():  # shared mode (csp._threads): the locked form
-                return await self._recv_shared()
+                w, v = self._recv_locked()
+                if w is None:
+                    return (None, False) if v is CLOSED else (v, True)
+                await w
+                return w.value, w.ok
         v = self._try_recv()
         if v is BLOCK:
             w = Waiter("chan receive")
@@ -207,8 +218,13 @@ class _BaseChan(Generic[T]):
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             if await prelude():  # shared mode (csp._threads): the locked form
-                v, ok = await self._recv_shared()
-                if not ok:
+                w, v = self._recv_locked()
+                if w is not None:
+                    await w
+                    if not w.ok:
+                        raise StopAsyncIteration
+                    return w.value  # type: ignore[no-any-return]
+                if v is CLOSED:
                     raise StopAsyncIteration
                 return v  # type: ignore[no-any-return]
         v = self._try_recv()
@@ -236,7 +252,11 @@ class _BaseChan(Generic[T]):
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
             if await prelude():  # shared mode (csp._threads): the locked form
-                await self._send_shared(value)
+                w = self._send_locked(value)
+                if w is not None:
+                    await w
+                    if not w.ok:
+                        raise ClosedChannelError("send on closed channel")
                 return
         if self._try_send(value):
             return
@@ -269,28 +289,32 @@ class _BaseChan(Generic[T]):
                 return self._try_recv()
         return self._try_recv()
 
-    async def _recv_shared(self) -> tuple[Any, bool]:
-        """``recv_ok`` in shared mode: poll and park in one step under the csp lock."""
-        with lock:
+    def _recv_locked(self) -> tuple[Waiter | None, Any]:
+        """A receive in shared mode: try, else park, in one step under the csp lock.
+        ``(None, value or CLOSED)``, or ``(waiter, None)`` for the caller to await."""
+        acquire()  # (not ``with``: an explicit pair costs half as much)
+        try:
             v = self._try_recv()
-            if v is BLOCK:
-                w = Waiter("chan receive")
-                self._recvq.push(w)
-        if v is BLOCK:
-            await w
-            return w.value, w.ok
-        return (None, False) if v is CLOSED else (v, True)
+            if v is not BLOCK:
+                return None, v
+            w = Waiter("chan receive")
+            self._recvq.push(w)
+            return w, None
+        finally:
+            release()
 
-    async def _send_shared(self, value: Any) -> None:
-        """``send`` in shared mode: try and park in one step under the csp lock."""
-        with lock:
+    def _send_locked(self, value: Any) -> Waiter | None:
+        """A send in shared mode: try, else park, in one step under the csp lock. None
+        if it completed, else the waiter for the caller to await."""
+        acquire()
+        try:
             if self._try_send(value):
-                return
+                return None
             w = Waiter("chan send", value)
             self._sendq.push(w)
-        await w
-        if not w.ok:
-            raise ClosedChannelError("send on closed channel")
+            return w
+        finally:
+            release()
 
     def _recv_blocking(self, call: str, timeout: object) -> tuple[Any, bool]:
         t = timeout_of(call, timeout)

@@ -313,11 +313,14 @@ class Goroutine:
     def _publish(self, y: Waiter) -> bool:
         """Shared mode: become ``y``'s waker under the csp lock, unless a partner on
         another thread completed it since it was queued (then run again: False)."""
-        with lock:
+        lock.acquire()  # (not ``with``: an explicit pair costs half as much)
+        try:
             if y.state is PENDING:
                 y.waker = self
                 self.cur = y
                 return True
+        finally:
+            lock.release()
         self.cur = y
         self.sched.wake(self)
         return False

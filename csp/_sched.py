@@ -188,8 +188,13 @@ class Scheduler:
             batch = self.inbox
             self.inbox = deque()
             self.armed = False
-        for r in batch:
-            self.wake(r)
+        self.runq.extend(batch)
+        if not self.scheduled and self.runq:
+            # Run them now, from this callback: a drain queued with call_soon would
+            # wait for the loop's next turn, one more select() (and, with the GIL,
+            # one more chance for the other thread to take it) per hand-off.
+            self.scheduled = True
+            self.drain()
 
     def push_yield(self, r: Runnable) -> None:
         """Queue a goroutine that yielded: behind everything runnable now, and behind

@@ -63,7 +63,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import types
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
 
 from csp import _compat, _sched
@@ -118,24 +118,34 @@ def _bare_yield() -> Generator[None, None, None]:
     yield
 
 
-async def prelude() -> bool:
+def prelude() -> Awaitable[bool]:
     """Before an operation takes effect: raise the cancellation the current task owes
-    itself, if any; yield once if the cooperative budget is spent. True if another
-    thread may use csp (shared mode, ``csp._threads``): the operation must then take
-    the csp lock (operations with no locked form ignore the answer)."""
+    itself, if any; yield once if the cooperative budget is spent. Its result is True
+    if another thread may use csp (shared mode, ``csp._threads``): the operation must
+    then take the csp lock (operations with no locked form ignore it). A plain
+    function: when there is nothing to wait for it returns a finished future (awaiting
+    one costs less than running a coroutine; in shared mode every operation comes
+    here)."""
     if owed:
         _raise_owed()
     b = budget
     if b.full:  # single mode
         if b.left <= 0:
             b.left = BUDGET
-            await _bare_yield()  # a suspension like any other (Go preempts; tokio's)
-        return False
+            return _yield_then()
+        return _NO
     # shared mode: every operation comes here; ``left`` counts down from 0
     if b.left <= -BUDGET:
         b.left = 0
         maybe_single()  # (between two operations: the only safe place to switch)
-        await _bare_yield()
+        return _yield_then()
+    return _YES if shared.on else _NO
+
+
+async def _yield_then() -> bool:
+    """The budget's yield (a suspension like any other: Go preempts; tokio's budget),
+    then whether the operation must lock."""
+    await _bare_yield()
     return shared.on
 
 
@@ -498,3 +508,8 @@ READY: Final[asyncio.Future[None]] = _ReadyFuture(loop=_NoLoop())  # type: ignor
 csp's locks return when they need not wait. Awaiting it neither suspends nor yields,
 and costs less than creating and running a coroutine (asyncio's C Future iterator)."""
 READY.set_result(None)
+
+_YES: Final[asyncio.Future[bool]] = _ReadyFuture(loop=_NoLoop())  # type: ignore[arg-type]
+_YES.set_result(True)
+_NO: Final[asyncio.Future[bool]] = _ReadyFuture(loop=_NoLoop())  # type: ignore[arg-type]
+_NO.set_result(False)
