@@ -11,6 +11,6 @@ wake-up time of many parked tasks; ``benchmarks/go`` holds the same patterns in 
 ``--pattern threads``, included in ``--full``) put a plain thread or a second event
 loop on one end of a channel and compare csp with janus (their baseline) and culsans.
 
-rich, janus and culsans (the ``bench`` extra) and matplotlib (the ``plot`` extra, for ``--plot``) are
-imported here only, never by ``csp``.
+rich, janus and culsans (the ``bench`` extra) and matplotlib (the ``plot`` extra, for
+``--plot``) are imported here only, never by ``csp``.
 """

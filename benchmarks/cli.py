@@ -159,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         TextColumn("{task.fields[now]}", style="dim"),
         console=err,
         transient=True,
+        # No refresh thread: a second live thread would keep csp in its shared (locking)
+        # mode for every sample (csp._threads), so csp's single-loop rows would measure
+        # the lock. The bar is redrawn at each step instead (refresh=True below).
+        auto_refresh=False,
     )
     results = []
     scale_rows: list[dict[str, Any]] = []
@@ -169,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             task = progress.add_task("patterns", total=plan.steps(), now="")
 
             def tick(what: str) -> None:
-                progress.update(task, advance=1, now=what)
+                progress.update(task, advance=1, now=what, refresh=True)
 
             results = run_plan(plan, tick)
         if want_scale:
@@ -177,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stask = progress.add_task("scale", total=len(scale_impls) * len(loops), now="")
             for loop in loops:
                 for impl in scale_impls:
-                    progress.update(stask, now=f"{loop} · {impl} · N={scale_n:,}")
+                    progress.update(stask, now=f"{loop} · {impl} · N={scale_n:,}", refresh=True)
                     try:
                         row = scale.measure_subprocess(impl, loop, scale_n,
                                                        min(TRACE_N, scale_n))
@@ -185,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         row = {"impl": impl, "loop": loop, "n": scale_n,
                                "error": f"{type(exc).__name__}: {exc}"}
                     scale_rows.append(row)
-                    progress.update(stask, advance=1)
+                    progress.update(stask, advance=1, refresh=True)
         if a.go:
             if gobench.find_go() is None:
                 err.print("[yellow]note:[/] --go: no `go` toolchain on PATH; "
@@ -195,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 go_run = gobench.run_go(sorted({b.go_ref for b in benches}),
                                         mode["go_benchtime"] if size != "tiny" else "10ms",
                                         mode["go_count"] if size != "tiny" else 1)
-                progress.update(gtask, completed=1, total=1)
+                progress.update(gtask, completed=1, total=1, refresh=True)
 
     wall = time.perf_counter() - start
     errors = [r for r in results if r.error] + [r for r in scale_rows if r.get("error")]
