@@ -212,6 +212,30 @@ def test_cli_thread_rows_table_markdown_and_json(tmp_path: Path) -> None:
     assert pingpong.endswith("> culsans ✓ |") or pingpong.endswith("> culsans ✗ |")
 
 
+def test_cli_measures_single_loop_rows_with_no_second_thread(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """No helper thread (rich's refresh thread was one) is alive while a sample runs:
+    it would keep csp in its shared, locking mode and the csp rows would measure it."""
+    from benchmarks import runner
+    from csp import _threads
+
+    if _threads.shared.forced:
+        pytest.skip("this run keeps csp in shared mode for good")
+    seen: list[int] = []
+    sample = runner.run_sample
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(threading.active_count())
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_sample", spy)
+    before = threading.active_count()
+    assert cli.main(["--size", "tiny", "--reps", "1", "--warmup", "0", "--pattern",
+                     "spsc/cap=64", "--loop", "asyncio", "--format", "markdown"]) == 0
+    capsys.readouterr()
+    assert seen and set(seen) == {before}
+
+
 def test_check_rejects_wrong_count_and_wrong_checksum() -> None:
     b = next(b for b in BENCHES if b.key == "spsc/cap=64")
     b.check(10, (10, 45))
