@@ -7,8 +7,10 @@ implementations interleaved (:mod:`benchmarks.runner`), checked for item count a
 checksum after every sample, and reported as ops/s and ratios against asyncio on the
 same loop (:mod:`benchmarks.report`). :mod:`benchmarks.scale` measures memory and
 wake-up time of many parked tasks; ``benchmarks/go`` holds the same patterns in Go
-(``--go``) as an absolute reference.
+(``--go``) as an absolute reference. The thread rows (:mod:`benchmarks.threads`,
+``--pattern threads``, included in ``--full``) put a plain thread or a second event
+loop on one end of a channel and compare csp with janus (their baseline) and culsans.
 
-rich (the ``bench`` extra) and matplotlib (the ``plot`` extra, for ``--plot``) are
-imported here only, never by ``csp``.
+rich, janus and culsans (the ``bench`` extra) and matplotlib (the ``plot`` extra, for
+``--plot``) are imported here only, never by ``csp``.
 """

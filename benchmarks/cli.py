@@ -15,8 +15,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from benchmarks import gobench, report, scale
 from benchmarks.machine import describe, machine_info
-from benchmarks.patterns import BENCHES, IMPLS, PATTERNS, SCALE
-from benchmarks.runner import LOOPS, Plan, run_plan, sample_records, select_benches, split_available
+from benchmarks.patterns import ALL_IMPLS, GROUPS, SCALE
+from benchmarks.runner import (
+    ALL_BENCHES,
+    ALL_PATTERNS,
+    EXTRA_PATTERNS,
+    LOOPS,
+    Plan,
+    run_plan,
+    sample_records,
+    select_benches,
+    split_available,
+)
 
 MODES: dict[str, dict[str, Any]] = {
     # size of each bench, repetitions (after warm-up), scale N, Go benchtime
@@ -40,20 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="Channel patterns with csp, asyncio.Queue and anyio memory streams, "
         "on the asyncio loop and uvloop. Prints ops/s and each implementation's ratio "
-        "against asyncio on the same loop.",
-        epilog="patterns: " + ", ".join((*PATTERNS, SCALE)) + "; or a bench key such as "
+        "against asyncio on the same loop. The thread rows (--pattern threads; in --full) "
+        "compare csp with janus and culsans, against janus.",
+        epilog="patterns: " + ", ".join((*ALL_PATTERNS, SCALE)) + "; or a bench key such as "
         "spsc/cap=64 (see --list)",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
                       help="small sizes, 5 repetitions, under a minute (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
-                      help="bigger sizes, 11 repetitions, plus the scale benchmark (1M tasks)")
+                      help="bigger sizes, 11 repetitions, plus the thread rows and the scale "
+                      "benchmark (1M tasks)")
     p.set_defaults(mode="quick")
     p.add_argument("--pattern", action="append", metavar="P[,P...]",
                    help="run only these patterns or bench keys (repeatable)")
     p.add_argument("--impl", action="append", metavar="I[,I...]",
-                   help="implementations: " + ", ".join(IMPLS))
+                   help="implementations: " + ", ".join(ALL_IMPLS))
     p.add_argument("--loop", action="append", metavar="L[,L...]",
                    help="event loops: " + ", ".join(LOOPS))
     p.add_argument("--reps", type=int, help="repetitions per bench (default: by mode)")
@@ -93,10 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False)
 
     if a.list:
-        for b in BENCHES:
+        for b in ALL_BENCHES:
             need = f"  (needs csp.{', csp.'.join(b.requires)})" if b.requires else ""
-            out.print(escape(f"{b.key:22} {b.title} [{b.unit}]{need}"))
-        out.print(f"{SCALE:22} N tasks parked on a receive: memory and wake-up time")
+            if b.pattern in EXTRA_PATTERNS:
+                need += f"  (--pattern {b.pattern} or --full)"
+            out.print(escape(f"{b.key:28} {b.title} [{b.unit}]{need}"))
+        out.print(f"{SCALE:28} N tasks parked on a receive: memory and wake-up time")
         return 0
 
     mode = MODES[a.mode]
@@ -105,25 +119,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = a.warmup if a.warmup is not None else mode["warmup"]
     if reps < 1 or warmup < 0:
         p.error("--reps must be >= 1 and --warmup >= 0")
-    impls = _validate(p, "implementation", _csv(a.impl), IMPLS)
+    impls = _validate(p, "implementation", _csv(a.impl), ALL_IMPLS)
     loops = _validate(p, "loop", _csv(a.loop), ("asyncio", "uvloop"))
     missing_loops = [lp for lp in loops if lp not in LOOPS]
     if missing_loops:
         err.print(f"[yellow]note:[/] uvloop is not installed; running on {', '.join(LOOPS)}")
         loops = [lp for lp in loops if lp in LOOPS] or list(LOOPS)  # as the note says
     patterns = _csv(a.pattern)
-    keys = {b.key for b in BENCHES}
+    keys = {b.key for b in ALL_BENCHES}
     if patterns:
-        bad = [x for x in patterns if x not in PATTERNS and x not in keys and x != SCALE]
+        bad = [x for x in patterns if x not in ALL_PATTERNS and x not in keys and x != SCALE]
         if bad:
             p.error(f"unknown pattern {', '.join(bad)} (see --list)")
     want_scale = (SCALE in patterns) if patterns else a.mode == "full"
     bench_filter = [x for x in patterns if x != SCALE] if patterns else None
-    selected = [] if patterns and not bench_filter else select_benches(bench_filter)
+    selected = [] if patterns and not bench_filter else select_benches(
+        bench_filter, extras=a.mode == "full")
     if "csp" in impls:
         benches, skipped = split_available(selected)
     else:  # what this csp lacks does not matter then
         benches, skipped = selected, []
+
+    absent = sorted({i for b in benches for i in impls if i in b.peers.impls
+                     and i not in b.impls and b.not_applicable(i) is None})
+    if absent:
+        err.print(f"[yellow]note:[/] {', '.join(absent)} not installed (pip install -e "
+                  "'.[bench]'); the thread rows run without "
+                  + ("them" if len(absent) > 1 else "it"))
 
     plan = Plan(benches, impls, loops, size, reps, warmup)
     info = machine_info()
@@ -137,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         TextColumn("{task.fields[now]}", style="dim"),
         console=err,
         transient=True,
+        # No refresh thread: a second live thread would keep csp in its shared (locking)
+        # mode for every sample (csp._threads), so csp's single-loop rows would measure
+        # the lock. The bar is redrawn at each step instead (refresh=True below).
+        auto_refresh=False,
     )
     results = []
     scale_rows: list[dict[str, Any]] = []
@@ -147,14 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             task = progress.add_task("patterns", total=plan.steps(), now="")
 
             def tick(what: str) -> None:
-                progress.update(task, advance=1, now=what)
+                progress.update(task, advance=1, now=what, refresh=True)
 
             results = run_plan(plan, tick)
         if want_scale:
-            stask = progress.add_task("scale", total=len(impls) * len(loops), now="")
+            scale_impls = [i for i in impls if i in scale.IMPLS]
+            stask = progress.add_task("scale", total=len(scale_impls) * len(loops), now="")
             for loop in loops:
-                for impl in impls:
-                    progress.update(stask, now=f"{loop} · {impl} · N={scale_n:,}")
+                for impl in scale_impls:
+                    progress.update(stask, now=f"{loop} · {impl} · N={scale_n:,}", refresh=True)
                     try:
                         row = scale.measure_subprocess(impl, loop, scale_n,
                                                        min(TRACE_N, scale_n))
@@ -162,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         row = {"impl": impl, "loop": loop, "n": scale_n,
                                "error": f"{type(exc).__name__}: {exc}"}
                     scale_rows.append(row)
-                    progress.update(stask, advance=1)
+                    progress.update(stask, advance=1, refresh=True)
         if a.go:
             if gobench.find_go() is None:
                 err.print("[yellow]note:[/] --go: no `go` toolchain on PATH; "
@@ -172,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 go_run = gobench.run_go(sorted({b.go_ref for b in benches}),
                                         mode["go_benchtime"] if size != "tiny" else "10ms",
                                         mode["go_count"] if size != "tiny" else 1)
-                progress.update(gtask, completed=1, total=1)
+                progress.update(gtask, completed=1, total=1, refresh=True)
 
     wall = time.perf_counter() - start
     errors = [r for r in results if r.error] + [r for r in scale_rows if r.get("error")]
@@ -185,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": info,
         "config": {"mode": a.mode, "size": size, "reps": reps, "warmup": warmup,
                    "impls": impls, "loops": loops, "baseline": "asyncio",
+                   "baselines": {g.name: g.baseline for g in GROUPS.values()},
                    "benches": [b.key for b in benches]},
         "results": sample_records(results),
         "skipped": [{"bench": s.bench.key, "pattern": s.bench.pattern, "reason": s.reason}
@@ -217,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif not want_scale and not patterns:
             out.print("[dim]scale/memory benchmark: not in --quick; run "
                       "`python -m benchmarks --pattern scale` (100k tasks) or --full (1M)[/]")
+        if not patterns and a.mode != "full":
+            out.print("[dim]thread rows (csp vs janus and culsans): not in --quick; run "
+                      "`python -m benchmarks --pattern threads` or --full[/]")
     if a.format != "table":
         for s in skipped:
             err.print(f"[yellow]skipped[/] {s.bench.key}: {escape(s.reason)}")

@@ -51,6 +51,29 @@ SEM_SLOTS = 4
 HAS_QUEUE_SHUTDOWN = hasattr(asyncio.Queue, "shutdown")  # Python 3.13+
 
 
+@dataclass(frozen=True)
+class Group:
+    """A family of rows measured against the same peers: its own table columns, its
+    own baseline (the denominator of every ratio) and rival (csp's goal is to be
+    ahead of it too)."""
+
+    name: str
+    title: str  # shown in table titles ("" for the default group)
+    impls: tuple[str, ...]
+    baseline: str
+    rival: str
+
+
+# The thread rows (benchmarks/threads.py) are their own group: a plain thread or a
+# second loop against csp, janus and culsans, with janus as the baseline.
+GROUPS: dict[str, Group] = {
+    "channels": Group("channels", "", IMPLS, BASELINE, "anyio"),
+    "threads": Group("threads", "threads and two loops", ("csp", "janus", "culsans"),
+                     "janus", "culsans"),
+}
+ALL_IMPLS: tuple[str, ...] = tuple(dict.fromkeys(i for g in GROUPS.values() for i in g.impls))
+
+
 class IntegrityError(AssertionError):
     """An implementation returned the wrong item count or checksum."""
 
@@ -68,9 +91,24 @@ class Bench:
     impls: dict[str, Impl]
     labels: dict[str, str]  # what each implementation uses, for the footnotes
     expected: Callable[[int], tuple[int, int]]
-    requires: tuple[str, ...] = ()  # csp attributes the csp implementation needs
-    goal: float | None = None  # target ratio csp / asyncio (issue 6)
+    requires: tuple[str, ...] = ()  # csp attributes the csp implementation needs (dotted ok)
+    goal: float | None = None  # target ratio csp / baseline (issue 6)
     extra: dict[str, Any] = field(default_factory=dict)
+    group: str = "channels"  # a key of GROUPS: which peers, baseline and rival
+
+    @property
+    def peers(self) -> Group:
+        return GROUPS[self.group]
+
+    @property
+    def baseline(self) -> str:
+        """The implementation every ratio of this bench is taken against."""
+        return self.peers.baseline
+
+    def not_applicable(self, impl: str) -> str | None:
+        """Why ``impl`` has no version of this bench (``None``: it has one)."""
+        na: dict[str, str] = self.extra.get("na", {})
+        return na.get(impl)
 
     @property
     def go_ref(self) -> str:
@@ -79,8 +117,9 @@ class Bench:
         return str(self.extra.get("go_ref", self.go_name))
 
     def missing(self) -> list[str]:
-        """csp names this bench needs that this csp build does not have."""
-        return [name for name in self.requires if not hasattr(csp, name)]
+        """csp names this bench needs that this csp build does not have (dotted names,
+        such as ``Chan.send_blocking``, are looked up attribute by attribute)."""
+        return [name for name in self.requires if not _has(csp, name)]
 
     def check(self, n: int, got: tuple[int, int]) -> None:
         want = self.expected(n)
@@ -88,6 +127,14 @@ class Bench:
             raise IntegrityError(
                 f"{self.key}: expected (count, checksum) = {want}, got {tuple(got)}"
             )
+
+
+def _has(obj: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
 
 
 def _tri(n: int) -> int:

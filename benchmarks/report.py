@@ -15,10 +15,12 @@ from rich.table import Table
 from rich.text import Text
 
 from benchmarks.gobench import GoRun
-from benchmarks.patterns import BASELINE, BENCHES, Bench
-from benchmarks.runner import Result, Skipped, baseline_of, ratio
+from benchmarks.patterns import GROUPS, Bench, Group
+from benchmarks.runner import ALL_BENCHES, Result, Skipped, baseline_of, ratio
 
-IMPL_NAMES = {"csp": "csp", "asyncio": "asyncio", "anyio": "anyio"}
+IMPL_NAMES = {"csp": "csp", "asyncio": "asyncio", "anyio": "anyio", "janus": "janus",
+              "culsans": "culsans"}
+NA = "n/a"  # an implementation that has no version of a bench (janus across two loops)
 
 
 def human(x: float) -> str:
@@ -50,8 +52,23 @@ def _find(results: Sequence[Result], bench: Bench, loop: str, impl: str) -> Resu
     return None
 
 
+def groups_of(benches: Sequence[Bench]) -> list[Group]:
+    """The groups these benches belong to, in the order they first appear."""
+    return [GROUPS[g] for g in dict.fromkeys(b.group for b in benches)]
+
+
+def group_impls(group: Group, impls: Sequence[str]) -> list[str]:
+    """The requested implementations that this group's tables have columns for."""
+    return [i for i in impls if i in group.impls]
+
+
+def goal_text(goal: float | None, rival: str) -> str:
+    return f"≥{goal:g}x" if goal is not None else f"> {rival}"
+
+
 def goal_met(results: Sequence[Result], bench: Bench, loop: str) -> bool | None:
-    """Did csp meet its goal on this loop: the ratio goal, and ahead of anyio?"""
+    """Did csp meet its goal on this loop: the ratio goal, and ahead of the group's
+    rival (anyio; culsans for the thread rows)?"""
     res = _find(results, bench, loop, "csp")
     if res is None or not res.ok:
         return None
@@ -62,26 +79,30 @@ def goal_met(results: Sequence[Result], bench: Bench, loop: str) -> bool | None:
         if rat is None:
             return None
         verdicts.append(rat.median >= bench.goal)
-    other = _find(results, bench, loop, "anyio")
+    other = _find(results, bench, loop, bench.peers.rival)
     if other is not None and other.ok:
         verdicts.append(res.median_s < other.median_s)
     return all(verdicts) if verdicts else None
 
 
 def loop_table(results: Sequence[Result], loop: str, impls: Sequence[str],
-               reps: int, go: GoRun | None) -> Table:
-    benches = list(dict.fromkeys(r.bench for r in results if r.loop == loop))
+               reps: int, go: GoRun | None, group: Group = GROUPS["channels"]) -> Table:
+    benches = list(dict.fromkeys(r.bench for r in results
+                                 if r.loop == loop and r.bench.group == group.name))
+    impls = group_impls(group, impls)
+    baseline = group.baseline
+    what = f", {group.title}" if group.title else ""
     table = Table(
-        title=f"[bold]{loop}[/] loop: ops/s, median of {reps} (min{DASH}max below); "
-        "ratio = ops/s ÷ asyncio's on this loop",
+        title=f"[bold]{loop}[/] loop{what}: ops/s, median of {reps} (min{DASH}max below); "
+        f"ratio = ops/s ÷ {baseline}'s on this loop",
         title_justify="left",
         show_lines=True,
     )
     table.add_column("pattern", no_wrap=True)
     for impl in impls:
         table.add_column(IMPL_NAMES[impl], justify="right")
-    has_base = BASELINE in impls
-    others = [i for i in impls if i != BASELINE]
+    has_base = baseline in impls
+    others = [i for i in impls if i != baseline]
     if has_base:
         for impl in others:
             table.add_column(f"{impl} ratio", justify="right")
@@ -95,7 +116,7 @@ def loop_table(results: Sequence[Result], loop: str, impls: Sequence[str],
         for impl in impls:
             res = _find(results, bench, loop, impl)
             if res is None:
-                row.append("")
+                row.append(Text(NA, style="dim") if bench.not_applicable(impl) else "")
             elif not res.ok:
                 row.append(Text("ERROR", style="bold red"))
             else:
@@ -103,7 +124,7 @@ def loop_table(results: Sequence[Result], loop: str, impls: Sequence[str],
                 row.append(Text.assemble(human(res.ops_per_s()), "\n",
                                          (human_range(lo, hi), "dim")))
         if has_base:
-            base = _find(results, bench, loop, BASELINE)
+            base = _find(results, bench, loop, baseline)
             for impl in others:
                 res = _find(results, bench, loop, impl)
                 rat = ratio(res, base) if res is not None and base is not None else None
@@ -115,7 +136,7 @@ def loop_table(results: Sequence[Result], loop: str, impls: Sequence[str],
                                          (f"{rat.low:.2f}{DASH}{rat.high:.2f}", "dim")))
             if "csp" in impls:
                 met = goal_met(results, bench, loop)
-                goal = f"≥{bench.goal:g}x" if bench.goal is not None else "> anyio"
+                goal = goal_text(bench.goal, group.rival)
                 if met is None:
                     row.append(Text(goal, style="dim"))
                 else:
@@ -128,7 +149,8 @@ def loop_table(results: Sequence[Result], loop: str, impls: Sequence[str],
 
 
 def uses_table(benches: Sequence[Bench], impls: Sequence[str]) -> Table:
-    table = Table(title="what each implementation uses", title_justify="left",
+    what = "".join(f", {g.title}" for g in groups_of(benches) if g.title)
+    table = Table(title=f"what each implementation uses{what}", title_justify="left",
                   show_header=True, box=None, padding=(0, 2))
     table.add_column("pattern", style="dim", no_wrap=True)
     for impl in impls:
@@ -193,17 +215,21 @@ def scale_goals(rows: Sequence[dict[str, Any]], goal_n: int, rss_goal: int,
 def print_report(console: Console, results: Sequence[Result], impls: Sequence[str],
                  loops: Sequence[str], reps: int, go: GoRun | None,
                  skipped: Sequence[Skipped], machine_line: str) -> None:
-    for loop in loops:
-        if any(r.loop == loop for r in results):
-            console.print(loop_table(results, loop, impls, reps, go))
-            console.print()
     benches = list(dict.fromkeys(r.bench for r in results))
-    if benches:
-        console.print(uses_table(benches, impls))
-        console.print()
-    if "csp" in impls and BASELINE in impls and benches:
+    groups = groups_of(benches)
+    for group in groups:
         for loop in loops:
-            verdicts = [(b, goal_met(results, b, loop)) for b in benches]
+            if any(r.loop == loop and r.bench.group == group.name for r in results):
+                console.print(loop_table(results, loop, impls, reps, go, group))
+                console.print()
+    for group in groups:
+        console.print(uses_table([b for b in benches if b.group == group.name],
+                                 group_impls(group, impls)))
+        console.print()
+    judgeable = [b for b in benches if b.baseline in impls]
+    if "csp" in impls and judgeable:
+        for loop in loops:
+            verdicts = [(b, goal_met(results, b, loop)) for b in judgeable]
             judged = [(b, m) for b, m in verdicts if m is not None]
             if not judged:
                 continue
@@ -256,6 +282,62 @@ def go_format(results: Sequence[Result], machine: dict[str, Any], go: GoRun | No
 # -- Markdown (for the README), rendered from the JSON document ---------------------------
 
 
+def _markdown_group(doc: dict[str, Any], loop: str, group: Group, impls: Sequence[str],
+                    benches: Sequence[str], by: dict[tuple[str, str], dict[str, Any]],
+                    titles: dict[str, tuple[str, str]], na: dict[str, dict[str, str]],
+                    go_names: dict[str, str], go_ns: dict[str, list[float]]) -> list[str]:
+    """The Markdown table of one group of benches on one loop."""
+    baseline = group.baseline
+    others = [i for i in impls if i != baseline]
+    head = ["pattern", *impls, *(f"{i} ratio" for i in others if baseline in impls)]
+    if "csp" in impls and baseline in impls:
+        head.append("csp goal")
+    if go_ns:
+        head.append("Go (reference)")
+    what = f", {group.title}" if group.title else ""
+    lines = [f"**{loop} loop**{what}: ops/s, median of {doc['config']['reps']} "
+             f"(min{DASH}max); ratio = ops/s {chr(0xF7)} {baseline}'s on this loop", "",
+             "| " + " | ".join(head) + " |",
+             "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |"]
+    for key in benches:
+        title, unit = titles[key]
+        row = [f"{title} · {unit}"]
+        for impl in impls:
+            r = by.get((key, impl))
+            if r is None or r.get("error"):
+                empty = NA if impl in na.get(key, {}) else ""
+                row.append("ERROR" if r is not None else empty)
+            else:
+                row.append(f"{human(r['ops_per_s'])} "
+                           f"({human_range(r['ops_per_s_min'], r['ops_per_s_max'])})")
+        if baseline in impls:
+            for impl in others:
+                r = by.get((key, impl))
+                if r is None or "ratio_vs_baseline" not in r:
+                    row.append("—")
+                else:
+                    row.append(f"**{r['ratio_vs_baseline']:.2f}x** "
+                               f"({r['ratio_min']:.2f}{DASH}{r['ratio_max']:.2f})")
+            if "csp" in impls:
+                c, a = by.get((key, "csp")), by.get((key, group.rival))
+                goal = c.get("goal") if c else None
+                verdicts = []
+                if c and goal is not None and "ratio_vs_baseline" in c:
+                    verdicts.append(c["ratio_vs_baseline"] >= goal)
+                if c and a and "median_s" in c and "median_s" in a:
+                    verdicts.append(c["median_s"] < a["median_s"])
+                text = goal_text(goal, group.rival)
+                if verdicts:
+                    text += " ✓" if all(verdicts) else " ✗"
+                row.append(text)
+        if go_ns:
+            ns = go_ns.get(go_names.get(key, ""))
+            row.append(human(1e9 / statistics.median(ns)) if ns else "—")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """Markdown tables of a run, from the document ``--json`` writes."""
     recs = doc["results"]
@@ -263,59 +345,21 @@ def markdown(doc: dict[str, Any]) -> str:
     go = doc.get("go") or {}
     go_ns = go.get("ns_per_op") or {}
     titles = {r["bench"]: (r["title"], r["unit"]) for r in recs}
-    go_names = {b.key: b.go_ref for b in BENCHES}
+    go_names = {b.key: b.go_ref for b in ALL_BENCHES}
     go_names.update({r["bench"]: r.get("go_ref", r["go_name"]) for r in recs if "go_name" in r})
+    na = {b.key: b.extra.get("na", {}) for b in ALL_BENCHES}
+    group_of = {r["bench"]: r.get("group", "channels") for r in recs}
     lines: list[str] = []
     for loop in doc["config"]["loops"]:
         by = {(r["bench"], r["impl"]): r for r in recs if r["loop"] == loop}
         if not by:
             continue
-        benches = list(dict.fromkeys(r["bench"] for r in recs if r["loop"] == loop))
-        others = [i for i in impls if i != BASELINE]
-        head = ["pattern", *impls, *(f"{i} ratio" for i in others if BASELINE in impls)]
-        if "csp" in impls and BASELINE in impls:
-            head.append("csp goal")
-        if go_ns:
-            head.append("Go (reference)")
-        lines += [f"**{loop} loop**: ops/s, median of {doc['config']['reps']} "
-                  f"(min{DASH}max); ratio = ops/s {chr(0xF7)} asyncio's on this loop", "",
-                  "| " + " | ".join(head) + " |",
-                  "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |"]
-        for key in benches:
-            title, unit = titles[key]
-            row = [f"{title} · {unit}"]
-            for impl in impls:
-                r = by.get((key, impl))
-                if r is None or r.get("error"):
-                    row.append("ERROR" if r is not None else "")
-                else:
-                    row.append(f"{human(r['ops_per_s'])} "
-                               f"({human_range(r['ops_per_s_min'], r['ops_per_s_max'])})")
-            if BASELINE in impls:
-                for impl in others:
-                    r = by.get((key, impl))
-                    if r is None or "ratio_vs_baseline" not in r:
-                        row.append("—")
-                    else:
-                        row.append(f"**{r['ratio_vs_baseline']:.2f}x** "
-                                   f"({r['ratio_min']:.2f}{DASH}{r['ratio_max']:.2f})")
-                if "csp" in impls:
-                    c, a = by.get((key, "csp")), by.get((key, "anyio"))
-                    goal = c.get("goal") if c else None
-                    verdicts = []
-                    if c and goal is not None and "ratio_vs_baseline" in c:
-                        verdicts.append(c["ratio_vs_baseline"] >= goal)
-                    if c and a and "median_s" in c and "median_s" in a:
-                        verdicts.append(c["median_s"] < a["median_s"])
-                    text = f"≥{goal:g}x" if goal is not None else "> anyio"
-                    if verdicts:
-                        text += " ✓" if all(verdicts) else " ✗"
-                    row.append(text)
-            if go_ns:
-                ns = go_ns.get(go_names.get(key, ""))
-                row.append(human(1e9 / statistics.median(ns)) if ns else "—")
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
+        loop_benches = list(dict.fromkeys(r["bench"] for r in recs if r["loop"] == loop))
+        for gname in dict.fromkeys(group_of[k] for k in loop_benches):
+            group = GROUPS[gname]
+            lines += _markdown_group(doc, loop, group, group_impls(group, impls),
+                                     [k for k in loop_benches if group_of[k] == gname],
+                                     by, titles, na, go_names, go_ns)
     scale_rows = doc.get("scale") or []
     if scale_rows:
         lines += ["**scale**: N tasks parked on a channel receive, then all woken", "",
@@ -352,7 +396,8 @@ PLOT_HINT = "the --plot chart needs matplotlib: pip install -e '.[plot]'"
 
 def write_plot(path: str | Path, results: Sequence[Result], impls: Sequence[str],
                loops: Sequence[str], machine_line: str) -> None:
-    """Bar chart of each implementation's ratio vs asyncio, one panel per loop.
+    """Bar chart of each implementation's ratio vs its row's baseline (asyncio; janus
+    for the thread rows), one panel per loop.
 
     Raises ImportError with :data:`PLOT_HINT` when matplotlib is missing.
     """
@@ -365,13 +410,14 @@ def write_plot(path: str | Path, results: Sequence[Result], impls: Sequence[str]
     except ImportError as exc:
         raise ImportError(PLOT_HINT) from exc
 
-    others = [i for i in impls if i != BASELINE]
-    loops = [lp for lp in loops if any(r.loop == lp for r in results)]
     benches = list(dict.fromkeys(r.bench for r in results))
+    baselines = list(dict.fromkeys(b.baseline for b in benches))
+    others = [i for i in impls if i not in baselines]
+    loops = [lp for lp in loops if any(r.loop == lp for r in results)]
     if not others or not loops or not benches:
         raise ValueError("nothing to plot: the chart shows ratios vs asyncio, "
                          "so it needs asyncio and at least one other implementation")
-    colors = {"csp": "#1f77b4", "anyio": "#ff7f0e"}
+    colors = {"csp": "#1f77b4", "anyio": "#ff7f0e", "culsans": "#2ca02c"}
     fig, axes = plt.subplots(len(loops), 1, figsize=(max(8, 0.9 * len(benches) + 2),
                                                      3.6 * len(loops)), squeeze=False)
     width = 0.8 / len(others)
@@ -380,7 +426,7 @@ def write_plot(path: str | Path, results: Sequence[Result], impls: Sequence[str]
             xs, ys, lo, hi = [], [], [], []
             for j, b in enumerate(benches):
                 res = _find(results, b, loop, impl)
-                base = _find(results, b, loop, BASELINE)
+                base = _find(results, b, loop, b.baseline)
                 rat = ratio(res, base) if res is not None and base is not None else None
                 if rat is None:
                     continue
@@ -402,12 +448,14 @@ def write_plot(path: str | Path, results: Sequence[Result], impls: Sequence[str]
         ax.yaxis.set_major_locator(FixedLocator(_TICKS))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}x"))
         ax.yaxis.set_minor_locator(NullLocator())
-        ax.set_ylabel("ops/s relative to asyncio (higher is faster)")
+        ax.set_ylabel(f"ops/s relative to {' / '.join(baselines)} (higher is faster)")
         ax.set_title(f"{loop} loop", loc="left")
         ax.set_xticks(range(len(benches)))
         ax.set_xticklabels([b.key for b in benches], rotation=30, ha="right", fontsize=8)
         ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle("csp and anyio vs asyncio (ratio of ops/s; dotted: csp goal)", fontsize=10)
+    vs = "; ".join(f"{', '.join(i for i in others if i in g.impls)} vs {g.baseline}"
+                   + (f" ({g.title})" if g.title else "") for g in groups_of(benches))
+    fig.suptitle(f"{vs} (ratio of ops/s; dotted: csp goal)", fontsize=10)
     fig.text(0.01, 0.005, machine_line, fontsize=6, color="gray")
     fig.tight_layout(rect=(0, 0.02, 1, 0.97))
     fig.savefig(path, dpi=120)

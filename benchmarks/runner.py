@@ -28,7 +28,8 @@ from typing import Any
 import anyio
 
 import csp
-from benchmarks.patterns import BASELINE, BENCHES, Bench, Impl
+from benchmarks.patterns import BENCHES, Bench, Impl
+from benchmarks.threads import THREAD_BENCHES
 
 try:
     import uvloop
@@ -36,6 +37,12 @@ except ImportError:  # pragma: no cover - platforms without uvloop
     uvloop = None  # type: ignore[assignment]
 
 LOOPS: tuple[str, ...] = ("asyncio", "uvloop") if uvloop is not None else ("asyncio",)
+
+# Every bench: the default run's (BENCHES) and the extra groups' (the thread rows, in
+# --full and under their own --pattern only).
+ALL_BENCHES: list[Bench] = [*BENCHES, *THREAD_BENCHES]
+ALL_PATTERNS: tuple[str, ...] = tuple(dict.fromkeys(b.pattern for b in ALL_BENCHES))
+EXTRA_PATTERNS: tuple[str, ...] = tuple(dict.fromkeys(b.pattern for b in THREAD_BENCHES))
 
 # A sample that takes longer than this is a hang, not a measurement.
 SAMPLE_TIMEOUT = 300.0
@@ -150,12 +157,13 @@ class Plan:
         return [i for i in self.impls if i in bench.impls]
 
 
-def select_benches(patterns: Iterable[str] | None) -> list[Bench]:
-    """Benches whose pattern family or key is in ``patterns`` (all when None)."""
+def select_benches(patterns: Iterable[str] | None, extras: bool = False) -> list[Bench]:
+    """Benches whose pattern family or key is in ``patterns``; when None, the default
+    run's benches, plus the extra groups' (the thread rows) if ``extras``."""
     if not patterns:
-        return list(BENCHES)
+        return list(ALL_BENCHES) if extras else list(BENCHES)
     wanted = set(patterns)
-    return [b for b in BENCHES if b.pattern in wanted or b.key in wanted]
+    return [b for b in ALL_BENCHES if b.pattern in wanted or b.key in wanted]
 
 
 def split_available(benches: list[Bench]) -> tuple[list[Bench], list[Skipped]]:
@@ -214,7 +222,7 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> list[Result]:
 
 def baseline_of(results: list[Result], res: Result) -> Result | None:
     for r in results:
-        if r.bench is res.bench and r.loop == res.loop and r.impl == BASELINE:
+        if r.bench is res.bench and r.loop == res.loop and r.impl == res.bench.baseline:
             return r
     return None
 
@@ -228,6 +236,8 @@ def sample_records(results: list[Result]) -> list[dict[str, Any]]:
         rec: dict[str, Any] = {
             "bench": r.bench.key,
             "pattern": r.bench.pattern,
+            "group": r.bench.group,
+            "baseline": r.bench.baseline,
             "title": r.bench.title,
             "go_name": r.bench.go_name,
             "go_ref": r.bench.go_ref,

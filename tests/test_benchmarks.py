@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,19 @@ import csp
 pytest.importorskip("rich")  # the suite's extra (`pip install -e '.[bench]'`)
 
 from benchmarks import cli, gobench, report, scale
-from benchmarks.patterns import BENCHES, IMPLS, Bench, IntegrityError
+from benchmarks.patterns import BENCHES, GROUPS, IMPLS, Bench, IntegrityError
 from benchmarks.runner import (
+    ALL_BENCHES,
     LOOPS,
     Plan,
     Result,
     ratio,
     run_plan,
     run_sample,
+    select_benches,
     split_available,
 )
+from benchmarks.threads import THREAD_BENCHES, THREAD_IMPLS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,6 +143,97 @@ def test_every_pattern_has_all_implementations_and_a_go_twin() -> None:
                         "pipeline", "select", "eos", "mutex", "spawn", "broadcast"}
     assert sorted(b.key for b in BENCHES if b.pattern == "spsc") == [
         "spsc/cap=0", "spsc/cap=1", "spsc/cap=1024", "spsc/cap=64"]
+
+
+# -- the thread rows: csp, janus, culsans; a plain thread or a second loop ----------------
+
+THREAD_CASES = [(b, i) for b in THREAD_BENCHES for i in THREAD_IMPLS]
+
+
+@pytest.mark.parametrize(("bench", "impl"), THREAD_CASES,
+                         ids=[f"{b.key}-{i}" for b, i in THREAD_CASES])
+def test_thread_pattern_integrity(bench: Bench, impl: str, loop_name: str) -> None:
+    """Each thread row moves exactly the expected items in every implementation (janus
+    has none across two loops: it says why), and leaves no thread behind."""
+    if bench.not_applicable(impl):
+        assert impl not in bench.impls
+        return
+    if impl != "csp":
+        pytest.importorskip(impl)  # the bench extra
+    before = threading.active_count()
+    n = bench.sizes["tiny"]
+    seconds, got = run_sample(impl, bench.impls[impl], n, loop_name, timeout=20)
+    assert got == bench.expected(n)
+    assert seconds > 0
+    assert threading.active_count() == before
+
+
+def test_thread_rows_have_their_group_and_are_not_in_the_quick_run() -> None:
+    group = GROUPS["threads"]
+    assert group.impls == THREAD_IMPLS == ("csp", "janus", "culsans")
+    assert (group.baseline, group.rival) == ("janus", "culsans")
+    assert {b.pattern for b in THREAD_BENCHES} == {"threads"}
+    for b in THREAD_BENCHES:
+        assert b.group == "threads" and b.baseline == "janus", b.key
+        assert sorted(b.labels) == sorted(THREAD_IMPLS), b.key
+        assert set(b.impls) | set(b.extra.get("na", {})) == set(THREAD_IMPLS), b.key
+        assert set(b.sizes) == {"tiny", "quick", "full"}, b.key
+    assert [b.key for b in THREAD_BENCHES if b.not_applicable("janus")] == [
+        "threads/loops-pingpong", "threads/loops-stream"]
+    assert select_benches(None) == BENCHES  # --quick: the thread rows are extra
+    assert select_benches(None, extras=True) == ALL_BENCHES  # --full
+    assert select_benches(["threads"]) == THREAD_BENCHES
+    assert select_benches(["threads/pingpong"]) == [THREAD_BENCHES[2]]
+
+
+def test_cli_thread_rows_table_markdown_and_json(tmp_path: Path) -> None:
+    path = tmp_path / "threads.json"
+    proc = _run_cli("--pattern", "threads", "--size", "tiny", "--reps", "1", "--warmup", "0",
+                    "--json", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "threads and two loops" in proc.stdout and "ratio = ops/s ÷ janus's" in proc.stdout
+    assert "n/a" in proc.stdout and "> culsans" in proc.stdout
+    doc = json.loads(path.read_text())
+    got = {(r["bench"], r["impl"], r["loop"]) for r in doc["results"]}
+    want = {(b.key, i, lp) for b in THREAD_BENCHES for i in b.impls for lp in LOOPS}
+    assert got == want
+    for r in doc["results"]:
+        assert r["error"] is None and r["group"] == "threads" and r["baseline"] == "janus"
+        if r["impl"] != "janus" and r["bench"] in {"threads/thread->goroutine",
+                                                   "threads/goroutine->thread",
+                                                   "threads/pingpong"}:
+            assert r["ratio_vs_baseline"] > 0
+    md = report.markdown(doc).splitlines()
+    assert md[0].startswith(f"**{LOOPS[0]} loop**, threads and two loops: ops/s, median of 1")
+    assert md[2] == ("| pattern | csp | janus | culsans | csp ratio | culsans ratio "
+                     "| csp goal |")
+    pingpong = next(line for line in md if line.startswith("| two loops ping-pong"))
+    assert pingpong.split(" | ")[2] == "n/a"
+    assert pingpong.endswith("> culsans ✓ |") or pingpong.endswith("> culsans ✗ |")
+
+
+def test_cli_measures_single_loop_rows_with_no_second_thread(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """No helper thread (rich's refresh thread was one) is alive while a sample runs:
+    it would keep csp in its shared, locking mode and the csp rows would measure it."""
+    from benchmarks import runner
+    from csp import _threads
+
+    if _threads.shared.forced:
+        pytest.skip("this run keeps csp in shared mode for good")
+    seen: list[int] = []
+    sample = runner.run_sample
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(threading.active_count())
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_sample", spy)
+    before = threading.active_count()
+    assert cli.main(["--size", "tiny", "--reps", "1", "--warmup", "0", "--pattern",
+                     "spsc/cap=64", "--loop", "asyncio", "--format", "markdown"]) == 0
+    capsys.readouterr()
+    assert seen and set(seen) == {before}
 
 
 def test_check_rejects_wrong_count_and_wrong_checksum() -> None:
