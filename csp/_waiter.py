@@ -494,7 +494,7 @@ class _NoLoop:
         return "<csp: no loop>"
 
 
-class _ReadyFuture(asyncio.Future[None]):
+class _ReadyFuture(asyncio.Future[Any]):
     """A finished Future usable on every loop: ``get_loop()`` is the running loop, so
     ``asyncio.gather``, ``wait_for`` and ``ensure_future`` accept it anywhere."""
 
