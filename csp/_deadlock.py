@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
-from csp import _compat, _dump
+from csp import _compat, _dump, _threads
 from csp._errors import DeadlockError
 from csp._sched import Scheduler, schedulers
 from csp._waiter import PENDING, Waiter
@@ -554,6 +554,7 @@ class Watch:
         # look replaces it, so it never counts as a pending timer itself)
         self.recheck: asyncio.TimerHandle | None = None
         self.thread_wait = THREAD_POLL_MIN / 2  # doubles while threads forbid a verdict
+        self.for_threads = False  # the recheck is armed because threads forbade one
         self.checks = 0  # checks finished (tests wait for one)
         self.graced = False  # this check has let new threads begin (see _check)
 
@@ -562,8 +563,14 @@ class Watch:
         if self.checking or not self.enabled:
             return
         if self.recheck is not None:
+            if self.for_threads and _threads.shared.on and not self.exiting:
+                # Threads forbade a verdict a moment ago and may still call in: leave
+                # it to the recheck (a look at every idle moment would cost a few loop
+                # turns per hand-off between two threads).
+                return
             self.recheck.cancel()
             self.recheck = None
+        self.for_threads = False
         self.checking = True
         self.graced = False
         self.rounds = 0
@@ -656,6 +663,7 @@ class Watch:
                 self._done_checking()
                 self.thread_wait = min(THREAD_POLL_MAX, self.thread_wait * 2)
                 self._recheck_at(self.loop.time() + self.thread_wait)
+                self.for_threads = True
                 return
             if not self.graced:
                 # A thread started but not yet running Python is seen nowhere: give up
@@ -705,6 +713,7 @@ class Watch:
 
     def _recheck_at(self, when: float) -> None:
         """Look again at loop time ``when`` (a timer that does not count as pending)."""
+        self.for_threads = False
         loop: Any = self.loop
         if self.recheck is not None:
             self.recheck.cancel()
@@ -716,6 +725,7 @@ class Watch:
 
     def _recheck(self) -> None:
         self.recheck = None
+        self.for_threads = False
         self.look()
 
     def stop(self) -> None:
