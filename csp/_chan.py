@@ -39,7 +39,16 @@ from typing import Any, Final, Generic, Protocol, Self, TypeVar, final, runtime_
 
 from csp._check import TIMERS_FIX, count, foreign_loop
 from csp._errors import ChannelError, ClosedChannelError, WouldBlock
-from csp._threads import enter, lock, no_loop_here, shared, thread_waker, timeout_of, wait_thread
+from csp._threads import (
+    BUDGET,
+    enter,
+    lock,
+    no_loop_here,
+    shared,
+    thread_waker,
+    timeout_of,
+    wait_thread,
+)
 from csp._waiter import Waiter, budget, owed, prelude
 from csp._waitq import WaitQ
 
@@ -156,7 +165,9 @@ class _BaseChan(Generic[T]):
         """
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            if await prelude():  # shared mode (csp._threads): the locked form
+            # shared mode (csp._threads), the budget not spent, nothing owed: the
+            # locked form at once; else prelude() decides (True: shared mode)
+            if (shared.on and budget.left > -BUDGET and not owed) or await prelude():
                 w, v = self._recv_locked()
                 if w is None:
                     return None if v is CLOSED else v
@@ -178,7 +189,9 @@ class _BaseChan(Generic[T]):
         """
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            if await prelude():  # shared mode (csp._threads): the locked form
+            # shared mode (csp._threads), the budget not spent, nothing owed: the
+            # locked form at once; else prelude() decides (True: shared mode)
+            if (shared.on and budget.left > -BUDGET and not owed) or await prelude():
                 w, v = self._recv_locked()
                 if w is None:
                     return (None, False) if v is CLOSED else (v, True)
@@ -217,7 +230,9 @@ class _BaseChan(Generic[T]):
         """``async for v in ch`` (Go: ``for v := range ch``): ends when closed and drained."""
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            if await prelude():  # shared mode (csp._threads): the locked form
+            # shared mode (csp._threads), the budget not spent, nothing owed: the
+            # locked form at once; else prelude() decides (True: shared mode)
+            if (shared.on and budget.left > -BUDGET and not owed) or await prelude():
                 w, v = self._recv_locked()
                 if w is not None:
                     await w
@@ -251,7 +266,9 @@ class _BaseChan(Generic[T]):
         """
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            if await prelude():  # shared mode (csp._threads): the locked form
+            # shared mode (csp._threads), the budget not spent, nothing owed: the
+            # locked form at once; else prelude() decides (True: shared mode)
+            if (shared.on and budget.left > -BUDGET and not owed) or await prelude():
                 w = self._send_locked(value)
                 if w is not None:
                     await w

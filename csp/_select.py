@@ -28,7 +28,16 @@ from typing import Any, Final
 
 from csp._chan import BLOCK, CLOSED, _BaseChan
 from csp._errors import ClosedChannelError
-from csp._threads import enter, lock, no_loop_here, thread_waker, timeout_of, wait_thread
+from csp._threads import (
+    BUDGET,
+    enter,
+    lock,
+    no_loop_here,
+    shared,
+    thread_waker,
+    timeout_of,
+    wait_thread,
+)
 from csp._waiter import Waiter, budget, owed, prelude
 
 __all__ = ["select", "select_blocking"]
@@ -186,7 +195,8 @@ async def select(
     ops = _parse(cases)
     budget.left -= 1
     # (the budget guard, see csp._waiter; True: shared mode, poll and park under the lock)
-    if (budget.left <= 0 or owed) and await prelude():
+    if (budget.left <= 0 or owed) and (
+            (shared.on and budget.left > -BUDGET and not owed) or await prelude()):
         with lock:
             r = _poll(ops, priority)
             if r is None and not default:

@@ -36,7 +36,16 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 from csp._check import count
 from csp._runtime import _make_coro, check_coro_fn, created_by
 from csp._runtime import go as _go
-from csp._threads import enter, lock, no_loop_here, shared, thread_waker, timeout_of, wait_thread
+from csp._threads import (
+    BUDGET,
+    enter,
+    lock,
+    no_loop_here,
+    shared,
+    thread_waker,
+    timeout_of,
+    wait_thread,
+)
 from csp._waiter import READY, Waiter, budget, owe, owed, prelude
 from csp._waitq import WaitQ
 
@@ -462,7 +471,8 @@ class WaitGroup:
     async def _wait(self, reason: str) -> None:
         budget.left -= 1
         if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            if await prelude():  # shared mode (csp._threads): look and park at once
+            # (shared mode: look and park at once, as a channel operation does)
+            if (shared.on and budget.left > -BUDGET and not owed) or await prelude():
                 with lock:
                     if self._n == 0:
                         return
