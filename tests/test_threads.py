@@ -869,6 +869,7 @@ def test_stranger_switch_between_a_guards_read_and_write_leaves_no_stale_budget(
         return None
 
     async def main() -> None:
+        await csp.go(asyncio.sleep, 0)  # csp knows this loop (its handshake waits for it)
         sys.settrace(tracer)
         try:
             assert await ch.recv() == 0
