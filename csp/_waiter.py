@@ -130,6 +130,8 @@ async def prelude() -> bool:
         if b.left <= 0:
             b.left = BUDGET
             await _bare_yield()  # a suspension like any other (Go preempts; tokio's)
+            # (a task that ran meanwhile may have started a thread: shared mode now)
+            return shared.on
         return False
     # shared mode: every operation comes here; ``left`` counts down from 0
     if b.left <= -BUDGET:
