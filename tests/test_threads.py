@@ -723,6 +723,9 @@ def test_a_thread_started_with_thread_module_is_seen(errors: Errors) -> None:
     assert done.wait(JOIN)
     assert ch.recv_nowait() == 1
     assert shared.on or shared.forced or sys.version_info < (3, 12)
+    # (3.11: it registered as a stranger, which keeps shared mode on for good; it is
+    # still counted by _thread._count() until it ends, so the later tests may go back)
+    shared.strangers = 0
 
 
 def test_wake_ups_from_a_thread_are_batched(errors: Errors) -> None:
@@ -792,7 +795,7 @@ def test_thread_started_during_a_budget_yield_makes_that_op_lock(
     if shared.forced:
         pytest.skip("the suite runs in shared mode (CSP_TEST_SHARED=1)")
     _threads.maybe_single()
-    assert not shared.on
+    assert not shared.on, f"{shared!r}: a thread of an earlier test is left"
     ch = _LockSpy(2 * BUDGET + 8)
     n = BUDGET + 8
     for i in range(n):
