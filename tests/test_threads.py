@@ -950,3 +950,67 @@ def test_c_thread_parked_in_a_blocking_call_keeps_shared_mode(errors: Errors) ->
         _threads.maybe_single()
     assert got == [5]
     assert still_shared, "single mode while a C thread is parked in recv_blocking"
+
+
+def test_deadlock_watch_survives_a_thread_queueing_a_callback_while_it_looks(
+    errors: Errors,
+) -> None:
+    """csp.run on asyncio: while the deadlock watch walks the loop's ready deque
+    (``AsyncioLoop._csp_busy``), another thread queues a callback
+    (``call_soon_threadsafe``: csp's own cross-thread wake-ups do). Forced here with a
+    trace at the start of the walk. The walk must not die of "deque mutated during
+    iteration" (the watch's check would stay 'checking' for good: no deadlock verdict
+    any more, and csp.run's exit could not abandon a stuck goroutine)."""
+    from csp._deadlock import AsyncioLoop, ignore_thread
+
+    walk = next(c for c in AsyncioLoop._csp_busy.__code__.co_consts
+                if getattr(c, "co_name", "") == "<genexpr>")
+    poke, poked = threading.Event(), threading.Event()
+    ch = csp.Chan[int]()
+    stuck = csp.Chan[int]()
+    reported: list[dict[str, Any]] = []
+    loops: list[asyncio.AbstractEventLoop] = []
+    fired: list[bool] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is walk and not fired:  # (its deque iterator exists already)
+            fired.append(True)
+            poke.set()
+            assert poked.wait(JOIN)
+        return None
+
+    def thread() -> None:
+        assert poke.wait(JOIN)
+        loops[0].call_soon_threadsafe(lambda: None)
+        poked.set()
+        ch.send_blocking(1)
+
+    finished = threading.Event()
+
+    def watchdog() -> None:  # a hang fails the test instead of blocking it
+        if not finished.wait(10.0):  # (the verdict comes within a second or two)
+            stuck.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        loops.append(loop)
+        t = start(errors.wrap(thread))
+        sys.settrace(tracer)
+        try:
+            assert await ch.recv() == 1  # all parked: the watch looks (and is traced)
+        finally:
+            sys.settrace(None)
+        join(t)
+        await stuck.recv()  # a deadlock now: the watch must still say so
+
+    w = start(watchdog)
+    ignore_thread(w)
+    try:
+        with pytest.raises(csp.DeadlockError):
+            csp.run(main, loop="asyncio")
+    finally:
+        finished.set()
+        join(w)
+    assert fired, "the watch did not walk the ready deque"
+    assert not reported, reported[0]
