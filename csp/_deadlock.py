@@ -226,7 +226,9 @@ class AsyncioLoop(_Accounting, asyncio.SelectorEventLoop):  # type: ignore[misc]
         queues = _compat.loop_queues(self)
         assert queues is not None
         ready, scheduled, selector = queues
-        if any(h is not exclude for h in ready):
+        # (a copy made in one step: another thread's call_soon_threadsafe appends to
+        # the deque, and walking it while that happens raises RuntimeError)
+        if any(h is not exclude for h in ready.copy()):
             return "ready callbacks"
         if any(not h.cancelled() and h is not own_timer for h in scheduled):
             return "timers"

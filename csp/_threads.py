@@ -141,6 +141,14 @@ def maybe_single() -> None:
     if others:
         others -= sum(1 for t in list(shared.quiet) if t.is_alive())
     if others <= 0:
+        # a thread started from C is not in the count, and one that called in while
+        # shared mode was on is no stranger (enter() did not look): one running Python
+        # code now (parked in a blocking call, say) shows in the frames
+        me = _get_ident()
+        quiet = {t.ident for t in list(shared.quiet) if t.is_alive()}
+        others = sum(1 for ident in _compat.current_frames()
+                     if ident != me and ident not in quiet)
+    if others <= 0:
         with lock:  # (nobody else can hold it: nobody else calls in)
             _set(False)
 
@@ -181,10 +189,19 @@ def _handshake(me: int) -> None:
         done = _allocate_lock()
         done.acquire()
         try:
-            loop.call_soon_threadsafe(done.release)
+            loop.call_soon_threadsafe(_safe_point, done)
         except RuntimeError:  # closed meanwhile
             continue
         done.acquire(timeout=HANDSHAKE)
+
+
+def _safe_point(done: Any) -> None:
+    """On a loop's thread, between two operations: an operation it was inside when
+    shared mode went on may have stored its single-mode budget count back over the 0
+    ``_set`` wrote (``budget.left -= 1`` is a load and a store): every later operation
+    must take the guard's slow branch, so the count starts again from ``full``."""
+    budget.left = budget.full
+    done.release()
 
 
 def no_loop_here(call: str, fix: str) -> None:

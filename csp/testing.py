@@ -106,7 +106,7 @@ def _idle(loop: asyncio.AbstractEventLoop, sched: _sched.Scheduler) -> bool:
     queues = _compat.loop_queues(loop)
     assert queues is not None
     ready, scheduled, selector = queues
-    if sched.runq or any(not h.cancelled() for h in ready):
+    if sched.runq or any(not h.cancelled() for h in ready.copy()):  # (see _csp_busy)
         return False
     now = loop.time()
     if any(not h.cancelled() and h.when() <= now for h in scheduled):

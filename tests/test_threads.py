@@ -759,3 +759,260 @@ def test_wake_ups_from_a_thread_are_batched(errors: Errors) -> None:
     got = csp.run(main, loop="asyncio")
     assert got == [(None, False)] * 100
     assert calls == 1  # one loop wake-up for the batch
+
+
+# -- review: mode switches racing operations ---------------------------------------------
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    from conftest import loop_factory
+
+    return loop_factory(name)
+
+
+class _LockSpy(csp.Chan[int]):  # type: ignore[misc]  # (final to users)
+    """A channel that records every poll made in shared mode without the csp lock held
+    by the polling thread (the locking rule: never). ``armed`` says when to look."""
+
+    __slots__ = ("armed", "unlocked")
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(cap)
+        self.armed: Callable[[], bool] = lambda: True
+        self.unlocked = 0
+
+    def _try_recv(self) -> Any:
+        if self.armed() and shared.on and not _threads.lock._is_owned():  # type: ignore[attr-defined]
+            self.unlocked += 1
+        return super()._try_recv()
+
+
+@both
+def test_thread_started_during_a_budget_yield_makes_that_op_lock(
+    loop: str, errors: Errors
+) -> None:
+    """Single mode; main's receive spends the budget and prelude() yields; meanwhile a
+    goroutine starts a thread (shared mode on). The receive then must take the lock:
+    prelude decided "single" before its yield and answered that after it."""
+    if shared.forced:
+        pytest.skip("the suite runs in shared mode (CSP_TEST_SHARED=1)")
+    _threads.maybe_single()
+    assert not shared.on, f"{shared!r}: a thread of an earlier test is left"
+    ch = _LockSpy(2 * BUDGET + 8)
+    n = BUDGET + 8
+    for i in range(n):
+        ch.send_nowait(i)
+    stop = threading.Event()
+    ts: list[threading.Thread] = []
+
+    async def starter() -> None:  # runs first at main's budget yield (main never parks)
+        ts.append(start(errors.wrap(stop.wait), JOIN))
+
+    async def main() -> None:
+        csp.go(starter)
+        for i in range(n):
+            assert await ch.recv() == i
+
+    try:
+        csp.run(main, loop=loop)
+    finally:
+        stop.set()
+        join(*ts)
+    assert ts, "the thread was not started"
+    assert ch.unlocked == 0, f"{ch.unlocked} receive(s) polled without the lock in shared mode"
+
+
+@both
+def test_stranger_switch_between_a_guards_read_and_write_leaves_no_stale_budget(
+    loop: str, errors: Errors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stranger thread turns shared mode on (budget.left = 0) while the loop thread is
+    inside ``budget.left -= 1`` (forced here with an opcode trace at the store: the GIL
+    may switch there). The loop's store writes back its stale single-mode count; once
+    the stranger's handshake is over, every receive of the loop must still lock."""
+    if shared.forced:
+        pytest.skip("the suite runs in shared mode (CSP_TEST_SHARED=1)")
+    import dis
+
+    from csp._chan import _BaseChan
+
+    go_on, switched, hs_done = threading.Event(), threading.Event(), threading.Event()
+    real_handshake = _threads._handshake
+
+    def handshake(me: int) -> None:
+        switched.set()  # shared mode is on: the loop thread may store now
+        real_handshake(me)
+
+    monkeypatch.setattr(_threads, "_handshake", handshake)
+    other = csp.Chan[int](1)
+
+    def stranger() -> None:
+        go_on.wait(JOIN)
+        other.send_nowait(1)  # its first call: enter() turns shared mode on
+        hs_done.set()
+
+    ch = _LockSpy(16)
+    ch.armed = hs_done.is_set
+    for i in range(8):
+        ch.send_nowait(i)
+    code = _BaseChan.recv.__code__
+    store = next(i.offset for i in dis.get_instructions(code)
+                 if i.opname == "STORE_ATTR" and i.argval == "left")
+    fired: list[int] = []
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "opcode" and frame.f_lasti == store and not fired:
+            fired.append(budget.left)
+            go_on.set()
+            assert switched.wait(JOIN)
+        return local
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is code:
+            frame.f_trace_opcodes = True
+            return local
+        return None
+
+    async def main() -> None:
+        await csp.go(asyncio.sleep, 0)  # csp knows this loop (its handshake waits for it)
+        sys.settrace(tracer)
+        try:
+            assert await ch.recv() == 0
+        finally:
+            sys.settrace(None)
+        for _ in range(100_000):  # the loop passes its safe point: the handshake ends
+            if hs_done.is_set():
+                break
+            await asyncio.sleep(0)
+        assert hs_done.is_set()
+        for i in range(1, 6):
+            assert await ch.recv() == i
+
+    t = start(errors.wrap(stranger))
+    shared.known.discard(t.ident or 0)
+    with _threads.lock:
+        _threads._set(False)  # (as if csp had not seen it start: it waits)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+            runner.run(main())
+        join(t)
+    finally:
+        shared.strangers = 0
+        shared.known.discard(t.ident or 0)
+        _threads.maybe_single()
+    assert fired, "the opcode trace did not fire"
+    assert ch.unlocked == 0, (
+        f"{ch.unlocked} receive(s) after the handshake polled without the lock "
+        f"(budget.left written back stale)")
+
+
+def test_c_thread_parked_in_a_blocking_call_keeps_shared_mode(errors: Errors) -> None:
+    """A thread started from C (here: pthread_create through ctypes; _thread._count()
+    does not count it) parks in recv_blocking while shared mode is on for another
+    reason, so enter() does not register it. Once that other thread is gone, the next
+    refill (maybe_single) must not switch to single mode while it is parked in csp."""
+    if shared.forced:
+        pytest.skip("the suite runs in shared mode (CSP_TEST_SHARED=1)")
+    ctypes = pytest.importorskip("ctypes")
+    try:
+        libc = ctypes.CDLL(None)
+        pthread_create, pthread_join = libc.pthread_create, libc.pthread_join
+    except (OSError, AttributeError):
+        pytest.skip("no pthreads")
+    ch = csp.Chan[int]()
+    got: list[Any] = []
+
+    def body(_: Any) -> None:
+        try:
+            got.append(ch.recv_blocking(timeout=JOIN))
+        except BaseException as exc:  # (nothing may escape a ctypes callback)
+            got.append(exc)
+
+    cb = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(body)
+    release = threading.Event()
+    other = start(errors.wrap(release.wait), JOIN)  # shared mode on
+    assert shared.on
+    tid = ctypes.c_ulong()
+    assert pthread_create(ctypes.byref(tid), None, cb, None) == 0
+    try:
+        for _ in range(10**7):  # until it parked (it takes the lock to park)
+            with _threads.lock:
+                if ch._recvq.head is not None:
+                    break
+            time.sleep(0)  # (give it the GIL; not a synchronisation)
+        assert ch._recvq.head is not None
+        release.set()
+        join(other)
+        _threads.maybe_single()
+        still_shared = shared.on
+    finally:
+        ch.send_nowait(5)
+        pthread_join(tid, None)
+        shared.strangers = 0
+        _threads.maybe_single()
+    assert got == [5]
+    assert still_shared, "single mode while a C thread is parked in recv_blocking"
+
+
+def test_deadlock_watch_survives_a_thread_queueing_a_callback_while_it_looks(
+    errors: Errors,
+) -> None:
+    """csp.run on asyncio: while the deadlock watch walks the loop's ready deque
+    (``AsyncioLoop._csp_busy``), another thread queues a callback
+    (``call_soon_threadsafe``: csp's own cross-thread wake-ups do). Forced here with a
+    trace at the start of the walk. The walk must not die of "deque mutated during
+    iteration" (the watch's check would stay 'checking' for good: no deadlock verdict
+    any more, and csp.run's exit could not abandon a stuck goroutine)."""
+    from csp._deadlock import AsyncioLoop, ignore_thread
+
+    walk = next(c for c in AsyncioLoop._csp_busy.__code__.co_consts
+                if getattr(c, "co_name", "") == "<genexpr>")
+    poke, poked = threading.Event(), threading.Event()
+    ch = csp.Chan[int]()
+    stuck = csp.Chan[int]()
+    reported: list[dict[str, Any]] = []
+    loops: list[asyncio.AbstractEventLoop] = []
+    fired: list[bool] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is walk and not fired:  # (its deque iterator exists already)
+            fired.append(True)
+            poke.set()
+            assert poked.wait(JOIN)
+        return None
+
+    def thread() -> None:
+        assert poke.wait(JOIN)
+        loops[0].call_soon_threadsafe(lambda: None)
+        poked.set()
+        ch.send_blocking(1)
+
+    finished = threading.Event()
+
+    def watchdog() -> None:  # a hang fails the test instead of blocking it
+        if not finished.wait(10.0):  # (the verdict comes within a second or two)
+            stuck.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        loops.append(loop)
+        t = start(errors.wrap(thread))
+        sys.settrace(tracer)
+        try:
+            assert await ch.recv() == 1  # all parked: the watch looks (and is traced)
+        finally:
+            sys.settrace(None)
+        join(t)
+        await stuck.recv()  # a deadlock now: the watch must still say so
+
+    w = start(watchdog)
+    ignore_thread(w)
+    try:
+        with pytest.raises(csp.DeadlockError):
+            csp.run(main, loop="asyncio")
+    finally:
+        finished.set()
+        join(w)
+    assert fired, "the watch did not walk the ready deque"
+    assert not reported, reported[0]
