@@ -627,6 +627,16 @@ class Watch:
             watch(False)
 
     def _check(self) -> None:
+        try:
+            self._check1()
+        except BaseException:
+            # (a bug here must not leave the watch "checking" for good: no verdict, and
+            # no abandon at exit, for the rest of the run)
+            if self.handle is None:
+                self._done_checking()
+            raise
+
+    def _check1(self) -> None:
         self.handle = None
         if self.exiting and self.recheck is None:
             # At exit a task may block again without every goroutine being parked (one

@@ -94,12 +94,14 @@ budget: Final = _Budget()
 class _Shared:
     """The process-wide mode (see the module docstring)."""
 
-    __slots__ = ("forced", "known", "on", "quiet", "strangers")
+    __slots__ = ("forced", "home", "on", "quiet", "strangers")
 
     def __init__(self) -> None:
         self.on = _compat.thread_count() > 0  # (imported while other threads run)
         self.strangers = 0  # threads csp did not see start that called in
-        self.known: set[int] = {_get_ident()}  # idents that need no handshake
+        # in single mode, the one thread that runs csp code (a call from any other is
+        # a stranger's): the importing thread, then the main thread
+        self.home = _get_ident()
         # threads that never call into csp (pytest-timeout's watchdog): they do not
         # keep shared mode on
         self.quiet: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
@@ -150,6 +152,7 @@ def maybe_single() -> None:
                      if ident != me and ident not in quiet)
     if others <= 0:
         with lock:  # (nobody else can hold it: nobody else calls in)
+            shared.home = _get_ident()
             _set(False)
 
 
@@ -170,11 +173,10 @@ def enter() -> None:
     if shared.on:
         return
     me = _get_ident()
-    if me in shared.known:
+    if me == shared.home:
         return
     with lock:
         shared.strangers += 1
-        shared.known.add(me)
         _set(True)
     _handshake(me)
 

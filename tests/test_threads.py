@@ -124,7 +124,6 @@ def test_stranger_thread_turns_shared_mode_on_and_waits_for_the_loop(errors: Err
 
     async def main() -> None:
         t = start(errors.wrap(stranger))
-        shared.known.discard(t.ident or 0)
         with _threads.lock:
             _threads._set(False)  # (the stranger waits: nobody else is in csp)
         go_on.set()
@@ -725,8 +724,6 @@ def test_a_thread_started_with_thread_module_is_seen(errors: Errors) -> None:
     assert shared.on  # (it stays on: a stranger keeps shared mode for good)
     if not shared.forced:
         shared.strangers = 0  # (it is gone: let the other tests start in single mode)
-        shared.known.clear()
-        shared.known.add(threading.get_ident())
         _threads.maybe_single()
 
 
@@ -889,7 +886,6 @@ def test_stranger_switch_between_a_guards_read_and_write_leaves_no_stale_budget(
             assert await ch.recv() == i
 
     t = start(errors.wrap(stranger))
-    shared.known.discard(t.ident or 0)
     with _threads.lock:
         _threads._set(False)  # (as if csp had not seen it start: it waits)
     try:
@@ -898,7 +894,6 @@ def test_stranger_switch_between_a_guards_read_and_write_leaves_no_stale_budget(
         join(t)
     finally:
         shared.strangers = 0
-        shared.known.discard(t.ident or 0)
         _threads.maybe_single()
     assert fired, "the opcode trace did not fire"
     assert ch.unlocked == 0, (
