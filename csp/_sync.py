@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+from _thread import get_ident as _get_ident
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
@@ -453,14 +454,9 @@ class WaitGroup:
 
     def done(self) -> None:
         """Decrement the counter by one (Go: ``Done``). Safe from any thread."""
-        enter()
-        if shared.on:
-            with lock:
-                self._add(-1)
-            return
-        n = self._n - 1  # the common case without a call; _add() handles reaching zero
-        if n <= 0:
-            self._add(-1)
+        n = self._n - 1  # the common case without a call; add() handles the rest
+        if n <= 0 or shared.on or _get_ident() != shared.home:
+            self.add(-1)  # (reaching zero, shared mode, or a thread csp did not see start)
         else:
             self._n = n
 

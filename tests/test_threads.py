@@ -819,6 +819,8 @@ def test_thread_started_during_a_budget_yield_makes_that_op_lock(
     assert ch.unlocked == 0, f"{ch.unlocked} receive(s) polled without the lock in shared mode"
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the opcode trace that forces the "
+                    "thread switch at one instruction is written for 3.11's tracing")
 @both
 def test_stranger_switch_between_a_guards_read_and_write_leaves_no_stale_budget(
     loop: str, errors: Errors, monkeypatch: pytest.MonkeyPatch
@@ -949,6 +951,8 @@ def test_c_thread_parked_in_a_blocking_call_keeps_shared_mode(errors: Errors) ->
     assert still_shared, "single mode while a C thread is parked in recv_blocking"
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the opcode trace that forces the "
+                    "thread switch at one instruction is written for 3.11's tracing")
 def test_deadlock_watch_survives_a_thread_queueing_a_callback_while_it_looks(
     errors: Errors,
 ) -> None:
