@@ -19,6 +19,7 @@ callbacks scheduled meanwhile, so that a chain of callbacks is seen as work.
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import threading
 import time
@@ -557,13 +558,29 @@ class Watch:
         self.recheck: asyncio.TimerHandle | None = None
         self.thread_wait = THREAD_POLL_MIN / 2  # doubles while threads forbid a verdict
         self.for_threads = False  # the recheck is armed because threads forbade one
+        self.last_look = -math.inf  # loop time of the last look started in shared mode
+        self.recheck_when = math.inf  # when the armed recheck fires
         self.checks = 0  # checks finished (tests wait for one)
         self.graced = False  # this check has let new threads begin (see _check)
 
-    def look(self) -> None:
-        """Every goroutine may be parked: start a check (unless one is running)."""
+    def look(self, now_or_never: bool = False) -> None:
+        """Every goroutine may be parked: start a check (unless one is running).
+
+        While another thread may run csp code (shared mode, csp._threads), at most one
+        look per ``thread_wait``: a look at every idle moment cost a few loop turns per
+        hand-off between two threads (two loops ping-ponging spent half their time
+        here); a recheck is armed for the rest, so a verdict comes at most that much
+        later. ``now_or_never``: the recheck itself (it looks now)."""
         if self.checking or not self.enabled:
             return
+        if _threads.shared.on and not self.exiting:
+            now = self.loop.time()
+            due = self.last_look + self.thread_wait
+            if now < due and not now_or_never:
+                if self.recheck is None or self.recheck_when > due:
+                    self._recheck_at(due)
+                return
+            self.last_look = now
         if self.recheck is not None:
             if self.for_threads and _threads.shared.on and not self.exiting:
                 # Threads forbade a verdict a moment ago and may still call in: leave
@@ -726,6 +743,7 @@ class Watch:
     def _recheck_at(self, when: float) -> None:
         """Look again at loop time ``when`` (a timer that does not count as pending)."""
         self.for_threads = False
+        self.recheck_when = when
         loop: Any = self.loop
         if self.recheck is not None:
             self.recheck.cancel()
@@ -737,8 +755,9 @@ class Watch:
 
     def _recheck(self) -> None:
         self.recheck = None
+        self.recheck_when = math.inf
         self.for_threads = False
-        self.look()
+        self.look(now_or_never=True)
 
     def stop(self) -> None:
         self.enabled = False
