@@ -156,7 +156,10 @@ def test_timer_reset_moves_a_pending_timer(vrun: Any, clock: Clock) -> None:
         v = await t.c.recv()
         out.append(v == t0 + 2 * U if clock.virtual else t0 + 2 * U - 0.001 <= v < t0 + 100 * U)
         out.append(t.reset(0))  # delivered: False; 0 fires at once
-        out.append(await ready(t.c) == (0, now()))
+        i, v = await ready(t.c)
+        # (the fire time: now, to the tick; on a real clock uvloop may refresh its
+        # cached time in between, under load)
+        out.append(i == 0 and (v == now() if clock.virtual else 0 <= now() - v < 0.05))
         return out
 
     assert vrun(main) == [True, True, False, True]
