@@ -180,6 +180,18 @@ def signal_handlers(loop: asyncio.AbstractEventLoop) -> int:
     return len(getattr(loop, "_signal_handlers", None) or ())
 
 
+def self_pipe_fd(loop: asyncio.AbstractEventLoop) -> int | None:
+    """The write end of an asyncio selector loop's self-pipe (what the loop's own
+    ``add_signal_handler`` gives ``signal.set_wakeup_fd``: a byte there wakes the
+    selector, and the loop drains it), or None for loops without one (uvloop)."""
+    sock = getattr(loop, "_csock", None)
+    fileno = getattr(sock, "fileno", None)
+    if fileno is None or not isinstance(loop, asyncio.BaseEventLoop):
+        return None
+    fd = fileno()
+    return fd if isinstance(fd, int) and fd >= 0 else None
+
+
 def fut_callbacks(fut: asyncio.Future[Any]) -> list[Callable[..., Any]]:
     """The done callbacks registered on ``fut`` (without their contexts)."""
     cbs = getattr(fut, "_callbacks", None) or ()
@@ -342,6 +354,8 @@ def selftest() -> list[str]:
                     problems.append("loop._ready / loop._scheduled changed type")
                 if not hasattr(selector, "get_map"):
                     problems.append("loop._selector has no get_map()")
+                if self_pipe_fd(loop) is None:
+                    problems.append("asyncio loop without a self-pipe (loop._csock)")
             if hasattr(loop, "add_signal_handler") and os.name == "posix":
                 import signal
 

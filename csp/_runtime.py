@@ -385,6 +385,9 @@ async def _main(coro: Coroutine[Any, Any, T], opts: _Options) -> T:
         restore = _sigquit_dumps(loop)
         if restore is not None:
             opts.cleanups.append(restore)
+    restore = _wake_on_signals(loop)
+    if restore is not None:
+        opts.cleanups.append(restore)
     main = _spawn(sched, coro, contextvars.copy_context(), 1, None)
     sched.main = main
     run = _Run(loop, sched, main, asyncio.current_task())
@@ -468,7 +471,10 @@ def run(  # type: ignore[misc]  # (mypy: an implementation of a *Ts overload)
     :class:`DeadlockError`. On the main thread, ``SIGQUIT`` (Ctrl-\\) prints
     :func:`csp.dump` to stderr and exits with status 2, as a Go program does
     (``sigquit=False`` leaves the signal alone; the previous handler is restored when
-    ``run`` returns). Example::
+    ``run`` returns). Ctrl-C cancels main and every goroutine, as ``asyncio.run``
+    does; a signal always wakes the loop (on asyncio's loop, csp.run sets the wakeup fd
+    to the loop's self-pipe unless one is set), so a loop asleep on a long timer never
+    sleeps through it. Example::
 
         async def main() -> None:
             ch = csp.Chan[str]()
@@ -557,6 +563,39 @@ def dump(loop: asyncio.AbstractEventLoop | None = None) -> str:
         return ""
     running = _get_current_task(loop) if loop is _get_running_loop() else None
     return "\n".join(_dump.render(goroutine_entries(sched, running))) + "\n"
+
+
+def _wake_on_signals(loop: asyncio.AbstractEventLoop) -> Callable[[], None] | None:
+    """On the main thread, make every signal wake an asyncio selector loop: its
+    self-pipe becomes the wakeup fd (as the loop's own ``add_signal_handler`` does),
+    unless some wakeup fd is set already. uvloop sets its own. Returns what undoes it,
+    or None.
+
+    Without it, asyncio's loop can sleep through Ctrl-C: ``asyncio.Runner``'s SIGINT
+    handler is a Python handler, run at the main thread's next bytecode, and a signal
+    whose C handler ran just before the main thread entered ``epoll_wait`` (or ran in
+    another thread) leaves the loop asleep until its next timer: an hour away under
+    ``csp.sleep(3600)``."""
+    import signal
+    import threading
+
+    fd = _compat.self_pipe_fd(loop)
+    if fd is None or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+    except (ValueError, OSError):  # pragma: no cover - not the main interpreter
+        return None
+    if previous != -1:  # someone else's: theirs stays
+        signal.set_wakeup_fd(previous)
+        return None
+
+    def restore() -> None:
+        current = signal.set_wakeup_fd(-1)
+        if current != fd:  # replaced since: leave the new one
+            signal.set_wakeup_fd(current)
+
+    return restore
 
 
 def _sigquit_dumps(loop: asyncio.AbstractEventLoop) -> Callable[[], None] | None:

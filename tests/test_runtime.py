@@ -1857,3 +1857,79 @@ def test_one_ctrl_c_ends_run_even_with_a_goroutine_stuck_in_cleanup(loop_name: s
     assert sorted(lines[:2]) == ["parked: finally", "stubborn: finally"], (out, err)
     assert lines[2:] == ["KeyboardInterrupt"], (out, err)
     assert "abandoned 1 goroutine" in err and "stubborn()" in err, err
+
+
+LOST_SIGINT_PROGRAM = r'''
+import signal, sys, threading, csp
+
+def deliver(main_ident: int) -> None:
+    # Once main is inside the selector's poll (asyncio) or in the loop's C code
+    # (uvloop), run SIGINT's C handler in this thread: nothing interrupts main's wait
+    # but a wakeup fd.
+    while True:
+        f = sys._current_frames().get(main_ident)
+        if f is not None and f.f_code.co_filename.endswith(("selectors.py", "runners.py")):
+            break
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+async def main() -> None:
+    threading.Thread(target=deliver, args=(threading.get_ident(),)).start()
+    await csp.sleep(3600)
+
+try:
+    csp.run(main, loop=sys.argv[1])
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+'''
+
+
+def test_ctrl_c_wakes_a_loop_asleep_on_a_long_timer(loop_name: str) -> None:
+    """A SIGINT whose C handler runs while the main thread is already inside the
+    selector's wait (another thread took it, or it landed just before ``epoll_wait``)
+    still ends run: csp.run gives the signal a wakeup fd (asyncio's loop had none, and
+    slept through Ctrl-C until its next timer; seen as an intermittent CI hang)."""
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", LOST_SIGINT_PROGRAM, loop_name],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGQUIT)
+        out, err = p.communicate(timeout=20)
+        raise AssertionError(f"csp.run slept through Ctrl-C:\n{out}\n{err}") from None
+    assert out.splitlines() == ["KeyboardInterrupt"], (out, err)
+
+
+def test_run_sets_the_wakeup_fd_only_when_none_is_set_and_restores_it(
+        loop_name: str) -> None:
+    """On asyncio's loop, csp.run points the wakeup fd at the loop's self-pipe while it
+    runs and clears it after; a wakeup fd set before (here a socket of the test's; uvloop
+    sets its own) is left as it is."""
+    import signal
+
+    seen: list[int] = []
+
+    async def main() -> None:
+        fd = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(fd)
+        seen.append(fd)
+
+    assert signal.set_wakeup_fd(-1) == -1
+    csp.run(main, loop=loop_name)
+    assert signal.set_wakeup_fd(-1) == -1
+    assert seen[0] != -1  # (asyncio: the loop's self-pipe; uvloop: its own)
+
+    a, b = socket.socketpair()
+    try:
+        b.setblocking(False)
+        signal.set_wakeup_fd(b.fileno())
+        csp.run(main, loop=loop_name)
+        assert signal.set_wakeup_fd(-1) == b.fileno()
+        if loop_name == "asyncio":
+            assert seen[1] == b.fileno()
+    finally:
+        a.close()
+        b.close()
