@@ -155,10 +155,30 @@ def _parse(cases: tuple[Any, ...]) -> list[tuple[int, _BaseChan[Any], Any]]:
             if k is not None and k != _SEND:
                 ops.append((k, case.__self__, None))
                 continue
+        remote = _remote_select(case)
+        if remote is not None:
+            raise _HasRemote(remote)
         err = _bad_case(i, case)
         _close_coroutines(cases)
         raise err
     return ops
+
+
+class _HasRemote(TypeError):
+    """A case is on a remote channel (``csp.nats``): its module runs the select. Seen
+    outside ``select`` (``select_blocking``), it is the TypeError it says."""
+
+    def __init__(self, run: Callable[..., Any]) -> None:
+        super().__init__(
+            "select_blocking: remote channel cases (csp.nats) need an event loop: "
+            "use await csp.select(...)")
+        self.run = run
+
+
+def _remote_select(case: object) -> Callable[..., Any] | None:
+    """The select function of the remote channel ``case`` is on, or None."""
+    target = case[0] if type(case) is tuple and len(case) == 2 else case
+    return getattr(getattr(target, "__self__", None), "_csp_remote_select", None)
 
 
 async def select(
@@ -192,7 +212,10 @@ async def select(
         raise TypeError(f"select: default must be True or False, got {default!r}")
     if priority is not False and priority is not True:
         raise TypeError(f"select: priority must be True or False, got {priority!r}")
-    ops = _parse(cases)
+    try:
+        ops = _parse(cases)
+    except _HasRemote as remote:
+        return await remote.run(cases, default, priority)  # type: ignore[no-any-return]
     budget.left -= 1
     # (the budget guard, see csp._waiter; True: shared mode, poll and park under the lock)
     if (budget.left <= 0 or owed) and (

