@@ -15,7 +15,7 @@ Example::
     csp.run(main)
 """
 
-from csp import atomic, context, testing
+from csp import atomic, context, nats, testing
 from csp._broadcast import Broadcast
 from csp._chan import Chan, RecvChan, SendChan, nil
 from csp._errors import ChannelError, ClosedChannelError, DeadlockError, WouldBlock
@@ -47,6 +47,7 @@ __all__ = [
     "after_func",
     "atomic",
     "context",
+    "nats",
     "dump",
     "go",
     "gosched",

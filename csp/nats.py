@@ -5,6 +5,14 @@
 ``async for``, ``cap``, ``len``), and every process connected to the server that opens
 ``"jobs"`` shares it. Needs the ``aiocsp[nats]`` extra (``nats-py``).
 
+Example::
+
+    async with await csp.nats.connect("nats://127.0.0.1:4222") as hub:
+        jobs = await hub.chan("jobs", cap=16)
+        await jobs.send({"id": 1})            # any process may receive it
+        async for job in jobs:                # exactly once, in one process
+            ...
+
 Mapping (one JetStream stream per channel):
   * stream ``CSP_<name>``, subject ``csp.<name>``, work-queue retention, file storage,
     ``max_msgs = cap`` with discard-new (a full channel rejects a publish: the sender
@@ -53,11 +61,30 @@ _LOOK = 0.01  # seconds a select's first look at a remote channel waits for a va
 
 
 class HubClosed(Exception):
-    """The hub was closed (``await hub.close()``) while an operation waited."""
+    """The hub was closed (``await hub.close()``) while an operation waited, or an
+    operation was started on a closed hub.
+
+    Example::
+
+        try:
+            v = await ch.recv()
+        except csp.nats.HubClosed:
+            return  # shutting down
+    """
 
 
 class Codec(Protocol):
-    """How values become bytes on the wire."""
+    """How values become bytes on the wire: ``"json"`` (the default), ``"pickle"`` or
+    any object with ``encode`` and ``decode``.
+
+    Example::
+
+        class Utf8:
+            def encode(self, value: str) -> bytes: return value.encode()
+            def decode(self, data: bytes) -> str: return data.decode()
+
+        names = await hub.chan("names", cap=8, codec=Utf8())
+    """
 
     def encode(self, value: Any) -> bytes: ...
 
@@ -151,7 +178,13 @@ def _after(cancel: Any, took_effect: bool) -> None:
 
 class Hub:
     """A connection to a NATS server with JetStream (from :func:`connect`). Use
-    ``async with hub:`` or ``await hub.close()``."""
+    ``async with hub:`` or ``await hub.close()``.
+
+    Example::
+
+        async with await csp.nats.connect(url) as hub:
+            results = await hub.chan("results", cap=64)
+    """
 
     def __init__(self, nc: Any, url: str, ack_wait: float) -> None:
         self._nc = nc
@@ -251,7 +284,16 @@ async def connect(url: str = "nats://127.0.0.1:4222", *, ack_wait: float = 30.0,
                   **nats_options: Any) -> Hub:
     """Connect to a NATS server with JetStream. ``ack_wait``: seconds after which a
     value fetched by a receiver that vanished goes to another receiver. An unreachable
-    server raises ``ConnectionRefusedError`` naming the URL."""
+    server raises ``ConnectionRefusedError`` naming the URL.
+
+    Example::
+
+        hub = await csp.nats.connect("nats://127.0.0.1:4222", ack_wait=10.0)
+        try:
+            ch = await hub.chan("jobs")
+        finally:
+            await hub.close()
+    """
     import nats
 
     if not isinstance(ack_wait, int | float) or not ack_wait > 0:
@@ -298,7 +340,13 @@ class _Taken:
 
 class RemoteChan(Generic[T]):
     """A channel held by a NATS JetStream server, shared by name (see the module).
-    Its ``recv``, ``recv_ok`` and ``(send, v)`` are cases of :func:`csp.select`."""
+    Its ``recv``, ``recv_ok`` and ``(send, v)`` are cases of :func:`csp.select`.
+
+    Example::
+
+        jobs = await hub.chan("jobs", cap=0)           # unbuffered: a rendezvous
+        i, v = await csp.select(jobs.recv, ctx.done().recv)
+    """
 
     def __init__(self, hub: Hub, name: str, cap: int, codec: Codec) -> None:
         self.hub = hub

@@ -68,7 +68,7 @@ def test_all_matches_exported_names() -> None:
 # API.md: sync, atomic, context, time.
 SYNC = {"Mutex", "RWMutex", "WaitGroup", "Once", "Cond", "Semaphore", "ErrGroup"}
 TIME = {"after", "tick", "Timer", "Ticker", "after_func", "sleep"}
-MODULES = {"atomic", "context", "testing"}
+MODULES = {"atomic", "context", "nats", "testing"}
 ATOMIC = {"Int64", "Bool", "Value"}
 CONTEXT = {
     "background", "todo", "with_cancel", "with_timeout", "with_deadline", "with_value",

@@ -381,6 +381,7 @@ def test_readme_covers_every_public_name() -> None:
         and f"context.{n}" not in text and f"`{n}`" not in text and f", {n}`" not in text
     ]
     missing += [n for n in csp.atomic.__all__ if f"csp.atomic.{n}" not in text]
+    missing += [n for n in csp.nats.__all__ if f"csp.nats.{n}" not in text]
     assert missing == []
 
 
@@ -407,7 +408,8 @@ def test_porting_guide_shows_a_real_go_program_and_the_tested_port() -> None:
 
 def public_objects() -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = [("csp", csp)]
-    for modname, mod in (("csp", csp), ("csp.context", csp.context), ("csp.atomic", csp.atomic)):
+    for modname, mod in (("csp", csp), ("csp.context", csp.context), ("csp.atomic", csp.atomic),
+                         ("csp.nats", csp.nats)):
         for n in mod.__all__:
             if (modname, n) in (("csp", "nil"), ("csp.context", "CancelFunc")):
                 continue  # an instance and a type alias: no docstring of their own
