@@ -281,6 +281,9 @@ class Hub:
 
     def _spawn(self, aw: Coroutine[Any, Any, None]) -> None:
         """Run ``aw`` in the background until it ends or the hub closes."""
+        if self.closed:
+            aw.close()
+            return
         t = asyncio.get_running_loop().create_task(aw)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
@@ -439,6 +442,7 @@ class RemoteChan(Generic[T]):
         loop = asyncio.get_running_loop()
         f: asyncio.Future[None] = loop.create_future()
         self._taken.waiting[seq] = f
+        closed = False
         try:
             while cancel is None:
                 try:
@@ -446,15 +450,18 @@ class RemoteChan(Generic[T]):
                     if f.done():
                         return
                     # (the notice is at most once: no notice yet, look at the stream)
+                    try:
+                        await self.hub._retry(self.hub._js.get_msg, self._stream, seq)
+                    except NotFoundError:
+                        return  # claimed
+                    if await self._closed_on_server():
+                        closed = True  # as Go: a sender blocked on it panics
+                        break
                 except asyncio.CancelledError as e:
                     task = asyncio.current_task()
                     assert task is not None
                     cancel = (task.cancelling() - 1, e.args[0] if e.args else None)
                     break
-                try:
-                    await self.hub._retry(self.hub._js.get_msg, self._stream, seq)
-                except NotFoundError:
-                    return  # claimed
             if f.done():
                 _after(cancel, True)
                 return
@@ -462,7 +469,10 @@ class RemoteChan(Generic[T]):
             if exc is not None:
                 _after(cancel, False)
                 raise exc
-            _after(cancel, not withdrew or f.done())  # (the notice: a receiver has it)
+            took = not withdrew or f.done()  # (the notice: a receiver has it)
+            _after(cancel, took)
+            if closed and not took:
+                raise ClosedChannelError("send on closed channel")
         finally:
             del self._taken.waiting[seq]
 
@@ -532,25 +542,38 @@ class RemoteChan(Generic[T]):
         meanwhile is nak'd at once, so it goes to another receiver, in any process,
         instead of waiting out ``ack_wait`` in a subscription nobody reads."""
         until = self._lingering.pop(sub, None)
+        if self.hub.closed:
+            return  # (the connection is gone, and its subscriptions with it)
         if until is None:
             self._subs.append(sub)
         else:
             self.hub._spawn(self._linger(sub, until))
 
     async def _linger(self, sub: Any, until: float) -> None:
+        # nats-py has no public way to take what a subscription holds without asking
+        # the server for more (a fetch sends a new pull request), so this reads the
+        # subscription's queue; without one (another nats-py), the sub is dropped.
+        from nats.js.client import JetStreamContext
+
+        inner: Any = getattr(sub, "_sub", None)
+        queue = getattr(inner, "_pending_queue", None)
+        if not isinstance(queue, asyncio.Queue):
+            await _quietly(sub.unsubscribe())  # (its values come back after ack_wait)
+            return
         loop = asyncio.get_running_loop()
-        try:
-            while True:
-                if sub.pending_msgs:  # (status messages are skipped by fetch)
-                    for m in await sub.fetch(1, timeout=0.05):
-                        await _quietly(m.nak())
-                    break
-                if loop.time() >= until:
-                    break
-                await asyncio.sleep(0.01)
-        except Exception:
-            return  # (the connection closed, or nothing came after all)
-        self._subs.append(sub)
+        while True:
+            done = loop.time() >= until  # (the pull expired: nothing more can come)
+            while not queue.empty():
+                m = queue.get_nowait()
+                inner._pending_size -= len(m.data)
+                if not JetStreamContext.is_status_msg(m):
+                    await _quietly(m.nak())
+                    done = True  # (a pull for one value: answered)
+            if done:
+                break
+            await asyncio.sleep(0.01)
+        if not self.hub.closed:
+            self._subs.append(sub)
 
     async def _take(self, m: Any, fetched_at: float) -> tuple[T | None, bool] | None:
         """Claim the fetched ``m`` and ack it: ``(value, True)`` if this receiver won,
@@ -632,7 +655,9 @@ class RemoteChan(Generic[T]):
     async def close(self) -> None:
         """Close the channel for every process: sends raise ``ClosedChannelError``,
         receivers drain what is buffered, then get ``(None, False)``. Closing a closed
-        channel raises ``ChannelError("close of closed channel")``."""
+        channel raises ``ClosedChannelError("close of closed channel")``, as a local
+        ``Chan`` does. A cancellation that arrives while the update is on its way is
+        owed once it took effect."""
         from nats.js import api
 
         hub = self.hub
@@ -641,14 +666,24 @@ class RemoteChan(Generic[T]):
         meta = dict(info.config.metadata or {})
         if self._closed or meta.get("csp_closed") == "1":
             self._closed = True
-            raise ChannelError("close of closed channel")
+            raise ClosedChannelError("close of closed channel")
         meta = {k: v for k, v in meta.items() if not k.startswith("_nats")}
         meta["csp_closed"] = "1"
         cfg = api.StreamConfig.from_response(info.config.as_dict())
         cfg.subjects = [f"csp-closed.{self.name}"]
         cfg.metadata = meta
-        await hub._retry(hub._js.update_stream, cfg)
-        self._closed = True
+        while True:  # the update takes effect: a cancellation meanwhile is owed
+            hub._check_open()
+            _, exc, cancel = await _settle(hub._js.update_stream(cfg))
+            if exc is None or (_transient(exc) and await self._closed_on_server()):
+                self._closed = True
+                _after(cancel, True)
+                return
+            _after(cancel, False)
+            if not _transient(exc) or hub.closed:
+                hub._raise_closed(exc)
+                raise exc
+            await asyncio.sleep(0.05)  # (the server away: try again, it is idempotent)
 
     async def _closed_on_server(self, drained: bool = False) -> bool:
         """Whether the channel is closed (and, with ``drained``, also empty)."""

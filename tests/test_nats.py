@@ -316,6 +316,74 @@ def test_goroutines_under_csp_run_wait_on_remote_channels_without_a_deadlock_rep
     assert csp.run(main()) == [0, 10, 20, 30, 40, 50]
 
 
+
+def test_cancelled_unbuffered_sends_never_deliver_even_mid_poll(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cap=0 send with no receiver, cancelled while it looks at the stream (polled
+    every 2 ms here, so the cancellation often lands in that request), withdraws its
+    value: none is left for a later receiver."""
+    monkeypatch.setattr(cn, "_POLL", 0.002)
+
+    async def main() -> None:
+        rng = random.Random(5)
+        async with await cn.connect(server.url) as hub:
+            ch = await hub.chan(_name(), cap=0)
+            for i in range(30):
+                t = asyncio.ensure_future(ch.send(i))
+                await asyncio.sleep(0.01 + rng.random() * 0.01)
+                t.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await t
+            await ch.close()
+            assert await ch.recv_ok() == (None, False)  # nothing was left behind
+    asyncio.run(main())
+
+
+def test_close_wakes_a_blocked_unbuffered_sender_and_twice_raises(server: Server) -> None:
+    """As a local Chan: a sender blocked on the rendezvous raises ClosedChannelError once
+    another process closes the channel, its value is withdrawn, and a second close raises
+    ClosedChannelError("close of closed channel")."""
+    async def main() -> None:
+        async with await cn.connect(server.url) as a, await cn.connect(server.url) as b:
+            name = _name()
+            tx, other = await a.chan(name, cap=0), await b.chan(name, cap=0)
+            s = asyncio.ensure_future(tx.send("v"))
+            while not tx._taken.waiting:  # (until the value is stored, the send waits)
+                await asyncio.sleep(0)
+            await other.close()
+            with pytest.raises(csp.ClosedChannelError, match="send on closed channel"):
+                await asyncio.wait_for(s, 10)
+            assert await other.recv_ok() == (None, False)
+            with pytest.raises(csp.ClosedChannelError, match="close of closed channel"):
+                await other.close()
+    asyncio.run(main())
+
+
+def test_cancelled_receives_leave_no_subscription_behind(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cancelled receive's subscription waits aside until its pull expires, then
+    goes back to the pool: the connection keeps a bounded number of subscriptions."""
+    monkeypatch.setattr(cn, "_POLL", 0.05)
+
+    async def main() -> None:
+        async with await cn.connect(server.url) as hub:
+            ch = await hub.chan(_name(), cap=4)
+            for _ in range(8):
+                t = asyncio.ensure_future(ch.recv())
+                while not ch._lingering:  # (until its fetch is on the server)
+                    await asyncio.sleep(0)
+                t.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await t
+                await asyncio.gather(*hub._tasks)  # (the lingering sub is back)
+            assert len(ch._subs) == 1
+            subs_now = len(hub._nc._subs)
+            await ch.send(7)
+            assert await ch.recv() == 7
+            assert len(hub._nc._subs) == subs_now <= 3
+    asyncio.run(main())
+
+
 # -- faults: a receiving process killed, the server restarted --------------------------
 
 _CHILD = """
