@@ -64,6 +64,7 @@ R = TypeVar("R")
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _POLL = 0.5  # seconds a receiver's fetch waits before it looks at close again
+_LATE = 0.2  # seconds an expired pull's value may still take to arrive
 _LOOK = 0.01  # seconds a select's first look at a remote channel waits for a value
 _FIRST = 0.25  # seconds a select waits for every first look (a server away answers none)
 
@@ -155,13 +156,12 @@ async def _settle(aw: Awaitable[R]) -> tuple[R | None, BaseException | None, Any
     return (fut.result() if exc is None else None), exc, cancel
 
 
-async def _unswallowed(aw: Awaitable[R], nak: bool = False) -> R:
+async def _unswallowed(aw: Awaitable[R]) -> R:
     """``await aw``, a nats-py call, and raise a cancellation it swallowed. On 3.11
     ``asyncio.wait_for`` (which nats-py uses) returns the result, or raises its
     timeout, when a cancellation lands together with it, dropping the cancellation;
     the task's cancel count still shows it. The calls given here take no effect (a
-    look, a fetch: ``nak`` gives the fetched values back), so the cancellation is
-    raised."""
+    look, an idempotent update), so the cancellation is raised."""
     task = asyncio.current_task()
     assert task is not None
     base = task.cancelling()
@@ -172,9 +172,6 @@ async def _unswallowed(aw: Awaitable[R], nak: bool = False) -> R:
             raise asyncio.CancelledError from e
         raise
     if task.cancelling() > base:
-        if nak:
-            for m in r:  # type: ignore[attr-defined]
-                await asyncio.shield(_quietly(m.nak()))
         raise asyncio.CancelledError
     return r
 
@@ -380,7 +377,8 @@ class RemoteChan(Generic[T]):
         self._closed = False
         self._len = 0
         self._subs: list[Any] = []  # idle pull subscriptions on the shared consumer
-        self._lingering: dict[Any, float] = {}  # subs fetching: until when a value may come
+        self._lingering: dict[Any, asyncio.Task[Any]] = {}  # subs fetching: their fetch
+        self._expired: set[Any] = set()  # subs whose last pull expired unanswered
         self._taken = _Taken()
 
     @property
@@ -515,69 +513,86 @@ class RemoteChan(Generic[T]):
             config=api.ConsumerConfig(ack_wait=self.hub.ack_wait, max_ack_pending=-1))
 
     async def _fetch(self, sub: Any, timeout: float) -> Any:
-        """One message fetched (not yet claimed), or None after ``timeout``. While the
-        fetch runs, ``sub`` is marked as lingering: interrupted, its pull request stays
-        open on the server until it expires and may still bring a value
-        (see :meth:`_release`)."""
+        """One message fetched (not yet claimed), or None after ``timeout``. The fetch
+        runs in a task of its own that nothing cancels: nats-py's fetch, cancelled
+        just as its message arrived, drops that message (it is then neither returned
+        nor left in the subscription, and comes back only after ``ack_wait``). A
+        caller cancelled meanwhile leaves the task in ``_lingering``; :meth:`_release`
+        waits for it and naks what it brings."""
         from nats.errors import TimeoutError as NatsTimeout
 
         loop = asyncio.get_running_loop()
         while True:
             self.hub._check_open()
-            self._lingering[sub] = loop.time() + timeout + 0.1
+            t = loop.create_task(sub.fetch(1, timeout=timeout))
+            self._lingering[sub] = t
+            await asyncio.wait((t,))  # (cancelled: ``t`` stays, even if it is done)
+            del self._lingering[sub]
             try:
-                m = (await _unswallowed(sub.fetch(1, timeout=timeout), nak=True))[0]
+                m = t.result()[0]
             except NatsTimeout:
-                m = None
-            except asyncio.CancelledError:
-                raise
+                self._expired.add(sub)
+                return None
             except Exception as e:
                 if not _transient(e) or self.hub.closed:
                     self.hub._raise_closed(e)
                     raise
-                await asyncio.sleep(0.05)
-                continue
-            del self._lingering[sub]
-            return m
+            else:
+                self._expired.discard(sub)
+                return m
+            await asyncio.sleep(0.05)
 
     def _release(self, sub: Any) -> None:
-        """Give ``sub`` back to the idle pool. One whose fetch was interrupted waits
-        aside until its pull request has expired: a value the server delivers to it
+        """Give ``sub`` back to the idle pool. One whose fetch is still running (its
+        caller was cancelled) goes back once the fetch has ended; a value it brought
         meanwhile is nak'd at once, so it goes to another receiver, in any process,
-        instead of waiting out ``ack_wait`` in a subscription nobody reads."""
-        until = self._lingering.pop(sub, None)
+        instead of waiting out ``ack_wait``."""
+        t = self._lingering.pop(sub, None)
         if self.hub.closed:
             return  # (the connection is gone, and its subscriptions with it)
-        if until is None:
-            self._subs.append(sub)
+        if t is None:
+            self._idle(sub)
         else:
-            self.hub._spawn(self._linger(sub, until))
+            self.hub._spawn(self._linger(sub, t))
 
-    async def _linger(self, sub: Any, until: float) -> None:
-        # nats-py has no public way to take what a subscription holds without asking
-        # the server for more (a fetch sends a new pull request), so this reads the
-        # subscription's queue; without one (another nats-py), the sub is dropped.
-        from nats.js.client import JetStreamContext
+    def _idle(self, sub: Any) -> None:
+        self._subs.append(sub)
+        if sub in self._expired:
+            self.hub._spawn(self._sweep(sub))
 
-        inner: Any = getattr(sub, "_sub", None)
-        queue = getattr(inner, "_pending_queue", None)
-        if not isinstance(queue, asyncio.Queue):
-            await _quietly(sub.unsubscribe())  # (its values come back after ack_wait)
-            return
-        loop = asyncio.get_running_loop()
-        while True:
-            done = loop.time() >= until  # (the pull expired: nothing more can come)
-            while not queue.empty():
-                m = queue.get_nowait()
-                inner._pending_size -= len(m.data)
-                if not JetStreamContext.is_status_msg(m):
-                    await _quietly(m.nak())
-                    done = True  # (a pull for one value: answered)
-            if done:
-                break
-            await asyncio.sleep(0.01)
+    async def _linger(self, sub: Any, t: asyncio.Task[Any]) -> None:
+        try:
+            ms = await asyncio.shield(t)
+        except asyncio.CancelledError:  # (the hub closes, and the connection with it)
+            t.add_done_callback(lambda t: t.cancelled() or t.exception())
+            raise
+        except Exception:
+            ms = []
+            self._expired.add(sub)
+        for m in ms:
+            await _quietly(m.nak())
         if not self.hub.closed:
-            self._subs.append(sub)
+            self._idle(sub)
+
+    async def _sweep(self, sub: Any) -> None:
+        """An expired pull may still bring a value a moment later (the server ends it
+        100 us before nats-py gives up): nak it, instead of leaving it in an idle
+        subscription until ``ack_wait``. (A fetch takes a waiting value first, without
+        asking the server for more.)"""
+        await asyncio.sleep(_LATE)
+        if sub not in self._subs or sub not in self._expired:
+            return  # (in use again: its next fetch takes the value)
+        self._expired.discard(sub)
+        if sub.pending_msgs:
+            self._subs.remove(sub)
+            try:
+                ms = await sub.fetch(1, timeout=_LOOK)
+            except Exception:
+                ms = []
+            for m in ms:
+                await _quietly(m.nak())
+            if not self.hub.closed:
+                self._subs.append(sub)
 
     async def _take(self, m: Any, fetched_at: float) -> tuple[T | None, bool] | None:
         """Claim the fetched ``m`` and ack it: ``(value, True)`` if this receiver won,

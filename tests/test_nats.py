@@ -384,6 +384,31 @@ def test_cancelled_receives_leave_no_subscription_behind(
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("how", ["recv", "select"])
+def test_a_receive_cancelled_just_as_its_value_arrives_gives_it_back_at_once(
+        server: Server, how: str) -> None:
+    """The cancellation lands after the fetch has its value and before the receiver
+    resumes (nats-py's own fetch, cancelled there, dropped the value, which then
+    waited out ack_wait: 30 s). The value is nak'd and another receive gets it."""
+    async def main() -> None:
+        async with await cn.connect(server.url) as a, await cn.connect(server.url) as b:
+            name = _name()
+            rx, tx = await a.chan(name, cap=4), await b.chan(name, cap=4)
+            for v in range(5):
+                r = asyncio.ensure_future(
+                    rx.recv() if how == "recv" else csp.select(rx.recv, csp.Chan[int]().recv))
+                while not rx._lingering:  # (until its fetch is on the server)
+                    await asyncio.sleep(0)
+                fetch = next(iter(rx._lingering.values()))
+                fetch.add_done_callback(lambda _: r.cancel())
+                await tx.send(v)
+                with pytest.raises(asyncio.CancelledError):
+                    await r
+                assert r.cancelled()
+                assert await asyncio.wait_for(tx.recv(), 5.0) == v  # (not after 30 s)
+    asyncio.run(main())
+
+
 # -- faults: a receiving process killed, the server restarted --------------------------
 
 _CHILD = """
