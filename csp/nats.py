@@ -411,11 +411,18 @@ class RemoteChan(Generic[T]):
         delay = 0.001
         while True:
             hub._check_open()
-            ack, exc, cancel = await _settle(hub._js.publish(
-                self._subject, data, stream=self._stream, timeout=hub._timeout,
-                headers={"Nats-Msg-Id": msg_id}))
+            ack, exc, cancel = await _settle(self._publish(data, msg_id))
+            resolved = exc is not None and _unsure(exc) and not hub.closed
+            if resolved:
+                # The answer was lost, so the value may be stored: publish again with
+                # the same id (the server de-duplicates) until it answers, through any
+                # cancellation, which that answer then decides.
+                ack, exc, again = await _settle(self._republish(data, msg_id))
+                cancel = cancel or again
             if exc is None:
-                if self._cap == 0:  # stored: now the rendezvous, which decides
+                if self._cap == 0 or (resolved and cancel is not None):
+                    # cap 0: the rendezvous decides. Cancelled, the value is withdrawn
+                    # with the receivers' own claim: whoever deletes it first decides.
                     await self._rendezvous(ack.seq, cancel)  # type: ignore[union-attr]
                 else:
                     _after(cancel, True)
@@ -436,9 +443,33 @@ class RemoteChan(Generic[T]):
             hub._raise_closed(exc)
             raise exc
 
+    async def _publish(self, data: bytes, msg_id: str) -> Any:
+        return await self.hub._js.publish(self._subject, data, stream=self._stream,
+                                    timeout=self.hub._timeout, headers={"Nats-Msg-Id": msg_id})
+
+    async def _republish(self, data: bytes, msg_id: str) -> Any:
+        """Publish ``msg_id`` again until the server answers (its ack, or a full
+        channel: not stored). A channel closed meanwhile raises ``ClosedChannelError``
+        (whether the first try was stored is then not known: see the docs' limits)."""
+        from nats.errors import NoRespondersError
+        from nats.js.errors import NoStreamResponseError
+
+        while True:
+            self.hub._check_open()
+            try:
+                return await self._publish(data, msg_id)
+            except Exception as e:
+                if isinstance(e, NoStreamResponseError | NoRespondersError):
+                    if await self._closed_on_server():
+                        raise ClosedChannelError("send on closed channel") from e
+                elif not _transient(e) or self.hub.closed:
+                    raise
+            await asyncio.sleep(0.05)
+
     async def _rendezvous(self, seq: int, cancel: Any) -> None:
         """cap 0: wait until a receiver claimed ``seq``. Cancelled, withdraw it with the
-        receivers' own claim: whoever deletes the sequence first decides."""
+        receivers' own claim: whoever deletes the sequence first decides. (Any cap,
+        with ``cancel`` given: only the withdrawal.)"""
         from nats.js.errors import NotFoundError
 
         loop = asyncio.get_running_loop()
@@ -716,6 +747,17 @@ class RemoteChan(Generic[T]):
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
         return f"<csp.nats.RemoteChan {self.name!r} cap={self._cap}{state} on {self.hub.url}>"
+
+
+def _unsure(e: BaseException) -> bool:
+    """A failed request that may still have taken effect: its answer was lost (a
+    timeout, the connection dropped after it went out)."""
+    from nats import errors
+    from nats.js.errors import APIError
+
+    return _transient(e) and not isinstance(
+        e, errors.NoRespondersError | errors.OutboundBufferLimitError
+        | errors.ConnectionReconnectingError | APIError)
 
 
 def _transient(e: BaseException) -> bool:

@@ -384,6 +384,42 @@ def test_cancelled_receives_leave_no_subscription_behind(
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("taken", [False, True], ids=["withdrawn", "taken"])
+@pytest.mark.parametrize("cap", [0, 4])
+def test_a_send_cancelled_while_its_publish_answer_is_lost_is_decided_by_the_claim(
+        server: Server, cap: int, taken: bool) -> None:
+    """The server stores the value but its answer is lost (a timeout), and then the
+    send is cancelled: the send publishes again with the same id (de-duplicated),
+    learns the sequence and withdraws it, so the CancelledError means nothing sent;
+    a receiver that claimed it first makes the send return, and the cancellation
+    is raised at the task's next suspension."""
+    async def main() -> None:
+        async with await cn.connect(server.url) as a, await cn.connect(server.url) as b:
+            name = _name()
+            tx, rx = await a.chan(name, cap=cap), await b.chan(name, cap=cap)
+            sent: list[int] = []
+
+            async def send() -> None:
+                await tx.send(1)
+                sent.append(1)
+                await asyncio.sleep(0)
+
+            a._timeout = 1e-4  # (every answer comes too late: lost)
+            t = asyncio.ensure_future(send())
+            while (await b._js.stream_info(f"CSP_{name}")).state.messages != 1:
+                await asyncio.sleep(0.005)  # (until the server holds the value)
+            assert not t.done()
+            if taken:
+                assert await rx.recv() == 1
+            a._timeout = 5.0
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            assert t.cancelled() and sent == ([1] if taken else [])
+            assert (await b._js.stream_info(f"CSP_{name}")).state.messages == 0
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("how", ["recv", "select"])
 def test_a_receive_cancelled_just_as_its_value_arrives_gives_it_back_at_once(
         server: Server, how: str) -> None:
@@ -400,7 +436,7 @@ def test_a_receive_cancelled_just_as_its_value_arrives_gives_it_back_at_once(
                 while not rx._lingering:  # (until its fetch is on the server)
                     await asyncio.sleep(0)
                 fetch = next(iter(rx._lingering.values()))
-                fetch.add_done_callback(lambda _: r.cancel())
+                fetch.add_done_callback(lambda _, r=r: r.cancel())
                 await tx.send(v)
                 with pytest.raises(asyncio.CancelledError):
                     await r
