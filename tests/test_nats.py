@@ -404,7 +404,7 @@ def test_a_send_cancelled_while_its_publish_answer_is_lost_is_decided_by_the_cla
                 sent.append(1)
                 await asyncio.sleep(0)
 
-            a._timeout = 1e-4  # (every answer comes too late: lost)
+            a._timeout = 1e-9  # (every answer comes too late: lost)
             t = asyncio.ensure_future(send())
             while (await b._js.stream_info(f"CSP_{name}")).state.messages != 1:
                 await asyncio.sleep(0.005)  # (until the server holds the value)
