@@ -207,6 +207,30 @@ class Hub:
         self.closed = False
         self._timeout = 5.0  # seconds one request waits for the server's answer
         self._tasks: set[asyncio.Task[None]] = set()  # background work (lingering subs)
+        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def _disconnected(self) -> None:
+        """The connection dropped: the answers to requests in flight are lost (nats-py
+        would wait out their timeout, 5 s each); :meth:`_ask` gives up on them now."""
+        self._lost.set_result(None)
+        self._lost = asyncio.get_running_loop().create_future()
+
+    async def _ask(self, aw: Awaitable[R]) -> R:
+        """``await aw``, a request, but raise ``ConnectionError`` as soon as the
+        connection drops: its answer cannot come (every request here is repeated or
+        resolved by its caller: a look, an idempotent update, a publish with its id,
+        a claim)."""
+        t = asyncio.ensure_future(aw)
+        lost = self._lost
+        try:
+            await asyncio.wait((t, lost), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            t.cancel()
+            raise
+        if not t.done():
+            t.cancel()
+            raise ConnectionError(f"csp.nats: the connection to {self.url} dropped")
+        return t.result()
 
     async def _retry(self, fn: Callable[..., Awaitable[R]], *args: Any, **kw: Any) -> R:
         """``await fn(*args)`` for a request that may be repeated (a look, an
@@ -215,7 +239,7 @@ class Hub:
         while True:
             self._check_open()
             try:
-                return await _unswallowed(fn(*args, **kw))
+                return await _unswallowed(self._ask(fn(*args, **kw)))
             except Exception as e:
                 if not _transient(e) or self.closed:
                     self._raise_closed(e)
@@ -329,11 +353,21 @@ async def connect(url: str = "nats://127.0.0.1:4222", *, ack_wait: float = 30.0,
     async def quiet(e: Exception) -> None:  # reconnects are retried, not printed
         pass
 
+    hubs: list[Hub] = []
+    theirs = nats_options.pop("disconnected_cb", None)
+
+    async def disconnected() -> None:
+        if hubs:
+            hubs[0]._disconnected()
+        if theirs is not None:
+            await theirs()
+
     opts: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.2,
-                            "error_cb": quiet}
+                            "error_cb": quiet, "disconnected_cb": disconnected}
     opts.update(nats_options)
     nc = await nats.connect(url, **opts)
-    return Hub(nc, url, float(ack_wait))
+    hubs.append(Hub(nc, url, float(ack_wait)))
+    return hubs[0]
 
 
 class _Taken:
@@ -444,8 +478,9 @@ class RemoteChan(Generic[T]):
             raise exc
 
     async def _publish(self, data: bytes, msg_id: str) -> Any:
-        return await self.hub._js.publish(self._subject, data, stream=self._stream,
-                                    timeout=self.hub._timeout, headers={"Nats-Msg-Id": msg_id})
+        return await self.hub._ask(self.hub._js.publish(
+            self._subject, data, stream=self._stream, timeout=self.hub._timeout,
+            headers={"Nats-Msg-Id": msg_id}))
 
     async def _republish(self, data: bytes, msg_id: str) -> Any:
         """Publish ``msg_id`` again until the server answers (its ack, or a full
@@ -655,7 +690,8 @@ class RemoteChan(Generic[T]):
         while True:
             hub._check_open()
             try:
-                resp = json.loads((await hub._nc.request(subject, req, hub._timeout)).data)
+                resp = json.loads(
+                    (await hub._ask(hub._nc.request(subject, req, hub._timeout))).data)
             except Exception as e:
                 if not _transient(e) or hub.closed:
                     hub._raise_closed(e)

@@ -707,3 +707,85 @@ def test_every_cancellation_source_at_once_keeps_values_and_delivers_cancels(
                 [t for t in cancelled_from_outside if not t.cancelled()]
             assert len(cancelled_from_outside) > 3 and len(sent) > 10
     asyncio.run(main())
+
+
+# -- faults: the connection dropped (a TCP proxy between the hubs and the server) ------
+
+class _Proxy:
+    """A TCP proxy on 127.0.0.1 in front of the server: ``drop()`` cuts every
+    connection through it at once, as a network fault would; clients reconnect."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self._up = upstream_port
+        self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self.accepted = 0
+        self.url = ""
+
+    async def start(self) -> None:
+        self._srv = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"nats://127.0.0.1:{self._srv.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        ur, uw = await asyncio.open_connection("127.0.0.1", self._up)
+        self._pairs.append((w, uw))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(r, uw), pump(ur, w))
+
+    def drop(self) -> None:
+        for w, uw in self._pairs:
+            w.transport.abort()
+            uw.transport.abort()
+        self._pairs.clear()
+
+    async def close(self) -> None:
+        self.drop()
+        self._srv.close()
+        await self._srv.wait_closed()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cap", [0, 8])
+def test_every_value_sent_is_received_once_across_dropped_connections(
+        server: Server, cap: int) -> None:
+    """Both hubs reach the server through a proxy that cuts every connection each
+    time 20 more values were sent: sends, claims and acks lose their answers and are
+    retried or resolved; every value whose send returned is received exactly once."""
+    n = 60 if cap == 0 else 200
+
+    async def main() -> None:
+        proxy = _Proxy(server.port)
+        await proxy.start()
+        try:
+            async with await cn.connect(proxy.url, ack_wait=1.0) as a, \
+                    await cn.connect(proxy.url, ack_wait=1.0) as b:
+                name = _name()
+                tx, rx = await a.chan(name, cap=cap), await b.chan(name, cap=cap)
+                got: list[int] = []
+
+                async def receive() -> None:
+                    async for v in rx:
+                        got.append(v)
+
+                rs = [asyncio.ensure_future(receive()) for _ in range(2)]
+                for i in range(n):
+                    await asyncio.wait_for(tx.send(i), 30)
+                    if i % 20 == 19:
+                        proxy.drop()
+                await tx.close()
+                await asyncio.wait_for(asyncio.gather(*rs), 60)
+                assert sorted(got) == list(range(n)), (len(got), len(set(got)))
+                assert proxy.accepted >= 2 + 2 * (n // 20 - 1), proxy.accepted
+        finally:
+            await proxy.close()
+    asyncio.run(main())
