@@ -65,6 +65,7 @@ R = TypeVar("R")
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _POLL = 0.5  # seconds a receiver's fetch waits before it looks at close again
 _LATE = 0.2  # seconds an expired pull's value may still take to arrive
+_PATIENCE = 0.2  # seconds a select's unbuffered send waits for the receiver it saw
 _LOOK = 0.01  # seconds a select's first look at a remote channel waits for a value
 _FIRST = 0.25  # seconds a select waits for every first look (a server away answers none)
 
@@ -432,10 +433,16 @@ class RemoteChan(Generic[T]):
         receiver has taken it (``cap == 0``). Waits while the channel is full.
         ``ClosedChannelError`` once closed, from any process. A value the codec
         cannot encode raises its error and sends nothing."""
+        await self._send(self._codec.encode(value), None)
+
+    async def _send(self, data: bytes, patience: float | None) -> bool:
+        """:meth:`send` of encoded ``data``. With ``patience`` (a select's send case,
+        chosen on a look that may be stale), give up instead of waiting: on a full
+        channel, or (cap 0) when no receiver took the value within ``patience``
+        seconds and it could be withdrawn. True if sent, False if nothing was."""
         from nats.errors import NoRespondersError
         from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
-        data = self._codec.encode(value)
         if self._closed:
             raise ClosedChannelError("send on closed channel")
         hub = self.hub
@@ -457,12 +464,14 @@ class RemoteChan(Generic[T]):
                 if self._cap == 0 or (resolved and cancel is not None):
                     # cap 0: the rendezvous decides. Cancelled, the value is withdrawn
                     # with the receivers' own claim: whoever deletes it first decides.
-                    await self._rendezvous(ack.seq, cancel)  # type: ignore[union-attr]
-                else:
-                    _after(cancel, True)
-                return
+                    return await self._rendezvous(
+                        ack.seq, cancel, patience)  # type: ignore[union-attr]
+                _after(cancel, True)
+                return True
             _after(cancel, False)
             if isinstance(exc, ServiceUnavailableError) and exc.err_code == 10077:
+                if patience is not None:
+                    return False  # full after all (another sender was first)
                 await asyncio.sleep(delay)  # full: wait for room
                 delay = min(delay * 2, 0.05)
                 continue
@@ -501,30 +510,35 @@ class RemoteChan(Generic[T]):
                     raise
             await asyncio.sleep(0.05)
 
-    async def _rendezvous(self, seq: int, cancel: Any) -> None:
-        """cap 0: wait until a receiver claimed ``seq``. Cancelled, withdraw it with the
-        receivers' own claim: whoever deletes the sequence first decides. (Any cap,
-        with ``cancel`` given: only the withdrawal.)"""
+    async def _rendezvous(self, seq: int, cancel: Any, patience: float | None = None) -> bool:
+        """cap 0: wait until a receiver claimed ``seq``. Cancelled, or not claimed
+        within ``patience`` seconds, withdraw it with the receivers' own claim:
+        whoever deletes the sequence first decides. (Any cap, with ``cancel`` given:
+        only the withdrawal.) True if a receiver has the value."""
         from nats.js.errors import NotFoundError
 
         loop = asyncio.get_running_loop()
         f: asyncio.Future[None] = loop.create_future()
         self._taken.waiting[seq] = f
         closed = False
+        until = None if patience is None else loop.time() + patience
         try:
             while cancel is None:
                 try:
-                    await asyncio.wait((f,), timeout=_POLL)
+                    await asyncio.wait((f,), timeout=_POLL if until is None else max(
+                        0.0, min(_POLL, until - loop.time())))
                     if f.done():
-                        return
+                        return True
                     # (the notice is at most once: no notice yet, look at the stream)
                     try:
                         await self.hub._retry(self.hub._js.get_msg, self._stream, seq)
                     except NotFoundError:
-                        return  # claimed
+                        return True  # claimed
                     if await self._closed_on_server():
                         closed = True  # as Go: a sender blocked on it panics
                         break
+                    if until is not None and loop.time() >= until:
+                        break  # nobody came after all: withdraw it
                 except asyncio.CancelledError as e:
                     task = asyncio.current_task()
                     assert task is not None
@@ -532,8 +546,9 @@ class RemoteChan(Generic[T]):
                     break
             if f.done():
                 _after(cancel, True)
-                return
-            withdrew, exc, _ = await _settle(self._claim(seq, loop.time()))
+                return True
+            withdrew, exc, again = await _settle(self._claim(seq, loop.time()))
+            cancel = cancel or again
             if exc is not None:
                 _after(cancel, False)
                 raise exc
@@ -541,6 +556,7 @@ class RemoteChan(Generic[T]):
             _after(cancel, took)
             if closed and not took:
                 raise ClosedChannelError("send on closed channel")
+            return took
         finally:
             del self._taken.waiting[seq]
 
@@ -887,8 +903,12 @@ async def _select(cases: tuple[Any, ...], default: bool, priority: bool) -> tupl
             raise v.exc
         ch, kind, value, _ = remote[i]
         if kind == "send":
-            await ch.send(value)
-            return i, None
+            # Chosen on a look (room, a waiting receiver) that may be stale by now:
+            # sent, the case is done; not (full after all, nobody took it in time and
+            # it was withdrawn), nothing took effect and the select runs again.
+            if await ch._send(ch._codec.encode(value), _PATIENCE):
+                return i, None
+            continue
         if v is _CLOSED:
             return i, (None, False) if kind == "recv_ok" else None
         m, fetched_at = v

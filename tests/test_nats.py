@@ -224,6 +224,46 @@ def test_select_default_and_send_cases_on_remote_channels(server: Server) -> Non
     csp.run(main())
 
 
+@pytest.mark.parametrize("cap", [0, 1])
+def test_a_send_case_chosen_on_a_stale_look_withdraws_and_the_select_goes_on(
+        server: Server, cap: int) -> None:
+    """cap 0: the receiver the look saw has gone (its pull request outlives it on the
+    server); cap 1: another sender filled the room the look saw. The chosen send
+    sends nothing, the select runs again and commits its ctx case (it blocked in the
+    send: ctx.done() was never seen)."""
+    async def main() -> None:
+        async with await cn.connect(server.url) as a, await cn.connect(server.url) as b:
+            name = _name()
+            tx, rx = await a.chan(name, cap=cap), await b.chan(name, cap=cap)
+            if cap == 0:
+                r = asyncio.ensure_future(rx.recv())
+                while not rx._lingering:  # (its pull is on the server)
+                    await asyncio.sleep(0)
+                r.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await r
+            else:
+                real = tx._send
+
+                async def racer(data: bytes, patience: float | None) -> bool:
+                    if patience is not None:  # (the select chose the send case)
+                        await rx.send("other")
+                    return await real(data, patience)
+                tx._send = racer  # type: ignore[method-assign]
+            ctx, cancel = csp.context.with_timeout(csp.context.background(), 1.0)
+            try:
+                i, _ = await asyncio.wait_for(
+                    csp.select((tx.send, "mine"), ctx.done().recv), 10)
+            finally:
+                cancel()
+            assert i == 1
+            left = (await b._js.stream_info(f"CSP_{name}")).state.messages
+            assert left == (0 if cap == 0 else 1)
+            if cap:
+                assert await rx.recv() == "other"
+    asyncio.run(main())
+
+
 def test_cancelled_selects_and_unbuffered_sends_take_and_send_nothing(server: Server) -> None:
     """Seeded: selects over a remote and a local channel, and unbuffered remote sends,
     cancelled at random moments. A cancelled send's value never arrives, every send
