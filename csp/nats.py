@@ -607,6 +607,7 @@ class RemoteChan(Generic[T]):
         while True:
             self.hub._check_open()
             t = loop.create_task(sub.fetch(1, timeout=timeout))
+            t.add_done_callback(_ignore)  # (read below, unless the hub closes first)
             self._lingering[sub] = t
             await asyncio.wait((t,))  # (cancelled: ``t`` stays, even if it is done)
             del self._lingering[sub]
@@ -644,10 +645,7 @@ class RemoteChan(Generic[T]):
 
     async def _linger(self, sub: Any, t: asyncio.Task[Any]) -> None:
         try:
-            ms = await asyncio.shield(t)
-        except asyncio.CancelledError:  # (the hub closes, and the connection with it)
-            t.add_done_callback(lambda t: t.cancelled() or t.exception())
-            raise
+            ms = await asyncio.shield(t)  # (cancelled: the hub closes, the fetch with it)
         except Exception:
             ms = []
             self._expired.add(sub)
@@ -1001,6 +999,12 @@ async def _helper(offer: Awaitable[None], p: Any, checked: asyncio.Future[None])
 def _looked(checked: asyncio.Future[None]) -> None:
     if not checked.done():
         checked.set_result(None)
+
+
+def _ignore(t: asyncio.Task[Any]) -> None:
+    """A done callback that reads ``t``'s outcome (nobody wants it any more)."""
+    if not t.cancelled():
+        t.exception()
 
 
 async def _quietly(aw: Awaitable[Any]) -> None:
