@@ -39,6 +39,8 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import os
 import pickle
@@ -208,30 +210,48 @@ class Hub:
         self.closed = False
         self._timeout = 5.0  # seconds one request waits for the server's answer
         self._tasks: set[asyncio.Task[None]] = set()  # background work (lingering subs)
-        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight: set[asyncio.Task[Any]] = set()  # requests waiting for answers
+        self._dropped: set[asyncio.Task[Any]] = set()  # ... whose connection dropped
 
     def _disconnected(self) -> None:
-        """The connection dropped: the answers to requests in flight are lost (nats-py
-        would wait out their timeout, 5 s each); :meth:`_ask` gives up on them now."""
-        self._lost.set_result(None)
-        self._lost = asyncio.get_running_loop().create_future()
+        """The connection dropped: the answers to the requests in flight are lost
+        (nats-py would wait out their timeout, 5 s each): they fail now."""
+        loop = asyncio.get_running_loop()
+        for t in self._inflight:  # (after their first step: one not yet started would
+            loop.call_soon(self._drop, t)  # end cancelled, not with ConnectionError)
 
-    async def _ask(self, aw: Awaitable[R]) -> R:
-        """``await aw``, a request, but raise ``ConnectionError`` as soon as the
-        connection drops: its answer cannot come (every request here is repeated or
-        resolved by its caller: a look, an idempotent update, a publish with its id,
-        a claim)."""
-        t = asyncio.ensure_future(aw)
-        lost = self._lost
-        try:
-            await asyncio.wait((t, lost), return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            t.cancel()
-            raise
+    def _drop(self, t: asyncio.Task[Any]) -> None:
         if not t.done():
+            self._dropped.add(t)
             t.cancel()
-            raise ConnectionError(f"csp.nats: the connection to {self.url} dropped")
-        return t.result()
+
+    def _request(self, aw: Awaitable[R]) -> asyncio.Task[R]:
+        """Run ``aw``, a request, as a task that raises ``ConnectionError`` as soon as
+        the connection drops: its answer cannot come. (Every request here is repeated
+        or resolved by its caller: a look, an idempotent update, a publish with its
+        id, a claim.)"""
+        t = asyncio.get_running_loop().create_task(self._guarded(aw))
+        self._inflight.add(t)
+        t.add_done_callback(functools.partial(self._done, aw))
+        return t
+
+    def _done(self, aw: Awaitable[Any], t: asyncio.Task[Any]) -> None:
+        self._inflight.discard(t)
+        self._dropped.discard(t)
+        if t.cancelled() and inspect.iscoroutine(aw):
+            aw.close()  # (cancelled before it started: not "never awaited")
+
+    async def _guarded(self, aw: Awaitable[R]) -> R:
+        try:
+            return await aw
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task in self._dropped:
+                self._dropped.discard(task)
+                if task is not None and task.uncancel() == 0:
+                    raise ConnectionError(
+                        f"csp.nats: the connection to {self.url} dropped") from None
+            raise
 
     async def _retry(self, fn: Callable[..., Awaitable[R]], *args: Any, **kw: Any) -> R:
         """``await fn(*args)`` for a request that may be repeated (a look, an
@@ -240,7 +260,7 @@ class Hub:
         while True:
             self._check_open()
             try:
-                return await _unswallowed(self._ask(fn(*args, **kw)))
+                return await _unswallowed(self._request(fn(*args, **kw)))
             except Exception as e:
                 if not _transient(e) or self.closed:
                     self._raise_closed(e)
@@ -486,8 +506,8 @@ class RemoteChan(Generic[T]):
             hub._raise_closed(exc)
             raise exc
 
-    async def _publish(self, data: bytes, msg_id: str) -> Any:
-        return await self.hub._ask(self.hub._js.publish(
+    def _publish(self, data: bytes, msg_id: str) -> asyncio.Task[Any]:
+        return self.hub._request(self.hub._js.publish(
             self._subject, data, stream=self._stream, timeout=self.hub._timeout,
             headers={"Nats-Msg-Id": msg_id}))
 
@@ -705,7 +725,7 @@ class RemoteChan(Generic[T]):
             hub._check_open()
             try:
                 resp = json.loads(
-                    (await hub._ask(hub._nc.request(subject, req, hub._timeout))).data)
+                    (await hub._request(hub._nc.request(subject, req, hub._timeout))).data)
             except Exception as e:
                 if not _transient(e) or hub.closed:
                     hub._raise_closed(e)

@@ -287,7 +287,7 @@ def test_cancelled_selects_and_unbuffered_sends_take_and_send_nothing(server: Se
                 for i in range(60):
                     t = asyncio.ensure_future(send(i))
                     if rng.random() < 0.4:
-                        await asyncio.sleep(rng.random() * 0.003)
+                        await asyncio.sleep(rng.random() * 0.001)
                         t.cancel()
                     try:
                         await t
