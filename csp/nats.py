@@ -434,6 +434,7 @@ class RemoteChan(Generic[T]):
         self._subs: list[Any] = []  # idle pull subscriptions on the shared consumer
         self._lingering: dict[Any, asyncio.Task[Any]] = {}  # subs fetching: their fetch
         self._expired: set[Any] = set()  # subs whose last pull expired unanswered
+        self._pulled: dict[Any, float] = {}  # sub: when its last pull began
         self._taken = _Taken()
 
     @property
@@ -481,9 +482,10 @@ class RemoteChan(Generic[T]):
                 ack, exc, again = await _settle(self._republish(data, msg_id))
                 cancel = cancel or again
             if exc is None:
-                if self._cap == 0 or (resolved and cancel is not None):
-                    # cap 0: the rendezvous decides. Cancelled, the value is withdrawn
-                    # with the receivers' own claim: whoever deletes it first decides.
+                if self._cap == 0:
+                    # the rendezvous decides. Cancelled, the value is withdrawn with the
+                    # receivers' own claim: whoever deletes it first decides. (cap >= 1:
+                    # stored, so sent; a cancellation meanwhile is owed.)
                     return await self._rendezvous(
                         ack.seq, cancel, patience)  # type: ignore[union-attr]
                 _after(cancel, True)
@@ -591,12 +593,12 @@ class RemoteChan(Generic[T]):
         sub = await self._sub()
         try:
             while True:
-                m = await self._fetch(sub, _POLL)
-                if m is None:
+                fetched = await self._fetch(sub, _POLL)
+                if fetched is None:
                     if await self._closed_on_server(drained=True):
                         return None, False
                     continue
-                got = await self._take(m, asyncio.get_running_loop().time())
+                got = await self._take(*fetched)
                 if got is not None:
                     return got
         finally:
@@ -614,8 +616,10 @@ class RemoteChan(Generic[T]):
             self.hub._js.pull_subscribe, self._subject, durable="csp", stream=self._stream,
             config=api.ConsumerConfig(ack_wait=self.hub.ack_wait, max_ack_pending=-1))
 
-    async def _fetch(self, sub: Any, timeout: float) -> Any:
-        """One message fetched (not yet claimed), or None after ``timeout``. The fetch
+    async def _fetch(self, sub: Any, timeout: float) -> tuple[Any, float] | None:
+        """One message fetched (not yet claimed) and a time before the server sent it
+        (this fetch's start; the previous one's, if its pull's late value waits in the
+        sub), or None after ``timeout``. The fetch
         runs in a task of its own that nothing cancels: nats-py's fetch, cancelled
         just as its message arrived, drops that message (it is then neither returned
         nor left in the subscription, and comes back only after ``ack_wait``). A
@@ -626,6 +630,9 @@ class RemoteChan(Generic[T]):
         loop = asyncio.get_running_loop()
         while True:
             self.hub._check_open()
+            start = loop.time()
+            since = self._pulled.get(sub, start) if sub.pending_msgs else start
+            self._pulled[sub] = start
             t = loop.create_task(sub.fetch(1, timeout=timeout))
             t.add_done_callback(_ignore)  # (read below, unless the hub closes first)
             self._lingering[sub] = t
@@ -642,7 +649,7 @@ class RemoteChan(Generic[T]):
                     raise
             else:
                 self._expired.discard(sub)
-                return m
+                return m, since
             await asyncio.sleep(0.05)
 
     def _release(self, sub: Any) -> None:
@@ -721,7 +728,8 @@ class RemoteChan(Generic[T]):
         req = json.dumps({"seq": seq, "no_erase": True}).encode()
         subject = f"$JS.API.STREAM.MSG.DELETE.{self._stream}"
         loop = asyncio.get_running_loop()
-        while True:
+        lost = False  # an answer was lost: that delete may still land (nats-py resends
+        while True:   # what it had not written when the connection dropped)
             hub._check_open()
             try:
                 resp = json.loads(
@@ -730,6 +738,7 @@ class RemoteChan(Generic[T]):
                 if not _transient(e) or hub.closed:
                     hub._raise_closed(e)
                     raise
+                lost = True
                 try:
                     await hub._retry(hub._js.get_msg, self._stream, seq)
                     continue  # still there: not deleted yet
@@ -740,8 +749,9 @@ class RemoteChan(Generic[T]):
             if err is None:
                 won = bool(resp.get("success"))
                 break
-            if err.get("err_code") in (10057, 10059):  # no message found / no stream
-                won = False
+            if err.get("err_code") in (10057, 10043, 10059):  # no such message / stream
+                # gone: another's claim, or (after a lost answer) this call's own
+                won = lost and loop.time() - since < hub.ack_wait
                 break
             raise ChannelError(f"csp.nats: claim of {self.name!r} seq {seq}: {err}")
         if m is not None:
@@ -942,8 +952,8 @@ async def _offer_recv(ch: RemoteChan[Any], p: Any, checked: asyncio.Future[None]
     sub = await ch._sub()
     try:
         while True:
-            m = await ch._fetch(sub, _POLL if checked.done() else _LOOK)
-            if m is None:
+            fetched = await ch._fetch(sub, _POLL if checked.done() else _LOOK)
+            if fetched is None:
                 if await ch._closed_on_server(drained=True):
                     _looked(checked)
                     await p.send(_CLOSED)
@@ -952,11 +962,11 @@ async def _offer_recv(ch: RemoteChan[Any], p: Any, checked: asyncio.Future[None]
                 if once:
                     return
                 continue
-            fetched_at = asyncio.get_running_loop().time()
             _looked(checked)
             try:
-                await p.send((m, fetched_at))
+                await p.send(fetched)
             except BaseException:
+                m = fetched[0]
                 await asyncio.shield(_quietly(m.nak()))
                 raise
             return
