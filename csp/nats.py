@@ -209,7 +209,7 @@ class Hub:
         self.ack_wait = ack_wait
         self.closed = False
         self._timeout = 5.0  # seconds one request waits for the server's answer
-        self._tasks: set[asyncio.Task[None]] = set()  # background work (lingering subs)
+        self._tasks: set[asyncio.Task[Any]] = set()  # background work (lingering subs)
         self._inflight: set[asyncio.Task[Any]] = set()  # requests waiting for answers
         self._dropped: set[asyncio.Task[Any]] = set()  # ... whose connection dropped
 
@@ -305,9 +305,27 @@ class Hub:
                 f"csp.nats: channel {name!r} exists with cap={meta.get('csp_cap')}, "
                 f"joined with cap={cap}")
         ch: RemoteChan[Any] = RemoteChan(self, name, cap, c)
+        if cap == 0:
+            ch._kv = await self._claims(name)
         ch._closed = meta.get("csp_closed") == "1"
         ch._len = info.state.messages
         return ch
+
+    async def _claims(self, name: str) -> Any:
+        """The claim records of unbuffered channel ``name``: a key-value bucket
+        ``csp_<name>`` (file storage, records kept an hour), created if absent."""
+        from nats.js import api
+        from nats.js.errors import BadRequestError, BucketNotFoundError
+
+        bucket = f"csp_{name}"
+        try:
+            return await self._retry(self._js.key_value, bucket)
+        except BucketNotFoundError:
+            try:
+                return await self._retry(self._js.create_key_value, api.KeyValueConfig(
+                    bucket=bucket, ttl=3600.0, storage=api.StorageType.FILE))
+            except BadRequestError:  # created meanwhile by another process
+                return await self._retry(self._js.key_value, bucket)
 
     def _check_open(self) -> None:
         if self.closed:
@@ -325,7 +343,7 @@ class Hub:
         except ConnectionError:
             pass  # (the server went away: the connection is closed all the same)
 
-    def _spawn(self, aw: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, aw: Coroutine[Any, Any, Any]) -> None:
         """Run ``aw`` in the background until it ends or the hub closes."""
         if self.closed:
             aw.close()
@@ -436,6 +454,7 @@ class RemoteChan(Generic[T]):
         self._expired: set[Any] = set()  # subs whose last pull expired unanswered
         self._pulled: dict[Any, float] = {}  # sub: when its last pull began
         self._taken = _Taken()
+        self._kv: Any = None  # cap 0: the claim records (see _record)
 
     @property
     def cap(self) -> int:
@@ -551,11 +570,12 @@ class RemoteChan(Generic[T]):
                         0.0, min(_POLL, until - loop.time())))
                     if f.done():
                         return True
-                    # (the notice is at most once: no notice yet, look at the stream)
+                    # (the notice is at most once: no notice yet, look for the record)
                     try:
-                        await self.hub._retry(self.hub._js.get_msg, self._stream, seq)
+                        await self.hub._retry(self._kv.get, str(seq))
+                        return True  # a receiver's claim (this sender has made none)
                     except NotFoundError:
-                        return True  # claimed
+                        pass
                     if await self._closed_on_server():
                         closed = True  # as Go: a sender blocked on it panics
                         break
@@ -716,18 +736,66 @@ class RemoteChan(Generic[T]):
         return self._codec.decode(m.data), True
 
     async def _claim(self, seq: int, since: float, m: Any = None) -> bool:
-        """Delete sequence ``seq`` from the stream: True if this call deleted it. A
-        delete succeeds once, so among receivers (and an unbuffered sender withdrawing
-        its value) exactly one wins. Then ``m`` is acked and, for an unbuffered
-        channel, the sender is told. An answer lost to a dropped connection is
-        resolved by looking: still there, try again; gone, this call deleted it if
-        ``ack_wait`` has not passed since ``since`` (nobody else can have had it)."""
+        """Claim sequence ``seq``: True if this call won. Exactly one party wins: on
+        ``cap >= 1`` among the receivers, with a delete of ``seq`` (it succeeds once);
+        on ``cap == 0`` also the sender withdrawing its value, with a create-only
+        record (:meth:`_record`). Then ``m`` is acked and, for an unbuffered channel,
+        the sender is told."""
+        hub = self.hub
+        if self._cap == 0:
+            won = await self._record(seq)
+            if won and m is None:  # (a withdrawal: the value leaves the stream too)
+                await self._delete(seq)
+        else:
+            won = await self._delete(seq, since)
+        if m is not None:
+            if won and self._cap == 0:
+                await hub._nc.publish(f"csp-taken.{self.name}.{seq}", b"")
+            try:
+                await m.ack()  # (gone from the stream, or never to be delivered again)
+            except Exception:  # (a lost ack: the server redelivers it, and the claim loses)
+                pass
+        return won
+
+    async def _record(self, seq: int) -> bool:
+        """cap 0: claim ``seq`` with a create-only record (a KV ``create`` of key
+        ``seq``): one party's create succeeds, and a lost answer is resolved by reading
+        the record, so the sender's withdrawal and a receiver's claim are told apart
+        (a delete's "gone" could not say by whom)."""
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+        hub = self.hub
+        key, token = str(seq), uuid.uuid4().hex.encode()
+        while True:
+            hub._check_open()
+            try:
+                await hub._request(self._kv.create(key, token))
+                return True
+            except KeyWrongLastSequenceError:
+                pass  # someone's record: ours, if an answer was lost before?
+            except Exception as e:
+                if not _transient(e) or hub.closed:
+                    hub._raise_closed(e)
+                    raise
+            try:
+                entry = await hub._retry(self._kv.get, key)
+            except KeyNotFoundError:
+                continue  # (no record yet: create it)
+            return bool(entry.value == token)
+
+    async def _delete(self, seq: int, since: float | None = None) -> bool:
+        """Delete sequence ``seq`` from the stream: True if this call deleted it (the
+        claim on ``cap >= 1``). A lost answer is resolved by looking: still there,
+        try again; gone, this call deleted it if ``ack_wait`` has not passed since
+        ``since`` (nobody else can have had it)."""
         from nats.js.errors import NotFoundError
 
         hub = self.hub
         req = json.dumps({"seq": seq, "no_erase": True}).encode()
         subject = f"$JS.API.STREAM.MSG.DELETE.{self._stream}"
         loop = asyncio.get_running_loop()
+        if since is None:
+            since = loop.time()
         lost = False  # an answer was lost: that delete may still land (nats-py resends
         while True:   # what it had not written when the connection dropped)
             hub._check_open()
@@ -754,13 +822,6 @@ class RemoteChan(Generic[T]):
                 won = lost and loop.time() - since < hub.ack_wait
                 break
             raise ChannelError(f"csp.nats: claim of {self.name!r} seq {seq}: {err}")
-        if m is not None:
-            if won and self._cap == 0:
-                await hub._nc.publish(f"csp-taken.{self.name}.{seq}", b"")
-            try:
-                await m.ack()  # (the value is gone from the stream: the ack tidies)
-            except Exception:  # (a lost ack: the server redelivers a deleted seq never)
-                pass
         return won
 
     def __aiter__(self) -> RemoteChan[T]:

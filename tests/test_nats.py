@@ -463,6 +463,33 @@ def test_a_send_cancelled_while_its_publish_answer_is_lost_is_decided_by_the_cla
     asyncio.run(main())
 
 
+def test_unbuffered_claims_are_create_only_records_a_lost_answer_can_read(
+        server: Server) -> None:
+    """cap 0: the sender's withdrawal and a receiver's claim race for one record per
+    sequence. A create whose answer is lost reads the record: its own token, it won;
+    another's, it lost (a delete's "gone" could not say whose delete it was)."""
+    from nats.errors import TimeoutError as NatsTimeout
+
+    async def main() -> None:
+        async with await cn.connect(server.url) as a, await cn.connect(server.url) as b:
+            name = _name()
+            tx, rx = await a.chan(name, cap=0), await b.chan(name, cap=0)
+            real = tx._kv.create
+
+            async def answer_lost(key: str, value: bytes) -> int:
+                await real(key, value)  # (the server stores it; the answer never comes)
+                raise NatsTimeout
+
+            tx._kv.create = answer_lost
+            s1 = (await a._js.publish(f"csp.{name}", b"1")).seq
+            assert await tx._record(s1) is True
+            assert await rx._record(s1) is False
+            s2 = (await a._js.publish(f"csp.{name}", b"2")).seq
+            assert await rx._record(s2) is True
+            assert await tx._record(s2) is False
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("how", ["recv", "select"])
 def test_a_receive_cancelled_just_as_its_value_arrives_gives_it_back_at_once(
         server: Server, how: str) -> None:
