@@ -788,6 +788,7 @@ class _Proxy:
     def __init__(self, upstream_port: int) -> None:
         self._up = upstream_port
         self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self._serving: set[asyncio.Task[Any]] = set()
         self.accepted = 0
         self.url = ""
 
@@ -797,6 +798,9 @@ class _Proxy:
 
     async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._serving.add(task)
         ur, uw = await asyncio.open_connection("127.0.0.1", self._up)
         self._pairs.append((w, uw))
 
@@ -821,6 +825,7 @@ class _Proxy:
     async def close(self) -> None:
         self.drop()
         self._srv.close()
+        await asyncio.gather(*self._serving, return_exceptions=True)  # (their pumps end)
         await self._srv.wait_closed()
 
 
