@@ -147,8 +147,8 @@ async def _settle(aw: Awaitable[R]) -> tuple[R | None, BaseException | None, Any
         except asyncio.CancelledError as e:
             if fut.cancelled():
                 raise  # the operation itself was cancelled (its connection closed)
-            if cancel is None:
-                cancel = (base, e.args[0] if e.args else None)
+            if cancel is None:  # (an owed one re-delivered here counts from below base)
+                cancel = (min(base, task.cancelling() - 1), e.args[0] if e.args else None)
         except Exception:
             break  # its own failure: read below
     if fut.cancelled():
@@ -221,7 +221,7 @@ class Hub:
             loop.call_soon(self._drop, t)  # end cancelled, not with ConnectionError)
 
     def _drop(self, t: asyncio.Task[Any]) -> None:
-        if not t.done():
+        if not t.done() and t not in self._dropped:
             self._dropped.add(t)
             t.cancel()
 
@@ -749,8 +749,8 @@ class RemoteChan(Generic[T]):
         else:
             won = await self._delete(seq, since)
         if m is not None:
-            if won and self._cap == 0:
-                await hub._nc.publish(f"csp-taken.{self.name}.{seq}", b"")
+            if won and self._cap == 0:  # (the notice is at most once: never an error)
+                await _quietly(hub._nc.publish(f"csp-taken.{self.name}.{seq}", b""))
             try:
                 await m.ack()  # (gone from the stream, or never to be delivered again)
             except Exception:  # (a lost ack: the server redelivers it, and the claim loses)

@@ -864,3 +864,36 @@ def test_every_value_sent_is_received_once_across_dropped_connections(
         finally:
             await proxy.close()
     asyncio.run(main())
+
+
+def test_a_cancellation_owed_by_one_settled_operation_survives_the_next() -> None:
+    """A cancellation owed after one operation took effect (a select's commit, a
+    receive) is re-delivered inside the next settled operation (a claim, a send): that
+    one took effect too, so it is owed again and raised at the next suspension; it was
+    dropped (counted from the wrong base)."""
+    from csp.nats import _after, _settle
+
+    async def op(r: int) -> int:
+        await asyncio.sleep(0.02)
+        return r
+
+    async def body() -> list[int]:
+        got = []
+        r, _, c = await _settle(op(1))
+        _after(c, True)
+        got.append(r)
+        r, _, c = await _settle(op(2))
+        _after(c, True)
+        got.append(r)
+        await asyncio.sleep(1)  # (the owed cancellation lands here)
+        got.append(3)
+        return got
+
+    async def main() -> None:
+        t = asyncio.ensure_future(body())
+        await asyncio.sleep(0.005)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        assert t.cancelled()
+    asyncio.run(main())
