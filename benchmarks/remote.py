@@ -10,8 +10,8 @@ the timing):
   ``await ch.recv()`` on a ``hub.chan(name, cap=64)``. Raw: a work-queue stream with
   ``max_msgs=64`` and discard-new (a full stream rejects: the sender backs off and
   retries, as csp does), ``js.publish`` each value, a durable pull consumer,
-  ``fetch(1)`` and ``ack`` each. csp's receive also claims its value (one delete
-  request: what makes "exactly once" hold when the server redelivers);
+  ``fetch(1)`` and ``ack`` each. csp's receive also claims its value (one
+  key-value create: what makes "exactly once" hold when the server redelivers);
 * ``ping-pong cap=0``: ``n`` round trips over two unbuffered csp channels (each send
   returns once the other side took the value). Raw: the same two messages per round
   trip through two streams, publish + fetch + ack each (no rendezvous: raw JetStream

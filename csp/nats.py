@@ -20,10 +20,13 @@ Mapping (one JetStream stream per channel):
   * one durable pull consumer ``csp`` shared by every receiver of every process;
   * a send publishes with a message id (``Nats-Msg-Id``), so a retried publish counts
     once (the server's duplicate window);
-  * a receive fetches one value and *claims* it by deleting its sequence from the
-    stream: a delete succeeds once, so exactly one receiver owns a value even when
-    the server redelivered it after ``ack_wait`` (a double ack decides nothing). Then
-    it acks;
+  * a receive fetches one value and *claims* it with a create-only record in the
+    key-value bucket ``csp_<name>`` (key: stream incarnation and sequence; value: a
+    token of the claim): a create succeeds once, so exactly one receiver owns a value
+    even when the server redelivered it after ``ack_wait`` (a double ack decides
+    nothing), and a claim whose answer was lost reads its token back. Then it acks
+    (the ack removes the value). An unbuffered sender withdraws a cancelled send by
+    racing the receivers for the same record;
   * close moves the stream off the channel's subject (a later publish finds no stream)
     and marks ``csp_closed`` in its metadata, in one stream update.
 
@@ -56,7 +59,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from csp._errors import ChannelError, ClosedChannelError
+from csp._errors import ClosedChannelError
 from csp._waiter import owe
 
 __all__ = ["Codec", "Hub", "HubClosed", "LocalServer", "RemoteChan", "connect"]
@@ -68,6 +71,7 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _POLL = 0.5  # seconds a receiver's fetch waits before it looks at close again
 _LATE = 0.2  # seconds an expired pull's value may still take to arrive
 _PATIENCE = 0.2  # seconds a select's unbuffered send waits for the receiver it saw
+_RECORDS = 600.0  # seconds a claim record is kept (a lost answer is read back within it)
 _LOOK = 0.01  # seconds a select's first look at a remote channel waits for a value
 _FIRST = 0.25  # seconds a select waits for every first look (a server away answers none)
 
@@ -305,15 +309,15 @@ class Hub:
                 f"csp.nats: channel {name!r} exists with cap={meta.get('csp_cap')}, "
                 f"joined with cap={cap}")
         ch: RemoteChan[Any] = RemoteChan(self, name, cap, c)
-        if cap == 0:
-            ch._kv = await self._claims(name)
+        ch._kv = await self._claims(name)
+        ch._incarnation = f"{int(info.created.timestamp() * 1e6):x}" if info.created else "0"
         ch._closed = meta.get("csp_closed") == "1"
         ch._len = info.state.messages
         return ch
 
     async def _claims(self, name: str) -> Any:
-        """The claim records of unbuffered channel ``name``: a key-value bucket
-        ``csp_<name>`` (file storage, records kept an hour), created if absent."""
+        """The claim records of channel ``name``: a key-value bucket ``csp_<name>``
+        (file storage, records kept ``_RECORDS`` seconds), created if absent."""
         from nats.js import api
         from nats.js.errors import BadRequestError, BucketNotFoundError
 
@@ -323,7 +327,7 @@ class Hub:
         except BucketNotFoundError:
             try:
                 return await self._retry(self._js.create_key_value, api.KeyValueConfig(
-                    bucket=bucket, ttl=3600.0, storage=api.StorageType.FILE))
+                    bucket=bucket, ttl=_RECORDS, storage=api.StorageType.FILE))
             except BadRequestError:  # created meanwhile by another process
                 return await self._retry(self._js.key_value, bucket)
 
@@ -452,9 +456,9 @@ class RemoteChan(Generic[T]):
         self._subs: list[Any] = []  # idle pull subscriptions on the shared consumer
         self._lingering: dict[Any, asyncio.Task[Any]] = {}  # subs fetching: their fetch
         self._expired: set[Any] = set()  # subs whose last pull expired unanswered
-        self._pulled: dict[Any, float] = {}  # sub: when its last pull began
         self._taken = _Taken()
-        self._kv: Any = None  # cap 0: the claim records (see _record)
+        self._kv: Any = None  # the claim records (see _record)
+        self._incarnation = ""  # of the stream: a stream made again starts at seq 1
 
     @property
     def cap(self) -> int:
@@ -503,7 +507,7 @@ class RemoteChan(Generic[T]):
             if exc is None:
                 if self._cap == 0:
                     # the rendezvous decides. Cancelled, the value is withdrawn with the
-                    # receivers' own claim: whoever deletes it first decides. (cap >= 1:
+                    # receivers' own claim: whoever creates its record decides. (cap >= 1:
                     # stored, so sent; a cancellation meanwhile is owed.)
                     return await self._rendezvous(
                         ack.seq, cancel, patience)  # type: ignore[union-attr]
@@ -554,8 +558,8 @@ class RemoteChan(Generic[T]):
     async def _rendezvous(self, seq: int, cancel: Any, patience: float | None = None) -> bool:
         """cap 0: wait until a receiver claimed ``seq``. Cancelled, or not claimed
         within ``patience`` seconds, withdraw it with the receivers' own claim:
-        whoever deletes the sequence first decides. (Any cap, with ``cancel`` given:
-        only the withdrawal.) True if a receiver has the value."""
+        whoever creates the sequence's record first decides. True if a receiver has
+        the value."""
         from nats.js.errors import NotFoundError
 
         loop = asyncio.get_running_loop()
@@ -589,7 +593,7 @@ class RemoteChan(Generic[T]):
             if f.done():
                 _after(cancel, True)
                 return True
-            withdrew, exc, again = await _settle(self._claim(seq, loop.time()))
+            withdrew, exc, again = await _settle(self._claim(seq))
             cancel = cancel or again
             if exc is not None:
                 _after(cancel, False)
@@ -613,12 +617,12 @@ class RemoteChan(Generic[T]):
         sub = await self._sub()
         try:
             while True:
-                fetched = await self._fetch(sub, _POLL)
-                if fetched is None:
+                m = await self._fetch(sub, _POLL)
+                if m is None:
                     if await self._closed_on_server(drained=True):
                         return None, False
                     continue
-                got = await self._take(*fetched)
+                got = await self._take(m)
                 if got is not None:
                     return got
         finally:
@@ -636,10 +640,8 @@ class RemoteChan(Generic[T]):
             self.hub._js.pull_subscribe, self._subject, durable="csp", stream=self._stream,
             config=api.ConsumerConfig(ack_wait=self.hub.ack_wait, max_ack_pending=-1))
 
-    async def _fetch(self, sub: Any, timeout: float) -> tuple[Any, float] | None:
-        """One message fetched (not yet claimed) and a time before the server sent it
-        (this fetch's start; the previous one's, if its pull's late value waits in the
-        sub), or None after ``timeout``. The fetch
+    async def _fetch(self, sub: Any, timeout: float) -> Any:
+        """One message fetched (not yet claimed), or None after ``timeout``. The fetch
         runs in a task of its own that nothing cancels: nats-py's fetch, cancelled
         just as its message arrived, drops that message (it is then neither returned
         nor left in the subscription, and comes back only after ``ack_wait``). A
@@ -650,9 +652,6 @@ class RemoteChan(Generic[T]):
         loop = asyncio.get_running_loop()
         while True:
             self.hub._check_open()
-            start = loop.time()
-            since = self._pulled.get(sub, start) if sub.pending_msgs else start
-            self._pulled[sub] = start
             t = loop.create_task(sub.fetch(1, timeout=timeout))
             t.add_done_callback(_ignore)  # (read below, unless the hub closes first)
             self._lingering[sub] = t
@@ -669,7 +668,7 @@ class RemoteChan(Generic[T]):
                     raise
             else:
                 self._expired.discard(sub)
-                return m, since
+                return m
             await asyncio.sleep(0.05)
 
     def _release(self, sub: Any) -> None:
@@ -721,12 +720,11 @@ class RemoteChan(Generic[T]):
             if not self.hub.closed:
                 self._subs.append(sub)
 
-    async def _take(self, m: Any, fetched_at: float) -> tuple[T | None, bool] | None:
+    async def _take(self, m: Any) -> tuple[T | None, bool] | None:
         """Claim the fetched ``m`` and ack it: ``(value, True)`` if this receiver won,
         None if another had it (the server redelivered it past ``ack_wait``). Through
         a cancellation: won, it returns and the cancellation is owed; lost, it raises."""
-        seq = m.metadata.sequence.stream
-        won, exc, cancel = await _settle(self._claim(seq, fetched_at, m))
+        won, exc, cancel = await _settle(self._claim(m.metadata.sequence.stream, m))
         if exc is not None:
             _after(cancel, False)
             raise exc
@@ -735,44 +733,40 @@ class RemoteChan(Generic[T]):
             return None
         return self._codec.decode(m.data), True
 
-    async def _claim(self, seq: int, since: float, m: Any = None) -> bool:
-        """Claim sequence ``seq``: True if this call won. Exactly one party wins: on
-        ``cap >= 1`` among the receivers, with a delete of ``seq`` (it succeeds once);
-        on ``cap == 0`` also the sender withdrawing its value, with a create-only
-        record (:meth:`_record`). Then ``m`` is acked and, for an unbuffered channel,
-        the sender is told."""
+    async def _claim(self, seq: int, m: Any = None) -> bool:
+        """Claim sequence ``seq`` with its create-only record (:meth:`_record`): True
+        if this call won. Exactly one party wins: a receiver (``m`` is what it
+        fetched), or on ``cap == 0`` the sender withdrawing its value (``m`` None:
+        the value then leaves the stream). A receiver then acks ``m`` (work-queue
+        retention: the ack removes it) and, on ``cap == 0``, tells the sender."""
         hub = self.hub
-        if self._cap == 0:
-            won = await self._record(seq)
-            if won and m is None:  # (a withdrawal: the value leaves the stream too)
-                await self._delete(seq)
-        else:
-            won = await self._delete(seq, since)
-        if m is not None:
-            if won and self._cap == 0:  # (the notice is at most once: never an error)
-                await _quietly(hub._nc.publish(f"csp-taken.{self.name}.{seq}", b""))
-            try:
-                await m.ack()  # (gone from the stream, or never to be delivered again)
-            except Exception:  # (a lost ack: the server redelivers it, and the claim loses)
-                pass
+        won = await self._record(seq)
+        if m is None:
+            if won:
+                await _quietly(hub._request(hub._js.delete_msg(self._stream, seq)))
+            return won
+        if won and self._cap == 0:  # (the notice is at most once: never an error)
+            await _quietly(hub._nc.publish(f"csp-taken.{self.name}.{seq}", b""))
+        await _quietly(m.ack())  # (lost: the server redelivers it, and that claim loses)
         return won
 
     async def _record(self, seq: int) -> bool:
-        """cap 0: claim ``seq`` with a create-only record (a KV ``create`` of key
-        ``seq``): one party's create succeeds, and a lost answer is resolved by reading
-        the record, so the sender's withdrawal and a receiver's claim are told apart
-        (a delete's "gone" could not say by whom)."""
+        """Claim ``seq`` with a create-only record: a KV ``create`` of the key
+        ``<stream incarnation>.<seq>`` with a token of this call. One create succeeds;
+        a lost answer (a timeout, a dropped connection, a resend after the reconnect)
+        is resolved by reading the record: this call's token, it won. (A double ack
+        decides nothing, and a delete's "gone" cannot say whose delete it was.)"""
         from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
         hub = self.hub
-        key, token = str(seq), uuid.uuid4().hex.encode()
+        key, token = f"{self._incarnation}.{seq}", uuid.uuid4().hex.encode()
         while True:
             hub._check_open()
             try:
                 await hub._request(self._kv.create(key, token))
                 return True
             except KeyWrongLastSequenceError:
-                pass  # someone's record: ours, if an answer was lost before?
+                pass  # someone's record: this call's, if an answer was lost before
             except Exception as e:
                 if not _transient(e) or hub.closed:
                     hub._raise_closed(e)
@@ -782,47 +776,6 @@ class RemoteChan(Generic[T]):
             except KeyNotFoundError:
                 continue  # (no record yet: create it)
             return bool(entry.value == token)
-
-    async def _delete(self, seq: int, since: float | None = None) -> bool:
-        """Delete sequence ``seq`` from the stream: True if this call deleted it (the
-        claim on ``cap >= 1``). A lost answer is resolved by looking: still there,
-        try again; gone, this call deleted it if ``ack_wait`` has not passed since
-        ``since`` (nobody else can have had it)."""
-        from nats.js.errors import NotFoundError
-
-        hub = self.hub
-        req = json.dumps({"seq": seq, "no_erase": True}).encode()
-        subject = f"$JS.API.STREAM.MSG.DELETE.{self._stream}"
-        loop = asyncio.get_running_loop()
-        if since is None:
-            since = loop.time()
-        lost = False  # an answer was lost: that delete may still land (nats-py resends
-        while True:   # what it had not written when the connection dropped)
-            hub._check_open()
-            try:
-                resp = json.loads(
-                    (await hub._request(hub._nc.request(subject, req, hub._timeout))).data)
-            except Exception as e:
-                if not _transient(e) or hub.closed:
-                    hub._raise_closed(e)
-                    raise
-                lost = True
-                try:
-                    await hub._retry(hub._js.get_msg, self._stream, seq)
-                    continue  # still there: not deleted yet
-                except NotFoundError:
-                    won = loop.time() - since < hub.ack_wait
-                    break
-            err = resp.get("error")
-            if err is None:
-                won = bool(resp.get("success"))
-                break
-            if err.get("err_code") in (10057, 10043, 10059):  # no such message / stream
-                # gone: another's claim, or (after a lost answer) this call's own
-                won = lost and loop.time() - since < hub.ack_wait
-                break
-            raise ChannelError(f"csp.nats: claim of {self.name!r} seq {seq}: {err}")
-        return won
 
     def __aiter__(self) -> RemoteChan[T]:
         return self
@@ -1000,8 +953,7 @@ async def _select(cases: tuple[Any, ...], default: bool, priority: bool) -> tupl
             continue
         if v is _CLOSED:
             return i, (None, False) if kind == "recv_ok" else None
-        m, fetched_at = v
-        got = await ch._take(m, fetched_at)
+        got = await ch._take(v)
         if got is not None:
             return i, got if kind == "recv_ok" else got[0]
 
@@ -1013,8 +965,8 @@ async def _offer_recv(ch: RemoteChan[Any], p: Any, checked: asyncio.Future[None]
     sub = await ch._sub()
     try:
         while True:
-            fetched = await ch._fetch(sub, _POLL if checked.done() else _LOOK)
-            if fetched is None:
+            m = await ch._fetch(sub, _POLL if checked.done() else _LOOK)
+            if m is None:
                 if await ch._closed_on_server(drained=True):
                     _looked(checked)
                     await p.send(_CLOSED)
@@ -1025,9 +977,8 @@ async def _offer_recv(ch: RemoteChan[Any], p: Any, checked: asyncio.Future[None]
                 continue
             _looked(checked)
             try:
-                await p.send(fetched)
+                await p.send(m)
             except BaseException:
-                m = fetched[0]
                 await asyncio.shield(_quietly(m.nak()))
                 raise
             return

@@ -526,7 +526,7 @@ async def main():
     async with await cn.connect(sys.argv[1], ack_wait=2.0) as hub:
         ch = await hub.chan(sys.argv[2], cap=100)
         sub = await ch._sub()
-        held, _ = await ch._fetch(sub, 5.0)  # fetched, never claimed: dies with it
+        held = await ch._fetch(sub, 5.0)  # fetched, never claimed: dies with it
         print("holding", held.metadata.sequence.stream, flush=True)
 
         async def receive():
@@ -863,6 +863,24 @@ def test_every_value_sent_is_received_once_across_dropped_connections(
                 assert proxy.accepted >= 2 + 2 * (n // 20 - 1), proxy.accepted
         finally:
             await proxy.close()
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("cap", [0, 2])
+def test_a_channel_made_again_after_its_stream_was_deleted_claims_afresh(
+        server: Server, cap: int) -> None:
+    """A stream deleted and made again starts its sequences at 1 again: the claim
+    records are keyed by the stream's incarnation, so the old records (which would
+    make every claim lose, and every value vanish) do not apply."""
+    async def main() -> None:
+        async with await cn.connect(server.url) as hub:
+            name = _name()
+            for round_ in range(2):
+                ch = await hub.chan(name, cap=cap)
+                s = asyncio.ensure_future(ch.send(round_))
+                assert await asyncio.wait_for(ch.recv(), 10) == round_
+                await s
+                await hub._js.delete_stream(ch._stream)
     asyncio.run(main())
 
 
