@@ -59,7 +59,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from csp._errors import ClosedChannelError
+from csp._errors import ChannelError, ClosedChannelError
 from csp._waiter import owe
 
 __all__ = ["Codec", "Hub", "HubClosed", "LocalServer", "RemoteChan", "connect"]
@@ -71,6 +71,8 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _POLL = 0.5  # seconds a receiver's fetch waits before it looks at close again
 _LATE = 0.2  # seconds an expired pull's value may still take to arrive
 _PATIENCE = 0.2  # seconds a select's unbuffered send waits for the receiver it saw
+_DEDUP = 120.0  # seconds the server remembers a message id (its duplicate window)
+_UNSURE = 100.0  # seconds a send publishes again after a lost answer (within _DEDUP)
 _RECORDS = 600.0  # seconds a claim record is kept (a lost answer is read back within it)
 _LOOK = 0.01  # seconds a select's first look at a remote channel waits for a value
 _FIRST = 0.25  # seconds a select waits for every first look (a server away answers none)
@@ -295,7 +297,7 @@ class Hub:
             name=stream, subjects=[f"csp.{name}"],
             retention=api.RetentionPolicy.WORK_QUEUE, max_msgs=cap if cap else -1,
             discard=api.DiscardPolicy.NEW, storage=api.StorageType.FILE,
-            duplicate_window=120.0, metadata={"csp_cap": str(cap)})
+            duplicate_window=_DEDUP, metadata={"csp_cap": str(cap)})
         try:
             info = await self._retry(self._js.stream_info, stream)
         except NotFoundError:
@@ -513,6 +515,9 @@ class RemoteChan(Generic[T]):
                         ack.seq, cancel, patience)  # type: ignore[union-attr]
                 _after(cancel, True)
                 return True
+            if resolved and isinstance(exc, ChannelError | ClosedChannelError | HubClosed):
+                _after(cancel, True)  # (the outcome is not known: that error says so,
+                raise exc             # and the cancellation is owed, not raised over it)
             _after(cancel, False)
             if isinstance(exc, ServiceUnavailableError) and exc.err_code == 10077:
                 if patience is not None:
@@ -539,12 +544,21 @@ class RemoteChan(Generic[T]):
     async def _republish(self, data: bytes, msg_id: str) -> Any:
         """Publish ``msg_id`` again until the server answers (its ack, or a full
         channel: not stored). A channel closed meanwhile raises ``ClosedChannelError``
-        (whether the first try was stored is then not known: see the docs' limits)."""
+        (whether the first try was stored is then not known: see the docs' limits).
+        No answer within ``_UNSURE`` seconds raises ``ChannelError``: past the
+        server's duplicate window, a publish again could store a second copy."""
         from nats.errors import NoRespondersError
         from nats.js.errors import NoStreamResponseError
 
+        loop = asyncio.get_running_loop()
+        until = loop.time() + _UNSURE
         while True:
             self.hub._check_open()
+            if loop.time() >= until:
+                raise ChannelError(
+                    f"csp.nats: send on {self.name!r}: no answer from the server for "
+                    f"{_UNSURE:g} s; whether the value was stored is not known (another "
+                    f"publish could store it twice)")
             try:
                 return await self._publish(data, msg_id)
             except Exception as e:

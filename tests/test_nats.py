@@ -490,6 +490,24 @@ def test_unbuffered_claims_are_create_only_records_a_lost_answer_can_read(
     asyncio.run(main())
 
 
+def test_a_send_whose_answers_stay_lost_says_its_outcome_is_unknown(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishing again after a lost answer is safe only within the server's duplicate
+    window: a send that gets no answer for ``_UNSURE`` seconds raises ChannelError
+    saying the outcome is not known, instead of risking a second copy."""
+    monkeypatch.setattr(cn, "_UNSURE", 0.3)
+
+    async def main() -> None:
+        async with await cn.connect(server.url) as a, await cn.connect(server.url) as b:
+            name = _name()
+            tx = await a.chan(name, cap=4)
+            a._timeout = 1e-9  # (every answer comes too late: lost)
+            with pytest.raises(csp.ChannelError, match="whether the value was stored is not"):
+                await asyncio.wait_for(tx.send(1), 10)
+            assert (await b._js.stream_info(f"CSP_{name}")).state.messages == 1
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("how", ["recv", "select"])
 def test_a_receive_cancelled_just_as_its_value_arrives_gives_it_back_at_once(
         server: Server, how: str) -> None:
