@@ -569,15 +569,6 @@ class RemoteChan(Generic[T]):
                     raise
             await asyncio.sleep(0.05)
 
-    async def _in_hand(self, seq: int) -> bool:
-        """Whether the server has delivered ``seq`` and a delivery awaits its ack: a
-        receiver far away (a slow round trip) may be claiming it right now."""
-        try:
-            ci = await self.hub._retry(self.hub._js.consumer_info, self._stream, "csp")
-        except Exception:
-            return False
-        return bool(ci.delivered and ci.delivered.stream_seq >= seq and ci.num_ack_pending)
-
     async def _rendezvous(self, seq: int, cancel: Any, patience: float | None = None) -> bool:
         """cap 0: wait until a receiver claimed ``seq``. Cancelled, or not claimed
         within ``patience`` seconds, withdraw it with the receivers' own claim:
@@ -589,8 +580,7 @@ class RemoteChan(Generic[T]):
         f: asyncio.Future[None] = loop.create_future()
         self._taken.waiting[seq] = f
         closed = False
-        start = loop.time()
-        until = None if patience is None else start + patience
+        until = None if patience is None else loop.time() + patience
         try:
             while cancel is None:
                 try:
@@ -608,9 +598,6 @@ class RemoteChan(Generic[T]):
                         closed = True  # as Go: a sender blocked on it panics
                         break
                     if until is not None and loop.time() >= until:
-                        if await self._in_hand(seq) and loop.time() < start + self.hub.ack_wait:
-                            until = loop.time() + (patience or 0.0)  # (a receiver has it:
-                            continue                                  # its claim is on its way)
                         break  # nobody came after all: withdraw it
                 except asyncio.CancelledError as e:
                     task = asyncio.current_task()
