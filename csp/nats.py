@@ -590,7 +590,7 @@ class RemoteChan(Generic[T]):
                         return True
                     # (the notice is at most once: no notice yet, look for the record)
                     try:
-                        await self.hub._retry(self._kv.get, str(seq))
+                        await self.hub._retry(self._kv.get, self._key(seq))
                         return True  # a receiver's claim (this sender has made none)
                     except NotFoundError:
                         pass
@@ -764,6 +764,10 @@ class RemoteChan(Generic[T]):
         await _quietly(m.ack())  # (lost: the server redelivers it, and that claim loses)
         return won
 
+    def _key(self, seq: int) -> str:
+        """The key of ``seq``'s claim record."""
+        return f"{self._incarnation}.{seq}"
+
     async def _record(self, seq: int) -> bool:
         """Claim ``seq`` with a create-only record: a KV ``create`` of the key
         ``<stream incarnation>.<seq>`` with a token of this call. One create succeeds;
@@ -773,7 +777,7 @@ class RemoteChan(Generic[T]):
         from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
         hub = self.hub
-        key, token = f"{self._incarnation}.{seq}", uuid.uuid4().hex.encode()
+        key, token = self._key(seq), uuid.uuid4().hex.encode()
         while True:
             hub._check_open()
             try:

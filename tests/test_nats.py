@@ -379,6 +379,25 @@ def test_cancelled_unbuffered_sends_never_deliver_even_mid_poll(
     asyncio.run(main())
 
 
+def test_an_unbuffered_send_whose_claim_notice_is_lost_finds_the_claim_record(
+        server: Server) -> None:
+    """The receiver's notice is at most once (core NATS): a sender that misses it
+    looks for the claim record, finds the receiver's, and returns."""
+    async def main() -> None:
+        async with await cn.connect(server.url) as a, await cn.connect(server.url) as b:
+            name = _name()
+            tx, rx = await a.chan(name, cap=0), await b.chan(name, cap=0)
+            await tx._taken.start(a, name)
+            await tx._taken.sub.unsubscribe()  # (every notice is lost)
+            s = asyncio.ensure_future(tx.send("v"))
+            assert await asyncio.wait_for(rx.recv(), 5) == "v"
+            done, _ = await asyncio.wait([s], timeout=2)  # (one look after 0.5 s)
+            assert done, "the send did not see the claim (it looked under the wrong key)"
+            await s
+            assert (await b._js.stream_info(f"CSP_{name}")).state.messages == 0
+    asyncio.run(main())
+
+
 def test_close_wakes_a_blocked_unbuffered_sender_and_twice_raises(server: Server) -> None:
     """As a local Chan: a sender blocked on the rendezvous raises ClosedChannelError once
     another process closes the channel, its value is withdrawn, and a second close raises
