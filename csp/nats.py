@@ -924,7 +924,7 @@ async def _select(cases: tuple[Any, ...], default: bool, priority: bool) -> tupl
                     f"select case {i}: expected ch.recv, ch.recv_ok or (ch.send, value), "
                     f"got {case!r}")
             if kind == "send":
-                ch._codec.encode(value)  # (a value it cannot encode fails here, not later)
+                value = ch._codec.encode(value)  # (one it cannot encode fails here, not later)
             p: Chan[Any] = Chan()
             remote[i] = (ch, kind, value, p)
             local.append(p.recv)
@@ -966,7 +966,7 @@ async def _select(cases: tuple[Any, ...], default: bool, priority: bool) -> tupl
             # Chosen on a look (room, a waiting receiver) that may be stale by now:
             # sent, the case is done; not (full after all, nobody took it in time and
             # it was withdrawn), nothing took effect and the select runs again.
-            if await ch._send(ch._codec.encode(value), _PATIENCE):
+            if await ch._send(value, _PATIENCE):  # (encoded above)
                 return i, None
             continue
         if v is _CLOSED:
