@@ -70,7 +70,8 @@ R = TypeVar("R")
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _POLL = 0.5  # seconds a receiver's fetch waits before it looks at close again
 _LATE = 0.2  # seconds an expired pull's value may still take to arrive
-_PATIENCE = 0.2  # seconds a select's unbuffered send waits for the receiver it saw
+_PATIENCE = 0.2  # seconds a select's unbuffered send first waits for the receiver it saw
+_PATIENCE_MAX = 1.6  # ... doubled after each withdrawal, up to this (a far receiver)
 _DEDUP = 120.0  # seconds the server remembers a message id (its duplicate window)
 _UNSURE = 100.0  # seconds a send publishes again after a lost answer (within _DEDUP)
 _RECORDS = 600.0  # seconds a claim record is kept (a lost answer is read back within it)
@@ -930,6 +931,7 @@ async def _select(cases: tuple[Any, ...], default: bool, priority: bool) -> tupl
             local.append(p.recv)
         else:
             local.append(case)
+    patience = _PATIENCE
     while True:
         helpers: list[asyncio.Task[None]] = []
         checked: list[asyncio.Future[None]] = []
@@ -965,9 +967,12 @@ async def _select(cases: tuple[Any, ...], default: bool, priority: bool) -> tupl
         if kind == "send":
             # Chosen on a look (room, a waiting receiver) that may be stale by now:
             # sent, the case is done; not (full after all, nobody took it in time and
-            # it was withdrawn), nothing took effect and the select runs again.
-            if await ch._send(value, _PATIENCE):  # (encoded above)
+            # it was withdrawn), nothing took effect and the select runs again, with
+            # twice the patience: a receiver more than a round trip of 0.2 s away
+            # claims after the first one, and would lose to every withdrawal.
+            if await ch._send(value, patience):  # (encoded above)
                 return i, None
+            patience = min(2 * patience, _PATIENCE_MAX)
             continue
         if v is _CLOSED:
             return i, (None, False) if kind == "recv_ok" else None

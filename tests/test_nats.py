@@ -820,10 +820,13 @@ def test_every_cancellation_source_at_once_keeps_values_and_delivers_cancels(
 
 class _Proxy:
     """A TCP proxy on 127.0.0.1 in front of the server: ``drop()`` cuts every
-    connection through it at once, as a network fault would; clients reconnect."""
+    connection through it at once, as a network fault would; clients reconnect. With
+    ``delay``, every byte reaches the other side that many seconds after it came, each
+    way (a far-away client: a round trip takes ``2 * delay`` more)."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, delay: float = 0.0) -> None:
         self._up = upstream_port
+        self._delay = delay
         self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self._serving: set[asyncio.Task[Any]] = set()
         self.accepted = 0
@@ -841,14 +844,34 @@ class _Proxy:
         ur, uw = await asyncio.open_connection("127.0.0.1", self._up)
         self._pairs.append((w, uw))
 
+        loop = asyncio.get_running_loop()
+
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
+            line: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+            async def deliver() -> None:  # (a delay line: each chunk keeps its due time)
+                while True:
+                    due, data = await line.get()
+                    if not data:
+                        return
+                    await asyncio.sleep(due - loop.time())
                     dst.write(data)
                     await dst.drain()
+
+            out = asyncio.ensure_future(deliver())
+            try:
+                while data := await src.read(65536):
+                    if not self._delay:
+                        dst.write(data)
+                        await dst.drain()
+                    else:
+                        line.put_nowait((loop.time() + self._delay, data))
+                line.put_nowait((0.0, b""))
+                await out
             except (ConnectionError, OSError):
                 pass
             finally:
+                out.cancel()
                 dst.close()
 
         await asyncio.gather(pump(r, uw), pump(ur, w))
@@ -951,4 +974,39 @@ def test_a_cancellation_owed_by_one_settled_operation_survives_the_next() -> Non
         with pytest.raises(asyncio.CancelledError):
             await t
         assert t.cancelled()
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_a_select_send_to_a_far_receiver_gets_its_claim_on_a_later_try(
+        server: Server) -> None:
+    """The receiver is 0.3 s of round trip away (a delaying proxy): its claim reaches
+    the server after the select's first 0.2 s of patience, so that try withdraws the
+    value. Each withdrawal doubles the next try's patience, so the select's send
+    happens within a few tries (with a fixed 0.2 s it withdrew every time, until its
+    ctx ended), and the receiver gets the value once."""
+    async def main() -> None:
+        proxy = _Proxy(server.port, delay=0.15)
+        await proxy.start()
+        try:
+            async with await cn.connect(server.url) as a, await cn.connect(proxy.url) as b:
+                name = _name()
+                tx, rx = await a.chan(name, cap=0), await b.chan(name, cap=0)
+                r = asyncio.ensure_future(rx.recv())
+                ctx, cancel = csp.context.with_timeout(csp.context.background(), 10.0)
+                try:
+                    i, _ = await csp.select((tx.send, "far"), ctx.done().recv)
+                finally:
+                    cancel()
+                assert i == 0
+                assert await asyncio.wait_for(r, 5) == "far"
+                # no copy left behind (the receiver's ack is 0.15 s on its way)
+                for _ in range(40):
+                    info = await a._js.stream_info(tx._stream)
+                    if info.state.messages == 0:
+                        break
+                    await asyncio.sleep(0.05)
+                assert info.state.messages == 0, info.state
+        finally:
+            await proxy.close()
     asyncio.run(main())
