@@ -55,8 +55,9 @@ import sysconfig
 import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from csp._errors import ChannelError, ClosedChannelError
@@ -219,6 +220,7 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()  # background work (lingering subs)
         self._inflight: set[asyncio.Task[Any]] = set()  # requests waiting for answers
         self._dropped: set[asyncio.Task[Any]] = set()  # ... whose connection dropped
+        self._pullers: weakref.WeakSet[_Puller] = weakref.WeakSet()  # (see _Puller.drop)
 
     def _disconnected(self) -> None:
         """The connection dropped: the answers to the requests in flight are lost
@@ -226,6 +228,8 @@ class Hub:
         loop = asyncio.get_running_loop()
         for t in self._inflight:  # (after their first step: one not yet started would
             loop.call_soon(self._drop, t)  # end cancelled, not with ConnectionError)
+        for p in self._pullers:
+            p.drop()
 
     def _drop(self, t: asyncio.Task[Any]) -> None:
         if not t.done() and t not in self._dropped:
@@ -437,6 +441,82 @@ class _Taken:
         self.sub = await hub._nc.subscribe(f"csp-taken.{name}.*", cb=on_msg)
 
 
+class _Puller:
+    """Pull requests on a channel's shared consumer, one at a time, answered on this
+    puller's own inbox (a plain subscription). The server answers each pull once (a
+    message, or a status: 404 nothing now, 408 expired), in order on the connection,
+    so whatever arrives answers the one pull in flight, and the time that pull was
+    sent is known exactly: the claim's time rule (:meth:`RemoteChan._claim`) rests
+    on it. A pull whose answer does not come (the server restarted, the connection
+    dropped) retires the inbox: a later answer to it could not be told apart.
+
+    ``held`` is a value fetched by an ack's ``+NXT`` (the next value, fetched with
+    the ack) that no receive has taken yet."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._nc = hub._nc
+        self.inbox = ""
+        self.sub: Any = None
+        self.answer: asyncio.Future[Any] | None = None  # of the pull in flight
+        self.sent = 0.0  # loop time just before the pull in flight was sent
+        self.held: Any = None
+        self.stale = False  # its inbox is renewed before the next pull
+        hub._pullers.add(self)
+
+    async def start(self) -> None:
+        if self.sub is not None:
+            await _quietly(self.sub.unsubscribe())
+        self.stale = False
+        self.inbox = self._nc.new_inbox()
+        self.sub = await self._nc.subscribe(self.inbox, cb=self._on_msg)
+
+    def drop(self) -> None:
+        """The connection dropped: the pull in flight is answered ``_LOST`` (its answer
+        may be lost with the connection), and the next pull uses a new inbox."""
+        f, self.answer = self.answer, None
+        if f is not None and not f.done():
+            f.set_result(_LOST)
+            self.stale = True
+
+    async def _on_msg(self, msg: Any) -> None:
+        f, self.answer = self.answer, None
+        if f is not None and not f.done():
+            f.set_result(msg)
+        elif msg.reply:  # (no pull in flight: not ours to keep)
+            await _quietly(msg.nak())
+
+    async def pull(self, subject: str, payload: bytes) -> asyncio.Future[Any]:
+        """Send a pull (a request to ``$JS.API.CONSUMER.MSG.NEXT``, or an ack's
+        ``+NXT``) whose answer comes here; the future of that answer."""
+        assert self.answer is None, "one pull at a time"
+        if self.stale:
+            await self.start()
+        f: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.answer = f
+        self.sent = asyncio.get_running_loop().time()
+        try:
+            await self._nc.publish(subject, payload, reply=self.inbox)
+        except BaseException:
+            self.answer = None
+            raise
+        return f
+
+    async def lost(self) -> None:
+        """The pull in flight got no answer: a new inbox for the next one."""
+        self.answer = None
+        await self.start()
+
+
+class _Lost:
+    """The answer of a pull whose connection dropped (see :meth:`_Puller.drop`)."""
+
+    reply = ""
+    headers = None
+
+
+_LOST: Final = _Lost()
+
+
 class RemoteChan(Generic[T]):
     """A channel held by a NATS JetStream server, shared by name (see the module).
     Its ``recv``, ``recv_ok`` and ``(send, v)`` are cases of :func:`csp.select`.
@@ -454,11 +534,13 @@ class RemoteChan(Generic[T]):
         self._codec = codec
         self._stream = f"CSP_{name}"
         self._subject = f"csp.{name}"
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.csp"  # pull requests
         self._closed = False
         self._len = 0
-        self._subs: list[Any] = []  # idle pull subscriptions on the shared consumer
-        self._lingering: dict[Any, asyncio.Task[Any]] = {}  # subs fetching: their fetch
-        self._expired: set[Any] = set()  # subs whose last pull expired unanswered
+        self._subs: list[_Puller] = []  # idle pullers on the shared consumer
+        self._lingering: dict[_Puller, asyncio.Future[Any]] = {}  # pulls in flight
+        self._consumer = False  # the shared consumer is known to exist
+        self._ack_wait = hub.ack_wait  # ... and its ack_wait (the time rule uses it)
         self._taken = _Taken()
         self._kv: Any = None  # the claim records (see _record)
         self._incarnation = ""  # of the stream: a stream made again starts at seq 1
@@ -629,111 +711,113 @@ class RemoteChan(Generic[T]):
 
     async def recv_ok(self) -> tuple[T | None, bool]:
         """``(value, True)``, or ``(None, False)`` once closed and drained."""
-        sub = await self._sub()
-        try:
-            while True:
-                m = await self._fetch(sub, _POLL)
-                if m is None:
-                    if await self._closed_on_server(drained=True):
-                        return None, False
-                    continue
-                got = await self._take(m)
-                if got is not None:
-                    return got
-        finally:
-            self._release(sub)
-
-    async def _sub(self) -> Any:
-        """An idle pull subscription on the shared consumer (the most recently used:
-        a fetch cancelled after the server answered left its value in it)."""
-        from nats.js import api
-
-        self.hub._check_open()
-        if self._subs:
-            return self._subs.pop()
-        return await self.hub._retry(
-            self.hub._js.pull_subscribe, self._subject, durable="csp", stream=self._stream,
-            config=api.ConsumerConfig(ack_wait=self.hub.ack_wait, max_ack_pending=-1))
-
-    async def _fetch(self, sub: Any, timeout: float) -> Any:
-        """One message fetched (not yet claimed), or None after ``timeout``. The fetch
-        runs in a task of its own that nothing cancels: nats-py's fetch, cancelled
-        just as its message arrived, drops that message (it is then neither returned
-        nor left in the subscription, and comes back only after ``ack_wait``). A
-        caller cancelled meanwhile leaves the task in ``_lingering``; :meth:`_release`
-        waits for it and naks what it brings."""
-        from nats.errors import TimeoutError as NatsTimeout
-
-        loop = asyncio.get_running_loop()
         while True:
-            self.hub._check_open()
-            t = loop.create_task(sub.fetch(1, timeout=timeout))
-            t.add_done_callback(_ignore)  # (read below, unless the hub closes first)
-            self._lingering[sub] = t
-            await asyncio.wait((t,))  # (cancelled: ``t`` stays, even if it is done)
-            del self._lingering[sub]
+            sub = await self._sub()
             try:
-                m = t.result()[0]
-            except NatsTimeout:
-                self._expired.add(sub)
-                return None
-            except Exception as e:
-                if not _transient(e) or self.hub.closed:
-                    self.hub._raise_closed(e)
-                    raise
-            else:
-                self._expired.discard(sub)
-                return m
-            await asyncio.sleep(0.05)
+                m = await self._fetch(sub, _POLL)
+            finally:
+                self._release(sub)  # (before the claim, whose ack fetches with it)
+            if m is None:
+                if await self._closed_on_server(drained=True):
+                    return None, False
+                continue
+            got = await self._take(m)
+            if got is not None:
+                return got
 
-    def _release(self, sub: Any) -> None:
-        """Give ``sub`` back to the idle pool. One whose fetch is still running (its
-        caller was cancelled) goes back once the fetch has ended; a value it brought
+    async def _sub(self, holding: bool = True) -> _Puller:
+        """An idle puller: one that holds a value if there is one (unless not
+        ``holding``: then one that holds none), else the most recently used."""
+        from nats.js import api
+        from nats.js.errors import BadRequestError
+
+        hub = self.hub
+        hub._check_open()
+        subs = self._subs
+        for i in range(len(subs) - 1, -1, -1):
+            if (subs[i].held is not None) == holding:
+                return subs.pop(i)
+        if subs and holding:
+            return subs.pop()
+        if not self._consumer:
+            try:
+                info = await hub._retry(hub._js.add_consumer, self._stream, api.ConsumerConfig(
+                    durable_name="csp", ack_policy=api.AckPolicy.EXPLICIT,
+                    ack_wait=hub.ack_wait, max_ack_pending=-1, filter_subject=self._subject))
+            except BadRequestError:  # (made by another process with another ack_wait:
+                info = await hub._retry(hub._js.consumer_info, self._stream, "csp")
+            self._ack_wait = min(hub.ack_wait, info.config.ack_wait or hub.ack_wait)
+            self._consumer = True
+        puller = _Puller(hub)
+        await puller.start()
+        return puller
+
+    async def _fetch(self, sub: _Puller, timeout: float) -> Any:
+        """One message fetched (not yet claimed), or None after ``timeout``: the value
+        ``sub`` holds, else one pull. A caller cancelled meanwhile leaves the pull in
+        ``_lingering``; :meth:`_release` waits for its answer and naks a value it
+        brings, so that it goes to another receiver at once."""
+        hub = self.hub
+        if sub.held is not None:
+            m, sub.held = sub.held, None
+            return m
+        payload = json.dumps({"batch": 1, "expires": int(timeout * 1e9)}).encode()
+        while True:
+            hub._check_open()
+            f = await sub.pull(self._next, payload)
+            self._lingering[sub] = f
+            await asyncio.wait((f,), timeout=timeout + hub._timeout)  # (cancelled: f stays)
+            del self._lingering[sub]
+            if not f.done():
+                await sub.lost()  # (no answer: the server restarted, or the connection
+                if hub.closed:    # dropped; a pull in flight has no time left for ours)
+                    hub._raise_closed(ConnectionError("no answer to a pull"))
+                continue
+            m = f.result()
+            if m.reply:
+                m._csp_sent = sub.sent  # (the time rule of _claim)
+                return m
+            if m is _LOST:
+                continue  # (pull again once reconnected: nats-py holds the request)
+            status = (m.headers or {}).get("Status")
+            if status in ("404", "408"):
+                return None  # (nothing came within timeout)
+            await asyncio.sleep(0.05)  # (409 and such: a leader change, too many pulls)
+
+    def _release(self, sub: _Puller) -> None:
+        """Give ``sub`` back to the idle pool. One whose pull is still in flight (its
+        caller was cancelled) goes back once the answer came; a value it brought
         meanwhile is nak'd at once, so it goes to another receiver, in any process,
         instead of waiting out ``ack_wait``."""
-        t = self._lingering.pop(sub, None)
+        f = self._lingering.pop(sub, None)
         if self.hub.closed:
             return  # (the connection is gone, and its subscriptions with it)
-        if t is None:
+        if f is None:
             self._idle(sub)
         else:
-            self.hub._spawn(self._linger(sub, t))
+            self.hub._spawn(self._linger(sub, f))
 
-    def _idle(self, sub: Any) -> None:
+    def _idle(self, sub: _Puller) -> None:
         self._subs.append(sub)
-        if sub in self._expired:
-            self.hub._spawn(self._sweep(sub))
+        if sub.held is not None:
+            self.hub._spawn(self._unheld(sub, sub.held))
 
-    async def _linger(self, sub: Any, t: asyncio.Task[Any]) -> None:
-        try:
-            ms = await asyncio.shield(t)  # (cancelled: the hub closes, the fetch with it)
-        except Exception:
-            ms = []
-            self._expired.add(sub)
-        for m in ms:
-            await _quietly(m.nak())
+    async def _linger(self, sub: _Puller, f: asyncio.Future[Any]) -> None:
+        await asyncio.wait((f,), timeout=_POLL + self.hub._timeout)
+        if not f.done():
+            await sub.lost()
+        elif f.result().reply:
+            await _quietly(f.result().nak())
         if not self.hub.closed:
             self._idle(sub)
 
-    async def _sweep(self, sub: Any) -> None:
-        """An expired pull may still bring a value a moment later (the server ends it
-        100 us before nats-py gives up): nak it, instead of leaving it in an idle
-        subscription until ``ack_wait``. (A fetch takes a waiting value first, without
-        asking the server for more.)"""
+    async def _unheld(self, sub: _Puller, m: Any) -> None:
+        """A value an ack's ``+NXT`` fetched that no receive took within ``_LATE``
+        seconds: nak it, so that it goes to another receiver."""
         await asyncio.sleep(_LATE)
-        if sub not in self._subs or sub not in self._expired:
-            return  # (in use again: its next fetch takes the value)
-        self._expired.discard(sub)
-        if sub.pending_msgs:
-            self._subs.remove(sub)
-            try:
-                ms = await sub.fetch(1, timeout=_LOOK)
-            except Exception:
-                ms = []
-            for m in ms:
-                await _quietly(m.nak())
-            if not self.hub.closed:
-                self._subs.append(sub)
+        if sub.held is m:
+            sub.held = None
+            await _quietly(m.nak())
 
     async def _take(self, m: Any) -> tuple[T | None, bool] | None:
         """Claim the fetched ``m`` and ack it: ``(value, True)`` if this receiver won,
@@ -755,6 +839,8 @@ class RemoteChan(Generic[T]):
         the value then leaves the stream). A receiver then acks ``m`` (work-queue
         retention: the ack removes it) and, on ``cap == 0``, tells the sender."""
         hub = self.hub
+        if m is not None and self._cap and await self._acked_in_time(m):
+            return True
         won = await self._record(seq)
         if m is None:
             if won:
@@ -764,6 +850,39 @@ class RemoteChan(Generic[T]):
             await _quietly(hub._nc.publish(f"csp-taken.{self.name}.{seq}", b""))
         await _quietly(m.ack())  # (lost: the server redelivers it, and that claim loses)
         return won
+
+    async def _acked_in_time(self, m: Any) -> bool:
+        """The time rule, for a value delivered for the first time (``cap >= 1``):
+        ack it, fetching the next value with the ack (``+NXT``), and True if the
+        server's answer came within half of ``ack_wait`` of the pull that brought
+        ``m``. The server then removed ``m`` before it could deliver it again (it
+        redelivers no sooner than ``ack_wait`` after that pull), so no other receiver
+        ever had it and this one won without a record. False (delivered before, or
+        the answer late or lost): the claim record decides, as for any value. (A
+        ``cap == 0`` sender withdraws by its own record: it never takes this path.)"""
+        sent: float | None = getattr(m, "_csp_sent", None)
+        if sent is None or m.metadata.num_delivered != 1:
+            return False
+        hub = self.hub
+        loop = asyncio.get_running_loop()
+        sub = await self._sub(holding=False)  # (one holding a value cannot fetch)
+        try:
+            f = await sub.pull(m.reply, b'+NXT {"batch":1,"no_wait":true}')
+            m._ackd = True  # (nats-py's own flag: a second ack is refused)
+            await asyncio.wait((f,), timeout=hub._timeout)
+            if not f.done():
+                await sub.lost()
+                return False
+            nxt = f.result()
+            if nxt is _LOST:
+                return False  # (the connection dropped: the ack may be lost with it)
+            if nxt.reply:  # (the next value: the next receive takes it)
+                nxt._csp_sent = sub.sent
+                sub.held = nxt
+            return loop.time() - sent < self._ack_wait / 2
+        finally:
+            if not hub.closed:
+                self._idle(sub)
 
     def _key(self, seq: int) -> str:
         """The key of ``seq``'s claim record."""
