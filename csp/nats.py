@@ -349,6 +349,8 @@ class Hub:
         self.closed = True
         for t in list(self._tasks):
             t.cancel()
+        for p in self._pullers:
+            p.drop()  # (their receives see the hub closed)
         try:
             await self._nc.close()
         except ConnectionError:
@@ -728,8 +730,6 @@ class RemoteChan(Generic[T]):
     async def _sub(self, holding: bool = True) -> _Puller:
         """An idle puller: one that holds a value if there is one (unless not
         ``holding``: then one that holds none), else the most recently used."""
-        from nats.js import api
-        from nats.js.errors import BadRequestError
 
         hub = self.hub
         hub._check_open()
@@ -740,17 +740,36 @@ class RemoteChan(Generic[T]):
         if subs and holding:
             return subs.pop()
         if not self._consumer:
-            try:
-                info = await hub._retry(hub._js.add_consumer, self._stream, api.ConsumerConfig(
-                    durable_name="csp", ack_policy=api.AckPolicy.EXPLICIT,
-                    ack_wait=hub.ack_wait, max_ack_pending=-1, filter_subject=self._subject))
-            except BadRequestError:  # (made by another process with another ack_wait:
-                info = await hub._retry(hub._js.consumer_info, self._stream, "csp")
-            self._ack_wait = min(hub.ack_wait, info.config.ack_wait or hub.ack_wait)
-            self._consumer = True
+            await self._make_consumer()
         puller = _Puller(hub)
         await puller.start()
         return puller
+
+    async def _make_consumer(self) -> None:
+        """Create the shared consumer if it does not exist, never changing one that
+        does (the first process's ``ack_wait`` holds for all), and read its
+        ``ack_wait``: the time rule of :meth:`_acked_in_time` counts with it."""
+        from nats.js import api
+        from nats.js.errors import NotFoundError
+
+        hub = self.hub
+        try:
+            info = await hub._retry(hub._js.consumer_info, self._stream, "csp")
+        except NotFoundError:
+            config = api.ConsumerConfig(
+                durable_name="csp", name="csp", ack_policy=api.AckPolicy.EXPLICIT,
+                ack_wait=hub.ack_wait, max_ack_pending=-1, filter_subject=self._subject)
+            req = {"stream_name": self._stream, "config": config.as_dict(),
+                   "action": "create"}  # (nats-py's add_consumer would update one)
+            answer = await hub._retry(
+                hub._nc.request, f"$JS.API.CONSUMER.CREATE.{self._stream}.csp.{self._subject}",
+                json.dumps(req).encode(), timeout=hub._timeout)
+            if "error" in json.loads(answer.data):  # (made meanwhile, by another process)
+                info = await hub._retry(hub._js.consumer_info, self._stream, "csp")
+            else:
+                info = api.ConsumerInfo.from_response(json.loads(answer.data))
+        self._ack_wait = info.config.ack_wait or hub.ack_wait
+        self._consumer = True
 
     async def _fetch(self, sub: _Puller, timeout: float) -> Any:
         """One message fetched (not yet claimed), or None after ``timeout``: the value
