@@ -221,10 +221,12 @@ class Hub:
         self._inflight: set[asyncio.Task[Any]] = set()  # requests waiting for answers
         self._dropped: set[asyncio.Task[Any]] = set()  # ... whose connection dropped
         self._pullers: weakref.WeakSet[_Puller] = weakref.WeakSet()  # (see _Puller.drop)
+        self._epoch = 0  # connections dropped so far (the time rule needs none between)
 
     def _disconnected(self) -> None:
         """The connection dropped: the answers to the requests in flight are lost
         (nats-py would wait out their timeout, 5 s each): they fail now."""
+        self._epoch += 1
         loop = asyncio.get_running_loop()
         for t in self._inflight:  # (after their first step: one not yet started would
             loop.call_soon(self._drop, t)  # end cancelled, not with ConnectionError)
@@ -320,6 +322,7 @@ class Hub:
         ch._incarnation = f"{int(info.created.timestamp() * 1e6):x}" if info.created else "0"
         ch._closed = meta.get("csp_closed") == "1"
         ch._len = info.state.messages
+        ch._fresh = (self._epoch, info.state.last_seq + 1)
         return ch
 
     async def _claims(self, name: str) -> Any:
@@ -543,6 +546,8 @@ class RemoteChan(Generic[T]):
         self._lingering: dict[_Puller, asyncio.Future[Any]] = {}  # pulls in flight
         self._consumer = False  # the shared consumer is known to exist
         self._ack_wait = hub.ack_wait  # ... and its ack_wait (the time rule uses it)
+        # (connection epoch, first sequence stored since this hub saw the server (re)start)
+        self._fresh = (-1, 0)
         self._taken = _Taken()
         self._kv: Any = None  # the claim records (see _record)
         self._incarnation = ""  # of the stream: a stream made again starts at seq 1
@@ -794,7 +799,7 @@ class RemoteChan(Generic[T]):
                 continue
             m = f.result()
             if m.reply:
-                m._csp_sent = sub.sent  # (the time rule of _claim)
+                m._csp_sent = (sub.sent, hub._epoch)  # (the time rule of _claim)
                 return m
             if m is _LOST:
                 continue  # (pull again once reconnected: nats-py holds the request)
@@ -858,9 +863,10 @@ class RemoteChan(Generic[T]):
         the value then leaves the stream). A receiver then acks ``m`` (work-queue
         retention: the ack removes it) and, on ``cap == 0``, tells the sender."""
         hub = self.hub
-        if m is not None and self._cap and await self._acked_in_time(m):
+        token = uuid.uuid4().hex.encode()
+        if m is not None and self._cap and await self._acked_in_time(m, seq, token):
             return True
-        won = await self._record(seq)
+        won = await self._record(seq, token)
         if m is None:
             if won:
                 await _quietly(hub._request(hub._js.delete_msg(self._stream, seq)))
@@ -870,7 +876,7 @@ class RemoteChan(Generic[T]):
         await _quietly(m.ack())  # (lost: the server redelivers it, and that claim loses)
         return won
 
-    async def _acked_in_time(self, m: Any) -> bool:
+    async def _acked_in_time(self, m: Any, seq: int, token: bytes) -> bool:
         """The time rule, for a value delivered for the first time (``cap >= 1``):
         ack it, fetching the next value with the ack (``+NXT``), and True if the
         server's answer came within half of ``ack_wait`` of the pull that brought
@@ -879,13 +885,25 @@ class RemoteChan(Generic[T]):
         ever had it and this one won without a record. False (delivered before, or
         the answer late or lost): the claim record decides, as for any value. (A
         ``cap == 0`` sender withdraws by its own record: it never takes this path.)"""
-        sent: float | None = getattr(m, "_csp_sent", None)
-        if sent is None or m.metadata.num_delivered != 1:
-            return False
         hub = self.hub
+        pulled: tuple[float, int] | None = getattr(m, "_csp_sent", None)
+        if pulled is None or m.metadata.num_delivered != 1 or pulled[1] != hub._epoch:
+            return False  # (a connection dropped since: the server may have restarted)
+        if self._fresh[0] != hub._epoch:
+            epoch = hub._epoch  # (a reconnect: the server may have crashed meanwhile)
+            info = await hub._retry(hub._js.stream_info, self._stream)
+            self._fresh = (epoch, info.state.last_seq + 1)
+        if seq < self._fresh[1]:
+            return False  # (stored before a server crash could have lost its ack)
+        sent = pulled[0]
         loop = asyncio.get_running_loop()
         sub = await self._sub(holding=False)  # (one holding a value cannot fetch)
         try:
+            # Its record too, without waiting for the answer: a server that crashes
+            # (SIGKILL) may lose an ack it answered, and redeliver the value; that
+            # receiver's claim then finds this record, and loses.
+            await hub._nc.publish(f"$KV.csp_{self.name}.{self._key(seq)}", token,
+                                  headers={"Nats-Expected-Last-Subject-Sequence": "0"})
             f = await sub.pull(m.reply, b'+NXT {"batch":1,"no_wait":true}')
             m._ackd = True  # (nats-py's own flag: a second ack is refused)
             await asyncio.wait((f,), timeout=hub._timeout)
@@ -896,9 +914,9 @@ class RemoteChan(Generic[T]):
             if nxt is _LOST:
                 return False  # (the connection dropped: the ack may be lost with it)
             if nxt.reply:  # (the next value: the next receive takes it)
-                nxt._csp_sent = sub.sent
+                nxt._csp_sent = (sub.sent, hub._epoch)
                 sub.held = nxt
-            return loop.time() - sent < self._ack_wait / 2
+            return loop.time() - sent < self._ack_wait / 2 and pulled[1] == hub._epoch
         finally:
             if not hub.closed:
                 self._idle(sub)
@@ -907,7 +925,7 @@ class RemoteChan(Generic[T]):
         """The key of ``seq``'s claim record."""
         return f"{self._incarnation}.{seq}"
 
-    async def _record(self, seq: int) -> bool:
+    async def _record(self, seq: int, token: bytes) -> bool:
         """Claim ``seq`` with a create-only record: a KV ``create`` of the key
         ``<stream incarnation>.<seq>`` with a token of this call. One create succeeds;
         a lost answer (a timeout, a dropped connection, a resend after the reconnect)
@@ -916,7 +934,7 @@ class RemoteChan(Generic[T]):
         from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
         hub = self.hub
-        key, token = self._key(seq), uuid.uuid4().hex.encode()
+        key = self._key(seq)
         while True:
             hub._check_open()
             try:
