@@ -20,13 +20,15 @@ Mapping (one JetStream stream per channel):
   * one durable pull consumer ``csp`` shared by every receiver of every process;
   * a send publishes with a message id (``Nats-Msg-Id``), so a retried publish counts
     once (the server's duplicate window);
-  * a receive fetches one value and *claims* it with a create-only record in the
-    key-value bucket ``csp_<name>`` (key: stream incarnation and sequence; value: a
-    token of the claim): a create succeeds once, so exactly one receiver owns a value
-    even when the server redelivered it after ``ack_wait`` (a double ack decides
-    nothing), and a claim whose answer was lost reads its token back. Then it acks
-    (the ack removes the value). An unbuffered sender withdraws a cancelled send by
-    racing the receivers for the same record;
+  * a receive pulls one value (on its puller's own inbox: :class:`_Puller`) and
+    *claims* it. By its ack, in time (``cap >= 1``, a first delivery stored since the
+    hub last connected: :meth:`RemoteChan._acked_in_time`), or else by a create-only
+    record in the key-value bucket ``csp_<name>`` (key: stream incarnation and
+    sequence; value: a token of the claim): a create succeeds once, so exactly one
+    receiver owns a value even when the server redelivered it after ``ack_wait`` (a
+    double ack decides nothing), and a claim whose answer was lost reads its token
+    back. Then it acks (the ack removes the value). An unbuffered sender withdraws a
+    cancelled send by racing the receivers for the same record;
   * close moves the stream off the channel's subject (a later publish finds no stream)
     and marks ``csp_closed`` in its metadata, in one stream update.
 
@@ -69,6 +71,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
+# The ack's time rule measures with a clock that keeps counting while the host is
+# suspended (a server's redelivery timer does): CLOCK_BOOTTIME where there is one.
+_clock: Callable[[], float] = (
+    functools.partial(time.clock_gettime, time.CLOCK_BOOTTIME)
+    if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic)
 _POLL = 0.5  # seconds a receiver's fetch waits before it looks at close again
 _LATE = 0.2  # seconds an expired pull's value may still take to arrive
 _PATIENCE = 0.2  # seconds a select's unbuffered send first waits for the receiver it saw
@@ -350,10 +357,24 @@ class Hub:
         if self.closed:
             return
         self.closed = True
+        # A request or an ack (+NXT) on its way may already have taken effect (a
+        # record made, a value stored or removed): let its answer come (for a while),
+        # so that its operation returns instead of raising over an outcome it does not
+        # know. The values the pullers hold (an ack fetched them) go back.
+        claims = [p.answer for p in self._pullers if p.claim and p.answer is not None]
+        if claims or self._inflight:
+            await asyncio.wait([*claims, *self._inflight], timeout=self._timeout)
         for t in list(self._tasks):
             t.cancel()
+        held = [p.held for p in self._pullers if p.held is not None]
+        held += [f.result() for f in claims if f.done() and f.result().reply]
         for p in self._pullers:
+            p.held = None
             p.drop()  # (their receives see the hub closed)
+        for m in held:
+            await _quietly(m.nak())
+        if held:
+            await _quietly(self._nc.flush())
         try:
             await self._nc.close()
         except ConnectionError:
@@ -463,9 +484,10 @@ class _Puller:
         self.inbox = ""
         self.sub: Any = None
         self.answer: asyncio.Future[Any] | None = None  # of the pull in flight
-        self.sent = 0.0  # loop time just before the pull in flight was sent
+        self.sent = 0.0  # _clock() just before the pull in flight was sent
         self.held: Any = None
         self.stale = False  # its inbox is renewed before the next pull
+        self.claim = False  # the pull in flight is an ack's (+NXT): see Hub.close
         hub._pullers.add(self)
 
     async def start(self) -> None:
@@ -498,7 +520,7 @@ class _Puller:
             await self.start()
         f: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.answer = f
-        self.sent = asyncio.get_running_loop().time()
+        self.sent = _clock()
         try:
             await self._nc.publish(subject, payload, reply=self.inbox)
         except BaseException:
@@ -890,34 +912,44 @@ class RemoteChan(Generic[T]):
         if pulled is None or m.metadata.num_delivered != 1 or pulled[1] != hub._epoch:
             return False  # (a connection dropped since: the server may have restarted)
         if self._fresh[0] != hub._epoch:
-            epoch = hub._epoch  # (a reconnect: the server may have crashed meanwhile)
-            info = await hub._retry(hub._js.stream_info, self._stream)
+            epoch = hub._epoch  # (a reconnect: the server may have crashed meanwhile,
+            try:                # or the consumer's ack_wait changed)
+                info = await hub._retry(hub._js.stream_info, self._stream)
+                ci = await hub._retry(hub._js.consumer_info, self._stream, "csp")
+            except Exception:
+                return False  # (the record decides, and says what went wrong)
+            self._ack_wait = ci.config.ack_wait or hub.ack_wait
             self._fresh = (epoch, info.state.last_seq + 1)
         if seq < self._fresh[1]:
             return False  # (stored before a server crash could have lost its ack)
         sent = pulled[0]
-        loop = asyncio.get_running_loop()
         sub = await self._sub(holding=False)  # (one holding a value cannot fetch)
+        sub.claim = True
         try:
             # Its record too, without waiting for the answer: a server that crashes
             # (SIGKILL) may lose an ack it answered, and redeliver the value; that
             # receiver's claim then finds this record, and loses.
-            await hub._nc.publish(f"$KV.csp_{self.name}.{self._key(seq)}", token,
-                                  headers={"Nats-Expected-Last-Subject-Sequence": "0"})
-            f = await sub.pull(m.reply, b'+NXT {"batch":1,"no_wait":true}')
+            try:
+                await hub._nc.publish(f"$KV.csp_{self.name}.{self._key(seq)}", token,
+                                      headers={"Nats-Expected-Last-Subject-Sequence": "0"})
+                f = await sub.pull(m.reply, b'+NXT {"batch":1,"no_wait":true}')
+            except Exception:
+                return False  # (not sent: a reconnect's buffer full, ...)
             m._ackd = True  # (nats-py's own flag: a second ack is refused)
             await asyncio.wait((f,), timeout=hub._timeout)
             if not f.done():
                 await sub.lost()
                 return False
             nxt = f.result()
-            if nxt is _LOST:
-                return False  # (the connection dropped: the ack may be lost with it)
-            if nxt.reply:  # (the next value: the next receive takes it)
-                nxt._csp_sent = (sub.sent, hub._epoch)
-                sub.held = nxt
-            return loop.time() - sent < self._ack_wait / 2 and pulled[1] == hub._epoch
+            if nxt.reply:  # (the next value: the next receive takes it; hub.close()
+                nxt._csp_sent = (sub.sent, hub._epoch)  # naks it if it came first)
+                if not hub.closed:
+                    sub.held = nxt
+            elif (nxt.headers or {}).get("Status") not in ("404", "408"):
+                return False  # (_LOST: the connection dropped; 503: nobody got the ack)
+            return _clock() - sent < self._ack_wait / 2 and pulled[1] == hub._epoch
         finally:
+            sub.claim = False
             if not hub.closed:
                 self._idle(sub)
 

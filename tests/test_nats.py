@@ -1151,3 +1151,77 @@ def test_every_value_is_received_once_across_a_server_crash_mid_stream(
                 return got
         got = asyncio.run(main())
     assert sorted(got) == list(range(n)), [v for v in set(got) if got.count(v) > 1]
+
+
+def test_closing_a_hub_gives_back_the_value_its_ack_fetched(server: Server) -> None:
+    """The ack of the first value fetched the second for this hub's next receive; the
+    hub closes instead: the second goes back at once (nak), not after ack_wait."""
+    async def main() -> None:
+        async with await cn.connect(server.url) as b:
+            name = _name()
+            rb = await b.chan(name, cap=2)
+            async with await cn.connect(server.url) as a:
+                ra = await a.chan(name, cap=2)
+                await rb.send(1)
+                await rb.send(2)
+                assert await ra.recv() == 1
+                assert any(p.held is not None for p in ra._subs)
+            assert await asyncio.wait_for(rb.recv(), 3.0) == 2
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_a_hub_closed_while_an_ack_is_on_its_way_lets_its_receive_return_the_value(
+        server: Server) -> None:
+    """The receiver is 0.3 s of round trip away (a delaying proxy). Its hub closes
+    while the ack that claims its value is on its way: the ack may already have removed
+    the value, so close waits for the answer and the receive returns the value
+    (answered _LOST at once, the receive raised HubClosed and the value was gone)."""
+    async def main() -> None:
+        proxy = _Proxy(server.port, delay=0.15)
+        await proxy.start()
+        try:
+            async with await cn.connect(server.url) as b:
+                name = _name()
+                tx = await b.chan(name, cap=2)
+                a = await cn.connect(proxy.url)
+                rx = await a.chan(name, cap=2)
+                await tx.send("v")
+                r = asyncio.ensure_future(rx.recv())
+                while not any(p.claim and p.answer is not None for p in a._pullers):
+                    await asyncio.sleep(0.01)
+                await a.close()
+                assert await r == "v"
+                assert (await b._js.stream_info(tx._stream)).state.messages == 0
+        finally:
+            await proxy.close()
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_a_hub_closed_while_a_claim_record_is_on_its_way_lets_its_receive_return(
+        server: Server) -> None:
+    """cap 0, the receiver 0.3 s of round trip away: its hub closes while the create
+    of its claim record is on its way. Close waits for the answer, so the receive
+    returns the value and the sender's rendezvous completes (it raised HubClosed, and
+    the record made meanwhile meant no other receiver could ever claim the value)."""
+    async def main() -> None:
+        proxy = _Proxy(server.port, delay=0.15)
+        await proxy.start()
+        try:
+            async with await cn.connect(server.url) as b:
+                name = _name()
+                tx = await b.chan(name, cap=0)
+                a = await cn.connect(proxy.url)
+                rx = await a.chan(name, cap=0)
+                rx._release(await rx._sub())  # (the consumer is there: no request left)
+                s = asyncio.ensure_future(tx.send("v"))
+                r = asyncio.ensure_future(rx.recv())
+                while not a._inflight:
+                    await asyncio.sleep(0.01)
+                await a.close()
+                assert await r == "v"
+                await asyncio.wait_for(s, 10)
+        finally:
+            await proxy.close()
+    asyncio.run(main())
