@@ -273,16 +273,21 @@ class Hub:
                         f"csp.nats: the connection to {self.url} dropped") from None
             raise
 
-    async def _retry(self, fn: Callable[..., Awaitable[R]], *args: Any, **kw: Any) -> R:
+    async def _retry(self, fn: Callable[..., Awaitable[R]], *args: Any,
+                     closing: bool = False, **kw: Any) -> R:
         """``await fn(*args)`` for a request that may be repeated (a look, an
         idempotent update), retried while the server is away (a restart, a dropped
-        connection) until it answers; :class:`HubClosed` once the hub is closed."""
+        connection) until it answers; :class:`HubClosed` once the hub is closed
+        (with ``closing``: once its connection is, so that a claim can still read
+        its record back while close() waits for it)."""
         while True:
-            self._check_open()
+            gone = self.closed and (not closing or self._nc.is_closed)
+            if gone:
+                self._check_open()
             try:
                 return await _unswallowed(self._request(fn(*args, **kw)))
             except Exception as e:
-                if not _transient(e) or self.closed:
+                if not _transient(e) or gone:
                     self._raise_closed(e)
                     raise
             await asyncio.sleep(0.05)
@@ -307,6 +312,7 @@ class Hub:
         c = _codec(codec)
         self._check_open()
         stream = f"CSP_{name}"
+        epoch = self._epoch  # (before the look: a crash after it must not pass for "since")
         config = api.StreamConfig(
             name=stream, subjects=[f"csp.{name}"],
             retention=api.RetentionPolicy.WORK_QUEUE, max_msgs=cap if cap else -1,
@@ -329,7 +335,7 @@ class Hub:
         ch._incarnation = f"{int(info.created.timestamp() * 1e6):x}" if info.created else "0"
         ch._closed = meta.get("csp_closed") == "1"
         ch._len = info.state.messages
-        ch._fresh = (self._epoch, info.state.last_seq + 1)
+        ch._fresh = (epoch, info.state.last_seq + 1)
         return ch
 
     async def _claims(self, name: str) -> Any:
@@ -362,8 +368,15 @@ class Hub:
         # so that its operation returns instead of raising over an outcome it does not
         # know. The values the pullers hold (an ack fetched them) go back.
         claims = [p.answer for p in self._pullers if p.claim and p.answer is not None]
-        if claims or self._inflight:
-            await asyncio.wait([*claims, *self._inflight], timeout=self._timeout)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self._timeout
+        while loop.time() < until:  # (a claim's read-back starts while it waits)
+            pending = [f for f in (*claims, *self._inflight) if not f.done()]
+            if not pending:
+                break
+            await asyncio.wait(pending, timeout=until - loop.time(),
+                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.sleep(0)  # (let the woken claim start its next request)
         for t in list(self._tasks):
             t.cancel()
         held = [p.held for p in self._pullers if p.held is not None]
@@ -939,6 +952,7 @@ class RemoteChan(Generic[T]):
             await asyncio.wait((f,), timeout=hub._timeout)
             if not f.done():
                 await sub.lost()
+                m._ackd = False  # (the record decides; its ack is then sent again)
                 return False
             nxt = f.result()
             if nxt.reply:  # (the next value: the next receive takes it; hub.close()
@@ -946,6 +960,7 @@ class RemoteChan(Generic[T]):
                 if not hub.closed:
                     sub.held = nxt
             elif (nxt.headers or {}).get("Status") not in ("404", "408"):
+                m._ackd = False  # (the ack may not have arrived: the record's ack follows)
                 return False  # (_LOST: the connection dropped; 503: nobody got the ack)
             return _clock() - sent < self._ack_wait / 2 and pulled[1] == hub._epoch
         finally:
@@ -963,7 +978,11 @@ class RemoteChan(Generic[T]):
         a lost answer (a timeout, a dropped connection, a resend after the reconnect)
         is resolved by reading the record: this call's token, it won. (A double ack
         decides nothing, and a delete's "gone" cannot say whose delete it was.)"""
-        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+        from nats.js.errors import (
+            KeyNotFoundError,
+            KeyWrongLastSequenceError,
+            NoStreamResponseError,
+        )
 
         hub = self.hub
         key = self._key(seq)
@@ -974,12 +993,15 @@ class RemoteChan(Generic[T]):
                 return True
             except KeyWrongLastSequenceError:
                 pass  # someone's record: this call's, if an answer was lost before
+            except NoStreamResponseError:  # (no stream took it: JetStream restarting)
+                await asyncio.sleep(0.05)
+                continue
             except Exception as e:
                 if not _transient(e) or hub.closed:
                     hub._raise_closed(e)
                     raise
             try:
-                entry = await hub._retry(self._kv.get, key)
+                entry = await hub._retry(self._kv.get, key, closing=True)
             except KeyNotFoundError:
                 continue  # (no record yet: create it)
             return bool(entry.value == token)

@@ -1225,3 +1225,29 @@ def test_a_hub_closed_while_a_claim_record_is_on_its_way_lets_its_receive_return
         finally:
             await proxy.close()
     asyncio.run(main())
+
+
+def test_a_claim_whose_ack_got_no_answer_acks_again_once_its_record_wins(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ack (+NXT) of a first delivery gets no answer (here: it never leaves; in
+    life, the connection dropped with it): the record decides and wins, and the value
+    is then acked for real. (nats-py's flag, set for the +NXT, refused that ack: the
+    value stayed on the server until ack_wait, and a closed channel never drained.)"""
+    real = cn._Puller.pull
+
+    async def unanswered(self: Any, subject: str, payload: bytes) -> asyncio.Future[Any]:
+        if not payload.startswith(b"+NXT"):
+            return await real(self, subject, payload)
+        f: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        f.set_result(cn._LOST)
+        return f
+    monkeypatch.setattr(cn._Puller, "pull", unanswered)
+
+    async def main() -> None:
+        async with await cn.connect(server.url) as hub:
+            ch = await hub.chan(_name(), cap=2)
+            await ch.send("v")
+            assert await asyncio.wait_for(ch.recv(), 5.0) == "v"
+            await ch.close()
+            assert await asyncio.wait_for(ch.recv_ok(), 3.0) == (None, False)
+    asyncio.run(main())
