@@ -56,6 +56,7 @@ def machine_info() -> dict[str, Any]:
         "csp": getattr(csp, "__version__", None),
         "csp_path": str(Path(csp.__file__).resolve().parent),
         "csp_commit": csp_commit(),
+        "csp_mode": "compiled" if csp.compiled else "pure",
         "uvloop": uv,
         "anyio": _version("anyio"),
         "rich": _version("rich"),
@@ -67,6 +68,6 @@ def describe(info: dict[str, Any]) -> str:
     commit = f" @ {info['csp_commit']}" if info.get("csp_commit") else ""
     return (
         f"{info['cpu']}, {info['cores']} cores · {info['python_implementation']} "
-        f"{info['python']} · csp {info['csp']}{commit} · uvloop {info['uvloop']} · "
+        f"{info['python']} · csp {info['csp']}{commit} ({info.get('csp_mode', 'pure')}) · uvloop {info['uvloop']} · "
         f"anyio {info['anyio']} · {info['platform']}"
     )

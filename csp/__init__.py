@@ -15,7 +15,7 @@ Example::
     csp.run(main)
 """
 
-from csp import atomic, context, nats, testing
+from csp import _mode, atomic, context, nats, testing  # _mode first: it picks the build
 from csp._broadcast import Broadcast
 from csp._chan import Chan, RecvChan, SendChan, nil
 from csp._errors import ChannelError, ClosedChannelError, DeadlockError, WouldBlock
@@ -46,6 +46,7 @@ __all__ = [
     "after",
     "after_func",
     "atomic",
+    "compiled",
     "context",
     "nats",
     "dump",
@@ -65,3 +66,7 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+#: True when csp's core runs from compiled extension modules, False for pure Python
+#: (no compiler at install time, or ``CSP_NO_EXTENSIONS=1``). See docs/compiled.md.
+compiled: bool = _mode.compiled()

@@ -39,7 +39,8 @@ CORE = {
 }
 # API.md, second wave: direction views (typing) and the non-blocking operations.
 ADDITIONS = {"Broadcast", "RecvChan", "SendChan", "WouldBlock", "dump", "once_func", "once_value",
-             "once_values", "select_blocking"}
+             "once_values", "select_blocking",
+             "compiled"}  # issue 18: which build of the core runs
 
 
 def public_names() -> set[str]:

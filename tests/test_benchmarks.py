@@ -341,6 +341,8 @@ def test_cli_quick_json_has_every_pattern_implementation_and_loop(tmp_path: Path
     doc = json.loads(path.read_text())
     assert {"cpu", "cores", "python", "csp", "uvloop", "anyio", "platform"} <= set(
         doc["machine"])
+    assert doc["machine"]["csp_mode"] == ("compiled" if csp.compiled else "pure")
+    assert f"({doc['machine']['csp_mode']}) · uvloop" in proc.stdout + proc.stderr  # the header
     assert doc["config"]["size"] == "tiny"
     got = {(r["bench"], r["impl"], r["loop"]) for r in doc["results"]}
     skipped = {s["bench"]: s["reason"] for s in doc["skipped"]}

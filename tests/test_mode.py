@@ -1,0 +1,79 @@
+"""csp._mode: which build of the core runs, and CSP_NO_EXTENSIONS forcing pure Python."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import csp
+from csp import _mode
+
+EXT = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def test_compiled_is_a_bool_that_matches_the_loaded_modules() -> None:
+    assert type(csp.compiled) is bool
+    assert csp.compiled == _mode.compiled()
+    assert "compiled" in csp.__all__
+
+
+def test_compiled_is_true_once_a_hot_module_comes_from_an_extension(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = types.ModuleType("csp._waitq")
+    fake.__loader__ = importlib.machinery.ExtensionFileLoader("csp._waitq", "x" + EXT)
+    monkeypatch.setitem(sys.modules, "csp._waitq", fake)
+    assert _mode.compiled() is True
+    monkeypatch.setitem(sys.modules, "csp._waitq", types.ModuleType("csp._waitq"))
+    assert _mode.compiled() is False
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("1", True),
+                                                 ("yes", True)])
+def test_the_variable_is_read_as_go_and_ci_write_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    monkeypatch.setenv("CSP_NO_EXTENSIONS", value)
+    assert _mode.no_extensions() is expected
+
+
+def test_the_source_only_finder_picks_the_source_over_an_extension_beside_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "_waitq.py").write_text("X = 1\n")
+    (tmp_path / ("_waitq" + EXT)).write_bytes(b"")
+    default = importlib.machinery.FileFinder(  # the order Python's own path finder uses
+        str(tmp_path),
+        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+        (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES),
+    ).find_spec("csp._waitq")
+    assert default is not None
+    assert isinstance(default.loader, importlib.machinery.ExtensionFileLoader)  # it would win
+    spec = _mode._SourceOnly().find_spec("csp._waitq", [str(tmp_path)])
+    assert spec is not None and spec.origin == str(tmp_path / "_waitq.py")
+    assert isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+    assert _mode._SourceOnly().find_spec("other._waitq", [str(tmp_path)]) is None
+    assert _mode._SourceOnly().find_spec("csp._missing", [str(tmp_path)]) is None
+
+
+def test_with_the_variable_set_every_csp_module_loads_from_source() -> None:
+    code = (
+        "import sys, importlib.machinery as m, csp\n"
+        "bad = [n for n, mod in sys.modules.items() if n.startswith('csp.') and mod is not None"
+        " and not isinstance(mod.__loader__, (m.SourceFileLoader, m.SourcelessFileLoader))]\n"
+        "assert not bad, bad\n"
+        "assert csp.compiled is False\n"
+        "assert type(sys.meta_path[0]).__name__ == '_SourceOnly'\n"
+        "print(len([n for n in sys.modules if n.startswith('csp.')]))\n"
+    )
+    env = {**os.environ, "CSP_NO_EXTENSIONS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= len(_mode.HOT)
