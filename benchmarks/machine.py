@@ -68,6 +68,7 @@ def describe(info: dict[str, Any]) -> str:
     commit = f" @ {info['csp_commit']}" if info.get("csp_commit") else ""
     return (
         f"{info['cpu']}, {info['cores']} cores · {info['python_implementation']} "
-        f"{info['python']} · csp {info['csp']}{commit} ({info.get('csp_mode', 'pure')}) · uvloop {info['uvloop']} · "
+        f"{info['python']} · csp {info['csp']}{commit} ({info.get('csp_mode', 'pure')}) · "
+        f"uvloop {info['uvloop']} · "
         f"anyio {info['anyio']} · {info['platform']}"
     )

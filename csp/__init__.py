@@ -3,6 +3,7 @@
 The public surface is re-exported here; the implementation lives in private modules.
 ``csp.run(main)`` runs a program; ``csp.go(f, x)`` starts a goroutine; ``csp.Chan``
 and ``csp.select`` move values between them. See the README for the Go -> csp table.
+``csp.compiled`` says whether the core runs compiled or as pure Python.
 Example::
 
     import csp

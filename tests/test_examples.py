@@ -419,8 +419,9 @@ def public_objects() -> list[tuple[str, object]]:
     for modname, mod in (("csp", csp), ("csp.context", csp.context), ("csp.atomic", csp.atomic),
                          ("csp.nats", csp.nats)):
         for n in mod.__all__:
-            if (modname, n) in (("csp", "nil"), ("csp.context", "CancelFunc")):
-                continue  # an instance and a type alias: no docstring of their own
+            if (modname, n) in (("csp", "nil"), ("csp", "compiled"),
+                                ("csp.context", "CancelFunc")):
+                continue  # instances and a type alias: no docstring of their own
             out.append((f"{modname}.{n}", getattr(mod, n)))
     return out
 
