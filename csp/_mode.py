@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-#: The modules a compiled build replaces; the rest of csp is always pure Python.
-HOT = ("csp._waitq", "csp._waiter", "csp._sched", "csp._drive", "csp._chan", "csp._select")
+#: The compiled modules; the rest of csp is always pure Python (each has a pure twin).
+HOT = ("csp._speedups",)
 
 
 def no_extensions() -> bool:
@@ -66,6 +66,32 @@ def install() -> None:
     """Put the source-only finder first on ``sys.meta_path`` if the variable asks for it."""
     if no_extensions() and not any(isinstance(f, _SourceOnly) for f in sys.meta_path):
         sys.meta_path.insert(0, _SourceOnly())
+
+
+def speedups() -> ModuleType | None:
+    """``csp._speedups`` (the compiled core), or None for the pure-Python core: when
+    ``CSP_NO_EXTENSIONS`` asks for it, when the extension was not built (no compiler:
+    the install falls back), or when it is stale, older than its ``.c`` beside it (an
+    editable install whose source changed since: rebuild with ``pip install -e .``)."""
+    if no_extensions():
+        return None
+    try:
+        from csp import _speedups
+    except ImportError:
+        return None
+    so = getattr(_speedups, "__file__", None) or ""
+    src = os.path.join(os.path.dirname(so), "_speedups.c")
+    try:
+        stale = os.path.getmtime(src) > os.path.getmtime(so)
+    except OSError:  # no source beside it (a wheel): as built
+        stale = False
+    if stale:
+        import warnings
+
+        warnings.warn(f"csp: {so} is older than {src}; using the pure-Python core "
+                      "(rebuild: pip install -e .)", RuntimeWarning, stacklevel=2)
+        return None
+    return _speedups
 
 
 def compiled() -> bool:

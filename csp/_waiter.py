@@ -66,7 +66,7 @@ import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
 
-from csp import _compat, _sched
+from csp import _compat, _mode, _sched
 from csp._threads import BUDGET, budget, lock, maybe_single, shared
 
 if TYPE_CHECKING:
@@ -240,17 +240,11 @@ def parked_on(task: asyncio.Task[Any]) -> Waiter | None:
 # -- the waiter -------------------------------------------------------------------------
 
 
-class Waiter:
-    """What a parked task awaits: a single-assignment, future-like outcome.
-
-    ``value`` is the outcome (the value received; for a parked sender, the value it
-    offers until completed; for a cancelled waiter, the cancel message), ``ok`` is False
-    when the waiter was completed by close rather than by a partner, ``index`` is the
-    select case that fired (-1 otherwise). ``reason`` says what the task waits for
-    ("chan receive", "select", ...) for deadlock reports and reprs. ``on_abort`` is
-    called once, after the waiter left its queue, when it is withdrawn. ``q``/``prev``/
-    ``next`` link it into a :class:`~csp._waitq.WaitQ`.
-    """
+class _WaiterCore:
+    """The part of the waiter that runs on every park: its fields, its constructor and
+    ``__await__``. Its compiled twin is ``WaiterCore`` in ``csp/_speedups.c`` (used when
+    the extension is built; ``CSP_NO_EXTENSIONS=1`` selects this one), where the waiter
+    is its own iterator instead of a generator. The suite runs in both modes."""
 
     __slots__ = (
         "_asyncio_future_blocking",
@@ -290,6 +284,63 @@ class Waiter:
         self.reason = reason
         self.value = value
         self.waker = None
+
+    def __await__(self) -> Generator[Waiter, None, None]:
+        if self.state is PENDING:
+            budget.left = budget.full  # a park: the cooperative budget starts again
+            try:
+                yield self  # type: ignore[misc]  # (always a Waiter)
+            except BaseException as exc:
+                if _thrown(self, exc):  # type: ignore[arg-type]
+                    raise
+        if self.state is CANCELLED:
+            raise _cancelled_error(self.value)
+
+
+def _thrown(w: Waiter, exc: BaseException) -> bool:
+    """An exception reached a task parked on ``w`` (``Task.cancel()``'s, or one thrown
+    in with ``coro.throw``/``close``): True if it is to be raised; False if the
+    operation took effect first, so its outcome stands and the cancellation is owed."""
+    if shared.on:
+        with lock:
+            state: int = w.state  # (moved while we were parked)
+            if state is PENDING:
+                w.withdraw()
+    else:
+        state = w.state  # (moved while we were parked)
+        if state is PENDING:
+            w.withdraw()
+    if state is PENDING:
+        # thrown in without cancel() (coro.throw, close): withdrawn above, so that
+        # nothing completes it later
+        return True
+    if state is not DONE or not isinstance(exc, _CancelledError):
+        return True
+    w._absorb(exc)
+    return False
+
+
+if not TYPE_CHECKING:
+    _speedups = _mode.speedups()
+    if _speedups is not None:
+        _speedups.setup(budget, _thrown, _cancelled_error, PENDING, CANCELLED)
+        _WaiterCore = _speedups.WaiterCore
+
+
+class Waiter(_WaiterCore):
+    """What a parked task awaits: a single-assignment, future-like outcome.
+
+    ``value`` is the outcome (the value received; for a parked sender, the value it
+    offers until completed; for a cancelled waiter, the cancel message), ``ok`` is False
+    when the waiter was completed by close rather than by a partner, ``index`` is the
+    select case that fired (-1 otherwise). ``reason`` says what the task waits for
+    ("chan receive", "select", ...) for deadlock reports and reprs. ``on_abort`` is
+    called once, after the waiter left its queue, when it is withdrawn. ``q``/``prev``/
+    ``next`` link it into a :class:`~csp._waitq.WaitQ`. (Fields, constructor and park:
+    :class:`_WaiterCore`.)
+    """
+
+    __slots__ = ()
 
     # -- completion and withdrawal ------------------------------------------------
 
@@ -417,33 +468,6 @@ class Waiter:
         if self.state is CANCELLED:
             raise _cancelled_error(self.value)
         return None
-
-    def __await__(self) -> Generator[Waiter, None, None]:
-        if self.state is PENDING:
-            budget.left = budget.full  # a park: the cooperative budget starts again
-            try:
-                yield self
-            except BaseException as exc:
-                if shared.on:
-                    with lock:
-                        state: int = self.state  # (moved while we were parked)
-                        if state is PENDING:
-                            self.withdraw()
-                else:
-                    state = self.state  # (moved while we were parked)
-                    if state is PENDING:
-                        self.withdraw()
-                if state is PENDING:
-                    # thrown in without cancel() (coro.throw, close): withdrawn above,
-                    # so that nothing completes it later
-                    raise
-                if state is not DONE or not isinstance(exc, _CancelledError):
-                    raise
-                # The operation took effect before the cancellation reached it: the
-                # outcome stands, and the cancellation is owed.
-                self._absorb(exc)
-        if self.state is CANCELLED:
-            raise _cancelled_error(self.value)
 
     def _absorb(self, exc: asyncio.CancelledError) -> None:
         loop = _get_running_loop()

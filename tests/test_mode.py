@@ -26,12 +26,44 @@ def test_compiled_is_a_bool_that_matches_the_loaded_modules() -> None:
 def test_compiled_is_true_once_a_hot_module_comes_from_an_extension(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake = types.ModuleType("csp._waitq")
-    fake.__loader__ = importlib.machinery.ExtensionFileLoader("csp._waitq", "x" + EXT)
-    monkeypatch.setitem(sys.modules, "csp._waitq", fake)
+    name = _mode.HOT[0]
+    fake = types.ModuleType(name)
+    fake.__loader__ = importlib.machinery.ExtensionFileLoader(name, "x" + EXT)
+    monkeypatch.setitem(sys.modules, name, fake)
     assert _mode.compiled() is True
-    monkeypatch.setitem(sys.modules, "csp._waitq", types.ModuleType("csp._waitq"))
+    monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     assert _mode.compiled() is False
+
+
+def test_the_waiter_core_is_the_compiled_one_exactly_when_compiled() -> None:
+    from csp import _waiter
+
+    core = _waiter.Waiter.__mro__[1]
+    assert _waiter.Waiter.__mro__[2:] == (object,)
+    if csp.compiled:
+        assert core.__module__ == "csp._speedups" and core.__name__ == "WaiterCore"
+    else:
+        assert core.__module__ == "csp._waiter" and core.__name__ == "_WaiterCore"
+
+
+def test_speedups_is_none_when_the_variable_asks_for_pure_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CSP_NO_EXTENSIONS", "1")
+    assert _mode.speedups() is None
+
+
+@pytest.mark.skipif(not csp.compiled, reason="needs the built extension")
+def test_a_stale_extension_is_refused_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.path.getmtime
+
+    def newer_source(path: str) -> float:
+        return real(path) + (1e6 if path.endswith(".c") else 0)
+
+    assert _mode.speedups() is not None  # as built
+    monkeypatch.setattr(os.path, "getmtime", newer_source)
+    with pytest.warns(RuntimeWarning, match=r"older than .*_speedups\.c; using the pure"):
+        assert _mode.speedups() is None
 
 
 @pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("1", True),
