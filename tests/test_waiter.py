@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -255,6 +256,148 @@ async def test_waiter_supports_one_waiting_task() -> None:
 def test_waiter_add_done_callback_outside_a_loop_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="running event loop"):
         Waiter("x").add_done_callback(lambda _: None)
+
+
+# -- the waiter's core: fields, constructor, park (compiled or pure: csp._mode) ---------
+# CI runs these in both modes; the compiled core is csp/_speedups.c.
+
+
+def test_a_fresh_waiter_has_its_five_fields_and_no_others() -> None:
+    v = object()
+    w = Waiter("chan send", v)
+    assert (w._asyncio_future_blocking, w.state, w.reason, w.value, w.waker) == (
+        True, PENDING, "chan send", v, None)
+    for name in ("base", "index", "next", "ok", "on_abort", "prev", "q"):
+        with pytest.raises(AttributeError):
+            getattr(w, name)
+    assert getattr(w, "q", None) is None  # (how the slow paths read them)
+    assert Waiter("x").value is None and Waiter("x", value=3).value == 3
+    with pytest.raises(TypeError):
+        Waiter()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Waiter("x", 1, 2)  # type: ignore[call-arg]
+    with pytest.raises(AttributeError):
+        w.other = 1  # type: ignore[attr-defined]  # (slots only)
+    w.ok = True
+    del w.ok
+    assert not hasattr(w, "ok")
+
+
+def _park(w: Waiter) -> Any:
+    """Drive ``await w`` by hand, as a Task or a goroutine does: the coroutine."""
+    async def body() -> str:
+        await w
+        return "returned"
+
+    return body()
+
+
+def test_a_park_yields_the_waiter_once_and_refills_the_budget() -> None:
+    w = Waiter("x")
+    c = _park(w)
+    budget = _waiter.budget
+    budget.left = 3
+    assert c.send(None) is w
+    assert budget.left == budget.full
+    w.complete(7)
+    with pytest.raises(StopIteration) as e:
+        c.send(None)
+    assert e.value.value == "returned"
+
+
+def test_awaiting_a_waiter_that_left_pending_never_yields() -> None:
+    done = Waiter("x")
+    done.complete(1)
+    c = _park(done)
+    with pytest.raises(StopIteration):
+        c.send(None)
+    gone = Waiter("y")
+    gone.withdraw("why")
+    with pytest.raises(asyncio.CancelledError, match="why"):
+        _park(gone).send(None)
+    for _ in range(2):  # (a finished waiter may be awaited again: NOTHING is)
+        with pytest.raises(StopIteration):
+            _park(done).send(None)
+
+
+def test_a_spurious_resume_while_pending_returns_as_the_generator_did() -> None:
+    w = Waiter("x")
+    c = _park(w)
+    assert c.send(None) is w
+    with pytest.raises(StopIteration):
+        c.send(None)
+    assert w.state is PENDING
+
+
+@pytest.mark.parametrize("form", ["instance", "class", "class+value"])
+def test_a_throw_while_parked_withdraws_and_raises_it(form: str) -> None:
+    w = Waiter("x")
+    aborted: list[Waiter] = []
+    w.on_abort = aborted.append
+    c = _park(w)
+    assert c.send(None) is w
+    exc = ValueError("boom")
+    with pytest.raises(ValueError) as e, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: throw(type, value))
+        if form == "instance":
+            c.throw(exc)
+        elif form == "class":
+            c.throw(ValueError)
+        else:
+            c.throw(ValueError, "boom")
+    assert e.value is exc if form == "instance" else type(e.value) is ValueError
+    assert str(e.value) == ("" if form == "class" else "boom")
+    assert w.state is CANCELLED and aborted == [w]
+    assert e.value.__context__ is None
+
+
+def test_a_cancellation_thrown_after_completion_is_absorbed_and_owed() -> None:
+    """The outcome stands: the park returns normally (the owed part needs a task: the
+    scenarios above)."""
+    w = Waiter("x")
+    c = _park(w)
+    assert c.send(None) is w
+    w.complete(5)
+    with pytest.raises(StopIteration) as e:
+        c.throw(asyncio.CancelledError("late"))
+    assert e.value.value == "returned" and w.state is DONE
+    d = Waiter("y")
+    c = _park(d)
+    c.send(None)
+    d.complete(1)
+    with pytest.raises(KeyError):  # anything else passes through the completed park
+        c.throw(KeyError("k"))
+
+
+def test_closing_a_parked_coroutine_withdraws_its_waiter() -> None:
+    w = Waiter("x")
+    c = _park(w)
+    assert c.send(None) is w
+    c.close()
+    assert w.state is CANCELLED
+    d = Waiter("y")
+    c = _park(d)
+    c.send(None)
+    d.complete(2)
+    c.close()
+    assert d.state is DONE and d.value == 2
+
+
+def test_a_cycle_through_a_waiter_is_collected() -> None:
+    import gc
+    import weakref
+
+    class Holder:
+        pass
+
+    h = Holder()
+    w = Waiter("x", h)
+    h.w = w  # type: ignore[attr-defined]
+    w.on_abort = [h].append  # (a hook that leads back to it)
+    ref = weakref.ref(h)
+    del h, w
+    gc.collect()
+    assert ref() is None
 
 
 # -- READY: the shared finished Future of the locks' ``async with`` ---------------------
