@@ -52,9 +52,9 @@ import asyncio
 import collections.abc
 import contextvars
 from collections.abc import Coroutine
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from csp import _compat
+from csp import _compat, _mode
 from csp._sched import Scheduler
 from csp._threads import lock, shared
 from csp._waiter import DONE, NOTHING, PENDING, Waiter
@@ -85,7 +85,80 @@ def _rearm(exc: BaseException) -> None:
     task.uncancel()
 
 
-class Goroutine:
+class _GoroutineCore:
+    """The goroutine's hot fields and :meth:`run`. Its compiled twin is
+    ``GoroutineCore`` in ``csp/_speedups.c`` (see csp._mode); the rest of the driver is
+    :class:`Goroutine`."""
+
+    __slots__ = ("coro", "ctx", "cur", "loop", "sched", "send_", "task", "via_task")
+
+    coro: Coroutine[Any, Any, Any]
+    ctx: contextvars.Context
+    cur: Waiter | None
+    loop: asyncio.AbstractEventLoop
+    sched: Scheduler
+    send_: Any
+    task: asyncio.Task[Any] | None
+    via_task: bool
+
+    if TYPE_CHECKING:
+        def _to_task(self, kind: int, arg: Any) -> None: ...
+        def _publish(self, y: Waiter) -> bool: ...
+        def _parked_with_cancel_pending(self, y: Waiter) -> None: ...
+
+    def run(self) -> None:
+        """Resume the coroutine from the run queue: its csp waiter finished, or it made
+        a bare yield. (The hottest path in csp.)"""
+        if self.via_task:
+            self._to_task(_RESUME, None)
+            return
+        self.cur = None
+        loop = self.loop
+        cur = _current_tasks
+        cur[loop] = self.task  # current_task() is right while it runs
+        try:
+            y = self.ctx.run(self.send_, None)
+        except StopIteration as stop:
+            kind, arg = _RETURN, stop.value
+        except BaseException as exc:
+            tb = exc.__traceback__  # this frame out of the traceback (the Task's step adds
+            if tb is not None:  # none, and it would hold this driver alive)
+                exc.__traceback__ = tb.tb_next
+                tb = None  # (it holds this frame, which holds it: a cycle)
+            kind, arg = _RAISE, exc
+        else:
+            del cur[loop]
+            if type(y) is Waiter:  # parked in csp again
+                if shared.on:
+                    if not self._publish(y):
+                        return  # completed by another thread meanwhile: queued to run
+                else:
+                    y.waker = self  # type: ignore[assignment]  # (a Goroutine: a Waker)
+                    self.cur = y
+                if self.via_task:
+                    self._parked_with_cancel_pending(y)
+            elif y is None:  # a bare yield (gosched, asyncio.sleep(0))
+                if self.via_task:
+                    self._to_task(_RESUME, None)  # the Task throws CancelledError in
+                else:
+                    self.sched.push_yield(self)
+            else:
+                self._to_task(_YIELD, y)  # an asyncio Future, ...: the Task awaits it
+            return
+        del cur[loop]
+        # (outside the except blocks: the Task's step must not run "while handling")
+        self._to_task(kind, arg)
+        arg = None  # a traceback may keep this frame (3.12+: f_back): not its exception
+
+
+if not TYPE_CHECKING:
+    _speedups = _mode.speedups()
+    if _speedups is not None:
+        _speedups.setup_drive(globals(), _RESUME, _YIELD, _RETURN, _RAISE)
+        _GoroutineCore = _speedups.GoroutineCore
+
+
+class Goroutine(_GoroutineCore):
     """The driver of one goroutine, and its Task's coroutine (see the module docstring)."""
 
     __slots__ = (
@@ -94,25 +167,16 @@ class Goroutine:
         "back",
         "back_arg",
         "cancel_msg",
-        "coro",
-        "ctx",
-        "cur",
         "foreign",
         "id",
-        "loop",
         "origin",
         "proxy",
-        "sched",
-        "send_",
-        "task",
-        "via_task",
         "wakeup",
     )
 
     # (``wakeup`` and ``cur`` are set by attach, ``cancel_msg`` with ``via_task``,
     # ``back_arg`` with ``back``: written before they are read)
     wakeup: Any
-    cur: Waiter | None
     cancel_msg: Any
     back_arg: Any
     # where it was created: (code, f_lasti, parent goroutine id or 0) of the caller of
@@ -128,7 +192,7 @@ class Goroutine:
         self.loop = sched.loop
         self.ctx = ctx
         self.id = gid
-        self.task: asyncio.Task[Any] | None = None  # set by whoever made the Task
+        self.task = None  # set by whoever made the Task
         self.proxy: Waiter | None = None
         self.via_task = False
         self.back: int | None = None
@@ -255,60 +319,21 @@ class Goroutine:
                 and sched.nparked + sched.nforeign >= len(sched.goroutines)):
             sched.maybe_all_parked()
 
-    def run(self) -> None:
-        """Resume the coroutine from the run queue: its csp waiter finished, or it made
-        a bare yield. (The hottest path in csp.)"""
-        if self.via_task:
-            self._to_task(_RESUME, None)
-            return
-        self.cur = None
-        loop = self.loop
-        cur = _current_tasks
-        cur[loop] = self.task  # current_task() is right while it runs
-        try:
-            y = self.ctx.run(self.send_, None)
-        except StopIteration as stop:
-            kind, arg = _RETURN, stop.value
-        except BaseException as exc:
-            tb = exc.__traceback__  # this frame out of the traceback (the Task's step adds
-            if tb is not None:  # none, and it would hold this driver alive)
-                exc.__traceback__ = tb.tb_next
-                tb = None  # (it holds this frame, which holds it: a cycle)
-            kind, arg = _RAISE, exc
-        else:
-            del cur[loop]
-            if type(y) is Waiter:  # parked in csp again
-                if shared.on:
-                    if not self._publish(y):
-                        return  # completed by another thread meanwhile: queued to run
-                else:
-                    y.waker = self
-                    self.cur = y
-                if self.via_task:
-                    if _must_cancel(self.task):
-                        # It cancelled its own task during this step: as the Task would,
-                        # the waiter it parks on is cancelled (took no effect).
-                        if shared.on:
-                            with lock:
-                                if y.state is PENDING:
-                                    y.withdraw(self.cancel_msg)
-                        else:
-                            y.withdraw(self.cancel_msg)
-                        self._to_task(_RESUME, None)
-                    else:  # and withdrew that with uncancel() (3.13): nothing pending
-                        self.via_task = False
-            elif y is None:  # a bare yield (gosched, asyncio.sleep(0))
-                if self.via_task:
-                    self._to_task(_RESUME, None)  # the Task throws CancelledError in
-                else:
-                    self.sched.push_yield(self)
+    def _parked_with_cancel_pending(self, y: Waiter) -> None:
+        """:meth:`run`: the coroutine parked on ``y`` with ``via_task`` set."""
+        task = self.task
+        if task is not None and _must_cancel(task):
+            # It cancelled its own task during this step: as the Task would, the waiter
+            # it parks on is cancelled (took no effect).
+            if shared.on:
+                with lock:
+                    if y.state is PENDING:
+                        y.withdraw(self.cancel_msg)
             else:
-                self._to_task(_YIELD, y)  # an asyncio Future, ...: the Task awaits it
-            return
-        del cur[loop]
-        # (outside the except blocks: the Task's step must not run "while handling")
-        self._to_task(kind, arg)
-        arg = None  # a traceback may keep this frame (3.12+: f_back): not its exception
+                y.withdraw(self.cancel_msg)
+            self._to_task(_RESUME, None)
+        else:  # and withdrew that with uncancel() (3.13): nothing pending
+            self.via_task = False
 
     def _publish(self, y: Waiter) -> bool:
         """Shared mode: become ``y``'s waker under the csp lock, unless a partner on

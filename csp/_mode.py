@@ -73,6 +73,17 @@ def speedups() -> ModuleType | None:
     ``CSP_NO_EXTENSIONS`` asks for it, when the extension was not built (no compiler:
     the install falls back), or when it is stale, older than its ``.c`` beside it (an
     editable install whose source changed since: rebuild with ``pip install -e .``)."""
+    global _checked
+    if _checked is not None:
+        return _checked[0]
+    _checked = (_load(),)
+    return _checked[0]
+
+
+_checked: tuple[ModuleType | None] | None = None
+
+
+def _load() -> ModuleType | None:
     if no_extensions():
         return None
     try:

@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from csp import _compat
+from csp import _compat, _mode
 from csp._threads import lock, shared
 
 if TYPE_CHECKING:
@@ -101,36 +101,96 @@ class _Barrier:
 _BARRIER: Final = _Barrier()
 
 
-class Scheduler:
+class _SchedulerCore:
+    """The run queue's fields and its two hot methods. Its compiled twin is
+    ``SchedulerCore`` in ``csp/_speedups.c`` (see csp._mode); the rest of the scheduler
+    is :class:`Scheduler`."""
+
+    __slots__ = ("barrier", "draining", "loop", "runq", "scheduled", "tid")
+
+    barrier: bool
+    draining: bool
+    loop: asyncio.AbstractEventLoop
+    runq: deque[Runnable]
+    scheduled: bool
+    tid: int
+
+    if TYPE_CHECKING:
+        def _wake_from_thread(self, r: Runnable) -> None: ...
+        def _reschedule(self) -> None: ...
+
+    def wake(self, r: Runnable) -> None:
+        """Queue ``r`` to run in this loop's next drain (from any thread)."""
+        if shared.on and self.tid != _get_ident():
+            self._wake_from_thread(r)
+            return
+        self.runq.append(r)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.drain)
+
+    def drain(self) -> None:
+        """The loop callback that runs queued wake-ups."""
+        runq = self.runq
+        popleft = runq.popleft
+        budget = DRAIN_BUDGET
+        self.draining = True
+        while runq and budget:
+            r = popleft()
+            if r is _BARRIER:
+                self.barrier = False
+                break
+            budget -= 1
+            try:
+                r.run()
+            except (SystemExit, KeyboardInterrupt):
+                # A Task's step re-raised them, as asyncio does: the loop stops, but
+                # what is queued still runs if the loop runs again (clean-up).
+                self.draining = False
+                self._reschedule()
+                raise
+            except BaseException as exc:  # a csp bug: do not strand the others
+                self.loop.call_exception_handler(
+                    {"message": f"Exception in csp wake-up of {r!r}", "exception": exc}
+                )
+        self.draining = False
+        if runq and runq[0] is _BARRIER:  # the budget ran out right at the barrier:
+            popleft()  # the loop runs its callbacks before the next drain anyway
+            self.barrier = False
+        self._reschedule()
+
+
+if not TYPE_CHECKING:
+    _speedups = _mode.speedups()
+    if _speedups is not None:
+        _speedups.setup_sched(_BARRIER, DRAIN_BUDGET, shared)
+        _SchedulerCore = _speedups.SchedulerCore
+
+
+class Scheduler(_SchedulerCore):
     """One event loop's run queue, plus the goroutine registry ``csp.run`` reads."""
 
     __slots__ = (
         "__weakref__",
         "armed",
-        "barrier",
         "done_cb",
         "done_ctx",
-        "draining",
         "goroutines",
         "inbox",
-        "loop",
         "main",
         "next_id",
         "nforeign",
         "nparked",
         "on_all_parked",
         "panic_handler",
-        "runq",
-        "scheduled",
         "seen",
         "task_path",
-        "tid",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.tid = _get_ident()  # the loop's thread (made from its own step)
-        self.runq: deque[Runnable] = deque()
+        self.runq = deque()
         # wake-ups handed over by other threads (csp._threads), and whether a
         # call_soon_threadsafe to take them is on its way
         self.inbox: deque[Runnable] = deque()
@@ -159,16 +219,6 @@ class Scheduler:
         self.seen: dict[int, tuple[object, float]] = {}
 
     # -- the entry points ---------------------------------------------------------
-
-    def wake(self, r: Runnable) -> None:
-        """Queue ``r`` to run in this loop's next drain (from any thread)."""
-        if shared.on and self.tid != _get_ident():
-            self._wake_from_thread(r)
-            return
-        self.runq.append(r)
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self.drain)
 
     def _wake_from_thread(self, r: Runnable) -> None:
         """Another thread completed a waiter of this loop's (holding the csp lock): the
@@ -203,36 +253,6 @@ class Scheduler:
             self.barrier = True
             self.runq.append(_BARRIER)
         self.wake(r)
-
-    def drain(self) -> None:
-        """The loop callback that runs queued wake-ups."""
-        runq = self.runq
-        popleft = runq.popleft
-        budget = DRAIN_BUDGET
-        self.draining = True
-        while runq and budget:
-            r = popleft()
-            if r is _BARRIER:
-                self.barrier = False
-                break
-            budget -= 1
-            try:
-                r.run()
-            except (SystemExit, KeyboardInterrupt):
-                # A Task's step re-raised them, as asyncio does: the loop stops, but
-                # what is queued still runs if the loop runs again (clean-up).
-                self.draining = False
-                self._reschedule()
-                raise
-            except BaseException as exc:  # a csp bug: do not strand the others
-                self.loop.call_exception_handler(
-                    {"message": f"Exception in csp wake-up of {r!r}", "exception": exc}
-                )
-        self.draining = False
-        if runq and runq[0] is _BARRIER:  # the budget ran out right at the barrier:
-            popleft()  # the loop runs its callbacks before the next drain anyway
-            self.barrier = False
-        self._reschedule()
 
     def _reschedule(self) -> None:
         if self.runq:

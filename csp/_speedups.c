@@ -330,6 +330,577 @@ static PyTypeObject CoreType = {
     .tp_members = core_members,
 };
 
+/* ---- the run queue: csp._sched._SchedulerCore ------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *barrier;
+    PyObject *draining;
+    PyObject *loop;
+    PyObject *runq;
+    PyObject *scheduled;
+    PyObject *tid;
+} Sched;
+
+static PyObject *g_barrier;      /* csp._sched._BARRIER */
+static Py_ssize_t g_drain_budget; /* csp._sched.DRAIN_BUDGET */
+static PyObject *g_shared;       /* csp._threads.shared */
+static PyObject *s_on, *s_append, *s_popleft, *s_call_soon, *s_drain, *s_run;
+static PyObject *s__reschedule, *s__wake_from_thread, *s_call_exception_handler;
+static PyObject *s_message, *s_exception;
+
+static PyTypeObject GorType;
+
+static int
+shared_on(void)
+{
+    PyObject *on = PyObject_GetAttr(g_shared, s_on);
+    if (on == NULL) {
+        return -1;
+    }
+    int r = PyObject_IsTrue(on);
+    Py_DECREF(on);
+    return r;
+}
+
+static PyObject *
+sched_wake(Sched *self, PyObject *r)
+{
+    int on = shared_on();
+    if (on < 0) {
+        return NULL;
+    }
+    if (on) {
+        unsigned long tid = self->tid != NULL ? PyLong_AsUnsignedLong(self->tid) : 0;
+        if (tid == (unsigned long)-1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (tid != PyThread_get_thread_ident()) {
+            return PyObject_CallMethodOneArg((PyObject *)self, s__wake_from_thread, r);
+        }
+    }
+    if (self->runq == NULL || self->loop == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "scheduler not initialised");
+        return NULL;
+    }
+    PyObject *res = PyObject_CallMethodOneArg(self->runq, s_append, r);
+    if (res == NULL) {
+        return NULL;
+    }
+    Py_DECREF(res);
+    if (self->scheduled != Py_True) {
+        Py_XSETREF(self->scheduled, Py_NewRef(Py_True));
+        PyObject *drain = PyObject_GetAttr((PyObject *)self, s_drain);
+        if (drain == NULL) {
+            return NULL;
+        }
+        res = PyObject_CallMethodOneArg(self->loop, s_call_soon, drain);
+        Py_DECREF(drain);
+        if (res == NULL) {
+            return NULL;
+        }
+        Py_DECREF(res);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *gor_run(PyObject *self, PyObject *Py_UNUSED(ignored));
+
+/* the exception being raised, normalized, with its traceback; clears it */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(v, tb);
+        Py_DECREF(tb);
+    }
+    Py_XDECREF(t);
+    return v;
+#endif
+}
+
+static void
+give_exception(PyObject *exc) /* steals exc */
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* after a call that returned NULL: a StopIteration (or none) becomes its value in *v
+ * (0); any other exception stays raised (-1) */
+static int
+stop_value(PyObject **v)
+{
+    if (!PyErr_Occurred()) {
+        *v = Py_NewRef(Py_None);
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        return -1;
+    }
+    PyObject *exc = take_exception();
+    *v = PyObject_GetAttrString(exc, "value");
+    Py_DECREF(exc);
+    return *v == NULL ? -1 : 0;
+}
+
+static PyObject *
+sched_drain(Sched *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->runq == NULL || self->loop == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "scheduler not initialised");
+        return NULL;
+    }
+    PyObject *runq = Py_NewRef(self->runq);
+    PyObject *popleft = PyObject_GetAttr(runq, s_popleft);
+    if (popleft == NULL) {
+        Py_DECREF(runq);
+        return NULL;
+    }
+    Py_ssize_t budget = g_drain_budget;
+    Py_XSETREF(self->draining, Py_NewRef(Py_True));
+    for (;;) {
+        Py_ssize_t n = PyObject_Size(runq);
+        if (n < 0) {
+            goto error;
+        }
+        if (n == 0 || budget == 0) {
+            break;
+        }
+        PyObject *r = PyObject_CallNoArgs(popleft);
+        if (r == NULL) {
+            goto error;
+        }
+        if (r == g_barrier) {
+            Py_DECREF(r);
+            Py_XSETREF(self->barrier, Py_NewRef(Py_False));
+            break;
+        }
+        budget -= 1;
+        PyObject *res = Py_IS_TYPE(r, &GorType) || PyObject_TypeCheck(r, &GorType)
+            ? gor_run(r, NULL) : PyObject_CallMethodNoArgs(r, s_run);
+        if (res != NULL) {
+            Py_DECREF(res);
+            Py_DECREF(r);
+            continue;
+        }
+        PyObject *exc = take_exception();
+        if (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit)
+                || PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt)) {
+            /* a Task's step re-raised them, as asyncio does: the loop stops, but what is
+             * queued still runs if the loop runs again (clean-up) */
+            Py_DECREF(r);
+            Py_XSETREF(self->draining, Py_NewRef(Py_False));
+            PyObject *rs = PyObject_CallMethodNoArgs((PyObject *)self, s__reschedule);
+            if (rs == NULL) {
+                Py_DECREF(exc);
+                goto error;
+            }
+            Py_DECREF(rs);
+            give_exception(exc);
+            goto error;
+        }
+        /* a csp bug: do not strand the others */
+        PyObject *msg = PyUnicode_FromFormat("Exception in csp wake-up of %R", r);
+        Py_DECREF(r);
+        PyObject *ctx = msg == NULL ? NULL : PyDict_New();
+        if (ctx == NULL || PyDict_SetItem(ctx, s_message, msg) < 0
+                || PyDict_SetItem(ctx, s_exception, exc) < 0) {
+            Py_XDECREF(msg);
+            Py_XDECREF(ctx);
+            Py_DECREF(exc);
+            goto error;
+        }
+        Py_DECREF(msg);
+        Py_DECREF(exc);
+        res = PyObject_CallMethodOneArg(self->loop, s_call_exception_handler, ctx);
+        Py_DECREF(ctx);
+        if (res == NULL) {
+            goto error;
+        }
+        Py_DECREF(res);
+    }
+    Py_XSETREF(self->draining, Py_NewRef(Py_False));
+    Py_ssize_t n = PyObject_Size(runq);
+    if (n < 0) {
+        goto error;
+    }
+    if (n > 0) {
+        PyObject *first = PySequence_GetItem(runq, 0);
+        if (first == NULL) {
+            goto error;
+        }
+        Py_DECREF(first); /* (still held by the queue) */
+        if (first == g_barrier) {
+            /* the budget ran out right at the barrier: the loop runs its callbacks
+             * before the next drain anyway */
+            PyObject *b = PyObject_CallNoArgs(popleft);
+            if (b == NULL) {
+                goto error;
+            }
+            Py_DECREF(b);
+            Py_XSETREF(self->barrier, Py_NewRef(Py_False));
+        }
+    }
+    Py_DECREF(popleft);
+    Py_DECREF(runq);
+    return PyObject_CallMethodNoArgs((PyObject *)self, s__reschedule);
+error:
+    Py_DECREF(popleft);
+    Py_DECREF(runq);
+    return NULL;
+}
+
+static int
+sched_traverse(Sched *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->barrier);
+    Py_VISIT(self->draining);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->runq);
+    Py_VISIT(self->scheduled);
+    Py_VISIT(self->tid);
+    return 0;
+}
+
+static int
+sched_clear(Sched *self)
+{
+    Py_CLEAR(self->barrier);
+    Py_CLEAR(self->draining);
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->runq);
+    Py_CLEAR(self->scheduled);
+    Py_CLEAR(self->tid);
+    return 0;
+}
+
+static void
+sched_dealloc(Sched *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    sched_clear(self);
+    tp->tp_free((PyObject *)self);
+}
+
+#define SFIELD(name, doc) {#name, T_OBJECT_EX, offsetof(Sched, name), 0, doc}
+
+static PyMemberDef sched_members[] = {
+    SFIELD(barrier, "True iff _BARRIER is in runq."),
+    SFIELD(draining, "True only while drain() runs."),
+    SFIELD(loop, "The event loop."),
+    SFIELD(runq, "The run queue (a deque of runnables)."),
+    SFIELD(scheduled, "True iff a drain callback is queued on the loop."),
+    SFIELD(tid, "The loop's thread."),
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef sched_methods[] = {
+    {"wake", (PyCFunction)sched_wake, METH_O,
+     "Queue r to run in this loop's next drain (from any thread)."},
+    {"drain", (PyCFunction)sched_drain, METH_NOARGS,
+     "The loop callback that runs queued wake-ups."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SchedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "csp._speedups.SchedulerCore",
+    .tp_doc = PyDoc_STR("The compiled core of csp._sched.Scheduler: the run queue's "
+                        "fields, wake and drain."),
+    .tp_basicsize = sizeof(Sched),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)sched_dealloc,
+    .tp_traverse = (traverseproc)sched_traverse,
+    .tp_clear = (inquiry)sched_clear,
+    .tp_methods = sched_methods,
+    .tp_members = sched_members,
+};
+
+/* ---- the goroutine driver: csp._drive._GoroutineCore ---------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *coro;
+    PyObject *ctx;
+    PyObject *cur;
+    PyObject *loop;
+    PyObject *sched;
+    PyObject *send_;
+    PyObject *task;
+    PyObject *via_task;
+} Gor;
+
+static PyObject *g_drive_globals; /* csp._drive's namespace: _current_tasks, Waiter */
+static PyObject *g_kinds[4];      /* _RESUME, _YIELD, _RETURN, _RAISE */
+static PyObject *s__current_tasks, *s_Waiter, *s__to_task, *s__publish, *s_push_yield;
+static PyObject *s__parked_with_cancel_pending;
+
+enum { K_RESUME, K_YIELD, K_RETURN, K_RAISE };
+
+static PyObject *
+to_task(PyObject *self, int kind, PyObject *arg)
+{
+    return PyObject_CallMethodObjArgs(self, s__to_task, g_kinds[kind], arg, NULL);
+}
+
+static PyObject *
+drive_global(PyObject *name)
+{
+    PyObject *v = PyDict_GetItemWithError(g_drive_globals, name);
+    if (v == NULL && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_NameError, "csp._drive.%U is missing", name);
+    }
+    return v; /* borrowed */
+}
+
+static PyObject *
+gor_run(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    Gor *self = (Gor *)op;
+    if (g_drive_globals == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup_drive() was not called");
+        return NULL;
+    }
+    if (self->via_task == Py_True) {
+        return to_task(op, K_RESUME, Py_None);
+    }
+    if (self->loop == NULL || self->ctx == NULL || self->coro == NULL
+            || self->task == NULL || self->send_ == NULL || self->sched == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "goroutine not initialised");
+        return NULL;
+    }
+    Py_XSETREF(self->cur, Py_NewRef(Py_None));
+    PyObject *cur = drive_global(s__current_tasks);
+    if (cur == NULL) {
+        return NULL;
+    }
+    Py_INCREF(cur);
+    PyObject *loop = Py_NewRef(self->loop);
+    PyObject *ctx = Py_NewRef(self->ctx);
+    PyObject *y = NULL;
+    PySendResult st;
+    if (PyObject_SetItem(cur, loop, self->task) < 0) { /* current_task() is right */
+        Py_DECREF(cur);
+        Py_DECREF(loop);
+        Py_DECREF(ctx);
+        return NULL;
+    }
+    if (PyContext_Enter(ctx) < 0) {
+        st = PYGEN_ERROR;
+    }
+    else {
+        PyObject *coro = self->coro;
+        if (PyCoro_CheckExact(coro) || PyGen_CheckExact(coro)) {
+            st = PyIter_Send(coro, Py_None, &y);
+        }
+        else { /* another object with the coroutine protocol: its send(), as a Task */
+            y = PyObject_CallOneArg(self->send_, Py_None);
+            st = PYGEN_NEXT;
+            if (y == NULL) {
+                st = stop_value(&y) == 0 ? PYGEN_RETURN : PYGEN_ERROR;
+            }
+        }
+        if (st == PYGEN_ERROR) {
+            PyObject *exc = take_exception();
+            (void)PyContext_Exit(ctx);
+            give_exception(exc);
+        }
+        else if (PyContext_Exit(ctx) < 0) {
+            Py_CLEAR(y);
+            st = PYGEN_ERROR;
+        }
+    }
+    Py_DECREF(ctx);
+    PyObject *exc = st == PYGEN_ERROR ? take_exception() : NULL;
+    int rc = PyObject_DelItem(cur, loop);
+    Py_DECREF(cur);
+    Py_DECREF(loop);
+    if (rc < 0) {
+        Py_XDECREF(y);
+        Py_XDECREF(exc);
+        return NULL;
+    }
+    if (st == PYGEN_RETURN) {
+        PyObject *res = to_task(op, K_RETURN, y);
+        Py_DECREF(y);
+        return res;
+    }
+    if (st == PYGEN_ERROR) {
+        PyObject *res = to_task(op, K_RAISE, exc);
+        Py_DECREF(exc);
+        return res;
+    }
+    /* it yielded y */
+    PyObject *res = NULL;
+    PyObject *waiter = drive_global(s_Waiter);
+    if (waiter == NULL) {
+        Py_DECREF(y);
+        return NULL;
+    }
+    if ((PyObject *)Py_TYPE(y) == waiter) { /* parked in csp again */
+        int on = shared_on();
+        if (on < 0) {
+            goto done;
+        }
+        if (on) {
+            res = PyObject_CallMethodOneArg(op, s__publish, y);
+            if (res == NULL) {
+                goto done;
+            }
+            int published = PyObject_IsTrue(res);
+            Py_CLEAR(res);
+            if (published <= 0) {
+                if (published == 0) {
+                    res = Py_NewRef(Py_None); /* completed by another thread meanwhile */
+                }
+                goto done;
+            }
+        }
+        else {
+            if (PyObject_TypeCheck(y, &CoreType)) {
+                Py_XSETREF(((Core *)y)->waker, Py_NewRef(op));
+            }
+            else if (PyObject_SetAttrString(y, "waker", op) < 0) {
+                goto done;
+            }
+            Py_XSETREF(self->cur, Py_NewRef(y));
+        }
+        if (self->via_task == Py_True) {
+            res = PyObject_CallMethodOneArg(op, s__parked_with_cancel_pending, y);
+        }
+        else {
+            res = Py_NewRef(Py_None);
+        }
+    }
+    else if (y == Py_None) { /* a bare yield (gosched, asyncio.sleep(0)) */
+        if (self->via_task == Py_True) {
+            res = to_task(op, K_RESUME, Py_None); /* the Task throws CancelledError in */
+        }
+        else {
+            res = PyObject_CallMethodOneArg(self->sched, s_push_yield, op);
+        }
+    }
+    else {
+        res = to_task(op, K_YIELD, y); /* an asyncio Future, ...: the Task awaits it */
+    }
+done:
+    Py_DECREF(y);
+    return res;
+}
+
+static int
+gor_traverse(Gor *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->coro);
+    Py_VISIT(self->ctx);
+    Py_VISIT(self->cur);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->sched);
+    Py_VISIT(self->send_);
+    Py_VISIT(self->task);
+    Py_VISIT(self->via_task);
+    return 0;
+}
+
+static int
+gor_clear(Gor *self)
+{
+    Py_CLEAR(self->coro);
+    Py_CLEAR(self->ctx);
+    Py_CLEAR(self->cur);
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->sched);
+    Py_CLEAR(self->send_);
+    Py_CLEAR(self->task);
+    Py_CLEAR(self->via_task);
+    return 0;
+}
+
+static void
+gor_dealloc(Gor *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    gor_clear(self);
+    tp->tp_free((PyObject *)self);
+}
+
+#define GFIELD(name, doc) {#name, T_OBJECT_EX, offsetof(Gor, name), 0, doc}
+
+static PyMemberDef gor_members[] = {
+    GFIELD(coro, "The user's coroutine."),
+    GFIELD(ctx, "The goroutine's context."),
+    GFIELD(cur, "The csp waiter the coroutine is parked on, or None."),
+    GFIELD(loop, "Its scheduler's loop."),
+    GFIELD(sched, "Its scheduler."),
+    GFIELD(send_, "coro.send, bound once."),
+    GFIELD(task, "Its Task, until done."),
+    GFIELD(via_task, "A cancellation only the Task's step can deliver is pending."),
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef gor_methods[] = {
+    {"run", (PyCFunction)gor_run, METH_NOARGS,
+     "Resume the coroutine from the run queue (the hottest path in csp)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject GorType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "csp._speedups.GoroutineCore",
+    .tp_doc = PyDoc_STR("The compiled core of csp._drive.Goroutine: its hot fields "
+                        "and run()."),
+    .tp_basicsize = sizeof(Gor),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)gor_dealloc,
+    .tp_traverse = (traverseproc)gor_traverse,
+    .tp_clear = (inquiry)gor_clear,
+    .tp_methods = gor_methods,
+    .tp_members = gor_members,
+};
+
+static PyObject *
+setup_sched(PyObject *module, PyObject *args)
+{
+    PyObject *barrier, *shared;
+    Py_ssize_t budget;
+    if (!PyArg_ParseTuple(args, "OnO:setup_sched", &barrier, &budget, &shared)) {
+        return NULL;
+    }
+    Py_XSETREF(g_barrier, Py_NewRef(barrier));
+    Py_XSETREF(g_shared, Py_NewRef(shared));
+    g_drain_budget = budget;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+setup_drive(PyObject *module, PyObject *args)
+{
+    PyObject *globals, *kinds[4];
+    if (!PyArg_ParseTuple(args, "O!OOOO:setup_drive", &PyDict_Type, &globals, &kinds[0],
+                          &kinds[1], &kinds[2], &kinds[3])) {
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++) {
+        Py_XSETREF(g_kinds[i], Py_NewRef(kinds[i]));
+    }
+    Py_XSETREF(g_drive_globals, Py_NewRef(globals));
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 setup(PyObject *module, PyObject *args)
 {
@@ -347,6 +918,10 @@ setup(PyObject *module, PyObject *args)
 }
 
 static PyMethodDef module_methods[] = {
+    {"setup_sched", setup_sched, METH_VARARGS,
+     "setup_sched(BARRIER, DRAIN_BUDGET, shared): csp._sched calls it once."},
+    {"setup_drive", setup_drive, METH_VARARGS,
+     "setup_drive(globals, RESUME, YIELD, RETURN, RAISE): csp._drive calls it once."},
     {"setup", setup, METH_VARARGS,
      "setup(budget, thrown, cancelled_error, PENDING, CANCELLED): what the core calls "
      "back (csp._waiter calls it once, at import)."},
@@ -364,16 +939,39 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    s_full = PyUnicode_InternFromString("full");
-    s_left = PyUnicode_InternFromString("left");
-    if (s_full == NULL || s_left == NULL || PyType_Ready(&CoreType) < 0) {
+#define INTERN(var, text) \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+    INTERN(s_full, "full");
+    INTERN(s_left, "left");
+    INTERN(s_on, "on");
+    INTERN(s_append, "append");
+    INTERN(s_popleft, "popleft");
+    INTERN(s_call_soon, "call_soon");
+    INTERN(s_drain, "drain");
+    INTERN(s_run, "run");
+    INTERN(s__reschedule, "_reschedule");
+    INTERN(s__wake_from_thread, "_wake_from_thread");
+    INTERN(s_call_exception_handler, "call_exception_handler");
+    INTERN(s_message, "message");
+    INTERN(s_exception, "exception");
+    INTERN(s__current_tasks, "_current_tasks");
+    INTERN(s_Waiter, "Waiter");
+    INTERN(s__to_task, "_to_task");
+    INTERN(s__publish, "_publish");
+    INTERN(s_push_yield, "push_yield");
+    INTERN(s__parked_with_cancel_pending, "_parked_with_cancel_pending");
+#undef INTERN
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&SchedType) < 0
+            || PyType_Ready(&GorType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(m, "WaiterCore", (PyObject *)&CoreType) < 0) {
+    if (PyModule_AddObjectRef(m, "WaiterCore", (PyObject *)&CoreType) < 0
+            || PyModule_AddObjectRef(m, "SchedulerCore", (PyObject *)&SchedType) < 0
+            || PyModule_AddObjectRef(m, "GoroutineCore", (PyObject *)&GorType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

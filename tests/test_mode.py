@@ -35,22 +35,29 @@ def test_compiled_is_true_once_a_hot_module_comes_from_an_extension(
     assert _mode.compiled() is False
 
 
-def test_the_waiter_core_is_the_compiled_one_exactly_when_compiled() -> None:
-    from csp import _waiter
+@pytest.mark.parametrize(("module", "cls", "twin", "core"), [
+    ("csp._waiter", "Waiter", "_WaiterCore", "WaiterCore"),
+    ("csp._sched", "Scheduler", "_SchedulerCore", "SchedulerCore"),
+    ("csp._drive", "Goroutine", "_GoroutineCore", "GoroutineCore"),
+])
+def test_each_core_is_the_compiled_one_exactly_when_compiled(
+    module: str, cls: str, twin: str, core: str,
+) -> None:
+    import importlib
 
-    core = _waiter.Waiter.__mro__[1]
-    assert _waiter.Waiter.__mro__[2:] == (object,)
+    mro = getattr(importlib.import_module(module), cls).__mro__
+    assert mro[2:] == (object,)
     if csp.compiled:
-        assert core.__module__ == "csp._speedups" and core.__name__ == "WaiterCore"
+        assert (mro[1].__module__, mro[1].__name__) == ("csp._speedups", core)
     else:
-        assert core.__module__ == "csp._waiter" and core.__name__ == "_WaiterCore"
+        assert (mro[1].__module__, mro[1].__name__) == (module, twin)
 
 
 def test_speedups_is_none_when_the_variable_asks_for_pure_python(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CSP_NO_EXTENSIONS", "1")
-    assert _mode.speedups() is None
+    assert _mode._load() is None
 
 
 @pytest.mark.skipif(not csp.compiled, reason="needs the built extension")
@@ -60,10 +67,10 @@ def test_a_stale_extension_is_refused_with_a_warning(monkeypatch: pytest.MonkeyP
     def newer_source(path: str) -> float:
         return real(path) + (1e6 if path.endswith(".c") else 0)
 
-    assert _mode.speedups() is not None  # as built
+    assert _mode._load() is not None  # as built
     monkeypatch.setattr(os.path, "getmtime", newer_source)
     with pytest.warns(RuntimeWarning, match=r"older than .*_speedups\.c; using the pure"):
-        assert _mode.speedups() is None
+        assert _mode._load() is None
 
 
 @pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("1", True),
