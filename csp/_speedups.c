@@ -48,6 +48,10 @@ static PyObject *g_thrown;          /* csp._waiter._thrown(w, exc) -> re-raise? 
 static PyObject *g_cancelled_error; /* csp._waiter._cancelled_error(msg) */
 static PyObject *g_pending;         /* csp._waiter.PENDING */
 static PyObject *g_cancelled;       /* csp._waiter.CANCELLED */
+static PyObject *g_done;            /* csp._waiter.DONE */
+static PyObject *g_get_running_loop; /* asyncio's C _get_running_loop */
+static PyObject *s_withdraw, *s_sched, *s_draining, *s_loop, *s_is_closed, *s_wake;
+static PyObject *s_complete, *s_q, *s_prev, *s_next, *s_value;
 static PyObject *s_full, *s_left;
 
 static int
@@ -279,7 +283,13 @@ core_close(Core *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+static PyObject *core_complete(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames);
+
 static PyMethodDef core_methods[] = {
+    {"complete", (PyCFunction)(void (*)(void))core_complete, METH_FASTCALL | METH_KEYWORDS,
+     "Give the waiter its outcome and queue its task's wake-up; True (False: its loop "
+     "is closed, so it was withdrawn instead)."},
     {"send", (PyCFunction)core_send, METH_O, "Resume the park (a generator's send)."},
     {"throw", (PyCFunction)(void (*)(void))core_throw, METH_FASTCALL,
      "Raise an exception at the park (a generator's throw): csp._waiter._thrown."},
@@ -872,6 +882,401 @@ static PyTypeObject GorType = {
     .tp_members = gor_members,
 };
 
+/* ---- completion: csp._waiter._WaiterCore.complete ---------------------------------- */
+
+/* a borrowed-or-new attribute: *out is a new reference */
+static int
+complete_one(Core *self, PyObject *value, PyObject *ok)
+{
+    PyObject *r = self->waker;
+    if (r != NULL && r != Py_None) {
+        Py_INCREF(r);
+        PyObject *sched = PyObject_TypeCheck(r, &GorType) && ((Gor *)r)->sched != NULL
+            ? Py_NewRef(((Gor *)r)->sched) : PyObject_GetAttr(r, s_sched);
+        if (sched == NULL) {
+            Py_DECREF(r);
+            return -1;
+        }
+        int is_sched = PyObject_TypeCheck(sched, &SchedType);
+        int draining;
+        if (is_sched) {
+            draining = ((Sched *)sched)->draining == Py_True;
+        }
+        else {
+            PyObject *d = PyObject_GetAttr(sched, s_draining);
+            draining = d == NULL ? -1 : PyObject_IsTrue(d);
+            Py_XDECREF(d);
+        }
+        if (draining < 0) {
+            goto fail;
+        }
+        if (!draining) {
+            /* (a loop whose drain runs now is open, as is the running loop) */
+            PyObject *loop = is_sched && ((Sched *)sched)->loop != NULL
+                ? Py_NewRef(((Sched *)sched)->loop) : PyObject_GetAttr(sched, s_loop);
+            if (loop == NULL) {
+                goto fail;
+            }
+            PyObject *running = PyObject_CallNoArgs(g_get_running_loop);
+            if (running == NULL) {
+                Py_DECREF(loop);
+                goto fail;
+            }
+            Py_DECREF(running); /* (only compared) */
+            int closed = 0;
+            if (loop != running) {
+                PyObject *c = PyObject_CallMethodNoArgs(loop, s_is_closed);
+                closed = c == NULL ? -1 : PyObject_IsTrue(c);
+                Py_XDECREF(c);
+            }
+            Py_DECREF(loop);
+            if (closed < 0) {
+                goto fail;
+            }
+            if (closed) {
+                Py_DECREF(sched);
+                Py_DECREF(r);
+                PyObject *w = PyObject_CallMethodNoArgs((PyObject *)self, s_withdraw);
+                if (w == NULL) {
+                    return -1;
+                }
+                Py_DECREF(w);
+                return 0;
+            }
+        }
+        Py_XSETREF(self->state, Py_NewRef(g_done));
+        Py_XSETREF(self->value, Py_NewRef(value));
+        Py_XSETREF(self->ok, Py_NewRef(ok));
+        PyObject *res = is_sched ? sched_wake((Sched *)sched, r)
+                                 : PyObject_CallMethodOneArg(sched, s_wake, r);
+        Py_DECREF(sched);
+        Py_DECREF(r);
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
+        return 1;
+fail:
+        Py_DECREF(sched);
+        Py_DECREF(r);
+        return -1;
+    }
+    Py_XSETREF(self->state, Py_NewRef(g_done));
+    Py_XSETREF(self->value, Py_NewRef(value));
+    Py_XSETREF(self->ok, Py_NewRef(ok));
+    return 1;
+}
+
+static PyObject *
+core_complete(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *value = NULL, *ok = Py_True;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs + nkw < 1 || nargs + nkw > 2 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "complete(value, ok=True)");
+        return NULL;
+    }
+    if (nargs >= 1) {
+        value = args[0];
+    }
+    if (nargs == 2) {
+        ok = args[1];
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(name, "ok") == 0 && nargs < 2) {
+            ok = args[nargs + i];
+        }
+        else if (PyUnicode_CompareWithASCIIString(name, "value") == 0 && nargs < 1) {
+            value = args[nargs + i];
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "complete() got an unexpected keyword argument %R",
+                         name);
+            return NULL;
+        }
+    }
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "complete() missing argument 'value'");
+        return NULL;
+    }
+    int rc = complete_one((Core *)self, value, ok);
+    if (rc < 0) {
+        return NULL;
+    }
+    return Py_NewRef(rc ? Py_True : Py_False);
+}
+
+/* ---- the wait queue: csp._waitq._WaitQCore ---------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *head;
+    PyObject *tail;
+} Q;
+
+static PyObject *g_waiter_cls; /* csp._waiter.Waiter: its complete is core_complete */
+
+/* node fields: a Waiter's directly, any other node's (a select's) by attribute */
+static PyObject *
+node_get(PyObject *n, PyObject *name, size_t off) /* new reference */
+{
+    if (PyObject_TypeCheck(n, &CoreType)) {
+        PyObject *v = *(PyObject **)((char *)n + off);
+        if (v == NULL) {
+            PyErr_SetObject(PyExc_AttributeError, name);
+            return NULL;
+        }
+        return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(n, name);
+}
+
+static int
+node_set(PyObject *n, PyObject *name, size_t off, PyObject *v)
+{
+    if (PyObject_TypeCheck(n, &CoreType)) {
+        Py_XSETREF(*(PyObject **)((char *)n + off), Py_NewRef(v));
+        return 0;
+    }
+    return PyObject_SetAttr(n, name, v);
+}
+
+#define NGET(n, f) node_get((n), s_##f, offsetof(Core, f))
+#define NSET(n, f, v) node_set((n), s_##f, offsetof(Core, f), (v))
+
+/* n.complete(value[, ok]) -> 1 / 0, or -1 */
+static int
+node_complete(PyObject *n, PyObject *value)
+{
+    if ((PyObject *)Py_TYPE(n) == g_waiter_cls) {
+        return complete_one((Core *)n, value, Py_True);
+    }
+    PyObject *r = PyObject_CallMethodOneArg(n, s_complete, value);
+    if (r == NULL) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+static PyObject *
+q_push(Q *self, PyObject *n)
+{
+    PyObject *t = self->tail != NULL ? self->tail : Py_None;
+    if (NSET(n, q, (PyObject *)self) < 0 || NSET(n, prev, t) < 0 || NSET(n, next, Py_None) < 0) {
+        return NULL;
+    }
+    if (t == Py_None) {
+        Py_XSETREF(self->head, Py_NewRef(n));
+    }
+    else if (NSET(t, next, n) < 0) {
+        return NULL;
+    }
+    Py_XSETREF(self->tail, Py_NewRef(n));
+    Py_RETURN_NONE;
+}
+
+/* unlink the head (not None); a new reference to it, or NULL */
+static PyObject *
+q_pop_head(Q *self)
+{
+    PyObject *n = Py_NewRef(self->head);
+    PyObject *nxt = NGET(n, next);
+    if (nxt == NULL) {
+        Py_DECREF(n);
+        return NULL;
+    }
+    Py_XSETREF(self->head, nxt); /* (steals nxt) */
+    if (nxt == Py_None) {
+        Py_XSETREF(self->tail, Py_NewRef(Py_None));
+    }
+    else if (NSET(nxt, prev, Py_None) < 0) {
+        Py_DECREF(n);
+        return NULL;
+    }
+    if (NSET(n, q, Py_None) < 0 || NSET(n, next, Py_None) < 0) {
+        Py_DECREF(n);
+        return NULL;
+    }
+    return n;
+}
+
+static int
+q_empty(Q *self)
+{
+    return self->head == NULL || self->head == Py_None;
+}
+
+static PyObject *
+q_pop(Q *self, PyObject *Py_UNUSED(ignored))
+{
+    if (q_empty(self)) {
+        Py_RETURN_NONE;
+    }
+    return q_pop_head(self);
+}
+
+static PyObject *
+q_give(Q *self, PyObject *value)
+{
+    while (!q_empty(self)) {
+        PyObject *n = q_pop_head(self);
+        if (n == NULL) {
+            return NULL;
+        }
+        int rc = node_complete(n, value);
+        Py_DECREF(n);
+        if (rc < 0) {
+            return NULL;
+        }
+        if (rc) {
+            Py_RETURN_TRUE;
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+q_take(Q *self, PyObject *dflt)
+{
+    while (!q_empty(self)) {
+        PyObject *n = q_pop_head(self);
+        if (n == NULL) {
+            return NULL;
+        }
+        PyObject *v = NGET(n, value); /* (read first: completing lets go of it) */
+        if (v == NULL) {
+            Py_DECREF(n);
+            return NULL;
+        }
+        int rc = node_complete(n, Py_None);
+        Py_DECREF(n);
+        if (rc < 0) {
+            Py_DECREF(v);
+            return NULL;
+        }
+        if (rc) {
+            return v;
+        }
+        Py_DECREF(v);
+    }
+    return Py_NewRef(dflt);
+}
+
+static PyObject *
+q_unlink(Q *self, PyObject *n)
+{
+    PyObject *p = NGET(n, prev);
+    PyObject *nxt = p == NULL ? NULL : NGET(n, next);
+    if (nxt == NULL) {
+        Py_XDECREF(p);
+        return NULL;
+    }
+    int rc = 0;
+    if (p == Py_None) {
+        Py_XSETREF(self->head, Py_NewRef(nxt));
+    }
+    else {
+        rc = NSET(p, next, nxt);
+    }
+    if (rc == 0) {
+        if (nxt == Py_None) {
+            Py_XSETREF(self->tail, Py_NewRef(p));
+        }
+        else {
+            rc = NSET(nxt, prev, p);
+        }
+    }
+    Py_DECREF(p);
+    Py_DECREF(nxt);
+    if (rc < 0 || NSET(n, q, Py_None) < 0 || NSET(n, prev, Py_None) < 0
+            || NSET(n, next, Py_None) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+q_init(Q *self, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "WaitQ() takes no arguments");
+        return -1;
+    }
+    Py_XSETREF(self->head, Py_NewRef(Py_None));
+    Py_XSETREF(self->tail, Py_NewRef(Py_None));
+    return 0;
+}
+
+static int
+q_traverse(Q *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->head);
+    Py_VISIT(self->tail);
+    return 0;
+}
+
+static int
+q_clear(Q *self)
+{
+    Py_CLEAR(self->head);
+    Py_CLEAR(self->tail);
+    return 0;
+}
+
+static void
+q_dealloc(Q *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    q_clear(self);
+    tp->tp_free((PyObject *)self);
+}
+
+static PyMemberDef q_members[] = {
+    {"head", T_OBJECT_EX, offsetof(Q, head), 0, "The longest-waiting node, or None."},
+    {"tail", T_OBJECT_EX, offsetof(Q, tail), 0, "The newest node, or None."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef q_methods[] = {
+    {"push", (PyCFunction)q_push, METH_O, "Append n at the tail."},
+    {"pop", (PyCFunction)q_pop, METH_NOARGS, "Unlink and return the head, or None."},
+    {"give", (PyCFunction)q_give, METH_O,
+     "Complete the longest-waiting node that can still run with value: True if one "
+     "took it."},
+    {"take", (PyCFunction)q_take, METH_O,
+     "Complete the longest-waiting sender that can still run; the value it offered, "
+     "or default."},
+    {"unlink", (PyCFunction)q_unlink, METH_O, "Take n out (it is linked here)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject QType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "csp._speedups.WaitQCore",
+    .tp_doc = PyDoc_STR("The compiled core of csp._waitq.WaitQ: its links and its "
+                        "hand-over methods."),
+    .tp_basicsize = sizeof(Q),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)q_init,
+    .tp_dealloc = (destructor)q_dealloc,
+    .tp_traverse = (traverseproc)q_traverse,
+    .tp_clear = (inquiry)q_clear,
+    .tp_methods = q_methods,
+    .tp_members = q_members,
+};
+
+static PyObject *
+setup_waiter_class(PyObject *module, PyObject *cls)
+{
+    Py_XSETREF(g_waiter_cls, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 setup_sched(PyObject *module, PyObject *args)
 {
@@ -904,11 +1309,14 @@ setup_drive(PyObject *module, PyObject *args)
 static PyObject *
 setup(PyObject *module, PyObject *args)
 {
-    PyObject *budget, *thrown, *cancelled_error, *pending, *cancelled;
-    if (!PyArg_ParseTuple(args, "OOOOO:setup", &budget, &thrown, &cancelled_error,
-                          &pending, &cancelled)) {
+    PyObject *budget, *thrown, *cancelled_error, *get_running_loop, *pending, *done;
+    PyObject *cancelled;
+    if (!PyArg_ParseTuple(args, "OOOOOOO:setup", &budget, &thrown, &cancelled_error,
+                          &get_running_loop, &pending, &done, &cancelled)) {
         return NULL;
     }
+    Py_XSETREF(g_get_running_loop, Py_NewRef(get_running_loop));
+    Py_XSETREF(g_done, Py_NewRef(done));
     Py_XSETREF(g_budget, Py_NewRef(budget));
     Py_XSETREF(g_thrown, Py_NewRef(thrown));
     Py_XSETREF(g_cancelled_error, Py_NewRef(cancelled_error));
@@ -918,12 +1326,16 @@ setup(PyObject *module, PyObject *args)
 }
 
 static PyMethodDef module_methods[] = {
+    {"setup_waiter_class", setup_waiter_class, METH_O,
+     "setup_waiter_class(Waiter): csp._waiter calls it once (WaitQ completes its "
+     "instances directly)."},
     {"setup_sched", setup_sched, METH_VARARGS,
      "setup_sched(BARRIER, DRAIN_BUDGET, shared): csp._sched calls it once."},
     {"setup_drive", setup_drive, METH_VARARGS,
      "setup_drive(globals, RESUME, YIELD, RETURN, RAISE): csp._drive calls it once."},
     {"setup", setup, METH_VARARGS,
-     "setup(budget, thrown, cancelled_error, PENDING, CANCELLED): what the core calls "
+     "setup(budget, thrown, cancelled_error, get_running_loop, PENDING, DONE, CANCELLED): "
+     "what the core calls "
      "back (csp._waiter calls it once, at import)."},
     {NULL, NULL, 0, NULL},
 };
@@ -960,9 +1372,20 @@ PyInit__speedups(void)
     INTERN(s__publish, "_publish");
     INTERN(s_push_yield, "push_yield");
     INTERN(s__parked_with_cancel_pending, "_parked_with_cancel_pending");
+    INTERN(s_withdraw, "withdraw");
+    INTERN(s_sched, "sched");
+    INTERN(s_draining, "draining");
+    INTERN(s_loop, "loop");
+    INTERN(s_is_closed, "is_closed");
+    INTERN(s_wake, "wake");
+    INTERN(s_complete, "complete");
+    INTERN(s_q, "q");
+    INTERN(s_prev, "prev");
+    INTERN(s_next, "next");
+    INTERN(s_value, "value");
 #undef INTERN
     if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&SchedType) < 0
-            || PyType_Ready(&GorType) < 0) {
+            || PyType_Ready(&GorType) < 0 || PyType_Ready(&QType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
@@ -971,7 +1394,8 @@ PyInit__speedups(void)
     }
     if (PyModule_AddObjectRef(m, "WaiterCore", (PyObject *)&CoreType) < 0
             || PyModule_AddObjectRef(m, "SchedulerCore", (PyObject *)&SchedType) < 0
-            || PyModule_AddObjectRef(m, "GoroutineCore", (PyObject *)&GorType) < 0) {
+            || PyModule_AddObjectRef(m, "GoroutineCore", (PyObject *)&GorType) < 0
+            || PyModule_AddObjectRef(m, "WaitQCore", (PyObject *)&QType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

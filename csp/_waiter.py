@@ -285,6 +285,38 @@ class _WaiterCore:
         self.value = value
         self.waker = None
 
+    if TYPE_CHECKING:
+        def withdraw(self, msg: Any = None) -> None: ...
+
+    def complete(self, value: Any, ok: bool = True) -> bool:
+        """Give the waiter its outcome and queue its task's wake-up; True.
+
+        A waiter whose task's loop has been closed (its task can never run again) is
+        withdrawn instead and the answer is False: the completer keeps what it meant
+        to hand over and goes on to the next waiter (Go has no such task; asyncio
+        leaves one behind when a loop is closed with tasks pending).
+
+        Precondition: ``self.state is PENDING`` and it is in no queue (the completer
+        took it out)."""
+        r = self.waker
+        if r is not None:
+            sched = r.sched
+            # (a loop whose drain runs now is open, as is the running loop: the hot
+            # paths ask no loop)
+            if (not sched.draining and sched.loop is not _get_running_loop()
+                    and sched.loop.is_closed()):
+                self.withdraw()
+                return False
+            self.state = DONE
+            self.value = value
+            self.ok = ok
+            sched.wake(r)
+            return True
+        self.state = DONE
+        self.value = value
+        self.ok = ok
+        return True
+
     def __await__(self) -> Generator[Waiter, None, None]:
         if self.state is PENDING:
             budget.left = budget.full  # a park: the cooperative budget starts again
@@ -323,7 +355,8 @@ def _thrown(w: Waiter, exc: BaseException) -> bool:
 if not TYPE_CHECKING:
     _speedups = _mode.speedups()
     if _speedups is not None:
-        _speedups.setup(budget, _thrown, _cancelled_error, PENDING, CANCELLED)
+        _speedups.setup(budget, _thrown, _cancelled_error, _get_running_loop, PENDING, DONE,
+                        CANCELLED)
         _WaiterCore = _speedups.WaiterCore
 
 
@@ -342,36 +375,7 @@ class Waiter(_WaiterCore):
 
     __slots__ = ()
 
-    # -- completion and withdrawal ------------------------------------------------
-
-    def complete(self, value: Any, ok: bool = True) -> bool:
-        """Give the waiter its outcome and queue its task's wake-up; True.
-
-        A waiter whose task's loop has been closed (its task can never run again) is
-        withdrawn instead and the answer is False: the completer keeps what it meant
-        to hand over and goes on to the next waiter (Go has no such task; asyncio
-        leaves one behind when a loop is closed with tasks pending).
-
-        Precondition: ``self.state is PENDING`` and it is in no queue (the completer
-        took it out)."""
-        r = self.waker
-        if r is not None:
-            sched = r.sched
-            # (a loop whose drain runs now is open, as is the running loop: the hot
-            # paths ask no loop)
-            if (not sched.draining and sched.loop is not _get_running_loop()
-                    and sched.loop.is_closed()):
-                self.withdraw()
-                return False
-            self.state = DONE
-            self.value = value
-            self.ok = ok
-            sched.wake(r)
-            return True
-        self.state = DONE
-        self.value = value
-        self.ok = ok
-        return True
+    # -- withdrawal (completion: _WaiterCore.complete) ----------------------------
 
     def withdraw(self, msg: Any = None) -> None:
         """PENDING -> CANCELLED: leave the queue, run ``on_abort``; wake nobody.
@@ -485,6 +489,10 @@ class Waiter(_WaiterCore):
             return repr(r)  # what a goroutine's Task shows as wait_for=
         state = ("pending", "done", "cancelled")[self.state]
         return f"<csp waiter {self.reason!r} {state}>"
+
+
+if not TYPE_CHECKING and _speedups is not None:
+    _speedups.setup_waiter_class(Waiter)
 
 
 def _done_waiter() -> Waiter:

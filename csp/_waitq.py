@@ -25,14 +25,16 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from csp import _mode
 
 __all__ = ["WaitQ"]
 
 
-class WaitQ:
-    """A doubly linked FIFO of waiter nodes. ``len()`` walks the queue (O(n), for
-    reprs and tests); the hot paths test ``q.head is not None`` (no Python call)."""
+class _WaitQCore:
+    """The links and the hand-over methods. Its compiled twin is ``WaitQCore`` in
+    ``csp/_speedups.c`` (see csp._mode); the rest of the queue is :class:`WaitQ`."""
 
     __slots__ = ("head", "tail")
 
@@ -103,17 +105,6 @@ class WaitQ:
             n = self.head
         return default
 
-    def complete_all(self, value: Any, ok: bool = True) -> int:
-        """Empty the queue, completing every node with ``value, ok`` (close, broadcast,
-        release all); return how many could still run (the others are withdrawn)."""
-        done = 0
-        n = self.pop()
-        while n is not None:
-            if n.complete(value, ok):
-                done += 1
-            n = self.pop()
-        return done
-
     def unlink(self, n: Any) -> None:
         """Take ``n`` out. Precondition: ``n.q is self``."""
         p, nxt = n.prev, n.next
@@ -126,6 +117,31 @@ class WaitQ:
         else:
             nxt.prev = p
         n.q = n.prev = n.next = None
+
+
+
+if not TYPE_CHECKING:
+    _speedups = _mode.speedups()
+    if _speedups is not None:
+        _WaitQCore = _speedups.WaitQCore
+
+
+class WaitQ(_WaitQCore):
+    """A doubly linked FIFO of waiter nodes. ``len()`` walks the queue (O(n), for
+    reprs and tests); the hot paths test ``q.head is not None`` (no Python call)."""
+
+    __slots__ = ()
+
+    def complete_all(self, value: Any, ok: bool = True) -> int:
+        """Empty the queue, completing every node with ``value, ok`` (close, broadcast,
+        release all); return how many could still run (the others are withdrawn)."""
+        done = 0
+        n = self.pop()
+        while n is not None:
+            if n.complete(value, ok):
+                done += 1
+            n = self.pop()
+        return done
 
     def __iter__(self) -> Iterator[Any]:
         n = self.head

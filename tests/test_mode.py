@@ -39,6 +39,7 @@ def test_compiled_is_true_once_a_hot_module_comes_from_an_extension(
     ("csp._waiter", "Waiter", "_WaiterCore", "WaiterCore"),
     ("csp._sched", "Scheduler", "_SchedulerCore", "SchedulerCore"),
     ("csp._drive", "Goroutine", "_GoroutineCore", "GoroutineCore"),
+    ("csp._waitq", "WaitQ", "_WaitQCore", "WaitQCore"),
 ])
 def test_each_core_is_the_compiled_one_exactly_when_compiled(
     module: str, cls: str, twin: str, core: str,
