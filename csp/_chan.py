@@ -35,8 +35,19 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any, Final, Generic, Protocol, Self, TypeVar, final, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Generic,
+    Protocol,
+    Self,
+    TypeVar,
+    final,
+    runtime_checkable,
+)
 
+from csp import _mode
 from csp._check import TIMERS_FIX, count, foreign_loop
 from csp._errors import ChannelError, ClosedChannelError, WouldBlock
 from csp._threads import (
@@ -83,38 +94,18 @@ CLOSED: Final[Any] = _Sentinel("<closed and drained>")
 """What :meth:`Chan._try_recv` returns for a closed, drained channel."""
 
 
-class _BaseChan(Generic[T]):
-    """The channel machinery shared by :class:`Chan` and the timers' receive-only
-    channels (see the module docstring)."""
+class _ChanCore:
+    """The channel's fields and its non-blocking twins, the steps every operation
+    starts with. Its compiled twin is ``ChanCore`` in ``csp/_speedups.c`` (see
+    csp._mode); the rest of the machinery is :class:`_BaseChan`."""
 
-    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_drop", "_dropped",
-                 "_recvq", "_sendq")
+    __slots__ = ("_buf", "_cap", "_closed", "_recvq", "_sendq")
 
-    def __init__(self, cap: int = 0, overflow: str = "block") -> None:
-        if type(cap) is not int:
-            cap = count("Chan", "cap", cap)
-        if cap < 0:
-            raise ValueError(f"makechan: size out of range (negative capacity {cap})")
-        if overflow != "block":
-            if overflow not in _DROPS:
-                raise ValueError(f"Chan: overflow must be 'block', 'drop_newest' or "
-                                 f"'drop_oldest', got {overflow!r}")
-            if cap < 1:
-                raise ValueError(f"Chan: overflow={overflow!r} needs cap >= 1, got {cap}")
-        self._drop = _DROPS.get(overflow, 0)  # (a str that is not a policy: refused above)
-        self._dropped = 0
-        if self._drop:
-            # The policy's class: its _try_send drops instead of answering "would
-            # block"; a plain channel's path has no branch for it. (Same slots: the
-            # class of an instance may be switched.)
-            self.__class__ = _DROP_CLASSES[self._drop]
-        self._cap = cap
-        self._buf: deque[T] = deque()
-        self._recvq = WaitQ()
-        self._sendq = WaitQ()
-        self._closed = False
-
-    # -- the non-blocking twins (Go's block=false) ---------------------------------------
+    _buf: deque[Any]
+    _cap: int
+    _closed: bool
+    _recvq: WaitQ
+    _sendq: WaitQ
 
     def _try_recv(self) -> Any:
         """Receive now if possible: the value, :data:`CLOSED` (closed and drained), or
@@ -146,6 +137,46 @@ class _BaseChan(Generic[T]):
             self._buf.append(value)
             return True
         return False
+
+
+if not TYPE_CHECKING:
+    _speedups = _mode.speedups()
+    if _speedups is not None:
+        _speedups.setup_chan(BLOCK, CLOSED, ClosedChannelError, WaitQ)
+        _ChanCore = _speedups.ChanCore
+
+
+class _BaseChan(_ChanCore, Generic[T]):
+    """The channel machinery shared by :class:`Chan` and the timers' receive-only
+    channels (see the module docstring)."""
+
+    __slots__ = ("__weakref__", "_drop", "_dropped")
+
+    def __init__(self, cap: int = 0, overflow: str = "block") -> None:
+        if type(cap) is not int:
+            cap = count("Chan", "cap", cap)
+        if cap < 0:
+            raise ValueError(f"makechan: size out of range (negative capacity {cap})")
+        if overflow != "block":
+            if overflow not in _DROPS:
+                raise ValueError(f"Chan: overflow must be 'block', 'drop_newest' or "
+                                 f"'drop_oldest', got {overflow!r}")
+            if cap < 1:
+                raise ValueError(f"Chan: overflow={overflow!r} needs cap >= 1, got {cap}")
+        self._drop = _DROPS.get(overflow, 0)  # (a str that is not a policy: refused above)
+        self._dropped = 0
+        if self._drop:
+            # The policy's class: its _try_send drops instead of answering "would
+            # block"; a plain channel's path has no branch for it. (Same slots: the
+            # class of an instance may be switched.)
+            self.__class__ = _DROP_CLASSES[self._drop]
+        self._cap = cap
+        self._buf = deque()
+        self._recvq = WaitQ()
+        self._sendq = WaitQ()
+        self._closed = False
+
+    # -- the non-blocking twins (Go's block=false) ---------------------------------------
 
     def _enqueue(self, node: Any, send: bool) -> None:
         """Queue a select's case node (``csp._select``); csp.nil's queues keep nothing."""

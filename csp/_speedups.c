@@ -51,7 +51,7 @@ static PyObject *g_cancelled;       /* csp._waiter.CANCELLED */
 static PyObject *g_done;            /* csp._waiter.DONE */
 static PyObject *g_get_running_loop; /* asyncio's C _get_running_loop */
 static PyObject *s_withdraw, *s_sched, *s_draining, *s_loop, *s_is_closed, *s_wake;
-static PyObject *s_complete, *s_q, *s_prev, *s_next, *s_value;
+static PyObject *s_complete, *s_q, *s_prev, *s_next, *s_value, *s_take, *s_give;
 static PyObject *s_full, *s_left;
 
 static int
@@ -1277,6 +1277,269 @@ setup_waiter_class(PyObject *module, PyObject *cls)
     Py_RETURN_NONE;
 }
 
+/* ---- the channel's non-blocking twins: csp._chan._ChanCore ------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *buf;
+    PyObject *cap;
+    PyObject *closed;
+    PyObject *recvq;
+    PyObject *sendq;
+} Chan;
+
+static PyObject *g_block, *g_closed_sentinel, *g_closed_error, *g_waitq_cls;
+static PyObject *s_head;
+
+static PyObject *
+q_head(PyObject *q) /* new reference */
+{
+    if (PyObject_TypeCheck(q, &QType)) {
+        PyObject *h = ((Q *)q)->head;
+        return Py_NewRef(h != NULL ? h : Py_None);
+    }
+    return PyObject_GetAttr(q, s_head);
+}
+
+static PyObject *
+q_take_any(PyObject *q, PyObject *dflt)
+{
+    if ((PyObject *)Py_TYPE(q) == g_waitq_cls) {
+        return q_take((Q *)q, dflt);
+    }
+    return PyObject_CallMethodOneArg(q, s_take, dflt);
+}
+
+static PyObject *
+q_give_any(PyObject *q, PyObject *value)
+{
+    if ((PyObject *)Py_TYPE(q) == g_waitq_cls) {
+        return q_give((Q *)q, value);
+    }
+    return PyObject_CallMethodOneArg(q, s_give, value);
+}
+
+static int
+chan_ready(Chan *self)
+{
+    if (self->buf == NULL || self->cap == NULL || self->closed == NULL
+            || self->recvq == NULL || self->sendq == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "channel not initialised");
+        return -1;
+    }
+    if (g_block == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup_chan() was not called");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
+{
+    if (chan_ready(self) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = PyObject_Size(self->buf);
+    if (n < 0) {
+        return NULL;
+    }
+    PyObject *sendq = self->sendq;
+    if (n > 0) {
+        PyObject *v = PyObject_CallMethodNoArgs(self->buf, s_popleft);
+        if (v == NULL) {
+            return NULL;
+        }
+        PyObject *h = q_head(sendq);
+        if (h == NULL) {
+            Py_DECREF(v);
+            return NULL;
+        }
+        Py_DECREF(h);
+        if (h != Py_None) {
+            /* the buffer was full and a sender is parked: its value takes the slot just
+             * freed (global FIFO order), and its send completes */
+            Py_INCREF(sendq);
+            PyObject *sv = q_take_any(sendq, g_block);
+            Py_DECREF(sendq);
+            if (sv == NULL) {
+                Py_DECREF(v);
+                return NULL;
+            }
+            if (sv != g_block) {
+                PyObject *r = PyObject_CallMethodOneArg(self->buf, s_append, sv);
+                if (r == NULL) {
+                    Py_DECREF(sv);
+                    Py_DECREF(v);
+                    return NULL;
+                }
+                Py_DECREF(r);
+            }
+            Py_DECREF(sv);
+        }
+        return v;
+    }
+    PyObject *h = q_head(sendq);
+    if (h == NULL) {
+        return NULL;
+    }
+    Py_DECREF(h);
+    if (h != Py_None) { /* unbuffered: take a parked sender's value */
+        Py_INCREF(sendq);
+        PyObject *v = q_take_any(sendq, g_block);
+        Py_DECREF(sendq);
+        if (v == NULL || v != g_block) {
+            return v;
+        }
+        Py_DECREF(v);
+    }
+    int closed = PyObject_IsTrue(self->closed);
+    if (closed < 0) {
+        return NULL;
+    }
+    return Py_NewRef(closed ? g_closed_sentinel : g_block);
+}
+
+static PyObject *
+chan_try_send(Chan *self, PyObject *value)
+{
+    if (chan_ready(self) < 0) {
+        return NULL;
+    }
+    int closed = PyObject_IsTrue(self->closed);
+    if (closed < 0) {
+        return NULL;
+    }
+    if (closed) {
+        PyErr_SetString(g_closed_error, "send on closed channel");
+        return NULL;
+    }
+    PyObject *recvq = Py_NewRef(self->recvq);
+    PyObject *h = q_head(recvq);
+    if (h == NULL) {
+        Py_DECREF(recvq);
+        return NULL;
+    }
+    Py_DECREF(h);
+    if (h != Py_None) {
+        PyObject *r = q_give_any(recvq, value);
+        Py_DECREF(recvq);
+        if (r == NULL) {
+            return NULL;
+        }
+        int given = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (given < 0) {
+            return NULL;
+        }
+        if (given) {
+            Py_RETURN_TRUE;
+        }
+    }
+    else {
+        Py_DECREF(recvq);
+    }
+    Py_ssize_t n = PyObject_Size(self->buf);
+    if (n < 0) {
+        return NULL;
+    }
+    PyObject *len = PyLong_FromSsize_t(n);
+    if (len == NULL) {
+        return NULL;
+    }
+    int room = PyObject_RichCompareBool(len, self->cap, Py_LT);
+    Py_DECREF(len);
+    if (room < 0) {
+        return NULL;
+    }
+    if (room) {
+        PyObject *r = PyObject_CallMethodOneArg(self->buf, s_append, value);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+        Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
+static int
+chan_traverse(Chan *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->buf);
+    Py_VISIT(self->cap);
+    Py_VISIT(self->closed);
+    Py_VISIT(self->recvq);
+    Py_VISIT(self->sendq);
+    return 0;
+}
+
+static int
+chan_clear(Chan *self)
+{
+    Py_CLEAR(self->buf);
+    Py_CLEAR(self->cap);
+    Py_CLEAR(self->closed);
+    Py_CLEAR(self->recvq);
+    Py_CLEAR(self->sendq);
+    return 0;
+}
+
+static void
+chan_dealloc(Chan *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    chan_clear(self);
+    tp->tp_free((PyObject *)self);
+}
+
+static PyMemberDef chan_members[] = {
+    {"_buf", T_OBJECT_EX, offsetof(Chan, buf), 0, "The buffered values (a deque)."},
+    {"_cap", T_OBJECT_EX, offsetof(Chan, cap), 0, "The capacity."},
+    {"_closed", T_OBJECT_EX, offsetof(Chan, closed), 0, "Closed?"},
+    {"_recvq", T_OBJECT_EX, offsetof(Chan, recvq), 0, "Parked receivers."},
+    {"_sendq", T_OBJECT_EX, offsetof(Chan, sendq), 0, "Parked senders."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef chan_methods[] = {
+    {"_try_recv", (PyCFunction)chan_try_recv, METH_NOARGS,
+     "Receive now if possible: the value, CLOSED (closed and drained), or BLOCK."},
+    {"_try_send", (PyCFunction)chan_try_send, METH_O,
+     "Send now if possible: True if done, False if it would block."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ChanType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "csp._speedups.ChanCore",
+    .tp_doc = PyDoc_STR("The compiled core of csp._chan._BaseChan: its fields and its "
+                        "non-blocking twins."),
+    .tp_basicsize = sizeof(Chan),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)chan_dealloc,
+    .tp_traverse = (traverseproc)chan_traverse,
+    .tp_clear = (inquiry)chan_clear,
+    .tp_methods = chan_methods,
+    .tp_members = chan_members,
+};
+
+static PyObject *
+setup_chan(PyObject *module, PyObject *args)
+{
+    PyObject *block, *closed, *error, *waitq;
+    if (!PyArg_ParseTuple(args, "OOOO:setup_chan", &block, &closed, &error, &waitq)) {
+        return NULL;
+    }
+    Py_XSETREF(g_block, Py_NewRef(block));
+    Py_XSETREF(g_closed_sentinel, Py_NewRef(closed));
+    Py_XSETREF(g_closed_error, Py_NewRef(error));
+    Py_XSETREF(g_waitq_cls, Py_NewRef(waitq));
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 setup_sched(PyObject *module, PyObject *args)
 {
@@ -1329,6 +1592,8 @@ static PyMethodDef module_methods[] = {
     {"setup_waiter_class", setup_waiter_class, METH_O,
      "setup_waiter_class(Waiter): csp._waiter calls it once (WaitQ completes its "
      "instances directly)."},
+    {"setup_chan", setup_chan, METH_VARARGS,
+     "setup_chan(BLOCK, CLOSED, ClosedChannelError, WaitQ): csp._chan calls it once."},
     {"setup_sched", setup_sched, METH_VARARGS,
      "setup_sched(BARRIER, DRAIN_BUDGET, shared): csp._sched calls it once."},
     {"setup_drive", setup_drive, METH_VARARGS,
@@ -1383,9 +1648,13 @@ PyInit__speedups(void)
     INTERN(s_prev, "prev");
     INTERN(s_next, "next");
     INTERN(s_value, "value");
+    INTERN(s_take, "take");
+    INTERN(s_give, "give");
+    INTERN(s_head, "head");
 #undef INTERN
     if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&SchedType) < 0
-            || PyType_Ready(&GorType) < 0 || PyType_Ready(&QType) < 0) {
+            || PyType_Ready(&GorType) < 0 || PyType_Ready(&QType) < 0
+            || PyType_Ready(&ChanType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
@@ -1395,7 +1664,8 @@ PyInit__speedups(void)
     if (PyModule_AddObjectRef(m, "WaiterCore", (PyObject *)&CoreType) < 0
             || PyModule_AddObjectRef(m, "SchedulerCore", (PyObject *)&SchedType) < 0
             || PyModule_AddObjectRef(m, "GoroutineCore", (PyObject *)&GorType) < 0
-            || PyModule_AddObjectRef(m, "WaitQCore", (PyObject *)&QType) < 0) {
+            || PyModule_AddObjectRef(m, "WaitQCore", (PyObject *)&QType) < 0
+            || PyModule_AddObjectRef(m, "ChanCore", (PyObject *)&ChanType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
