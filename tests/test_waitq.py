@@ -210,3 +210,35 @@ async def test_queues_hold_only_pending_entries_after_mixed_traffic() -> None:
                 assert all(getattr(n, "sel", n).state == PENDING for n in q)
     await asyncio.gather(*tasks, return_exceptions=True)
     assert [(len(c._recvq), len(c._sendq)) for c in chans] == [(0, 0)] * 3
+
+
+class _Node:
+    """A node that is not a Waiter (as a select's per-case node is): the queue reaches
+    its links and its completion through attributes and methods."""
+
+    __slots__ = ("done", "next", "ok", "prev", "q", "value", "will")
+
+    def __init__(self, value: object, will: bool = True) -> None:
+        self.value = value
+        self.will = will  # what complete() answers
+        self.done: list[object] = []
+
+    def complete(self, value: object, ok: bool = True) -> bool:
+        self.done.append(value)
+        return self.will
+
+
+def test_other_nodes_go_through_their_attributes_and_methods() -> None:
+    q = WaitQ()
+    a, b, c, d = _Node("a", will=False), _Node("b"), _Node("c"), _Node("d")
+    for n in (a, b, c, d):
+        q.push(n)
+    q._invariants()
+    assert q.take("none") == "b" and a.done == [None] and b.done == [None]
+    assert a.q is None and a.next is None and a.prev is None  # (dead: unlinked, skipped)
+    q.unlink(d)
+    q._invariants()
+    assert list(q) == [c] and (d.q, d.prev, d.next) == (None, None, None)
+    assert q.give(7) is True and c.done == [7]
+    assert q.head is None and q.tail is None and q.pop() is None
+    assert q.give(8) is False and q.take("none") == "none"
