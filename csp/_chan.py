@@ -33,8 +33,11 @@ Invariants:
 
 from __future__ import annotations
 
+import collections.abc
+import inspect
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from types import BuiltinMethodType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -42,6 +45,7 @@ from typing import (
     Generic,
     Protocol,
     Self,
+    TypeGuard,
     TypeVar,
     final,
     runtime_checkable,
@@ -92,12 +96,22 @@ BLOCK: Final[Any] = _Sentinel("<would block>")
 """What :meth:`Chan._try_recv` returns when a receive cannot complete now."""
 CLOSED: Final[Any] = _Sentinel("<closed and drained>")
 """What :meth:`Chan._try_recv` returns for a closed, drained channel."""
+_UNLOCKED: Final[Any] = _Sentinel("<go on unlocked>")
+"""What :meth:`_BaseChan._locked` returns when the operation goes on unlocked."""
+
+# the blocking operations, as _locked (and the compiled ChanOp) number them
+_RECV: Final = 0
+_RECV_OK: Final = 1
+_SEND: Final = 2
+_NEXT: Final = 3
 
 
 class _ChanCore:
-    """The channel's fields and its non-blocking twins, the steps every operation
-    starts with. Its compiled twin is ``ChanCore`` in ``csp/_speedups.c`` (see
-    csp._mode); the rest of the machinery is :class:`_BaseChan`."""
+    """The channel's fields, its non-blocking twins (the steps every operation starts
+    with) and its four blocking operations. Its compiled twin is ``ChanCore`` in
+    ``csp/_speedups.c`` (see csp._mode), whose operations return a ``ChanOp`` (an
+    awaitable that is its own coroutine) instead of a coroutine; the rest of the
+    machinery is :class:`_BaseChan`."""
 
     __slots__ = ("_buf", "_cap", "_closed", "_recvq", "_sendq")
 
@@ -138,12 +152,120 @@ class _ChanCore:
             return True
         return False
 
+    # -- the blocking operations (their compiled twin: csp._speedups.ChanOp) -----------
+    #
+    # Each starts with the budget guard (csp._waiter); its slow branch is _locked, one
+    # copy for both builds. Then the non-blocking twin, and when that would block one
+    # park: a Waiter in the right queue, awaited.
+
+    async def recv(self) -> Any:
+        """Receive a value (Go: ``v := <-ch``).
+
+        Blocks until a value is available. Once the channel is closed and drained it
+        returns ``None`` at once. If cancelled, no value was taken.
+        """
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
+            r = await self._locked(_RECV, None)
+            if r is not _UNLOCKED:
+                return r
+        v = self._try_recv()
+        if v is BLOCK:
+            w = Waiter("chan receive")
+            self._recvq.push(w)
+            await w
+            return w.value  # (None if woken by close)
+        return None if v is CLOSED else v
+
+    async def recv_ok(self) -> tuple[Any, bool]:
+        """Receive a value and whether it came from a send (Go: ``v, ok := <-ch``).
+
+        ``ok`` is False only when the channel is closed and drained; the value is then
+        ``None``. If cancelled, no value was taken.
+        """
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
+            r = await self._locked(_RECV_OK, None)
+            if r is not _UNLOCKED:
+                return r  # type: ignore[no-any-return]
+        v = self._try_recv()
+        if v is BLOCK:
+            w = Waiter("chan receive")
+            self._recvq.push(w)
+            await w
+            return w.value, w.ok
+        return (None, False) if v is CLOSED else (v, True)
+
+    async def __anext__(self) -> Any:
+        """``async for v in ch`` (Go: ``for v := range ch``): ends when closed and drained."""
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
+            r = await self._locked(_NEXT, None)
+            if r is not _UNLOCKED:
+                return r
+        v = self._try_recv()
+        if v is BLOCK:
+            w = Waiter("chan receive")
+            self._recvq.push(w)
+            await w
+            if not w.ok:
+                raise StopAsyncIteration
+            return w.value
+        if v is CLOSED:
+            raise StopAsyncIteration
+        return v
+
+    async def send(self, value: Any) -> None:
+        """Send ``value`` (Go: ``ch <- v``).
+
+        On an unbuffered channel this returns once a receiver has taken the value; on
+        a buffered one, once the value is in the buffer. Raises
+        :class:`ClosedChannelError` ("send on closed channel") if the channel is, or
+        becomes while waiting, closed. If cancelled, the value was not sent.
+        """
+        budget.left -= 1
+        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
+            if await self._locked(_SEND, value) is not _UNLOCKED:
+                return
+        if self._try_send(value):
+            return
+        w = Waiter("chan send", value)  # a parked sender's waiter holds its value
+        self._sendq.push(w)
+        await w
+        if not w.ok:
+            raise ClosedChannelError("send on closed channel")
+
+    if TYPE_CHECKING:
+        async def _locked(self, kind: int, value: Any) -> Any: ...
+
+
+_PureChanCore: Final = _ChanCore  # (csp._dump names a ChanOp after its pure twin's code)
+OPS: tuple[type, ...] = ()
+"""The compiled core's operation type (``ch.recv()`` returns one), or none."""
 
 if not TYPE_CHECKING:
     _speedups = _mode.speedups()
     if _speedups is not None:
-        _speedups.setup_chan(BLOCK, CLOSED, ClosedChannelError, WaitQ)
+        _speedups.setup_chan(BLOCK, CLOSED, _UNLOCKED, ClosedChannelError, WaitQ, owed)
         _ChanCore = _speedups.ChanCore
+        OPS = (_speedups.ChanOp,)
+        # asyncio.create_task, anyio and csp.go take it (asyncio.iscoroutine asks the ABC)
+        collections.abc.Coroutine.register(_speedups.ChanOp)
+
+def is_coro(x: object) -> TypeGuard[Coroutine[Any, Any, Any]]:
+    """``inspect.iscoroutine``, counting the compiled core's channel operations."""
+    return type(x) in OPS or inspect.iscoroutine(x)
+
+
+def op_name(f: object) -> str | None:
+    """``"recv"``, ``"recv_ok"`` or ``"send"`` if ``f`` is that operation of the
+    compiled core bound to a channel (``ch.recv``; a builtin method, where the pure
+    one is a bound coroutine function), else None."""
+    if type(f) is BuiltinMethodType and isinstance(f.__self__, _ChanCore):
+        name: str = f.__name__
+        if name in ("recv", "recv_ok", "send"):
+            return name
+    return None
 
 
 class _BaseChan(_ChanCore, Generic[T]):
@@ -151,6 +273,12 @@ class _BaseChan(_ChanCore, Generic[T]):
     channels (see the module docstring)."""
 
     __slots__ = ("__weakref__", "_drop", "_dropped")
+
+    if TYPE_CHECKING:  # (the operations are _ChanCore's, typed here)
+        async def recv(self) -> T | None: ...
+        async def recv_ok(self) -> tuple[T | None, bool]: ...
+        async def __anext__(self) -> T: ...
+        async def send(self, value: T) -> None: ...
 
     def __init__(self, cap: int = 0, overflow: str = "block") -> None:
         if type(cap) is not int:
@@ -188,54 +316,6 @@ class _BaseChan(_ChanCore, Generic[T]):
 
     # -- receive -----------------------------------------------------------------------
 
-    async def recv(self) -> T | None:
-        """Receive a value (Go: ``v := <-ch``).
-
-        Blocks until a value is available. Once the channel is closed and drained it
-        returns ``None`` at once. If cancelled, no value was taken.
-        """
-        budget.left -= 1
-        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            # shared mode (csp._threads), the budget not spent, nothing owed: the
-            # locked form at once; else prelude() decides (True: shared mode)
-            if (shared.on and budget.left > -BUDGET and not owed) or await prelude():
-                w, v = self._recv_locked()
-                if w is None:
-                    return None if v is CLOSED else v
-                await w
-                return w.value  # type: ignore[no-any-return]
-        v = self._try_recv()
-        if v is BLOCK:
-            w = Waiter("chan receive")
-            self._recvq.push(w)
-            await w
-            return w.value  # type: ignore[no-any-return]  # (None if woken by close)
-        return None if v is CLOSED else v
-
-    async def recv_ok(self) -> tuple[T | None, bool]:
-        """Receive a value and whether it came from a send (Go: ``v, ok := <-ch``).
-
-        ``ok`` is False only when the channel is closed and drained; the value is then
-        ``None``. If cancelled, no value was taken.
-        """
-        budget.left -= 1
-        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            # shared mode (csp._threads), the budget not spent, nothing owed: the
-            # locked form at once; else prelude() decides (True: shared mode)
-            if (shared.on and budget.left > -BUDGET and not owed) or await prelude():
-                w, v = self._recv_locked()
-                if w is None:
-                    return (None, False) if v is CLOSED else (v, True)
-                await w
-                return w.value, w.ok
-        v = self._try_recv()
-        if v is BLOCK:
-            w = Waiter("chan receive")
-            self._recvq.push(w)
-            await w
-            return w.value, w.ok
-        return (None, False) if v is CLOSED else (v, True)
-
     def recv_nowait(self) -> T | None:
         """Receive if a value is ready now, else raise :class:`csp.WouldBlock`.
 
@@ -257,62 +337,7 @@ class _BaseChan(_ChanCore, Generic[T]):
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> T:
-        """``async for v in ch`` (Go: ``for v := range ch``): ends when closed and drained."""
-        budget.left -= 1
-        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            # shared mode (csp._threads), the budget not spent, nothing owed: the
-            # locked form at once; else prelude() decides (True: shared mode)
-            if (shared.on and budget.left > -BUDGET and not owed) or await prelude():
-                w, v = self._recv_locked()
-                if w is not None:
-                    await w
-                    if not w.ok:
-                        raise StopAsyncIteration
-                    return w.value  # type: ignore[no-any-return]
-                if v is CLOSED:
-                    raise StopAsyncIteration
-                return v  # type: ignore[no-any-return]
-        v = self._try_recv()
-        if v is BLOCK:
-            w = Waiter("chan receive")
-            self._recvq.push(w)
-            await w
-            if not w.ok:
-                raise StopAsyncIteration
-            return w.value  # type: ignore[no-any-return]
-        if v is CLOSED:
-            raise StopAsyncIteration
-        return v  # type: ignore[no-any-return]
-
     # -- send ----------------------------------------------------------------------------
-
-    async def send(self, value: T) -> None:
-        """Send ``value`` (Go: ``ch <- v``).
-
-        On an unbuffered channel this returns once a receiver has taken the value; on
-        a buffered one, once the value is in the buffer. Raises
-        :class:`ClosedChannelError` ("send on closed channel") if the channel is, or
-        becomes while waiting, closed. If cancelled, the value was not sent.
-        """
-        budget.left -= 1
-        if budget.left <= 0 or owed:  # (the budget guard: see csp._waiter)
-            # shared mode (csp._threads), the budget not spent, nothing owed: the
-            # locked form at once; else prelude() decides (True: shared mode)
-            if (shared.on and budget.left > -BUDGET and not owed) or await prelude():
-                w = self._send_locked(value)
-                if w is not None:
-                    await w
-                    if not w.ok:
-                        raise ClosedChannelError("send on closed channel")
-                return
-        if self._try_send(value):
-            return
-        w = Waiter("chan send", value)  # a parked sender's waiter holds its value
-        self._sendq.push(w)
-        await w
-        if not w.ok:
-            raise ClosedChannelError("send on closed channel")
 
     def send_nowait(self, value: T) -> None:
         """Send if that can complete now (a parked receiver or buffer room), else raise
@@ -336,6 +361,39 @@ class _BaseChan(_ChanCore, Generic[T]):
             with lock:
                 return self._try_recv()
         return self._try_recv()
+
+    async def _locked(self, kind: int, value: Any) -> Any:
+        """The budget guard's slow branch, for both builds: raise an owed cancellation
+        and yield if the budget is spent (``prelude``); in shared mode (csp._threads)
+        run the whole operation in its locked form and return its outcome. Else
+        :data:`_UNLOCKED`: the caller goes on with its unlocked form."""
+        # shared mode, the budget not spent, nothing owed: the locked form at once;
+        # else prelude() decides (True: shared mode)
+        if not ((shared.on and budget.left > -BUDGET and not owed) or await prelude()):
+            return _UNLOCKED
+        if kind == _SEND:
+            w = self._send_locked(value)
+            if w is not None:
+                await w
+                if not w.ok:
+                    raise ClosedChannelError("send on closed channel")
+            return None
+        w, v = self._recv_locked()
+        if w is not None:
+            await w
+            ok = w.ok
+            v = w.value
+        else:
+            ok = v is not CLOSED
+            if not ok:
+                v = None
+        if kind == _RECV:
+            return v
+        if kind == _RECV_OK:
+            return v, ok
+        if not ok:
+            raise StopAsyncIteration
+        return v
 
     def _recv_locked(self) -> tuple[Waiter | None, Any]:
         """A receive in shared mode: try, else park, in one step under the csp lock.

@@ -66,8 +66,20 @@ def _name(code: CodeType) -> str:
     return f"csp.{qual}" if _in_csp(code) else qual
 
 
-def _frames(coro: Any) -> list[FrameType]:
-    """The frames of a coroutine chain, outermost first."""
+def _op_code(op: Any) -> CodeType | None:
+    """The code of the pure twin of a compiled channel operation (``ch.recv()`` of
+    csp._speedups, which has no frame), or None if ``op`` is not one."""
+    from csp import _chan
+
+    if type(op) not in _chan.OPS:
+        return None
+    code: CodeType = getattr(_chan._PureChanCore, op.__name__).__code__
+    return code
+
+
+def _frames(coro: Any) -> tuple[list[FrameType], Any]:
+    """The frames of a coroutine chain, outermost first, and what the innermost one
+    awaits (None, or an awaitable with no frame)."""
     out: list[FrameType] = []
     while coro is not None:
         f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
@@ -75,7 +87,7 @@ def _frames(coro: Any) -> list[FrameType]:
             break
         out.append(f)
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return out
+    return out, coro
 
 
 def stack(coro: Any) -> tuple[tuple[str, str], ...]:
@@ -83,7 +95,7 @@ def stack(coro: Any) -> tuple[tuple[str, str], ...]:
     each run of csp frames is folded into its outermost one (the call the program made)."""
     out: list[tuple[str, str]] = []
     prev_csp = False
-    frames = _frames(coro)  # outermost first
+    frames, tail = _frames(coro)  # outermost first
     first_user = next((i for i, f in enumerate(frames) if not _in_csp(f.f_code)), 0)
     del frames[:first_user]  # csp's wrapper around the goroutine's function (wg.go)
     for f in frames:
@@ -98,6 +110,10 @@ def stack(coro: Any) -> tuple[tuple[str, str], ...]:
             if me is not None and type(me).__module__.startswith("csp"):
                 name = f"csp.{type(me).__name__}.{code.co_name}"
         out.append((name, f"{code.co_filename}:{f.f_lineno}"))
+    op = _op_code(tail)
+    if op is not None and not prev_csp:  # a compiled operation: its pure twin's site
+        out.append((f"csp.{type(tail.chan).__name__}.{op.co_name}",
+                    f"{op.co_filename}:{op.co_firstlineno}"))
     out.reverse()
     return tuple(out)
 
@@ -124,6 +140,9 @@ def _key(e: Entry, memo: dict[tuple[CodeType, int], int]) -> tuple[Any, ...]:
             f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
             nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
         if f is None:
+            code = _op_code(coro)
+            if code is not None:
+                frames.append((code, code.co_firstlineno))
             break
         frames.append((f.f_code, _line(f.f_code, f.f_lasti, memo)))
         coro = nxt

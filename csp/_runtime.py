@@ -29,6 +29,7 @@ from types import FunctionType
 from typing import Any, Final, ParamSpec, TypeVar, TypeVarTuple, overload
 
 from csp import _compat, _sched, _threads
+from csp._chan import is_coro, op_name
 from csp._deadlock import AsyncioLoop, State, Watch, deadlock_error, loop_factory
 from csp._drive import Goroutine
 from csp._sched import Scheduler
@@ -51,7 +52,7 @@ _loop_factory = loop_factory
 
 
 def _is_coro_fn(fn: object) -> bool:
-    if inspect.iscoroutinefunction(fn):
+    if inspect.iscoroutinefunction(fn) or op_name(fn) is not None:
         return True
     if isinstance(fn, type) or not callable(fn):
         return False
@@ -61,7 +62,7 @@ def _is_coro_fn(fn: object) -> bool:
 def check_coro_fn(who: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Refuse anything but a coroutine function or a coroutine object (without calling
     ``fn``); True for a coroutine object (which takes no arguments)."""
-    if inspect.iscoroutine(fn) or isinstance(fn, types.CoroutineType):
+    if is_coro(fn) or isinstance(fn, types.CoroutineType):
         if args or kwargs:
             fn.close()
             raise TypeError(f"{who}: arguments given with a coroutine object")
@@ -83,7 +84,7 @@ def _make_coro(
     if check_coro_fn(who, fn, args, kwargs):
         return fn  # type: ignore[no-any-return]
     coro = fn(*args, **kwargs)
-    if not inspect.iscoroutine(coro):
+    if not is_coro(coro):
         raise TypeError(f"{who}: {fn!r} did not return a coroutine")
     return coro
 
@@ -153,7 +154,7 @@ def go(fn: Any, /, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
     """
     loop = _get_running_loop()
     if loop is None:
-        if inspect.iscoroutine(fn):
+        if is_coro(fn):
             fn.close()
         raise RuntimeError("csp.go() must be called with an event loop running")
     if type(fn) is FunctionType and fn.__code__.co_flags & CO_COROUTINE:
@@ -511,11 +512,11 @@ def run_with(main: Any, args: tuple[Any, ...], opts: _Options) -> Any:
                 raise TypeError(f"{opts.name}: {kw} must be True or False, got {v!r}")
         factory = opts.factory if opts.factory is not None else _loop_factory(opts.loop)
     except (TypeError, ValueError):
-        if inspect.iscoroutine(main):
+        if is_coro(main):
             main.close()
         raise
     if _get_running_loop() is not None:
-        if inspect.iscoroutine(main):
+        if is_coro(main):
             main.close()
         raise RuntimeError(f"{opts.name}() cannot be called from a running event loop")
     coro = _make_coro(f"{opts.name}()", main, args, {})

@@ -24,9 +24,10 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable
+from types import BuiltinMethodType
 from typing import Any, Final
 
-from csp._chan import BLOCK, CLOSED, _BaseChan
+from csp._chan import BLOCK, CLOSED, _BaseChan, op_name
 from csp._errors import ClosedChannelError
 from csp._threads import (
     BUDGET,
@@ -51,6 +52,16 @@ _SEND: Final = 2
 _KINDS: Final[dict[Any, int]] = {
     _BaseChan.recv: _RECV, _BaseChan.recv_ok: _RECV_OK, _BaseChan.send: _SEND
 }
+
+_NAMES: Final[dict[str | None, int]] = {"recv": _RECV, "recv_ok": _RECV_OK, "send": _SEND}
+
+
+def _kind(f: Any) -> int | None:
+    """The case kind of ``f`` (``ch.recv`` ...), or None."""
+    if type(f) is BuiltinMethodType:  # the compiled core's (csp._chan.op_name)
+        return _NAMES.get(op_name(f))
+    return _KINDS.get(getattr(f, "__func__", None))
+
 
 _random = random.random
 
@@ -146,12 +157,11 @@ def _parse(cases: tuple[Any, ...]) -> list[tuple[int, _BaseChan[Any], Any]]:
     for i, case in enumerate(cases):
         if type(case) is tuple:
             if len(case) == 2:
-                f = getattr(case[0], "__func__", None)
-                if _KINDS.get(f) == _SEND:
+                if _kind(case[0]) == _SEND:
                     ops.append((_SEND, case[0].__self__, case[1]))
                     continue
         else:
-            k = _KINDS.get(getattr(case, "__func__", None))
+            k = _kind(case)
             if k is not None and k != _SEND:
                 ops.append((k, case.__self__, None))
                 continue

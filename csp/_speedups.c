@@ -54,6 +54,23 @@ static PyObject *s_withdraw, *s_sched, *s_draining, *s_loop, *s_is_closed, *s_wa
 static PyObject *s_complete, *s_q, *s_prev, *s_next, *s_value, *s_take, *s_give;
 static PyObject *s_full, *s_left;
 
+/* a fresh waiter's fields (the constructor, and ChanOp's park) */
+static int
+core_setup(Core *self, PyObject *reason, PyObject *value)
+{
+    if (g_pending == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup() was not called");
+        return -1;
+    }
+    Py_XSETREF(self->afb, Py_NewRef(Py_True));
+    Py_XSETREF(self->state, Py_NewRef(g_pending));
+    Py_XSETREF(self->reason, Py_NewRef(reason));
+    Py_XSETREF(self->value, Py_NewRef(value));
+    Py_XSETREF(self->waker, Py_NewRef(Py_None));
+    self->step = 0;
+    return 0;
+}
+
 static int
 core_init(Core *self, PyObject *args, PyObject *kwds)
 {
@@ -70,17 +87,7 @@ core_init(Core *self, PyObject *args, PyObject *kwds)
                                           &value)) {
         return -1;
     }
-    if (g_pending == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup() was not called");
-        return -1;
-    }
-    Py_XSETREF(self->afb, Py_NewRef(Py_True));
-    Py_XSETREF(self->state, Py_NewRef(g_pending));
-    Py_XSETREF(self->reason, Py_NewRef(reason));
-    Py_XSETREF(self->value, Py_NewRef(value));
-    Py_XSETREF(self->waker, Py_NewRef(Py_None));
-    self->step = 0;
-    return 0;
+    return core_setup(self, reason, value);
 }
 
 static int
@@ -189,8 +196,9 @@ reraise(PyObject *exc)
     PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
 }
 
+/* the exception a throw(typ[, val[, tb]]) raises (a generator's rules): new, or NULL */
 static PyObject *
-core_throw(Core *self, PyObject *const *args, Py_ssize_t nargs)
+throw_exc(PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 1 || nargs > 3) {
         PyErr_Format(PyExc_TypeError, "throw expected 1 to 3 arguments, got %zd", nargs);
@@ -233,6 +241,16 @@ core_throw(Core *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (tb != Py_None && PyException_SetTraceback(exc, tb) < 0) {
         Py_DECREF(exc);
+        return NULL;
+    }
+    return exc;
+}
+
+static PyObject *
+core_throw(Core *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *exc = throw_exc(args, nargs);
+    if (exc == NULL) {
         return NULL;
     }
     if (self->step != 1) { /* not parked here: it surfaces as it came */
@@ -1494,6 +1512,661 @@ chan_dealloc(Chan *self)
     tp->tp_free((PyObject *)self);
 }
 
+/* ---- the blocking operations: csp._chan._ChanCore.recv / recv_ok / send / __anext__ --
+ *
+ * In pure Python each is a coroutine: a frame made, run and finished per operation. Here
+ * `ch.recv()` returns a ChanOp, an awaitable that is its own coroutine (send, throw,
+ * close; registered as a collections.abc.Coroutine, so asyncio.create_task and
+ * csp.go take it). Nothing happens until it is first resumed, as with a coroutine.
+ * Its first step is the pure twin's body: the budget guard, whose slow branch is the one
+ * Python copy (_BaseChan._locked, driven here as a sub-coroutine); the non-blocking
+ * twin; and when that would block, a Waiter pushed on the right queue, to which the
+ * ChanOp then delegates (as `await w` does): yield it, forward throw and close.
+ *
+ * Invariants (tests/test_chan.py asserts them in both modes):
+ *   - state NEW until the first resume; an op closed, or dropped, while NEW had no
+ *     effect (dropped: RuntimeWarning "coroutine ... was never awaited");
+ *   - sub is set exactly in WAITING (the Waiter parked on) and LOCKED (the coroutine
+ *     of chan._locked); DONE holds no sub;
+ *   - a ChanOp is awaited once: resuming it when DONE raises RuntimeError.
+ */
+
+enum { OP_RECV = 0, OP_RECV_OK = 1, OP_SEND = 2, OP_NEXT = 3 };
+enum { OP_NEW = 0, OP_WAITING = 1, OP_LOCKED = 2, OP_DONE = 3 };
+
+static const char *const op_names[] = {"recv", "recv_ok", "send", "__anext__"};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *chan;
+    PyObject *value; /* OP_SEND: the value offered */
+    PyObject *sub;   /* WAITING: the Waiter; LOCKED: chan._locked(kind, value) */
+    int kind;
+    int state;
+} Op;
+
+static PyTypeObject OpType;
+static PyObject *g_unlocked, *g_owed, *g_try_recv_descr, *g_try_send_descr;
+static PyObject *s__locked, *s__try_recv, *s__try_send, *s_push, *s_chan_receive;
+static PyObject *s_chan_send;
+
+/* Which channel classes use ChanCore's own _try_recv (bit 1) / _try_send (bit 2), so
+ * that an operation calls them directly; a class overriding one (the timers' channels,
+ * the overflow policies) gets its method called. Looked up once per class (a small
+ * cache holding the classes). */
+#define N_FLAGS 4
+static PyObject *c_types[N_FLAGS];
+static int c_flags[N_FLAGS], c_next;
+
+static int
+chan_flags(PyObject *tp)
+{
+    for (int i = 0; i < N_FLAGS; i++) {
+        if (c_types[i] == tp) {
+            return c_flags[i];
+        }
+    }
+    int flags = 0;
+    PyObject *d = PyObject_GetAttr(tp, s__try_recv);
+    if (d == NULL) {
+        return -1;
+    }
+    flags |= d == g_try_recv_descr ? 1 : 0;
+    Py_DECREF(d);
+    d = PyObject_GetAttr(tp, s__try_send);
+    if (d == NULL) {
+        return -1;
+    }
+    flags |= d == g_try_send_descr ? 2 : 0;
+    Py_DECREF(d);
+    Py_XSETREF(c_types[c_next], Py_NewRef(tp));
+    c_flags[c_next] = flags;
+    c_next = (c_next + 1) % N_FLAGS;
+    return flags;
+}
+
+static PyObject *
+op_new(PyObject *chan, int kind, PyObject *value)
+{
+    if (g_unlocked == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup_chan() was not called");
+        return NULL;
+    }
+    Op *op = PyObject_GC_New(Op, &OpType);
+    if (op == NULL) {
+        return NULL;
+    }
+    op->chan = Py_NewRef(chan);
+    op->value = Py_XNewRef(value);
+    op->sub = NULL;
+    op->kind = kind;
+    op->state = OP_NEW;
+    PyObject_GC_Track(op);
+    return (PyObject *)op;
+}
+
+static PyObject *
+chan_recv(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return op_new(self, OP_RECV, NULL);
+}
+
+static PyObject *
+chan_recv_ok(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return op_new(self, OP_RECV_OK, NULL);
+}
+
+static PyObject *
+chan_send(PyObject *self, PyObject *value)
+{
+    return op_new(self, OP_SEND, value);
+}
+
+static PyObject *
+chan_anext(PyObject *self)
+{
+    return op_new(self, OP_NEXT, NULL);
+}
+
+/* the operation's outcome from a value received (ok) or the close (not ok): a new
+ * reference, or NULL with StopAsyncIteration / ClosedChannelError set */
+static PyObject *
+op_outcome(Op *self, PyObject *v, int ok)
+{
+    switch (self->kind) {
+    case OP_RECV:
+        return Py_NewRef(ok ? v : Py_None);
+    case OP_RECV_OK:
+        return ok ? PyTuple_Pack(2, v, Py_True) : PyTuple_Pack(2, Py_None, Py_False);
+    case OP_NEXT:
+        if (!ok) {
+            PyErr_SetNone(PyExc_StopAsyncIteration);
+            return NULL;
+        }
+        return Py_NewRef(v);
+    default: /* OP_SEND */
+        if (!ok) {
+            PyErr_SetString(g_closed_error, "send on closed channel");
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+}
+
+/* a parked waiter finished: its outcome */
+static PyObject *
+op_waited(Op *self, Core *w)
+{
+    int ok = w->ok == NULL ? 1 : PyObject_IsTrue(w->ok);
+    if (ok < 0) {
+        return NULL;
+    }
+    return op_outcome(self, w->value != NULL ? w->value : Py_None, ok);
+}
+
+/* park: a fresh Waiter pushed on the queue; NULL, or the Waiter (new reference) */
+static PyObject *
+op_park(Op *self)
+{
+    Chan *ch = (Chan *)self->chan;
+    int send = self->kind == OP_SEND;
+    PyTypeObject *wt = (PyTypeObject *)g_waiter_cls;
+    Core *w = (Core *)wt->tp_alloc(wt, 0);
+    if (w == NULL) {
+        return NULL;
+    }
+    if (core_setup(w, send ? s_chan_send : s_chan_receive,
+                   send ? self->value : Py_None) < 0) {
+        Py_DECREF(w);
+        return NULL;
+    }
+    PyObject *q = send ? ch->sendq : ch->recvq;
+    PyObject *r;
+    if ((PyObject *)Py_TYPE(q) == g_waitq_cls) {
+        Py_INCREF(q);
+        r = q_push((Q *)q, (PyObject *)w);
+        Py_DECREF(q);
+    }
+    else {
+        r = PyObject_CallMethodOneArg(q, s_push, (PyObject *)w);
+    }
+    if (r == NULL) {
+        Py_DECREF(w);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return (PyObject *)w;
+}
+
+/* the unlocked form: the non-blocking twin, else park and yield the Waiter.
+ * 1: *res is what to yield; 0: *res is the outcome; -1: an exception is set */
+static int
+op_unlocked(Op *self, PyObject **res)
+{
+    PyObject *chan = self->chan;
+    if (chan_ready((Chan *)chan) < 0) {
+        return -1;
+    }
+    int flags = chan_flags((PyObject *)Py_TYPE(chan));
+    if (flags < 0) {
+        return -1;
+    }
+    if (self->kind == OP_SEND) {
+        PyObject *r = flags & 2 ? chan_try_send((Chan *)chan, self->value)
+                                : PyObject_CallMethodOneArg(chan, s__try_send, self->value);
+        if (r == NULL) {
+            return -1;
+        }
+        int done = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (done < 0) {
+            return -1;
+        }
+        if (done) {
+            *res = Py_NewRef(Py_None);
+            return 0;
+        }
+    }
+    else {
+        PyObject *v = flags & 1 ? chan_try_recv((Chan *)chan, NULL)
+                                : PyObject_CallMethodNoArgs(chan, s__try_recv);
+        if (v == NULL) {
+            return -1;
+        }
+        if (v != g_block) {
+            *res = v == g_closed_sentinel ? op_outcome(self, Py_None, 0)
+                                          : op_outcome(self, v, 1);
+            Py_DECREF(v);
+            return *res == NULL ? -1 : 0;
+        }
+        Py_DECREF(v);
+    }
+    PyObject *w = op_park(self);
+    if (w == NULL) {
+        return -1;
+    }
+    self->sub = w;
+    self->state = OP_WAITING;
+    PyObject *y = core_iternext((Core *)w);
+    if (y != NULL) {
+        *res = y;
+        return 1;
+    }
+    /* (a waiter finished before its first yield: withdrawn by a closed loop) */
+    Py_CLEAR(self->sub);
+    self->state = OP_DONE;
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    *res = op_waited(self, (Core *)w);
+    return *res == NULL ? -1 : 0;
+}
+
+/* chan._locked's coroutine returned r (stolen): its outcome, or on to the unlocked form */
+static int
+op_locked_returned(Op *self, PyObject *r, PyObject **res)
+{
+    Py_CLEAR(self->sub);
+    if (r == g_unlocked) {
+        Py_DECREF(r);
+        int rc = op_unlocked(self, res);
+        if (rc != 1) {
+            self->state = OP_DONE;
+        }
+        return rc;
+    }
+    self->state = OP_DONE;
+    *res = r;
+    return 0;
+}
+
+/* resume the operation with `arg` (what a coroutine's send gets): 1 yield, 0 return,
+ * -1 error (the PySendResult convention, with *res as PyIter_Send gives it) */
+static int
+op_step(Op *self, PyObject *arg, PyObject **res)
+{
+    *res = NULL;
+    switch (self->state) {
+    case OP_NEW: {
+        self->state = OP_DONE; /* (until it parks: no re-entry) */
+        /* the budget guard: budget.left -= 1; slow branch if spent or a cancel owed */
+        PyObject *left = PyObject_GetAttr(g_budget, s_left);
+        if (left == NULL) {
+            return -1;
+        }
+        Py_ssize_t n = PyLong_AsSsize_t(left);
+        Py_DECREF(left);
+        if (n == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        left = PyLong_FromSsize_t(n - 1);
+        if (left == NULL) {
+            return -1;
+        }
+        int rc = PyObject_SetAttr(g_budget, s_left, left);
+        Py_DECREF(left);
+        if (rc < 0) {
+            return -1;
+        }
+        if (n - 1 <= 0 || PyDict_GET_SIZE(g_owed) > 0) {
+            PyObject *kind = PyLong_FromLong(self->kind);
+            if (kind == NULL) {
+                return -1;
+            }
+            PyObject *sub = PyObject_CallMethodObjArgs(
+                self->chan, s__locked, kind, self->value != NULL ? self->value : Py_None,
+                NULL);
+            Py_DECREF(kind);
+            if (sub == NULL) {
+                return -1;
+            }
+            self->sub = sub;
+            self->state = OP_LOCKED;
+            goto locked;
+        }
+        rc = op_unlocked(self, res);
+        if (rc != 1) {
+            self->state = OP_DONE;
+        }
+        return rc;
+    }
+    case OP_WAITING: {
+        Core *w = (Core *)self->sub;
+        PyObject *y = core_iternext(w);
+        if (y != NULL) {
+            *res = y;
+            return 1;
+        }
+        self->sub = NULL;
+        self->state = OP_DONE;
+        if (!PyErr_Occurred()) {
+            *res = op_waited(self, w);
+        }
+        Py_DECREF(w);
+        return *res == NULL ? -1 : 0;
+    }
+    case OP_LOCKED:
+    locked: {
+        PyObject *r;
+        PySendResult st = PyIter_Send(self->sub, arg, &r);
+        if (st == PYGEN_NEXT) {
+            *res = r;
+            return 1;
+        }
+        if (st == PYGEN_RETURN) {
+            return op_locked_returned(self, r, res);
+        }
+        Py_CLEAR(self->sub);
+        self->state = OP_DONE;
+        return -1;
+    }
+    default:
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        return -1;
+    }
+}
+
+/* op_step's return as a generator's: NULL with StopIteration(value) for a return */
+static PyObject *
+op_as_next(int rc, PyObject *res, int need_stop)
+{
+    if (rc == 1) {
+        return res;
+    }
+    if (rc == 0) {
+        if (res == Py_None) {
+            Py_DECREF(res);
+            if (need_stop) {
+                PyErr_SetNone(PyExc_StopIteration);
+            }
+            return NULL;
+        }
+        /* (made explicitly: PyErr_SetObject would unpack a tuple as arguments) */
+        PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, res);
+        Py_DECREF(res);
+        if (stop != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, stop);
+            Py_DECREF(stop);
+        }
+    }
+    return NULL;
+}
+
+static PySendResult
+op_am_send(Op *self, PyObject *arg, PyObject **res)
+{
+    int rc = op_step(self, arg, res);
+    return rc == 1 ? PYGEN_NEXT : rc == 0 ? PYGEN_RETURN : PYGEN_ERROR;
+}
+
+static PyObject *
+op_iternext(Op *self)
+{
+    PyObject *res;
+    int rc = op_step(self, Py_None, &res);
+    return op_as_next(rc, res, 0);
+}
+
+static PyObject *
+op_send(Op *self, PyObject *arg)
+{
+    PyObject *res;
+    int rc = op_step(self, arg, &res);
+    return op_as_next(rc, res, 1);
+}
+
+static PyObject *
+op_throw(Op *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *res = NULL;
+    int rc;
+    if (self->state == OP_WAITING) {
+        Core *w = (Core *)Py_NewRef(self->sub);
+        PyObject *y = core_throw(w, args, nargs);
+        if (y != NULL) { /* (not from a waiter: it never yields again) */
+            Py_DECREF(w);
+            return y;
+        }
+        Py_CLEAR(self->sub);
+        self->state = OP_DONE;
+        if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+            /* the outcome stood (the cancellation is owed) */
+            PyErr_Clear();
+            res = op_waited(self, w);
+            rc = res == NULL ? -1 : 0;
+        }
+        else {
+            rc = -1;
+        }
+        Py_DECREF(w);
+    }
+    else if (self->state == OP_LOCKED) {
+        PyObject *meth = PyObject_GetAttrString(self->sub, "throw");
+        if (meth == NULL) {
+            return NULL;
+        }
+        PyObject *y = PyObject_Vectorcall(meth, args, nargs, NULL);
+        Py_DECREF(meth);
+        if (y != NULL) {
+            return y;
+        }
+        if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+            PyObject *r = NULL;
+            if (stop_value(&r) < 0) {
+                Py_CLEAR(self->sub);
+                self->state = OP_DONE;
+                return NULL;
+            }
+            rc = op_locked_returned(self, r, &res);
+        }
+        else {
+            Py_CLEAR(self->sub);
+            self->state = OP_DONE;
+            rc = -1;
+        }
+    }
+    else {
+        /* not started (or finished): the exception surfaces as it came, and an op
+         * not started never will be (a coroutine's throw) */
+        self->state = OP_DONE;
+        PyObject *exc = throw_exc(args, nargs);
+        if (exc != NULL) {
+            reraise(exc);
+        }
+        return NULL;
+    }
+    return op_as_next(rc, res, 1);
+}
+
+static PyObject *
+op_close(Op *self, PyObject *Py_UNUSED(ignored))
+{
+    int state = self->state;
+    PyObject *sub = self->sub;
+    self->sub = NULL;
+    self->state = OP_DONE;
+    PyObject *r = NULL;
+    if (state == OP_WAITING) {
+        r = core_close((Core *)sub, NULL);
+    }
+    else if (state == OP_LOCKED) {
+        r = PyObject_CallMethod(sub, "close", NULL);
+    }
+    else {
+        r = Py_NewRef(Py_None);
+    }
+    Py_XDECREF(sub);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+op_qualname(Op *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromFormat("%s.%s", Py_TYPE(self->chan)->tp_name,
+                                op_names[self->kind]);
+}
+
+static PyObject *
+op_name(Op *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(op_names[self->kind]);
+}
+
+static PyObject *
+op_get_chan(Op *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->chan);
+}
+
+static PyObject *
+op_get_await(Op *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->sub != NULL ? self->sub : Py_None);
+}
+
+static PyObject *
+op_get_none(Op *self, void *Py_UNUSED(closure))
+{
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+op_get_running(Op *self, void *Py_UNUSED(closure))
+{
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+op_get_unstarted(Op *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->state == OP_NEW ? Py_True : Py_False);
+}
+
+static PyObject *
+op_repr(Op *self)
+{
+    static const char *const states[] = {"new", "parked", "locked", "done"};
+    if (self->state == OP_WAITING) {
+        return PyUnicode_FromFormat("<csp %s.%s() %s on %R>", Py_TYPE(self->chan)->tp_name,
+                                    op_names[self->kind], states[self->state], self->sub);
+    }
+    return PyUnicode_FromFormat("<csp %s.%s() %s>", Py_TYPE(self->chan)->tp_name,
+                                op_names[self->kind], states[self->state]);
+}
+
+static void
+op_finalize(Op *self)
+{
+    if (self->chan == NULL) {
+        return; /* (cleared) */
+    }
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    if (self->state == OP_NEW) {
+        PyObject *q = op_qualname(self, NULL);
+        if (q == NULL
+                || PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                                    "coroutine '%U' was never awaited", q) < 0) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        Py_XDECREF(q);
+        self->state = OP_DONE;
+    }
+    else if (self->sub != NULL) { /* dropped while parked: withdrawn (a coroutine's close) */
+        PyObject *r = op_close(self, NULL);
+        if (r == NULL) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        Py_XDECREF(r);
+    }
+    PyErr_Restore(et, ev, etb);
+}
+
+static int
+op_traverse(Op *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->chan);
+    Py_VISIT(self->value);
+    Py_VISIT(self->sub);
+    return 0;
+}
+
+static int
+op_clear(Op *self)
+{
+    Py_CLEAR(self->chan);
+    Py_CLEAR(self->value);
+    Py_CLEAR(self->sub);
+    return 0;
+}
+
+static void
+op_dealloc(Op *self)
+{
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+        return; /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    op_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+op_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyMethodDef op_methods[] = {
+    {"send", (PyCFunction)op_send, METH_O, "Resume the operation (a coroutine's send)."},
+    {"throw", (PyCFunction)(void (*)(void))op_throw, METH_FASTCALL,
+     "Raise an exception where the operation waits (a coroutine's throw)."},
+    {"close", (PyCFunction)op_close, METH_NOARGS,
+     "Abandon the operation (a coroutine's close): a parked one is withdrawn."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef op_getset[] = {
+    {"__qualname__", (getter)op_qualname, NULL, "Chan.recv and so on.", NULL},
+    {"__name__", (getter)op_name, NULL, "recv, recv_ok, send or __anext__.", NULL},
+    {"chan", (getter)op_get_chan, NULL, "The channel operated on.", NULL},
+    {"cr_await", (getter)op_get_await, NULL, "The Waiter parked on, or None.", NULL},
+    {"cr_frame", (getter)op_get_none, NULL, "None: no Python frame.", NULL},
+    {"cr_code", (getter)op_get_none, NULL, "None: no Python code.", NULL},
+    {"cr_running", (getter)op_get_running, NULL, "False.", NULL},
+    {"_unstarted", (getter)op_get_unstarted, NULL, "Not resumed yet (nor closed).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyAsyncMethods op_async = {
+    .am_await = op_await,
+    .am_send = (sendfunc)op_am_send,
+};
+
+static PyTypeObject OpType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "csp._speedups.ChanOp",
+    .tp_doc = PyDoc_STR("A channel operation under way (ch.recv(), ch.send(v), ...): "
+                        "an awaitable that is its own coroutine."),
+    .tp_basicsize = sizeof(Op),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)op_dealloc,
+    .tp_finalize = (destructor)op_finalize,
+    .tp_traverse = (traverseproc)op_traverse,
+    .tp_clear = (inquiry)op_clear,
+    .tp_repr = (reprfunc)op_repr,
+    .tp_as_async = &op_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)op_iternext,
+    .tp_methods = op_methods,
+    .tp_getset = op_getset,
+};
+
 static PyMemberDef chan_members[] = {
     {"_buf", T_OBJECT_EX, offsetof(Chan, buf), 0, "The buffered values (a deque)."},
     {"_cap", T_OBJECT_EX, offsetof(Chan, cap), 0, "The capacity."},
@@ -1508,7 +2181,28 @@ static PyMethodDef chan_methods[] = {
      "Receive now if possible: the value, CLOSED (closed and drained), or BLOCK."},
     {"_try_send", (PyCFunction)chan_try_send, METH_O,
      "Send now if possible: True if done, False if it would block."},
+    {"recv", (PyCFunction)chan_recv, METH_NOARGS,
+     "recv()\n--\n\n"
+     "Receive a value (Go: ``v := <-ch``).\n\n"
+     "Blocks until a value is available. Once the channel is closed and drained it\n"
+     "returns ``None`` at once. If cancelled, no value was taken."},
+    {"recv_ok", (PyCFunction)chan_recv_ok, METH_NOARGS,
+     "recv_ok()\n--\n\n"
+     "Receive a value and whether it came from a send (Go: ``v, ok := <-ch``).\n\n"
+     "``ok`` is False only when the channel is closed and drained; the value is then\n"
+     "``None``. If cancelled, no value was taken."},
+    {"send", (PyCFunction)chan_send, METH_O,
+     "send(value)\n--\n\n"
+     "Send ``value`` (Go: ``ch <- v``).\n\n"
+     "On an unbuffered channel this returns once a receiver has taken the value; on\n"
+     "a buffered one, once the value is in the buffer. Raises\n"
+     ":class:`ClosedChannelError` (\"send on closed channel\") if the channel is, or\n"
+     "becomes while waiting, closed. If cancelled, the value was not sent."},
     {NULL, NULL, 0, NULL},
+};
+
+static PyAsyncMethods chan_async = {
+    .am_anext = chan_anext,
 };
 
 static PyTypeObject ChanType = {
@@ -1522,6 +2216,7 @@ static PyTypeObject ChanType = {
     .tp_dealloc = (destructor)chan_dealloc,
     .tp_traverse = (traverseproc)chan_traverse,
     .tp_clear = (inquiry)chan_clear,
+    .tp_as_async = &chan_async,
     .tp_methods = chan_methods,
     .tp_members = chan_members,
 };
@@ -1529,14 +2224,27 @@ static PyTypeObject ChanType = {
 static PyObject *
 setup_chan(PyObject *module, PyObject *args)
 {
-    PyObject *block, *closed, *error, *waitq;
-    if (!PyArg_ParseTuple(args, "OOOO:setup_chan", &block, &closed, &error, &waitq)) {
+    PyObject *block, *closed, *unlocked, *error, *waitq, *owed;
+    if (!PyArg_ParseTuple(args, "OOOOOO!:setup_chan", &block, &closed, &unlocked, &error,
+                          &waitq, &PyDict_Type, &owed)) {
         return NULL;
     }
+    PyObject *rd = PyDict_GetItemWithError(ChanType.tp_dict, s__try_recv);
+    PyObject *sd = rd == NULL ? NULL : PyDict_GetItemWithError(ChanType.tp_dict, s__try_send);
+    if (sd == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError, "ChanCore lacks its own _try_recv/_try_send");
+        }
+        return NULL;
+    }
+    Py_XSETREF(g_try_recv_descr, Py_NewRef(rd));
+    Py_XSETREF(g_try_send_descr, Py_NewRef(sd));
     Py_XSETREF(g_block, Py_NewRef(block));
     Py_XSETREF(g_closed_sentinel, Py_NewRef(closed));
+    Py_XSETREF(g_unlocked, Py_NewRef(unlocked));
     Py_XSETREF(g_closed_error, Py_NewRef(error));
     Py_XSETREF(g_waitq_cls, Py_NewRef(waitq));
+    Py_XSETREF(g_owed, Py_NewRef(owed));
     Py_RETURN_NONE;
 }
 
@@ -1593,7 +2301,8 @@ static PyMethodDef module_methods[] = {
      "setup_waiter_class(Waiter): csp._waiter calls it once (WaitQ completes its "
      "instances directly)."},
     {"setup_chan", setup_chan, METH_VARARGS,
-     "setup_chan(BLOCK, CLOSED, ClosedChannelError, WaitQ): csp._chan calls it once."},
+     "setup_chan(BLOCK, CLOSED, _UNLOCKED, ClosedChannelError, WaitQ, owed): csp._chan "
+     "calls it once."},
     {"setup_sched", setup_sched, METH_VARARGS,
      "setup_sched(BARRIER, DRAIN_BUDGET, shared): csp._sched calls it once."},
     {"setup_drive", setup_drive, METH_VARARGS,
@@ -1651,10 +2360,16 @@ PyInit__speedups(void)
     INTERN(s_take, "take");
     INTERN(s_give, "give");
     INTERN(s_head, "head");
+    INTERN(s__locked, "_locked");
+    INTERN(s__try_recv, "_try_recv");
+    INTERN(s__try_send, "_try_send");
+    INTERN(s_push, "push");
+    INTERN(s_chan_receive, "chan receive");
+    INTERN(s_chan_send, "chan send");
 #undef INTERN
     if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&SchedType) < 0
             || PyType_Ready(&GorType) < 0 || PyType_Ready(&QType) < 0
-            || PyType_Ready(&ChanType) < 0) {
+            || PyType_Ready(&ChanType) < 0 || PyType_Ready(&OpType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
@@ -1665,7 +2380,8 @@ PyInit__speedups(void)
             || PyModule_AddObjectRef(m, "SchedulerCore", (PyObject *)&SchedType) < 0
             || PyModule_AddObjectRef(m, "GoroutineCore", (PyObject *)&GorType) < 0
             || PyModule_AddObjectRef(m, "WaitQCore", (PyObject *)&QType) < 0
-            || PyModule_AddObjectRef(m, "ChanCore", (PyObject *)&ChanType) < 0) {
+            || PyModule_AddObjectRef(m, "ChanCore", (PyObject *)&ChanType) < 0
+            || PyModule_AddObjectRef(m, "ChanOp", (PyObject *)&OpType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
+from csp._chan import OPS, is_coro
 from csp._check import count
 from csp._runtime import _make_coro, check_coro_fn, created_by
 from csp._runtime import go as _go
@@ -73,7 +74,7 @@ def _need_loop(who: str, fn: object) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        if inspect.iscoroutine(fn):
+        if is_coro(fn):
             fn.close()
         raise RuntimeError(f"{who} must be called with an event loop running") from None
 
@@ -530,7 +531,8 @@ class WaitGroup:
 
     def _unstarted(self, coro: Coroutine[Any, Any, Any], task: asyncio.Task[Any]) -> None:
         # A goroutine cancelled before its first step never ran _run: count it done.
-        if inspect.getcoroutinestate(coro) == _CORO_CREATED:
+        if (coro._unstarted if type(coro) in OPS  # type: ignore[attr-defined]
+                else inspect.getcoroutinestate(coro) == _CORO_CREATED):
             coro.close()
             self.done()
 
@@ -974,7 +976,7 @@ class ErrGroup:
     async def _run(self, call: _Call) -> None:
         try:
             fn = call.fn
-            if inspect.iscoroutine(fn):
+            if is_coro(fn):
                 await fn
             else:
                 await fn(*call.args)  # type: ignore[operator]
@@ -993,7 +995,7 @@ class ErrGroup:
         # A goroutine cancelled before its first step never ran _run's finally.
         if not call.ended:
             call.ended = True
-            if inspect.iscoroutine(call.fn):
+            if is_coro(call.fn):
                 call.fn.close()
             self._end()
 

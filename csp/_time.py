@@ -36,7 +36,6 @@ rather than never fire.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
 import time
 import weakref
@@ -44,7 +43,7 @@ from collections.abc import Callable
 from typing import Any, cast, final
 
 from csp import _compat, _sched
-from csp._chan import RecvChan, _BaseChan, _TimerChan, nil
+from csp._chan import RecvChan, _BaseChan, _TimerChan, is_coro, nil
 from csp._check import TIMERS_FIX, duration, foreign_loop
 from csp._waiter import PENDING, Waiter, budget, owed, prelude, yield_now
 
@@ -210,7 +209,7 @@ def _run_func(fn: Callable[[], object], loop: asyncio.AbstractEventLoop) -> None
             go(cast(Any, fn))
             return
         res = fn()
-        if inspect.iscoroutine(res):
+        if is_coro(res):
             go(res)
     except (SystemExit, KeyboardInterrupt):
         raise

@@ -1133,3 +1133,127 @@ def test_overflow_refuses_bad_policies(cap: int, policy: Any, msg: str) -> None:
     with pytest.raises(ValueError) as ei:
         csp.Chan(cap, overflow=policy)
     assert str(ei.value) == msg
+
+
+# -- an operation is a coroutine (compiled: csp._speedups.ChanOp; pure: a coroutine) --
+# ch.recv() / recv_ok() / send(v) / __anext__() return an object that behaves as a
+# coroutine would: nothing happens until it is first resumed, it is awaited once, and
+# asyncio, anyio and csp.go take it. CI runs these in both modes.
+
+
+def _collect_unawaited(make: Callable[[], Any]) -> None:
+    with pytest.warns(RuntimeWarning, match="was never awaited"):
+        op = make()
+        del op
+        gc.collect()
+
+
+def test_an_operation_not_awaited_has_no_effect_and_warns() -> None:
+    ch = csp.Chan[int](1)
+    _collect_unawaited(lambda: ch.send(1))
+    assert len(ch) == 0
+    ch.send_nowait(2)
+    _collect_unawaited(ch.recv)
+    _collect_unawaited(ch.recv_ok)
+    _collect_unawaited(ch.__anext__)
+    assert len(ch) == 1 and ch.recv_nowait() == 2
+
+
+def test_an_operation_closed_or_thrown_into_before_it_starts_has_no_effect() -> None:
+    ch = csp.Chan[int](1)
+    op = ch.send(1)
+    op.close()
+    assert len(ch) == 0
+    op = ch.send(1)
+    with pytest.raises(KeyError, match="k"):
+        op.throw(KeyError("k"))
+    assert len(ch) == 0
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        op.send(None)
+
+
+@both
+async def test_an_operation_is_a_coroutine_to_asyncio_and_csp_go() -> None:
+    ch = csp.Chan[int]()
+    op = ch.recv()
+    assert asyncio.iscoroutine(op)
+    op.close()
+    t = asyncio.create_task(ch.send(5))
+    assert await ch.recv() == 5
+    await t
+    got = csp.Chan[int](1)
+    done = csp.go(ch.recv)  # a bound operation is a coroutine function to csp.go
+    csp.go(ch.send, 7)
+    assert await done == 7
+    wg = csp.WaitGroup()
+    wg.go(ch.send, 8)
+    wg.go(got.send, await ch.recv())
+    await wg.wait()
+    assert got.recv_nowait() == 8
+
+
+@both
+async def test_an_operation_is_awaited_once() -> None:
+    ch = csp.Chan[int](1)
+    op = ch.send(1)
+    await op
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        await op
+    assert ch.recv_nowait() == 1
+
+
+@both
+async def test_outcomes_that_a_stop_iteration_could_mangle_pass_intact() -> None:
+    """A tuple or an exception as the value received (a StopIteration made from it the
+    naive way would unpack the tuple or chain the exception), ready or after a park,
+    through await and through the coroutine protocol."""
+    err = KeyError("v")
+    for v in [(1, 2), (), err, None, (None,)]:
+        ch = csp.Chan[Any](1)
+        await ch.send(v)
+        assert await ch.recv() is v
+        ch.send_nowait(v)
+        op = ch.recv_ok()
+        with pytest.raises(StopIteration) as stop:
+            op.send(None)
+        assert stop.value.value == (v, True) and stop.value.value[0] is v
+        u = csp.Chan[Any]()
+        t = csp.go(u.recv)
+        await csp.gosched()
+        await u.send(v)
+        assert await t is v
+
+
+@both
+async def test_a_parked_operation_dropped_or_closed_is_withdrawn() -> None:
+    ch = csp.Chan[int]()
+    for how in ("close", "drop"):
+        op = ch.recv()
+        w = op.send(None)  # parks: yields its waiter (what a task would wait on)
+        assert w.state is PENDING and len(list(ch._recvq)) == 1
+        if how == "close":
+            op.close()
+        else:
+            del op
+            gc.collect()
+        assert list(ch._recvq) == [] and w.state is not PENDING
+        assert_invariants(ch)
+    ch.close()
+
+
+@both
+async def test_a_parked_operation_finishes_with_its_outcome_when_resumed() -> None:
+    ch = csp.Chan[int]()
+    for kind in ("recv", "recv_ok", "anext", "send"):
+        op = {"recv": ch.recv, "recv_ok": ch.recv_ok, "anext": ch.__anext__,
+              "send": lambda: ch.send(3)}[kind]()
+        w = op.send(None)
+        if kind == "send":
+            assert ch.recv_nowait() == 3
+        else:
+            ch.send_nowait(4)
+        assert w.state is not PENDING
+        with pytest.raises(StopIteration) as stop:
+            op.send(None)
+        assert stop.value.value == {"recv": 4, "recv_ok": (4, True), "anext": 4,
+                                     "send": None}[kind]
