@@ -10,8 +10,8 @@ decides, once, before any other csp module is imported:
   source (or its cached bytecode), never from an extension beside it. This is how the
   suite runs in both modes from one install, and how a user rules out the compiled core
   when they suspect it.
-- ``compiled()`` says whether any of the ``HOT`` modules was in fact loaded from an
-  extension; ``csp.compiled`` is its answer at import time.
+- ``compiled()`` says whether the core in use (:func:`speedups`) was in fact loaded
+  from an extension; ``csp.compiled`` is its answer at import time.
 
 Invariants (tests/test_mode.py): with the variable set, every loaded ``csp.*`` module has
 a source loader and ``csp.compiled`` is False; ``csp.compiled`` is always a bool and
@@ -106,11 +106,10 @@ def _load() -> ModuleType | None:
 
 
 def compiled() -> bool:
-    """True when at least one hot module was loaded from a compiled extension."""
+    """True when the compiled core is the one in use: :func:`speedups` loaded it from
+    an extension (a stale or refused build, or one merely imported, does not count)."""
     ext = importlib.machinery.ExtensionFileLoader
-    return any(
-        isinstance(getattr(sys.modules.get(name), "__loader__", None), ext) for name in HOT
-    )
+    return isinstance(getattr(speedups(), "__loader__", None), ext)
 
 
 install()  # at import: csp/__init__.py imports this module before any other

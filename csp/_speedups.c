@@ -42,8 +42,62 @@ typedef struct {
     int step; /* 1 while suspended at the yield, else 0 */
 } Core;
 
+/* ---- the budget and the mode: csp._threads._BudgetCore / _SharedCore -------------
+ * Read on every operation and every park: C fields, where the pure twins are slots. */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t full; /* what a refill writes: BUDGET in single mode, 0 in shared mode */
+    Py_ssize_t left; /* operations left before the budget's yield */
+} Budget;
+
+typedef struct {
+    PyObject_HEAD
+    char on; /* shared mode (csp._threads) */
+} Shared;
+
+static PyMemberDef budget_members[] = {
+    {"full", T_PYSSIZET, offsetof(Budget, full), 0, "What a refill writes."},
+    {"left", T_PYSSIZET, offsetof(Budget, left), 0, "Operations left before a yield."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject BudgetType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "csp._speedups.BudgetCore",
+    .tp_doc = PyDoc_STR("The compiled core of csp._threads._Budget: its two counts."),
+    .tp_basicsize = sizeof(Budget),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_new = PyType_GenericNew,
+    .tp_members = budget_members,
+};
+
+static PyMemberDef shared_members[] = {
+    {"on", T_BOOL, offsetof(Shared, on), 0, "Shared mode: another thread may use csp."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject SharedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "csp._speedups.SharedCore",
+    .tp_doc = PyDoc_STR("The compiled core of csp._threads._Shared: the mode flag."),
+    .tp_basicsize = sizeof(Shared),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_new = PyType_GenericNew,
+    .tp_members = shared_members,
+};
+
+/* isinstance(ob, base) for the cores, whose instances are of a direct Python subclass
+ * (Waiter of WaiterCore, ...): that case without walking the MRO */
+static inline int
+is_a(PyObject *ob, PyTypeObject *base)
+{
+    PyTypeObject *tp = Py_TYPE(ob);
+    return tp == base || tp->tp_base == base || PyType_IsSubtype(tp, base);
+}
+
 /* set once by setup(), from csp/_waiter.py */
-static PyObject *g_budget;          /* csp._threads.budget */
+static Budget *g_budget;            /* csp._threads.budget */
 static PyObject *g_thrown;          /* csp._waiter._thrown(w, exc) -> re-raise? */
 static PyObject *g_cancelled_error; /* csp._waiter._cancelled_error(msg) */
 static PyObject *g_pending;         /* csp._waiter.PENDING */
@@ -155,17 +209,12 @@ core_finish(Core *self)
 static PyObject *
 core_iternext(Core *self)
 {
+    if (g_budget == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup() was not called");
+        return NULL;
+    }
     if (self->step == 0 && self->state == g_pending) {
-        /* a park: the cooperative budget starts again (budget.left = budget.full) */
-        PyObject *full = PyObject_GetAttr(g_budget, s_full);
-        if (full == NULL) {
-            return NULL;
-        }
-        int rc = PyObject_SetAttr(g_budget, s_left, full);
-        Py_DECREF(full);
-        if (rc < 0) {
-            return NULL;
-        }
+        g_budget->left = g_budget->full; /* a park: the cooperative budget starts again */
         self->step = 1;
         return Py_NewRef(self);
     }
@@ -230,6 +279,13 @@ throw_exc(PyObject *const *args, Py_ssize_t nargs)
             exc = PyObject_CallOneArg(typ, val);
         }
         if (exc == NULL) {
+            return NULL;
+        }
+        if (!PyExceptionInstance_Check(exc)) {
+            PyErr_Format(PyExc_TypeError,
+                         "calling %R should have returned an instance of "
+                         "BaseException, not %s", typ, Py_TYPE(exc)->tp_name);
+            Py_DECREF(exc);
             return NULL;
         }
     }
@@ -372,7 +428,7 @@ typedef struct {
 
 static PyObject *g_barrier;      /* csp._sched._BARRIER */
 static Py_ssize_t g_drain_budget; /* csp._sched.DRAIN_BUDGET */
-static PyObject *g_shared;       /* csp._threads.shared */
+static Shared *g_shared;         /* csp._threads.shared */
 static PyObject *s_on, *s_append, *s_popleft, *s_call_soon, *s_drain, *s_run;
 static PyObject *s__reschedule, *s__wake_from_thread, *s_call_exception_handler;
 static PyObject *s_message, *s_exception;
@@ -382,13 +438,11 @@ static PyTypeObject GorType;
 static int
 shared_on(void)
 {
-    PyObject *on = PyObject_GetAttr(g_shared, s_on);
-    if (on == NULL) {
+    if (g_shared == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup_sched() was not called");
         return -1;
     }
-    int r = PyObject_IsTrue(on);
-    Py_DECREF(on);
-    return r;
+    return g_shared->on;
 }
 
 static PyObject *
@@ -514,7 +568,7 @@ sched_drain(Sched *self, PyObject *Py_UNUSED(ignored))
             break;
         }
         budget -= 1;
-        PyObject *res = Py_IS_TYPE(r, &GorType) || PyObject_TypeCheck(r, &GorType)
+        PyObject *res = is_a(r, &GorType)
             ? gor_run(r, NULL) : PyObject_CallMethodNoArgs(r, s_run);
         if (res != NULL) {
             Py_DECREF(res);
@@ -729,17 +783,21 @@ gor_run(PyObject *op, PyObject *Py_UNUSED(ignored))
         st = PYGEN_ERROR;
     }
     else {
-        PyObject *coro = self->coro;
+        /* owned for the call: the coroutine may rebind g.coro / g.send_ */
+        PyObject *coro = Py_NewRef(self->coro);
+        PyObject *send = Py_NewRef(self->send_);
         if (PyCoro_CheckExact(coro) || PyGen_CheckExact(coro)) {
             st = PyIter_Send(coro, Py_None, &y);
         }
         else { /* another object with the coroutine protocol: its send(), as a Task */
-            y = PyObject_CallOneArg(self->send_, Py_None);
+            y = PyObject_CallOneArg(send, Py_None);
             st = PYGEN_NEXT;
             if (y == NULL) {
                 st = stop_value(&y) == 0 ? PYGEN_RETURN : PYGEN_ERROR;
             }
         }
+        Py_DECREF(send);
+        Py_DECREF(coro);
         if (st == PYGEN_ERROR) {
             PyObject *exc = take_exception();
             (void)PyContext_Exit(ctx);
@@ -797,7 +855,7 @@ gor_run(PyObject *op, PyObject *Py_UNUSED(ignored))
             }
         }
         else {
-            if (PyObject_TypeCheck(y, &CoreType)) {
+            if (is_a(y, &CoreType)) {
                 Py_XSETREF(((Core *)y)->waker, Py_NewRef(op));
             }
             else if (PyObject_SetAttrString(y, "waker", op) < 0) {
@@ -909,13 +967,13 @@ complete_one(Core *self, PyObject *value, PyObject *ok)
     PyObject *r = self->waker;
     if (r != NULL && r != Py_None) {
         Py_INCREF(r);
-        PyObject *sched = PyObject_TypeCheck(r, &GorType) && ((Gor *)r)->sched != NULL
+        PyObject *sched = is_a(r, &GorType) && ((Gor *)r)->sched != NULL
             ? Py_NewRef(((Gor *)r)->sched) : PyObject_GetAttr(r, s_sched);
         if (sched == NULL) {
             Py_DECREF(r);
             return -1;
         }
-        int is_sched = PyObject_TypeCheck(sched, &SchedType);
+        int is_sched = is_a(sched, &SchedType);
         int draining;
         if (is_sched) {
             draining = ((Sched *)sched)->draining == Py_True;
@@ -1039,7 +1097,7 @@ static PyObject *g_waiter_cls; /* csp._waiter.Waiter: its complete is core_compl
 static PyObject *
 node_get(PyObject *n, PyObject *name, size_t off) /* new reference */
 {
-    if (PyObject_TypeCheck(n, &CoreType)) {
+    if (is_a(n, &CoreType)) {
         PyObject *v = *(PyObject **)((char *)n + off);
         if (v == NULL) {
             PyErr_SetObject(PyExc_AttributeError, name);
@@ -1053,7 +1111,7 @@ node_get(PyObject *n, PyObject *name, size_t off) /* new reference */
 static int
 node_set(PyObject *n, PyObject *name, size_t off, PyObject *v)
 {
-    if (PyObject_TypeCheck(n, &CoreType)) {
+    if (is_a(n, &CoreType)) {
         Py_XSETREF(*(PyObject **)((char *)n + off), Py_NewRef(v));
         return 0;
     }
@@ -1082,16 +1140,19 @@ node_complete(PyObject *n, PyObject *value)
 static PyObject *
 q_push(Q *self, PyObject *n)
 {
-    PyObject *t = self->tail != NULL ? self->tail : Py_None;
+    PyObject *t = Py_NewRef(self->tail != NULL ? self->tail : Py_None);
     if (NSET(n, q, (PyObject *)self) < 0 || NSET(n, prev, t) < 0 || NSET(n, next, Py_None) < 0) {
+        Py_DECREF(t);
         return NULL;
     }
     if (t == Py_None) {
         Py_XSETREF(self->head, Py_NewRef(n));
     }
     else if (NSET(t, next, n) < 0) {
+        Py_DECREF(t);
         return NULL;
     }
+    Py_DECREF(t);
     Py_XSETREF(self->tail, Py_NewRef(n));
     Py_RETURN_NONE;
 }
@@ -1312,7 +1373,7 @@ static PyObject *s_head;
 static PyObject *
 q_head(PyObject *q) /* new reference */
 {
-    if (PyObject_TypeCheck(q, &QType)) {
+    if (is_a(q, &QType)) {
         PyObject *h = ((Q *)q)->head;
         return Py_NewRef(h != NULL ? h : Py_None);
     }
@@ -1358,18 +1419,22 @@ chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
     if (chan_ready(self) < 0) {
         return NULL;
     }
-    Py_ssize_t n = PyObject_Size(self->buf);
+    PyObject *buf = self->buf;
+    Py_ssize_t n = PyObject_Size(buf);
     if (n < 0) {
         return NULL;
     }
     PyObject *sendq = self->sendq;
     if (n > 0) {
-        PyObject *v = PyObject_CallMethodNoArgs(self->buf, s_popleft);
+        Py_INCREF(buf);
+        PyObject *v = PyObject_CallMethodNoArgs(buf, s_popleft);
         if (v == NULL) {
+            Py_DECREF(buf);
             return NULL;
         }
         PyObject *h = q_head(sendq);
         if (h == NULL) {
+            Py_DECREF(buf);
             Py_DECREF(v);
             return NULL;
         }
@@ -1381,12 +1446,14 @@ chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
             PyObject *sv = q_take_any(sendq, g_block);
             Py_DECREF(sendq);
             if (sv == NULL) {
+                Py_DECREF(buf);
                 Py_DECREF(v);
                 return NULL;
             }
             if (sv != g_block) {
-                PyObject *r = PyObject_CallMethodOneArg(self->buf, s_append, sv);
+                PyObject *r = PyObject_CallMethodOneArg(buf, s_append, sv);
                 if (r == NULL) {
+                    Py_DECREF(buf);
                     Py_DECREF(sv);
                     Py_DECREF(v);
                     return NULL;
@@ -1395,6 +1462,7 @@ chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
             }
             Py_DECREF(sv);
         }
+        Py_DECREF(buf);
         return v;
     }
     PyObject *h = q_head(sendq);
@@ -1410,6 +1478,10 @@ chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
             return v;
         }
         Py_DECREF(v);
+    }
+    if (self->closed == NULL) { /* (re-read after take(), which runs Python code) */
+        PyErr_SetString(PyExc_AttributeError, "_closed");
+        return NULL;
     }
     int closed = PyObject_IsTrue(self->closed);
     if (closed < 0) {
@@ -1457,18 +1529,29 @@ chan_try_send(Chan *self, PyObject *value)
     else {
         Py_DECREF(recvq);
     }
+    if (chan_ready(self) < 0) { /* (re-read after give(), which runs Python code) */
+        return NULL;
+    }
     Py_ssize_t n = PyObject_Size(self->buf);
     if (n < 0) {
         return NULL;
     }
-    PyObject *len = PyLong_FromSsize_t(n);
-    if (len == NULL) {
-        return NULL;
+    int room;
+    Py_ssize_t cap = PyLong_CheckExact(self->cap) ? PyLong_AsSsize_t(self->cap) : -1;
+    if (cap >= 0) {
+        room = n < cap;
     }
-    int room = PyObject_RichCompareBool(len, self->cap, Py_LT);
-    Py_DECREF(len);
-    if (room < 0) {
-        return NULL;
+    else { /* (not a plain int, or out of range: Python's comparison) */
+        PyErr_Clear();
+        PyObject *len = PyLong_FromSsize_t(n);
+        if (len == NULL) {
+            return NULL;
+        }
+        room = PyObject_RichCompareBool(len, self->cap, Py_LT);
+        Py_DECREF(len);
+        if (room < 0) {
+            return NULL;
+        }
     }
     if (room) {
         PyObject *r = PyObject_CallMethodOneArg(self->buf, s_append, value);
@@ -1588,7 +1671,7 @@ chan_flags(PyObject *tp)
 static PyObject *
 op_new(PyObject *chan, int kind, PyObject *value)
 {
-    if (g_unlocked == NULL) {
+    if (g_unlocked == NULL || g_budget == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup_chan() was not called");
         return NULL;
     }
@@ -1682,6 +1765,11 @@ op_park(Op *self)
         return NULL;
     }
     PyObject *q = send ? ch->sendq : ch->recvq;
+    if (q == NULL) { /* (re-read after the non-blocking twin, which runs Python code) */
+        PyErr_SetString(PyExc_AttributeError, send ? "_sendq" : "_recvq");
+        Py_DECREF(w);
+        return NULL;
+    }
     PyObject *r;
     if ((PyObject *)Py_TYPE(q) == g_waitq_cls) {
         Py_INCREF(q);
@@ -1791,25 +1879,7 @@ op_step(Op *self, PyObject *arg, PyObject **res)
     case OP_NEW: {
         self->state = OP_DONE; /* (until it parks: no re-entry) */
         /* the budget guard: budget.left -= 1; slow branch if spent or a cancel owed */
-        PyObject *left = PyObject_GetAttr(g_budget, s_left);
-        if (left == NULL) {
-            return -1;
-        }
-        Py_ssize_t n = PyLong_AsSsize_t(left);
-        Py_DECREF(left);
-        if (n == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        left = PyLong_FromSsize_t(n - 1);
-        if (left == NULL) {
-            return -1;
-        }
-        int rc = PyObject_SetAttr(g_budget, s_left, left);
-        Py_DECREF(left);
-        if (rc < 0) {
-            return -1;
-        }
-        if (n - 1 <= 0 || PyDict_GET_SIZE(g_owed) > 0) {
+        if (--g_budget->left <= 0 || PyDict_GET_SIZE(g_owed) > 0) {
             PyObject *kind = PyLong_FromLong(self->kind);
             if (kind == NULL) {
                 return -1;
@@ -1825,20 +1895,21 @@ op_step(Op *self, PyObject *arg, PyObject **res)
             self->state = OP_LOCKED;
             goto locked;
         }
-        rc = op_unlocked(self, res);
+        int rc = op_unlocked(self, res);
         if (rc != 1) {
             self->state = OP_DONE;
         }
         return rc;
     }
     case OP_WAITING: {
-        Core *w = (Core *)self->sub;
+        Core *w = (Core *)Py_NewRef(self->sub); /* (held: the resume may run Python) */
         PyObject *y = core_iternext(w);
         if (y != NULL) {
+            Py_DECREF(w);
             *res = y;
             return 1;
         }
-        self->sub = NULL;
+        Py_CLEAR(self->sub);
         self->state = OP_DONE;
         if (!PyErr_Occurred()) {
             *res = op_waited(self, w);
@@ -1849,7 +1920,9 @@ op_step(Op *self, PyObject *arg, PyObject **res)
     case OP_LOCKED:
     locked: {
         PyObject *r;
-        PySendResult st = PyIter_Send(self->sub, arg, &r);
+        PyObject *sub = Py_NewRef(self->sub); /* (held while it runs) */
+        PySendResult st = PyIter_Send(sub, arg, &r);
+        Py_DECREF(sub);
         if (st == PYGEN_NEXT) {
             *res = r;
             return 1;
@@ -2108,7 +2181,8 @@ op_clear(Op *self)
 static void
 op_dealloc(Op *self)
 {
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+    /* (a finished operation has nothing to finalize: most of them) */
+    if (self->state != OP_DONE && PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
         return; /* resurrected */
     }
     PyObject_GC_UnTrack(self);
@@ -2257,7 +2331,11 @@ setup_sched(PyObject *module, PyObject *args)
         return NULL;
     }
     Py_XSETREF(g_barrier, Py_NewRef(barrier));
-    Py_XSETREF(g_shared, Py_NewRef(shared));
+    if (!PyObject_TypeCheck(shared, &SharedType)) {
+        PyErr_SetString(PyExc_TypeError, "setup_sched: shared must be a SharedCore");
+        return NULL;
+    }
+    Py_XSETREF(g_shared, (Shared *)Py_NewRef(shared));
     g_drain_budget = budget;
     Py_RETURN_NONE;
 }
@@ -2288,7 +2366,11 @@ setup(PyObject *module, PyObject *args)
     }
     Py_XSETREF(g_get_running_loop, Py_NewRef(get_running_loop));
     Py_XSETREF(g_done, Py_NewRef(done));
-    Py_XSETREF(g_budget, Py_NewRef(budget));
+    if (!PyObject_TypeCheck(budget, &BudgetType)) {
+        PyErr_SetString(PyExc_TypeError, "setup: budget must be a BudgetCore");
+        return NULL;
+    }
+    Py_XSETREF(g_budget, (Budget *)Py_NewRef(budget));
     Py_XSETREF(g_thrown, Py_NewRef(thrown));
     Py_XSETREF(g_cancelled_error, Py_NewRef(cancelled_error));
     Py_XSETREF(g_pending, Py_NewRef(pending));
@@ -2369,7 +2451,8 @@ PyInit__speedups(void)
 #undef INTERN
     if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&SchedType) < 0
             || PyType_Ready(&GorType) < 0 || PyType_Ready(&QType) < 0
-            || PyType_Ready(&ChanType) < 0 || PyType_Ready(&OpType) < 0) {
+            || PyType_Ready(&ChanType) < 0 || PyType_Ready(&OpType) < 0
+            || PyType_Ready(&BudgetType) < 0 || PyType_Ready(&SharedType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
@@ -2381,7 +2464,9 @@ PyInit__speedups(void)
             || PyModule_AddObjectRef(m, "GoroutineCore", (PyObject *)&GorType) < 0
             || PyModule_AddObjectRef(m, "WaitQCore", (PyObject *)&QType) < 0
             || PyModule_AddObjectRef(m, "ChanCore", (PyObject *)&ChanType) < 0
-            || PyModule_AddObjectRef(m, "ChanOp", (PyObject *)&OpType) < 0) {
+            || PyModule_AddObjectRef(m, "ChanOp", (PyObject *)&OpType) < 0
+            || PyModule_AddObjectRef(m, "BudgetCore", (PyObject *)&BudgetType) < 0
+            || PyModule_AddObjectRef(m, "SharedCore", (PyObject *)&SharedType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -49,7 +49,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Final
 
-from csp import _compat
+from csp import _compat, _mode
 
 if TYPE_CHECKING:
     from csp._waiter import Waiter
@@ -73,13 +73,37 @@ BUDGET: Final = 256
 """At most this many csp operations in a row without suspending, then one yield."""
 
 
-class _Budget:
+class _BudgetCore:
+    """The budget's two counts (its compiled twin: ``BudgetCore``, csp/_speedups.c)."""
+
+    __slots__ = ("full", "left")
+
+    full: int
+    left: int
+
+
+class _SharedCore:
+    """The mode flag (its compiled twin: ``SharedCore``, csp/_speedups.c)."""
+
+    __slots__ = ("on",)
+
+    on: bool
+
+
+if not TYPE_CHECKING:
+    _speedups = _mode.speedups()
+    if _speedups is not None:
+        _BudgetCore = _speedups.BudgetCore
+        _SharedCore = _speedups.SharedCore
+
+
+class _Budget(_BudgetCore):
     """The cooperative budget (``csp._waiter``), which also carries the mode: ``full``
     is what a refill writes, ``BUDGET`` in single mode and 0 in shared mode, where
     every operation's guard takes its slow branch (``prelude()``) and learns there
     that it must lock."""
 
-    __slots__ = ("full", "left")
+    __slots__ = ()
 
     def __init__(self) -> None:
         self.full = self.left = BUDGET
@@ -91,10 +115,10 @@ class _Budget:
 budget: Final = _Budget()
 
 
-class _Shared:
+class _Shared(_SharedCore):
     """The process-wide mode (see the module docstring)."""
 
-    __slots__ = ("forced", "home", "on", "quiet", "strangers")
+    __slots__ = ("forced", "home", "quiet", "strangers")
 
     def __init__(self) -> None:
         self.on = _compat.thread_count() > 0  # (imported while other threads run)

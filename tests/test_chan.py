@@ -1257,3 +1257,40 @@ async def test_a_parked_operation_finishes_with_its_outcome_when_resumed() -> No
             op.send(None)
         assert stop.value.value == {"recv": 4, "recv_ok": (4, True), "anext": 4,
                                      "send": None}[kind]
+
+
+def test_try_recv_refills_the_buffer_it_took_from() -> None:
+    """A full buffer's receive moves the parked sender's value into the buffer it took
+    from, even if completing that sender replaces or removes the channel's buffer (a
+    review finding: the compiled twin re-read the field after running that code)."""
+    from collections import deque
+
+    class Node:
+        __slots__ = ("q", "prev", "next", "value", "action")
+
+        def __init__(self, value: Any, action: Callable[[], None]) -> None:
+            self.value, self.action = value, action
+
+        def complete(self, value: Any, ok: bool = True) -> bool:
+            self.action()
+            return True
+
+    ch = csp.Chan[str](1)
+    ch.send_nowait("a")
+    old = ch._buf
+
+    def swap() -> None:
+        ch._buf = deque()
+
+    ch._sendq.push(Node("b", swap))
+    assert ch._try_recv() == "a"
+    assert list(old) == ["b"] and list(ch._buf) == []
+
+    ch = csp.Chan[str](1)
+    ch.send_nowait("a")
+
+    def drop() -> None:
+        del ch._buf
+
+    ch._sendq.push(Node("b", drop))
+    assert ch._try_recv() == "a"

@@ -29,6 +29,7 @@ import socket
 import sys
 import threading
 import types
+import warnings
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -3554,3 +3555,34 @@ def test_goroutine_returned_in_a_csp_step_is_done_for_others(loop_name: str) -> 
     cancelling() at 0."""
     trace = differential(loop_name, _window_program("return"))
     assert trace == [("victim done", True), ("cancel", False, 0), ("outcome", 5)]
+
+
+def test_a_goroutine_that_rebinds_its_own_coroutine_runs_on() -> None:
+    """The resume holds the coroutine it runs: a goroutine's coroutine that replaces
+    ``g.coro`` / ``g.send_`` while it runs is not freed under its own frame (a review
+    finding: the compiled twin resumed through borrowed pointers)."""
+    from csp import _sched
+
+    async def replacement() -> None:
+        pass
+
+    async def main() -> str:
+        ch, out = csp.Chan[int](), csp.Chan[str](1)
+
+        async def body() -> None:
+            await ch.recv()  # parked: the next resume is the goroutine's run
+            g = _sched.scheduler().goroutines[asyncio.current_task()]  # type: ignore[index]
+            r = replacement()
+            g.coro, g.send_ = r, r.send
+            gc.collect()
+            _ = [bytearray(200) for _ in range(2000)]  # reuse any freed memory
+            await out.send("went on")
+
+        csp.go(body)
+        await csp.gosched()
+        await ch.send(1)
+        return await out.recv()  # type: ignore[return-value]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (replacement never awaited)
+        assert csp.run(main()) == "went on"

@@ -24,15 +24,18 @@ def test_compiled_is_a_bool_that_matches_the_loaded_modules() -> None:
     assert "compiled" in csp.__all__
 
 
-def test_compiled_is_true_once_a_hot_module_comes_from_an_extension(
+def test_compiled_is_true_exactly_when_the_core_in_use_comes_from_an_extension(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     name = _mode.HOT[0]
     fake = types.ModuleType(name)
     fake.__loader__ = importlib.machinery.ExtensionFileLoader(name, "x" + EXT)
-    monkeypatch.setitem(sys.modules, name, fake)
+    monkeypatch.setattr(_mode, "_checked", (fake,))
     assert _mode.compiled() is True
-    monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setattr(_mode, "_checked", (types.ModuleType(name),))
+    assert _mode.compiled() is False
+    monkeypatch.setattr(_mode, "_checked", (None,))  # pure: even if one is imported
+    monkeypatch.setitem(sys.modules, name, fake)
     assert _mode.compiled() is False
 
 
@@ -42,6 +45,8 @@ def test_compiled_is_true_once_a_hot_module_comes_from_an_extension(
     ("csp._drive", "Goroutine", "_GoroutineCore", "GoroutineCore"),
     ("csp._waitq", "WaitQ", "_WaitQCore", "WaitQCore"),
     ("csp._chan", "_BaseChan", "_ChanCore", "ChanCore"),
+    ("csp._threads", "_Budget", "_BudgetCore", "BudgetCore"),
+    ("csp._threads", "_Shared", "_SharedCore", "SharedCore"),
 ])
 def test_each_core_is_the_compiled_one_exactly_when_compiled(
     module: str, cls: str, twin: str, core: str,
@@ -74,6 +79,9 @@ def test_a_stale_extension_is_refused_with_a_warning(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(os.path, "getmtime", newer_source)
     with pytest.warns(RuntimeWarning, match=r"older than .*_speedups\.c; using the pure"):
         assert _mode._load() is None
+    # a refused build is not the core in use, though Python did import it
+    monkeypatch.setattr(_mode, "_checked", (None,))
+    assert _mode.compiled() is False
 
 
 @pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("1", True),

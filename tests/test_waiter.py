@@ -1441,3 +1441,16 @@ def test_random_programs_under_cancellation_lose_and_duplicate_nothing_few_seeds
         assert sorted(out["received"]) == sorted(out["sent"])
         assert len(set(out["received"])) == len(out["received"])
         assert out["mu"] == FUZZ_FREE
+
+
+def test_throw_refuses_a_class_that_makes_no_exception() -> None:
+    """throw(cls) where ``cls()`` returns something else: TypeError, as a generator's
+    throw raises (a review finding: the compiled twin went on with the object)."""
+    class NotOne(Exception):
+        def __new__(cls, *a: Any) -> Any:
+            return 42
+
+    for args in [(NotOne,), (NotOne, None), (NotOne, (1, 2))]:
+        it = Waiter("x").__await__()
+        with pytest.raises(TypeError, match="should have returned an instance of BaseException"):
+            it.throw(*args)

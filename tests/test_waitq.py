@@ -242,3 +242,35 @@ def test_other_nodes_go_through_their_attributes_and_methods() -> None:
     assert q.give(7) is True and c.done == [7]
     assert q.head is None and q.tail is None and q.pop() is None
     assert q.give(8) is False and q.take("none") == "none"
+
+
+def test_push_survives_a_node_whose_q_setter_drops_the_old_tail() -> None:
+    """push links the new node to the tail it read first, even when setting the node's
+    ``q`` runs code that removes (and frees) that tail (a review finding: the compiled
+    twin used a borrowed tail)."""
+    import weakref
+
+    class Plain:
+        __slots__ = ("q", "prev", "next", "value", "__weakref__")
+
+    class PopsOnJoin:
+        __slots__ = ("_q", "prev", "next", "value")
+
+        @property
+        def q(self) -> Any:
+            return self._q
+
+        @q.setter
+        def q(self, v: Any) -> None:
+            self._q = v
+            if v is not None:
+                v.pop()
+
+    q = WaitQ()
+    x = Plain()
+    q.push(x)
+    wx = weakref.ref(x)
+    del x
+    y = PopsOnJoin()
+    q.push(y)
+    assert wx() is not None and y.prev is wx()  # held by the link, as in pure Python
