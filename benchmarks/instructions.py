@@ -49,10 +49,10 @@ async def _stream(n: int) -> None:
 
 
 async def _select(n: int) -> None:
-    chans = [csp.Chan[int](1) for _ in range(4)]
+    a, b, c, d = chans = [csp.Chan[int](1) for _ in range(4)]
     for i in range(n):
-        chans[i % 4].send_nowait(i)
-        await csp.select(*(c.recv for c in chans))
+        chans[i & 3].send_nowait(i)
+        await csp.select(a.recv, b.recv, c.recv, d.recv)
 
 
 async def _mutex(n: int) -> None:

@@ -257,6 +257,17 @@ def is_coro(x: object) -> TypeGuard[Coroutine[Any, Any, Any]]:
     return type(x) in OPS or inspect.iscoroutine(x)
 
 
+CORO_FUNCTIONS: Final[list[object]] = []
+"""Compiled functions that return a coroutine-like operation (the compiled
+``csp.select``): what csp.go and the rest accept as coroutine functions."""
+
+
+def is_coro_function(f: object) -> bool:
+    """A bound channel operation or a function of :data:`CORO_FUNCTIONS` (compiled
+    core); ``inspect.iscoroutinefunction`` answers for the rest."""
+    return op_name(f) is not None or any(f is c for c in CORO_FUNCTIONS)
+
+
 def op_name(f: object) -> str | None:
     """``"recv"``, ``"recv_ok"`` or ``"send"`` if ``f`` is that operation of the
     compiled core bound to a channel (``ch.recv``; a builtin method, where the pure

@@ -66,15 +66,18 @@ def _name(code: CodeType) -> str:
     return f"csp.{qual}" if _in_csp(code) else qual
 
 
-def _op_code(op: Any) -> CodeType | None:
-    """The code of the pure twin of a compiled channel operation (``ch.recv()`` of
-    csp._speedups, which has no frame), or None if ``op`` is not one."""
-    from csp import _chan
+def _op_site(op: Any) -> tuple[str, CodeType] | None:
+    """A compiled operation (``ch.recv()``, ``csp.select(...)`` of csp._speedups, which
+    have no frame): its public name and the code of its pure twin; None if ``op`` is
+    not one."""
+    from csp import _chan, _select
 
     if type(op) not in _chan.OPS:
         return None
+    if op.__name__ == "select":
+        return "csp.select", _select._pure_select.__code__
     code: CodeType = getattr(_chan._PureChanCore, op.__name__).__code__
-    return code
+    return f"csp.{type(op.chan).__name__}.{code.co_name}", code
 
 
 def _frames(coro: Any) -> tuple[list[FrameType], Any]:
@@ -110,10 +113,9 @@ def stack(coro: Any) -> tuple[tuple[str, str], ...]:
             if me is not None and type(me).__module__.startswith("csp"):
                 name = f"csp.{type(me).__name__}.{code.co_name}"
         out.append((name, f"{code.co_filename}:{f.f_lineno}"))
-    op = _op_code(tail)
-    if op is not None and not prev_csp:  # a compiled operation: its pure twin's site
-        out.append((f"csp.{type(tail.chan).__name__}.{op.co_name}",
-                    f"{op.co_filename}:{op.co_firstlineno}"))
+    site = _op_site(tail)
+    if site is not None and not prev_csp:  # a compiled operation: its pure twin's site
+        out.append((site[0], f"{site[1].co_filename}:{site[1].co_firstlineno}"))
     out.reverse()
     return tuple(out)
 
@@ -140,9 +142,9 @@ def _key(e: Entry, memo: dict[tuple[CodeType, int], int]) -> tuple[Any, ...]:
             f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
             nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
         if f is None:
-            code = _op_code(coro)
-            if code is not None:
-                frames.append((code, code.co_firstlineno))
+            site = _op_site(coro)
+            if site is not None:
+                frames.append((site[1], site[1].co_firstlineno))
             break
         frames.append((f.f_code, _line(f.f_code, f.f_lasti, memo)))
         coro = nxt

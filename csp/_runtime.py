@@ -29,7 +29,7 @@ from types import FunctionType
 from typing import Any, Final, ParamSpec, TypeVar, TypeVarTuple, overload
 
 from csp import _compat, _sched, _threads
-from csp._chan import is_coro, op_name
+from csp._chan import is_coro, is_coro_function
 from csp._deadlock import AsyncioLoop, State, Watch, deadlock_error, loop_factory
 from csp._drive import Goroutine
 from csp._sched import Scheduler
@@ -52,7 +52,7 @@ _loop_factory = loop_factory
 
 
 def _is_coro_fn(fn: object) -> bool:
-    if inspect.iscoroutinefunction(fn) or op_name(fn) is not None:
+    if inspect.iscoroutinefunction(fn) or is_coro_function(fn):
         return True
     if isinstance(fn, type) or not callable(fn):
         return False

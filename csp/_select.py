@@ -25,9 +25,10 @@ import itertools
 import random
 from collections.abc import Callable
 from types import BuiltinMethodType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from csp._chan import BLOCK, CLOSED, _BaseChan, op_name
+from csp import _mode
+from csp._chan import BLOCK, CLOSED, CORO_FUNCTIONS, _BaseChan, op_name
 from csp._errors import ClosedChannelError
 from csp._threads import (
     BUDGET,
@@ -244,6 +245,26 @@ async def select(
         return -1, None
     await w
     return _outcome(ops, w)
+
+
+async def _wait_parked(ops: list[tuple[int, _BaseChan[Any], Any]]) -> tuple[int, Any]:
+    """The compiled select's park, once its poll found no case ready (the pure select's
+    last lines: one copy)."""
+    w = _park(ops, Waiter("select" if ops else "select (no cases)"))
+    await w
+    return _outcome(ops, w)
+
+
+_pure_select: Final = select
+"""The pure select (csp._dump names the compiled one's frame after its code)."""
+
+if not TYPE_CHECKING:
+    _speedups = _mode.speedups()
+    if _speedups is not None:
+        # The compiled select (csp/_speedups.c) polls in C and parks or falls back here.
+        _speedups.setup_select(select, _wait_parked, _random, _PERMS, _order)
+        select = _speedups.select
+        CORO_FUNCTIONS.append(select)
 
 
 def select_blocking(

@@ -87,13 +87,19 @@ static PyTypeObject SharedType = {
     .tp_members = shared_members,
 };
 
-/* isinstance(ob, base) for the cores, whose instances are of a direct Python subclass
- * (Waiter of WaiterCore, ...): that case without walking the MRO */
+/* isinstance(ob, base) for the cores, whose instances are of Python subclasses (Waiter
+ * of WaiterCore, Chan of _BaseChan of ChanCore), without walking the MRO */
 static inline int
 is_a(PyObject *ob, PyTypeObject *base)
 {
-    PyTypeObject *tp = Py_TYPE(ob);
-    return tp == base || tp->tp_base == base || PyType_IsSubtype(tp, base);
+    /* (exact for these bases: they add C fields, so every subclass has them on its
+     * chain of solid bases, tp_base) */
+    for (PyTypeObject *tp = Py_TYPE(ob); tp != NULL; tp = tp->tp_base) {
+        if (tp == base) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* set once by setup(), from csp/_waiter.py */
@@ -1614,10 +1620,10 @@ chan_dealloc(Chan *self)
  *   - a ChanOp is awaited once: resuming it when DONE raises RuntimeError.
  */
 
-enum { OP_RECV = 0, OP_RECV_OK = 1, OP_SEND = 2, OP_NEXT = 3 };
+enum { OP_RECV = 0, OP_RECV_OK = 1, OP_SEND = 2, OP_NEXT = 3, OP_SELECT = 4 };
 enum { OP_NEW = 0, OP_WAITING = 1, OP_LOCKED = 2, OP_DONE = 3 };
 
-static const char *const op_names[] = {"recv", "recv_ok", "send", "__anext__"};
+static const char *const op_names[] = {"recv", "recv_ok", "send", "__anext__", "select"};
 
 typedef struct {
     PyObject_HEAD
@@ -1626,9 +1632,14 @@ typedef struct {
     PyObject *sub;   /* WAITING: the Waiter; LOCKED: chan._locked(kind, value) */
     int kind;
     int state;
+    int flags;       /* OP_SELECT: 1 default, 2 priority */
+    PyObject *ctype; /* the channel's class (its name, once chan is let go) */
+    int finalized;   /* its tp_finalize ran (the collector's flag then stays set: such
+                      * an object is not reused) */
 } Op;
 
 static PyTypeObject OpType;
+static PyTypeObject ChanType;
 static PyObject *g_unlocked, *g_owed, *g_try_recv_descr, *g_try_send_descr;
 static PyObject *s__locked, *s__try_recv, *s__try_send, *s_push, *s_chan_receive;
 static PyObject *s_chan_send;
@@ -1668,6 +1679,12 @@ chan_flags(PyObject *tp)
     return flags;
 }
 
+/* finished operations kept for reuse (most live for one hand-off): no allocation, no
+ * count towards the collector's next collection */
+#define OP_FREE_MAX 32
+static Op *op_free[OP_FREE_MAX];
+static int op_nfree;
+
 static PyObject *
 op_new(PyObject *chan, int kind, PyObject *value)
 {
@@ -1675,15 +1692,25 @@ op_new(PyObject *chan, int kind, PyObject *value)
         PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup_chan() was not called");
         return NULL;
     }
-    Op *op = PyObject_GC_New(Op, &OpType);
-    if (op == NULL) {
-        return NULL;
+    Op *op;
+    if (op_nfree > 0) {
+        op = op_free[--op_nfree];
+        (void)PyObject_Init((PyObject *)op, &OpType);
+    }
+    else {
+        op = PyObject_GC_New(Op, &OpType);
+        if (op == NULL) {
+            return NULL;
+        }
+        op->finalized = 0;
     }
     op->chan = Py_NewRef(chan);
     op->value = Py_XNewRef(value);
     op->sub = NULL;
     op->kind = kind;
     op->state = OP_NEW;
+    op->flags = 0;
+    op->ctype = Py_NewRef((PyObject *)Py_TYPE(chan));
     PyObject_GC_Track(op);
     return (PyObject *)op;
 }
@@ -1856,7 +1883,7 @@ static int
 op_locked_returned(Op *self, PyObject *r, PyObject **res)
 {
     Py_CLEAR(self->sub);
-    if (r == g_unlocked) {
+    if (r == g_unlocked && self->kind != OP_SELECT) {
         Py_DECREF(r);
         int rc = op_unlocked(self, res);
         if (rc != 1) {
@@ -1869,15 +1896,319 @@ op_locked_returned(Op *self, PyObject *r, PyObject **res)
     return 0;
 }
 
+/* ---- select: csp._select.select ----------------------------------------------------
+ *
+ * csp.select(*cases, default=False, priority=False) returns a ChanOp of kind OP_SELECT
+ * (lazy, as a coroutine). Its first step is the pure select's, for the common cases:
+ * every case a channel's own ch.recv / ch.recv_ok / (ch.send, v), at most SEL_MAX of
+ * them, nothing owed, the budget not spent (so not shared mode): the budget guard, then
+ * the poll, in the same random order from the same generator (random.random and the
+ * permutation table of csp._select). If none is ready (and no default) it parks with the
+ * one Python copy, csp._select._wait_parked(ops), driven as a sub-coroutine. Anything
+ * else (a remote channel, bad cases, the guard's slow branch) runs the pure select,
+ * driven the same way: one behaviour, one copy of each rule.
+ */
+
+#define SEL_MAX 16
+
+static PyObject *g_pure_select, *g_wait_parked, *g_random, *g_perms, *g_order;
+static PyObject *s_default, *s_priority;
+
+/* the kind of case `f` (a channel's own bound operation) and its channel, or -1 */
+static int
+case_kind(PyObject *f, PyObject **ch)
+{
+    if (!PyCFunction_Check(f)) {
+        return -1;
+    }
+    PyCFunction fn = PyCFunction_GET_FUNCTION(f);
+    *ch = PyCFunction_GET_SELF(f);
+    if (*ch == NULL || !is_a(*ch, &ChanType)) {
+        return -1;
+    }
+    if (fn == (PyCFunction)chan_recv) {
+        return OP_RECV;
+    }
+    if (fn == (PyCFunction)chan_recv_ok) {
+        return OP_RECV_OK;
+    }
+    if (fn == (PyCFunction)chan_send) {
+        return OP_SEND;
+    }
+    return -1;
+}
+
+/* the pure select (every rule and every error message), as the sub-coroutine */
+static int
+sel_pure(Op *self)
+{
+    PyObject *kw = PyDict_New();
+    if (kw == NULL) {
+        return -1;
+    }
+    if (PyDict_SetItem(kw, s_default, self->flags & 1 ? Py_True : Py_False) < 0
+            || PyDict_SetItem(kw, s_priority, self->flags & 2 ? Py_True : Py_False) < 0) {
+        Py_DECREF(kw);
+        return -1;
+    }
+    PyObject *sub = PyObject_Call(g_pure_select, self->value, kw);
+    Py_DECREF(kw);
+    if (sub == NULL) {
+        return -1;
+    }
+    self->sub = sub;
+    self->state = OP_LOCKED;
+    return 0;
+}
+
+/* (index, value) for a case that took effect; v is the value received or CLOSED */
+static PyObject *
+sel_result(Py_ssize_t i, int kind, PyObject *v)
+{
+    PyObject *out;
+    if (kind == OP_SEND) {
+        out = Py_NewRef(Py_None);
+    }
+    else if (kind == OP_RECV) {
+        out = Py_NewRef(v == g_closed_sentinel ? Py_None : v);
+    }
+    else {
+        out = v == g_closed_sentinel ? PyTuple_Pack(2, Py_None, Py_False)
+                                     : PyTuple_Pack(2, v, Py_True);
+        if (out == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *idx = PyLong_FromSsize_t(i);
+    if (idx == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    PyObject *r = PyTuple_Pack(2, idx, out);
+    Py_DECREF(idx);
+    Py_DECREF(out);
+    return r;
+}
+
+/* the order to try n cases in (csp._select._order): a new reference to a sequence */
+static PyObject *
+sel_order(Py_ssize_t n)
+{
+    if (n >= 6) {
+        PyObject *a = PyLong_FromSsize_t(n);
+        if (a == NULL) {
+            return NULL;
+        }
+        PyObject *r = PyObject_CallOneArg(g_order, a);
+        Py_DECREF(a);
+        return r;
+    }
+    PyObject *p = PyList_GetItem(g_perms, n); /* borrowed */
+    if (p == NULL) {
+        return NULL;
+    }
+    PyObject *x = PyObject_CallNoArgs(g_random);
+    if (x == NULL) {
+        return NULL;
+    }
+    double d = PyFloat_AsDouble(x);
+    Py_DECREF(x);
+    if (d == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t len = PyList_GET_SIZE(p);
+    Py_ssize_t k = (Py_ssize_t)(d * (double)len);
+    if (k < 0 || k >= len) {
+        PyErr_SetString(PyExc_ValueError, "select: random() out of [0, 1)");
+        return NULL;
+    }
+    return Py_NewRef(PyList_GET_ITEM(p, k));
+}
+
+/* the select's first step: 1 yield, 0 return, -1 error (op_step's convention) */
+static int
+sel_start(Op *self, PyObject **res)
+{
+    PyObject *cases = self->value;
+    Py_ssize_t n = PyTuple_GET_SIZE(cases);
+    PyObject *chans[SEL_MAX], *vals[SEL_MAX];
+    int kinds[SEL_MAX];
+    int simple = n <= SEL_MAX && PyDict_GET_SIZE(g_owed) == 0 && g_budget->left - 1 > 0;
+    for (Py_ssize_t i = 0; simple && i < n; i++) {
+        PyObject *c = PyTuple_GET_ITEM(cases, i);
+        if (PyTuple_CheckExact(c)) {
+            kinds[i] = PyTuple_GET_SIZE(c) == 2 ? case_kind(PyTuple_GET_ITEM(c, 0), &chans[i])
+                                               : -1;
+            vals[i] = PyTuple_GET_SIZE(c) == 2 ? PyTuple_GET_ITEM(c, 1) : NULL;
+            simple = kinds[i] == OP_SEND;
+        }
+        else {
+            kinds[i] = case_kind(c, &chans[i]);
+            vals[i] = Py_None;
+            simple = kinds[i] == OP_RECV || kinds[i] == OP_RECV_OK;
+        }
+        if (simple && chan_ready((Chan *)chans[i]) < 0) {
+            return -1;
+        }
+    }
+    if (!simple) {
+        return sel_pure(self) < 0 ? -1 : 2;
+    }
+    g_budget->left -= 1;
+    /* the poll: the first case that can go now, in random (or argument) order */
+    PyObject *order = NULL;
+    if (!(self->flags & 2)) {
+        order = sel_order(n);
+        if (order == NULL) {
+            return -1;
+        }
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_ssize_t i = j;
+        if (order != NULL) {
+            i = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(order, j));
+            if (i < 0 || i >= n) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_IndexError, "select: bad case order");
+                }
+                Py_DECREF(order);
+                return -1;
+            }
+        }
+        PyObject *ch = chans[i];
+        int flags = chan_flags((PyObject *)Py_TYPE(ch));
+        if (flags < 0) {
+            Py_XDECREF(order);
+            return -1;
+        }
+        if (kinds[i] == OP_SEND) {
+            PyObject *r = flags & 2 ? chan_try_send((Chan *)ch, vals[i])
+                                    : PyObject_CallMethodOneArg(ch, s__try_send, vals[i]);
+            int done = r == NULL ? -1 : PyObject_IsTrue(r);
+            Py_XDECREF(r);
+            if (done < 0) {
+                Py_XDECREF(order);
+                return -1;
+            }
+            if (done) {
+                Py_XDECREF(order);
+                *res = sel_result(i, OP_SEND, Py_None);
+                return *res == NULL ? -1 : 0;
+            }
+            continue;
+        }
+        PyObject *v = flags & 1 ? chan_try_recv((Chan *)ch, NULL)
+                                : PyObject_CallMethodNoArgs(ch, s__try_recv);
+        if (v == NULL) {
+            Py_XDECREF(order);
+            return -1;
+        }
+        if (v != g_block) {
+            Py_XDECREF(order);
+            *res = sel_result(i, kinds[i], v);
+            Py_DECREF(v);
+            return *res == NULL ? -1 : 0;
+        }
+        Py_DECREF(v);
+    }
+    Py_XDECREF(order);
+    if (self->flags & 1) { /* default: none ready */
+        *res = Py_BuildValue("(iO)", -1, Py_None);
+        return *res == NULL ? -1 : 0;
+    }
+    /* park: the ops as the pure select has them, [(kind, channel, value)] */
+    PyObject *ops = PyList_New(n);
+    if (ops == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = Py_BuildValue("(iOO)", kinds[i], chans[i],
+                                    kinds[i] == OP_SEND ? vals[i] : Py_None);
+        if (t == NULL) {
+            Py_DECREF(ops);
+            return -1;
+        }
+        PyList_SET_ITEM(ops, i, t);
+    }
+    PyObject *sub = PyObject_CallOneArg(g_wait_parked, ops);
+    Py_DECREF(ops);
+    if (sub == NULL) {
+        return -1;
+    }
+    self->sub = sub;
+    self->state = OP_LOCKED;
+    return 2;
+}
+
+static PyObject *
+csp_select(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
+{
+    if (g_pure_select == NULL || g_unlocked == NULL || g_budget == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup_select() was not called");
+        return NULL;
+    }
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    int flags = 0;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k), *v = args[nargs + k];
+        int bit = PyUnicode_Compare(name, s_default) == 0 ? 1
+                  : PyUnicode_Compare(name, s_priority) == 0 ? 2 : 0;
+        if (bit == 0 || (v != Py_True && v != Py_False)) {
+            /* (an unknown keyword, a non-bool flag: the pure select says what) */
+            return PyObject_Vectorcall(g_pure_select, args, nargsf, kwnames);
+        }
+        if (v == Py_True) {
+            flags |= bit;
+        }
+    }
+    PyObject *cases = PyTuple_New(nargs);
+    if (cases == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(cases, i, Py_NewRef(args[i]));
+    }
+    PyObject *op = op_new(Py_None, OP_SELECT, cases);
+    Py_DECREF(cases);
+    if (op != NULL) {
+        ((Op *)op)->flags = flags;
+    }
+    return op;
+}
+
+static PyObject *
+setup_select(PyObject *module, PyObject *args)
+{
+    PyObject *pure, *wait_parked, *random, *perms, *order;
+    if (!PyArg_ParseTuple(args, "OOOO!O:setup_select", &pure, &wait_parked, &random,
+                          &PyList_Type, &perms, &order)) {
+        return NULL;
+    }
+    Py_XSETREF(g_pure_select, Py_NewRef(pure));
+    Py_XSETREF(g_wait_parked, Py_NewRef(wait_parked));
+    Py_XSETREF(g_random, Py_NewRef(random));
+    Py_XSETREF(g_perms, Py_NewRef(perms));
+    Py_XSETREF(g_order, Py_NewRef(order));
+    Py_RETURN_NONE;
+}
+
 /* resume the operation with `arg` (what a coroutine's send gets): 1 yield, 0 return,
  * -1 error (the PySendResult convention, with *res as PyIter_Send gives it) */
 static int
-op_step(Op *self, PyObject *arg, PyObject **res)
+op_step_(Op *self, PyObject *arg, PyObject **res)
 {
     *res = NULL;
     switch (self->state) {
     case OP_NEW: {
         self->state = OP_DONE; /* (until it parks: no re-entry) */
+        if (self->kind == OP_SELECT) {
+            int rc = sel_start(self, res);
+            if (rc == 2) {
+                goto locked;
+            }
+            return rc;
+        }
         /* the budget guard: budget.left -= 1; slow branch if spent or a cancel owed */
         if (--g_budget->left <= 0 || PyDict_GET_SIZE(g_owed) > 0) {
             PyObject *kind = PyLong_FromLong(self->kind);
@@ -1940,6 +2271,25 @@ op_step(Op *self, PyObject *arg, PyObject **res)
     }
 }
 
+/* a finished operation lets go of its channel and its value, as a finished
+ * coroutine's frame does */
+static void
+op_release(Op *self)
+{
+    Py_CLEAR(self->chan);
+    Py_CLEAR(self->value);
+}
+
+static int
+op_step(Op *self, PyObject *arg, PyObject **res)
+{
+    int rc = op_step_(self, arg, res);
+    if (self->state == OP_DONE) {
+        op_release(self);
+    }
+    return rc;
+}
+
 /* op_step's return as a generator's: NULL with StopIteration(value) for a return */
 static PyObject *
 op_as_next(int rc, PyObject *res, int need_stop)
@@ -1990,7 +2340,7 @@ op_send(Op *self, PyObject *arg)
 }
 
 static PyObject *
-op_throw(Op *self, PyObject *const *args, Py_ssize_t nargs)
+op_throw_(Op *self, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *res = NULL;
     int rc;
@@ -2053,6 +2403,16 @@ op_throw(Op *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+op_throw(Op *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *r = op_throw_(self, args, nargs);
+    if (self->state == OP_DONE) {
+        op_release(self);
+    }
+    return r;
+}
+
+static PyObject *
 op_close(Op *self, PyObject *Py_UNUSED(ignored))
 {
     int state = self->state;
@@ -2070,6 +2430,7 @@ op_close(Op *self, PyObject *Py_UNUSED(ignored))
         r = Py_NewRef(Py_None);
     }
     Py_XDECREF(sub);
+    op_release(self);
     if (r == NULL) {
         return NULL;
     }
@@ -2080,7 +2441,10 @@ op_close(Op *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 op_qualname(Op *self, void *Py_UNUSED(closure))
 {
-    return PyUnicode_FromFormat("%s.%s", Py_TYPE(self->chan)->tp_name,
+    if (self->kind == OP_SELECT) {
+        return PyUnicode_FromString("select");
+    }
+    return PyUnicode_FromFormat("%s.%s", ((PyTypeObject *)self->ctype)->tp_name,
                                 op_names[self->kind]);
 }
 
@@ -2093,7 +2457,7 @@ op_name(Op *self, void *Py_UNUSED(closure))
 static PyObject *
 op_get_chan(Op *self, void *Py_UNUSED(closure))
 {
-    return Py_NewRef(self->chan);
+    return Py_NewRef(self->chan != NULL ? self->chan : Py_None);
 }
 
 static PyObject *
@@ -2124,18 +2488,22 @@ static PyObject *
 op_repr(Op *self)
 {
     static const char *const states[] = {"new", "parked", "locked", "done"};
-    if (self->state == OP_WAITING) {
-        return PyUnicode_FromFormat("<csp %s.%s() %s on %R>", Py_TYPE(self->chan)->tp_name,
-                                    op_names[self->kind], states[self->state], self->sub);
+    PyObject *name = op_qualname(self, NULL);
+    if (name == NULL) {
+        return NULL;
     }
-    return PyUnicode_FromFormat("<csp %s.%s() %s>", Py_TYPE(self->chan)->tp_name,
-                                op_names[self->kind], states[self->state]);
+    PyObject *r = self->state == OP_WAITING
+        ? PyUnicode_FromFormat("<csp %U() %s on %R>", name, states[self->state], self->sub)
+        : PyUnicode_FromFormat("<csp %U() %s>", name, states[self->state]);
+    Py_DECREF(name);
+    return r;
 }
 
 static void
 op_finalize(Op *self)
 {
-    if (self->chan == NULL) {
+    self->finalized = 1;
+    if (self->ctype == NULL) {
         return; /* (cleared) */
     }
     PyObject *et, *ev, *etb;
@@ -2166,6 +2534,7 @@ op_traverse(Op *self, visitproc visit, void *arg)
     Py_VISIT(self->chan);
     Py_VISIT(self->value);
     Py_VISIT(self->sub);
+    Py_VISIT(self->ctype);
     return 0;
 }
 
@@ -2175,6 +2544,7 @@ op_clear(Op *self)
     Py_CLEAR(self->chan);
     Py_CLEAR(self->value);
     Py_CLEAR(self->sub);
+    Py_CLEAR(self->ctype);
     return 0;
 }
 
@@ -2187,6 +2557,10 @@ op_dealloc(Op *self)
     }
     PyObject_GC_UnTrack(self);
     op_clear(self);
+    if (op_nfree < OP_FREE_MAX && !self->finalized) {
+        op_free[op_nfree++] = self;
+        return;
+    }
     PyObject_GC_Del(self);
 }
 
@@ -2385,6 +2759,35 @@ static PyMethodDef module_methods[] = {
     {"setup_chan", setup_chan, METH_VARARGS,
      "setup_chan(BLOCK, CLOSED, _UNLOCKED, ClosedChannelError, WaitQ, owed): csp._chan "
      "calls it once."},
+    {"setup_select", setup_select, METH_VARARGS,
+     "setup_select(select, _wait_parked, random, _PERMS, _order): csp._select calls it "
+     "once."},
+    {"select", (PyCFunction)(void (*)(void))csp_select, METH_FASTCALL | METH_KEYWORDS,
+     "select(*cases, default=False, priority=False)\n"
+     "--\n"
+     "\n"
+     "Wait until one of several channel operations can proceed, and do exactly that one.\n"
+     "\n"
+     "Go: ``select``. Each case is ``ch.recv`` (the value is the received value, None if\n"
+     "closed), ``ch.recv_ok`` (the value is ``(value, ok)``) or ``(ch.send, x)`` (the\n"
+     "value is None). Returns ``(index, value)`` of the case that took effect.\n"
+     "\n"
+     "* Several cases ready: one is chosen uniformly at random; with ``priority=True``\n"
+     "  the first of them in argument order (tokio's ``biased;``; parked selects are\n"
+     "  unaffected: the first case to be completed wins).\n"
+     "* None ready and ``default=True``: returns ``(-1, None)`` at once.\n"
+     "* None ready otherwise: blocks until exactly one case completes. A send case on a\n"
+     "  closed channel is ready and raises :class:`ClosedChannelError` when chosen.\n"
+     "* ``csp.nil`` cases are never chosen; ``await select()`` blocks forever.\n"
+     "* Cancelled while blocked: no case took effect.\n"
+     "\n"
+     "Example::\n"
+     "\n"
+     "    i, v = await csp.select(jobs.recv, (results.send, r), ctx.done().recv)\n"
+     "    if i == 0:\n"
+     "        ...  # v is the job received\n"
+     "    elif i == 2:\n"
+     "        return  # the context is done"},
     {"setup_sched", setup_sched, METH_VARARGS,
      "setup_sched(BARRIER, DRAIN_BUDGET, shared): csp._sched calls it once."},
     {"setup_drive", setup_drive, METH_VARARGS,
@@ -2443,6 +2846,8 @@ PyInit__speedups(void)
     INTERN(s_give, "give");
     INTERN(s_head, "head");
     INTERN(s__locked, "_locked");
+    INTERN(s_default, "default");
+    INTERN(s_priority, "priority");
     INTERN(s__try_recv, "_try_recv");
     INTERN(s__try_send, "_try_send");
     INTERN(s_push, "push");

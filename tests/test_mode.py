@@ -127,3 +127,17 @@ def test_with_the_variable_set_every_csp_module_loads_from_source() -> None:
                          text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) >= len(_mode.HOT)
+
+
+def test_the_compiled_operations_carry_their_pure_twins_docstrings() -> None:
+    """The C docstrings (csp/_speedups.c) are copies: they must say what the pure
+    twins say, word for word."""
+    import inspect
+
+    from csp import _chan, _select
+
+    pairs = [(csp.select, _select._pure_select)] + [
+        (getattr(csp.Chan, n), getattr(_chan._PureChanCore, n))
+        for n in ("recv", "recv_ok", "send")]
+    for compiled, pure in pairs:
+        assert inspect.cleandoc(compiled.__doc__ or "") == inspect.cleandoc(pure.__doc__ or "")
