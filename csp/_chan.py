@@ -242,6 +242,9 @@ class _ChanCore:
 _PureChanCore: Final = _ChanCore  # (csp._dump names a ChanOp after its pure twin's code)
 OPS: tuple[type, ...] = ()
 """The compiled core's operation type (``ch.recv()`` returns one), or none."""
+OP_METHODS: Final[dict[type, tuple[str, ...]]] = {}
+"""The compiled cores' methods that return a ChanOp, by core (csp._sync adds the
+mutex's ``lock``)."""
 
 if not TYPE_CHECKING:
     _speedups = _mode.speedups()
@@ -249,6 +252,7 @@ if not TYPE_CHECKING:
         _speedups.setup_chan(BLOCK, CLOSED, _UNLOCKED, ClosedChannelError, WaitQ, owed)
         _ChanCore = _speedups.ChanCore
         OPS = (_speedups.ChanOp,)
+        OP_METHODS[_ChanCore] = ("recv", "recv_ok", "send")
         # asyncio.create_task, anyio and csp.go take it (asyncio.iscoroutine asks the ABC)
         collections.abc.Coroutine.register(_speedups.ChanOp)
 
@@ -269,13 +273,14 @@ def is_coro_function(f: object) -> bool:
 
 
 def op_name(f: object) -> str | None:
-    """``"recv"``, ``"recv_ok"`` or ``"send"`` if ``f`` is that operation of the
-    compiled core bound to a channel (``ch.recv``; a builtin method, where the pure
+    """The name of the operation (``"recv"``, ``"send"``, ``"lock"`` ...) if ``f`` is
+    one of the compiled core's, bound (``ch.recv``: a builtin method, where the pure
     one is a bound coroutine function), else None."""
-    if type(f) is BuiltinMethodType and isinstance(f.__self__, _ChanCore):
+    if type(f) is BuiltinMethodType:
         name: str = f.__name__
-        if name in ("recv", "recv_ok", "send"):
-            return name
+        for core, names in OP_METHODS.items():
+            if name in names and isinstance(f.__self__, core):
+                return name
     return None
 
 

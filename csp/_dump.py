@@ -76,6 +76,10 @@ def _op_site(op: Any) -> tuple[str, CodeType] | None:
         return None
     if op.__name__ == "select":
         return "csp.select", _select._pure_select.__code__
+    if op.__name__ == "lock":
+        from csp import _sync
+
+        return f"csp.{type(op.chan).__name__}.lock", _sync._PureMutexCore.lock.__code__
     code: CodeType = getattr(_chan._PureChanCore, op.__name__).__code__
     return f"csp.{type(op.chan).__name__}.{code.co_name}", code
 

@@ -1620,10 +1620,11 @@ chan_dealloc(Chan *self)
  *   - a ChanOp is awaited once: resuming it when DONE raises RuntimeError.
  */
 
-enum { OP_RECV = 0, OP_RECV_OK = 1, OP_SEND = 2, OP_NEXT = 3, OP_SELECT = 4 };
+enum { OP_RECV = 0, OP_RECV_OK = 1, OP_SEND = 2, OP_NEXT = 3, OP_SELECT = 4, OP_LOCK = 5 };
 enum { OP_NEW = 0, OP_WAITING = 1, OP_LOCKED = 2, OP_DONE = 3 };
 
-static const char *const op_names[] = {"recv", "recv_ok", "send", "__anext__", "select"};
+static const char *const op_names[] = {"recv", "recv_ok", "send", "__anext__", "select",
+                                       "lock"};
 
 typedef struct {
     PyObject_HEAD
@@ -1640,6 +1641,15 @@ typedef struct {
 
 static PyTypeObject OpType;
 static PyTypeObject ChanType;
+static PyTypeObject MutexType;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *locked;
+    PyObject *waiters;
+} MutexObj;
+
+static PyObject *g_ready, *g_pure_lock, *s_sync_mutex_lock;
 static PyObject *g_unlocked, *g_owed, *g_try_recv_descr, *g_try_send_descr;
 static PyObject *s__locked, *s__try_recv, *s__try_send, *s_push, *s_chan_receive;
 static PyObject *s_chan_send;
@@ -1755,6 +1765,8 @@ op_outcome(Op *self, PyObject *v, int ok)
             return NULL;
         }
         return Py_NewRef(v);
+    case OP_LOCK:
+        Py_RETURN_NONE;
     default: /* OP_SEND */
         if (!ok) {
             PyErr_SetString(g_closed_error, "send on closed channel");
@@ -1779,21 +1791,34 @@ op_waited(Op *self, Core *w)
 static PyObject *
 op_park(Op *self)
 {
-    Chan *ch = (Chan *)self->chan;
-    int send = self->kind == OP_SEND;
+    PyObject *q, *reason, *value = Py_None;
+    const char *field;
+    if (self->kind == OP_LOCK) {
+        q = ((MutexObj *)self->chan)->waiters;
+        reason = s_sync_mutex_lock;
+        field = "_waiters";
+    }
+    else if (self->kind == OP_SEND) {
+        q = ((Chan *)self->chan)->sendq;
+        reason = s_chan_send;
+        value = self->value; /* a parked sender's waiter holds its value */
+        field = "_sendq";
+    }
+    else {
+        q = ((Chan *)self->chan)->recvq;
+        reason = s_chan_receive;
+        field = "_recvq";
+    }
+    if (q == NULL) { /* (re-read after the non-blocking twin, which runs Python code) */
+        PyErr_SetString(PyExc_AttributeError, field);
+        return NULL;
+    }
     PyTypeObject *wt = (PyTypeObject *)g_waiter_cls;
     Core *w = (Core *)wt->tp_alloc(wt, 0);
     if (w == NULL) {
         return NULL;
     }
-    if (core_setup(w, send ? s_chan_send : s_chan_receive,
-                   send ? self->value : Py_None) < 0) {
-        Py_DECREF(w);
-        return NULL;
-    }
-    PyObject *q = send ? ch->sendq : ch->recvq;
-    if (q == NULL) { /* (re-read after the non-blocking twin, which runs Python code) */
-        PyErr_SetString(PyExc_AttributeError, send ? "_sendq" : "_recvq");
+    if (core_setup(w, reason, value) < 0) {
         Py_DECREF(w);
         return NULL;
     }
@@ -1813,6 +1838,8 @@ op_park(Op *self)
     Py_DECREF(r);
     return (PyObject *)w;
 }
+
+static int op_park_and_yield(Op *self, PyObject **res);
 
 /* the unlocked form: the non-blocking twin, else park and yield the Waiter.
  * 1: *res is what to yield; 0: *res is the outcome; -1: an exception is set */
@@ -1857,6 +1884,13 @@ op_unlocked(Op *self, PyObject **res)
         }
         Py_DECREF(v);
     }
+    return op_park_and_yield(self, res);
+}
+
+/* park (op_park), then yield the Waiter as `await w` would */
+static int
+op_park_and_yield(Op *self, PyObject **res)
+{
     PyObject *w = op_park(self);
     if (w == NULL) {
         return -1;
@@ -1883,7 +1917,7 @@ static int
 op_locked_returned(Op *self, PyObject *r, PyObject **res)
 {
     Py_CLEAR(self->sub);
-    if (r == g_unlocked && self->kind != OP_SELECT) {
+    if (r == g_unlocked && self->kind <= OP_NEXT) {
         Py_DECREF(r);
         int rc = op_unlocked(self, res);
         if (rc != 1) {
@@ -2193,6 +2227,224 @@ setup_select(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---- the mutex: csp._sync._MutexCore -----------------------------------------------
+ *
+ * lock() returns a ChanOp of kind OP_LOCK: the guard (its slow branch runs the pure
+ * lock, csp._sync._PureMutexCore.lock, as the sub-coroutine), then try_lock, else a
+ * Waiter on _waiters. try_lock, unlock and the `async with` methods are C calls;
+ * __aenter__ / __aexit__ return READY (a finished Future) when nothing waits, as the
+ * pure ones do.
+ */
+
+static int
+mutex_ready(MutexObj *self)
+{
+    if (self->locked == NULL || self->waiters == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "mutex not initialised");
+        return -1;
+    }
+    if (g_ready == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup_sync() was not called");
+        return -1;
+    }
+    return 0;
+}
+
+/* 1 locked now, 0 held by another, -1 error */
+static int
+mutex_try(MutexObj *self)
+{
+    if (mutex_ready(self) < 0) {
+        return -1;
+    }
+    int held = PyObject_IsTrue(self->locked);
+    if (held != 0) {
+        return held < 0 ? -1 : 0;
+    }
+    Py_XSETREF(self->locked, Py_NewRef(Py_True));
+    return 1;
+}
+
+static int
+lock_start(Op *self, PyObject **res)
+{
+    if (g_budget->left - 1 <= 0 || PyDict_GET_SIZE(g_owed) > 0) {
+        /* the guard's slow branch: the pure lock() (it counts the budget itself) */
+        PyObject *sub = PyObject_CallOneArg(g_pure_lock, self->chan);
+        if (sub == NULL) {
+            return -1;
+        }
+        self->sub = sub;
+        self->state = OP_LOCKED;
+        return 2;
+    }
+    g_budget->left -= 1;
+    int got = mutex_try((MutexObj *)self->chan);
+    if (got < 0) {
+        return -1;
+    }
+    if (got) {
+        *res = Py_NewRef(Py_None);
+        return 0;
+    }
+    int rc = op_park_and_yield(self, res);
+    if (rc != 1) {
+        self->state = OP_DONE;
+    }
+    return rc;
+}
+
+static PyObject *
+mutex_lock(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return op_new(self, OP_LOCK, NULL);
+}
+
+static PyObject *
+mutex_try_lock(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    int got = mutex_try((MutexObj *)self);
+    if (got < 0) {
+        return NULL;
+    }
+    return Py_NewRef(got ? Py_True : Py_False);
+}
+
+static PyObject *
+mutex_unlock(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    MutexObj *self = (MutexObj *)op;
+    if (mutex_ready(self) < 0) {
+        return NULL;
+    }
+    int held = PyObject_IsTrue(self->locked);
+    if (held <= 0) {
+        if (held == 0) {
+            PyErr_SetString(PyExc_RuntimeError, "sync: unlock of unlocked mutex");
+        }
+        return NULL;
+    }
+    PyObject *waiters = Py_NewRef(self->waiters);
+    PyObject *r = q_give_any(waiters, Py_None);
+    Py_DECREF(waiters);
+    if (r == NULL) {
+        return NULL;
+    }
+    int given = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (given < 0) {
+        return NULL;
+    }
+    if (!given) { /* (else still locked: now theirs) */
+        Py_XSETREF(self->locked, Py_NewRef(Py_False));
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mutex_aenter(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (g_budget == NULL || g_owed == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "csp._speedups.setup() was not called");
+        return NULL;
+    }
+    if (--g_budget->left > 0 && PyDict_GET_SIZE(g_owed) == 0) {
+        int got = mutex_try((MutexObj *)self);
+        if (got < 0) {
+            return NULL;
+        }
+        if (got) {
+            return Py_NewRef(g_ready);
+        }
+    }
+    return op_new(self, OP_LOCK, NULL);
+}
+
+static PyObject *
+mutex_aexit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *r = mutex_unlock(self, NULL);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    return Py_NewRef(g_ready);
+}
+
+static int
+mutex_traverse(MutexObj *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->locked);
+    Py_VISIT(self->waiters);
+    return 0;
+}
+
+static int
+mutex_clear(MutexObj *self)
+{
+    Py_CLEAR(self->locked);
+    Py_CLEAR(self->waiters);
+    return 0;
+}
+
+static void
+mutex_dealloc(MutexObj *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    mutex_clear(self);
+    tp->tp_free((PyObject *)self);
+}
+
+static PyMemberDef mutex_members[] = {
+    {"_locked", T_OBJECT_EX, offsetof(MutexObj, locked), 0, "Held?"},
+    {"_waiters", T_OBJECT_EX, offsetof(MutexObj, waiters), 0, "The tasks waiting (FIFO)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef mutex_methods[] = {
+    {"lock", (PyCFunction)mutex_lock, METH_NOARGS,
+     "lock()\n--\n\n"
+     "Lock the mutex, waiting (in FIFO order) while another task holds it."},
+    {"try_lock", (PyCFunction)mutex_try_lock, METH_NOARGS,
+     "try_lock()\n--\n\n"
+     "Lock the mutex if it is free now and return True; else return False.\n\n"
+     "Go: ``TryLock``. Never waits and never yields."},
+    {"unlock", (PyCFunction)mutex_unlock, METH_NOARGS,
+     "unlock()\n--\n\n"
+     "Unlock the mutex, handing it to the longest waiter if there is one.\n\n"
+     "Raises ``RuntimeError(\"sync: unlock of unlocked mutex\")`` if it is not locked."},
+    {"__aenter__", (PyCFunction)mutex_aenter, METH_NOARGS, NULL},
+    {"__aexit__", (PyCFunction)(void (*)(void))mutex_aexit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MutexType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "csp._speedups.MutexCore",
+    .tp_doc = PyDoc_STR("The compiled core of csp._sync.Mutex: its fields and operations."),
+    .tp_basicsize = sizeof(MutexObj),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)mutex_dealloc,
+    .tp_traverse = (traverseproc)mutex_traverse,
+    .tp_clear = (inquiry)mutex_clear,
+    .tp_methods = mutex_methods,
+    .tp_members = mutex_members,
+};
+
+static PyObject *
+setup_sync(PyObject *module, PyObject *args)
+{
+    PyObject *ready, *pure_lock;
+    if (!PyArg_ParseTuple(args, "OO:setup_sync", &ready, &pure_lock)) {
+        return NULL;
+    }
+    Py_XSETREF(g_ready, Py_NewRef(ready));
+    Py_XSETREF(g_pure_lock, Py_NewRef(pure_lock));
+    Py_RETURN_NONE;
+}
+
 /* resume the operation with `arg` (what a coroutine's send gets): 1 yield, 0 return,
  * -1 error (the PySendResult convention, with *res as PyIter_Send gives it) */
 static int
@@ -2204,6 +2456,13 @@ op_step_(Op *self, PyObject *arg, PyObject **res)
         self->state = OP_DONE; /* (until it parks: no re-entry) */
         if (self->kind == OP_SELECT) {
             int rc = sel_start(self, res);
+            if (rc == 2) {
+                goto locked;
+            }
+            return rc;
+        }
+        if (self->kind == OP_LOCK) {
+            int rc = lock_start(self, res);
             if (rc == 2) {
                 goto locked;
             }
@@ -2759,6 +3018,8 @@ static PyMethodDef module_methods[] = {
     {"setup_chan", setup_chan, METH_VARARGS,
      "setup_chan(BLOCK, CLOSED, _UNLOCKED, ClosedChannelError, WaitQ, owed): csp._chan "
      "calls it once."},
+    {"setup_sync", setup_sync, METH_VARARGS,
+     "setup_sync(READY, pure lock): csp._sync calls it once."},
     {"setup_select", setup_select, METH_VARARGS,
      "setup_select(select, _wait_parked, random, _PERMS, _order): csp._select calls it "
      "once."},
@@ -2847,6 +3108,7 @@ PyInit__speedups(void)
     INTERN(s_head, "head");
     INTERN(s__locked, "_locked");
     INTERN(s_default, "default");
+    INTERN(s_sync_mutex_lock, "sync.Mutex.Lock");
     INTERN(s_priority, "priority");
     INTERN(s__try_recv, "_try_recv");
     INTERN(s__try_send, "_try_send");
@@ -2857,7 +3119,8 @@ PyInit__speedups(void)
     if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&SchedType) < 0
             || PyType_Ready(&GorType) < 0 || PyType_Ready(&QType) < 0
             || PyType_Ready(&ChanType) < 0 || PyType_Ready(&OpType) < 0
-            || PyType_Ready(&BudgetType) < 0 || PyType_Ready(&SharedType) < 0) {
+            || PyType_Ready(&BudgetType) < 0 || PyType_Ready(&SharedType) < 0
+            || PyType_Ready(&MutexType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
@@ -2871,7 +3134,8 @@ PyInit__speedups(void)
             || PyModule_AddObjectRef(m, "ChanCore", (PyObject *)&ChanType) < 0
             || PyModule_AddObjectRef(m, "ChanOp", (PyObject *)&OpType) < 0
             || PyModule_AddObjectRef(m, "BudgetCore", (PyObject *)&BudgetType) < 0
-            || PyModule_AddObjectRef(m, "SharedCore", (PyObject *)&SharedType) < 0) {
+            || PyModule_AddObjectRef(m, "SharedCore", (PyObject *)&SharedType) < 0
+            || PyModule_AddObjectRef(m, "MutexCore", (PyObject *)&MutexType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -32,9 +32,10 @@ import inspect
 from _thread import get_ident as _get_ident
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final
 
-from csp._chan import OPS, is_coro
+from csp import _mode
+from csp._chan import OP_METHODS, OPS, is_coro
 from csp._check import count
 from csp._runtime import _make_coro, check_coro_fn, created_by
 from csp._runtime import go as _go
@@ -108,36 +109,21 @@ async def _relock(locker: Locker, signalled: bool) -> None:
 # -- Mutex ------------------------------------------------------------------------------
 
 
-@final
-class Mutex:
-    """A mutual exclusion lock (Go: ``sync.Mutex``).
+class _MutexCore:
+    """The mutex's fields and operations; its compiled twin is ``MutexCore`` in
+    ``csp/_speedups.c`` (csp._mode), whose ``lock()`` returns a ``ChanOp`` instead of
+    a coroutine and whose ``async with`` methods are C calls.
 
-    ``await mu.lock()``, ``mu.unlock()``, ``mu.try_lock()``, or ``async with mu:``.
-    Strictly FIFO: :meth:`unlock` with tasks queued hands the mutex straight to the
-    one that has waited longest, so a newcomer never barges in (Go's starvation mode,
-    always on). Not owned: any task may unlock it, as in Go. Not reentrant: a holder
-    that locks again waits forever.
-
-    Cancellation: a cancelled :meth:`lock` holds nothing and leaves nothing queued; a
-    lock handed to a task that is cancelled in the same instant is kept by it
-    (``lock()`` returns normally, the cancellation is raised at its next await).
-    Example::
-
-        mu = csp.Mutex()
-        async with mu:
-            counter += 1
+    Invariants:
+      * _waiters non-empty implies _locked (unlock hands the mutex to the head waiter
+        instead of clearing _locked);
+      * every waiter in _waiters is PENDING (a withdrawn one leaves the queue).
     """
-
-    # Invariants:
-    #   * _waiters non-empty implies _locked (unlock hands the mutex to the head waiter
-    #     instead of clearing _locked);
-    #   * every waiter in _waiters is PENDING (a withdrawn one leaves the queue).
 
     __slots__ = ("_locked", "_waiters")
 
-    def __init__(self) -> None:
-        self._locked = False
-        self._waiters = WaitQ()
+    _locked: bool
+    _waiters: WaitQ
 
     async def lock(self) -> None:
         """Lock the mutex, waiting (in FIFO order) while another task holds it."""
@@ -182,6 +168,45 @@ class Mutex:
     def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         self.unlock()
         return READY
+
+
+_PureMutexCore: Final = _MutexCore  # (csp._dump names a compiled lock() after its code)
+
+if not TYPE_CHECKING:
+    _speedups = _mode.speedups()
+    if _speedups is not None:
+        _speedups.setup_sync(READY, _MutexCore.lock)
+        _MutexCore = _speedups.MutexCore
+        OP_METHODS[_MutexCore] = ("lock",)
+
+
+@final
+class Mutex(_MutexCore):
+    """A mutual exclusion lock (Go: ``sync.Mutex``).
+
+    ``await mu.lock()``, ``mu.unlock()``, ``mu.try_lock()``, or ``async with mu:``.
+
+    Strictly FIFO: :meth:`unlock` with tasks queued hands the mutex straight to the
+    one that has waited longest, so a newcomer never barges in (Go's starvation mode,
+    always on). Not owned: any task may unlock it, as in Go. Not reentrant: a holder
+    that locks again waits forever.
+
+    Cancellation: a cancelled :meth:`lock` holds nothing and leaves nothing queued; a
+    lock handed to a task that is cancelled in the same instant is kept by it
+    (``lock()`` returns normally, the cancellation is raised at its next await).
+
+    Example::
+
+        mu = csp.Mutex()
+        async with mu:
+            counter += 1
+    """
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters = WaitQ()
 
     def _invariants(self) -> None:
         assert self._waiters.head is None or self._locked

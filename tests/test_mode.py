@@ -47,6 +47,7 @@ def test_compiled_is_true_exactly_when_the_core_in_use_comes_from_an_extension(
     ("csp._chan", "_BaseChan", "_ChanCore", "ChanCore"),
     ("csp._threads", "_Budget", "_BudgetCore", "BudgetCore"),
     ("csp._threads", "_Shared", "_SharedCore", "SharedCore"),
+    ("csp._sync", "Mutex", "_MutexCore", "MutexCore"),
 ])
 def test_each_core_is_the_compiled_one_exactly_when_compiled(
     module: str, cls: str, twin: str, core: str,
@@ -134,10 +135,12 @@ def test_the_compiled_operations_carry_their_pure_twins_docstrings() -> None:
     twins say, word for word."""
     import inspect
 
-    from csp import _chan, _select
+    from csp import _chan, _select, _sync
 
     pairs = [(csp.select, _select._pure_select)] + [
         (getattr(csp.Chan, n), getattr(_chan._PureChanCore, n))
-        for n in ("recv", "recv_ok", "send")]
+        for n in ("recv", "recv_ok", "send")] + [
+        (getattr(csp.Mutex, n), getattr(_sync._PureMutexCore, n))
+        for n in ("lock", "try_lock", "unlock")]
     for compiled, pure in pairs:
         assert inspect.cleandoc(compiled.__doc__ or "") == inspect.cleandoc(pure.__doc__ or "")

@@ -108,6 +108,32 @@ async def test_mutex_lock_unlock_try_lock_repr() -> None:
     assert repr(mu) == "<csp.Mutex unlocked>"
 
 
+@both
+async def test_mutex_lock_is_an_operation_like_a_coroutine() -> None:
+    """``mu.lock()`` (a ChanOp when compiled, a coroutine when pure): nothing happens
+    until it is awaited; closed while parked, it leaves nothing queued; ``async with``
+    on a free mutex awaits a finished Future, never a coroutine."""
+    import gc
+
+    mu = csp.Mutex()
+    with pytest.warns(RuntimeWarning, match="was never awaited"):
+        op = mu.lock()
+        del op
+        gc.collect()
+    assert not mu._locked
+    assert mu.__aenter__() is READY and mu._locked
+    op = mu.lock()
+    w = op.send(None)  # parks: yields its waiter
+    assert w.reason == "sync.Mutex.Lock" and mu._waiters.count() == 1
+    op.close()
+    assert mu._waiters.count() == 0
+    assert mu.__aexit__(None, None, None) is READY and not mu._locked
+    t = csp.go(mu.lock)  # a bound lock is a coroutine function to csp.go
+    await t
+    assert mu._locked
+    mu.unlock()
+
+
 @pytest.mark.asyncio
 async def test_mutex_unlock_of_unlocked_raises() -> None:
     mu = csp.Mutex()
