@@ -5,6 +5,7 @@
 and shutdown cancel out), for the build that is active (``csp.compiled``; set
 ``CSP_NO_EXTENSIONS=1`` for the pure one). Patterns: ``pingpong`` (an unbuffered round
 trip: two sends, two receives), ``stream`` (one unbuffered send and receive),
+``buffered`` (the same through a buffer of 64),
 ``select`` (a ready 4-way select), ``mutex`` (an uncontended lock and unlock).
 """
 
@@ -19,7 +20,7 @@ import tempfile
 
 import csp
 
-PATTERNS = ("pingpong", "stream", "select", "mutex")
+PATTERNS = ("pingpong", "stream", "buffered", "select", "mutex")
 SIZES = (2_000, 12_000)
 
 
@@ -38,6 +39,18 @@ async def _pingpong(n: int) -> None:
 
 async def _stream(n: int) -> None:
     ch = csp.Chan[int]()
+
+    async def produce() -> None:
+        for i in range(n):
+            await ch.send(i)
+
+    csp.go(produce)
+    for _ in range(n):
+        await ch.recv()
+
+
+async def _buffered(n: int) -> None:
+    ch = csp.Chan[int](64)
 
     async def produce() -> None:
         for i in range(n):

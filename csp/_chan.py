@@ -249,7 +249,8 @@ mutex's ``lock``)."""
 if not TYPE_CHECKING:
     _speedups = _mode.speedups()
     if _speedups is not None:
-        _speedups.setup_chan(BLOCK, CLOSED, _UNLOCKED, ClosedChannelError, WaitQ, owed)
+        _speedups.setup_chan(BLOCK, CLOSED, _UNLOCKED, ClosedChannelError, WaitQ, owed,
+                             deque)
         _ChanCore = _speedups.ChanCore
         OPS = (_speedups.ChanOp,)
         OP_METHODS[_ChanCore] = ("recv", "recv_ok", "send")

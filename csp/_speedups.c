@@ -436,6 +436,29 @@ static PyObject *g_barrier;      /* csp._sched._BARRIER */
 static Py_ssize_t g_drain_budget; /* csp._sched.DRAIN_BUDGET */
 static Shared *g_shared;         /* csp._threads.shared */
 static PyObject *s_on, *s_append, *s_popleft, *s_call_soon, *s_drain, *s_run;
+
+/* collections.deque (the run queue, a channel's buffer): its append and popleft called
+ * through the type's own method descriptors, with no lookup by name on each call */
+static PyObject *g_deque_type, *g_deque_append, *g_deque_popleft;
+
+static PyObject *
+deque_append(PyObject *d, PyObject *v)
+{
+    if (g_deque_type != NULL && (PyObject *)Py_TYPE(d) == g_deque_type) {
+        PyObject *args[2] = {d, v};
+        return PyObject_Vectorcall(g_deque_append, args, 2, NULL);
+    }
+    return PyObject_CallMethodOneArg(d, s_append, v);
+}
+
+static PyObject *
+deque_popleft(PyObject *d)
+{
+    if (g_deque_type != NULL && (PyObject *)Py_TYPE(d) == g_deque_type) {
+        return PyObject_Vectorcall(g_deque_popleft, &d, 1, NULL);
+    }
+    return PyObject_CallMethodNoArgs(d, s_popleft);
+}
 static PyObject *s__reschedule, *s__wake_from_thread, *s_call_exception_handler;
 static PyObject *s_message, *s_exception;
 
@@ -471,7 +494,7 @@ sched_wake(Sched *self, PyObject *r)
         PyErr_SetString(PyExc_AttributeError, "scheduler not initialised");
         return NULL;
     }
-    PyObject *res = PyObject_CallMethodOneArg(self->runq, s_append, r);
+    PyObject *res = deque_append(self->runq, r);
     if (res == NULL) {
         return NULL;
     }
@@ -1433,7 +1456,7 @@ chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
     PyObject *sendq = self->sendq;
     if (n > 0) {
         Py_INCREF(buf);
-        PyObject *v = PyObject_CallMethodNoArgs(buf, s_popleft);
+        PyObject *v = deque_popleft(buf);
         if (v == NULL) {
             Py_DECREF(buf);
             return NULL;
@@ -1457,7 +1480,7 @@ chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
                 return NULL;
             }
             if (sv != g_block) {
-                PyObject *r = PyObject_CallMethodOneArg(buf, s_append, sv);
+                PyObject *r = deque_append(buf, sv);
                 if (r == NULL) {
                     Py_DECREF(buf);
                     Py_DECREF(sv);
@@ -1560,7 +1583,7 @@ chan_try_send(Chan *self, PyObject *value)
         }
     }
     if (room) {
-        PyObject *r = PyObject_CallMethodOneArg(self->buf, s_append, value);
+        PyObject *r = deque_append(self->buf, value);
         if (r == NULL) {
             return NULL;
         }
@@ -2931,11 +2954,20 @@ static PyTypeObject ChanType = {
 static PyObject *
 setup_chan(PyObject *module, PyObject *args)
 {
-    PyObject *block, *closed, *unlocked, *error, *waitq, *owed;
-    if (!PyArg_ParseTuple(args, "OOOOOO!:setup_chan", &block, &closed, &unlocked, &error,
-                          &waitq, &PyDict_Type, &owed)) {
+    PyObject *block, *closed, *unlocked, *error, *waitq, *owed, *deque;
+    if (!PyArg_ParseTuple(args, "OOOOOO!O!:setup_chan", &block, &closed, &unlocked, &error,
+                          &waitq, &PyDict_Type, &owed, &PyType_Type, &deque)) {
         return NULL;
     }
+    PyObject *app = PyObject_GetAttr(deque, s_append);
+    PyObject *pop = app == NULL ? NULL : PyObject_GetAttr(deque, s_popleft);
+    if (pop == NULL) {
+        Py_XDECREF(app);
+        return NULL;
+    }
+    Py_XSETREF(g_deque_type, Py_NewRef(deque));
+    Py_XSETREF(g_deque_append, app);
+    Py_XSETREF(g_deque_popleft, pop);
     PyObject *rd = PyDict_GetItemWithError(ChanType.tp_dict, s__try_recv);
     PyObject *sd = rd == NULL ? NULL : PyDict_GetItemWithError(ChanType.tp_dict, s__try_send);
     if (sd == NULL) {
@@ -3016,8 +3048,8 @@ static PyMethodDef module_methods[] = {
      "setup_waiter_class(Waiter): csp._waiter calls it once (WaitQ completes its "
      "instances directly)."},
     {"setup_chan", setup_chan, METH_VARARGS,
-     "setup_chan(BLOCK, CLOSED, _UNLOCKED, ClosedChannelError, WaitQ, owed): csp._chan "
-     "calls it once."},
+     "setup_chan(BLOCK, CLOSED, _UNLOCKED, ClosedChannelError, WaitQ, owed, deque): "
+     "csp._chan calls it once."},
     {"setup_sync", setup_sync, METH_VARARGS,
      "setup_sync(READY, pure lock): csp._sync calls it once."},
     {"setup_select", setup_select, METH_VARARGS,
