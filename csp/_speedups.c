@@ -104,6 +104,7 @@ is_a(PyObject *ob, PyTypeObject *base)
 
 /* set once by setup(), from csp/_waiter.py */
 static Budget *g_budget;            /* csp._threads.budget */
+static PyObject *g_waiter_cls;      /* csp._waiter.Waiter: its complete is core_complete */
 static PyObject *g_thrown;          /* csp._waiter._thrown(w, exc) -> re-raise? */
 static PyObject *g_cancelled_error; /* csp._waiter._cancelled_error(msg) */
 static PyObject *g_pending;         /* csp._waiter.PENDING */
@@ -753,7 +754,7 @@ typedef struct {
     PyObject *via_task;
 } Gor;
 
-static PyObject *g_drive_globals; /* csp._drive's namespace: _current_tasks, Waiter */
+static PyObject *g_drive_globals; /* csp._drive's namespace: _current_tasks */
 static PyObject *g_kinds[4];      /* _RESUME, _YIELD, _RETURN, _RAISE */
 static PyObject *s__current_tasks, *s_Waiter, *s__to_task, *s__publish, *s_push_yield;
 static PyObject *s__parked_with_cancel_pending;
@@ -859,12 +860,7 @@ gor_run(PyObject *op, PyObject *Py_UNUSED(ignored))
     }
     /* it yielded y */
     PyObject *res = NULL;
-    PyObject *waiter = drive_global(s_Waiter);
-    if (waiter == NULL) {
-        Py_DECREF(y);
-        return NULL;
-    }
-    if ((PyObject *)Py_TYPE(y) == waiter) { /* parked in csp again */
+    if ((PyObject *)Py_TYPE(y) == g_waiter_cls) { /* parked in csp again */
         int on = shared_on();
         if (on < 0) {
             goto done;
@@ -1120,7 +1116,6 @@ typedef struct {
     PyObject *tail;
 } Q;
 
-static PyObject *g_waiter_cls; /* csp._waiter.Waiter: its complete is core_complete */
 
 /* node fields: a Waiter's directly, any other node's (a select's) by attribute */
 static PyObject *
