@@ -309,11 +309,49 @@ throw_exc(PyObject *const *args, Py_ssize_t nargs)
     return exc;
 }
 
+static PyObject *take_exception(void);
+static void give_exception(PyObject *exc);
+
+/* what a generator's frame does with a StopIteration raised in it (PEP 479) */
+static void
+stop_to_runtime_error(void)
+{
+    PyObject *stop = take_exception();
+    PyErr_SetString(PyExc_RuntimeError, "generator raised StopIteration");
+    PyObject *err = take_exception();
+    PyException_SetCause(err, Py_NewRef(stop));
+    PyException_SetContext(err, stop);
+    give_exception(err);
+}
+
+static PyObject *core_close(Core *self, PyObject *Py_UNUSED(ignored));
+static PyObject *core_throw_(Core *self, PyObject *const *args, Py_ssize_t nargs,
+                             int *absorbed);
+
 static PyObject *
 core_throw(Core *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    int absorbed;
+    return core_throw_(self, args, nargs, &absorbed);
+}
+
+/* *absorbed: 1 if the outcome stood (StopIteration set), 0 otherwise */
+static PyObject *
+core_throw_(Core *self, PyObject *const *args, Py_ssize_t nargs, int *absorbed)
+{
+    *absorbed = 0;
     PyObject *exc = throw_exc(args, nargs);
     if (exc == NULL) {
+        if (self->step == 1) { /* raised at the yield, as a generator's frame: withdrawn */
+            PyObject *err = take_exception();
+            PyObject *r = core_close(self, NULL);
+            if (r == NULL) {
+                Py_DECREF(err);
+                return NULL;
+            }
+            Py_DECREF(r);
+            give_exception(err);
+        }
         return NULL;
     }
     if (self->step != 1) { /* not parked here: it surfaces as it came */
@@ -334,9 +372,13 @@ core_throw(Core *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
         reraise(exc);
+        if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+            stop_to_runtime_error();
+        }
         return NULL;
     }
     Py_DECREF(exc); /* the outcome stands (the cancellation is owed) */
+    *absorbed = 1;
     core_finish(self);
     if (!PyErr_Occurred()) {
         PyErr_SetNone(PyExc_StopIteration);
@@ -1437,28 +1479,22 @@ chan_ready(Chan *self)
     return 0;
 }
 
+/* the body of _try_recv, with the buffer and the send queue it started with (held by
+ * the caller: the Python code some steps run may rebind the fields) */
 static PyObject *
-chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
+chan_try_recv_(Chan *self, PyObject *buf, PyObject *sendq)
 {
-    if (chan_ready(self) < 0) {
-        return NULL;
-    }
-    PyObject *buf = self->buf;
     Py_ssize_t n = PyObject_Size(buf);
     if (n < 0) {
         return NULL;
     }
-    PyObject *sendq = self->sendq;
     if (n > 0) {
-        Py_INCREF(buf);
         PyObject *v = deque_popleft(buf);
         if (v == NULL) {
-            Py_DECREF(buf);
             return NULL;
         }
         PyObject *h = q_head(sendq);
         if (h == NULL) {
-            Py_DECREF(buf);
             Py_DECREF(v);
             return NULL;
         }
@@ -1466,18 +1502,14 @@ chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
         if (h != Py_None) {
             /* the buffer was full and a sender is parked: its value takes the slot just
              * freed (global FIFO order), and its send completes */
-            Py_INCREF(sendq);
             PyObject *sv = q_take_any(sendq, g_block);
-            Py_DECREF(sendq);
             if (sv == NULL) {
-                Py_DECREF(buf);
                 Py_DECREF(v);
                 return NULL;
             }
             if (sv != g_block) {
                 PyObject *r = deque_append(buf, sv);
                 if (r == NULL) {
-                    Py_DECREF(buf);
                     Py_DECREF(sv);
                     Py_DECREF(v);
                     return NULL;
@@ -1486,7 +1518,6 @@ chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
             }
             Py_DECREF(sv);
         }
-        Py_DECREF(buf);
         return v;
     }
     PyObject *h = q_head(sendq);
@@ -1495,9 +1526,7 @@ chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
     }
     Py_DECREF(h);
     if (h != Py_None) { /* unbuffered: take a parked sender's value */
-        Py_INCREF(sendq);
         PyObject *v = q_take_any(sendq, g_block);
-        Py_DECREF(sendq);
         if (v == NULL || v != g_block) {
             return v;
         }
@@ -1512,6 +1541,19 @@ chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     return Py_NewRef(closed ? g_closed_sentinel : g_block);
+}
+
+static PyObject *
+chan_try_recv(Chan *self, PyObject *Py_UNUSED(ignored))
+{
+    if (chan_ready(self) < 0) {
+        return NULL;
+    }
+    PyObject *buf = Py_NewRef(self->buf), *sendq = Py_NewRef(self->sendq);
+    PyObject *r = chan_try_recv_(self, buf, sendq);
+    Py_DECREF(buf);
+    Py_DECREF(sendq);
+    return r;
 }
 
 static PyObject *
@@ -1653,6 +1695,7 @@ typedef struct {
     int state;
     int flags;       /* OP_SELECT: 1 default, 2 priority */
     PyObject *ctype; /* the channel's class (its name, once chan is let go) */
+    int running;     /* inside send/throw/close: no re-entry */
     int finalized;   /* its tp_finalize ran (the collector's flag then stays set: such
                       * an object is not reused) */
 } Op;
@@ -1679,12 +1722,14 @@ static PyObject *s_chan_send;
 #define N_FLAGS 4
 static PyObject *c_types[N_FLAGS];
 static int c_flags[N_FLAGS], c_next;
+static unsigned int c_tags[N_FLAGS]; /* the class's tp_version_tag when looked up */
 
 static int
 chan_flags(PyObject *tp)
 {
     for (int i = 0; i < N_FLAGS; i++) {
-        if (c_types[i] == tp) {
+        if (c_types[i] == tp && c_tags[i] != 0
+                && c_tags[i] == ((PyTypeObject *)tp)->tp_version_tag) {
             return c_flags[i];
         }
     }
@@ -1701,7 +1746,15 @@ chan_flags(PyObject *tp)
     }
     flags |= d == g_try_send_descr ? 2 : 0;
     Py_DECREF(d);
+    for (int i = 0; i < N_FLAGS; i++) { /* (a stale entry of this class) */
+        if (c_types[i] == tp) {
+            c_tags[i] = ((PyTypeObject *)tp)->tp_version_tag;
+            c_flags[i] = flags;
+            return flags;
+        }
+    }
     Py_XSETREF(c_types[c_next], Py_NewRef(tp));
+    c_tags[c_next] = ((PyTypeObject *)tp)->tp_version_tag;
     c_flags[c_next] = flags;
     c_next = (c_next + 1) % N_FLAGS;
     return flags;
@@ -1738,6 +1791,7 @@ op_new(PyObject *chan, int kind, PyObject *value)
     op->kind = kind;
     op->state = OP_NEW;
     op->flags = 0;
+    op->running = 0;
     op->ctype = Py_NewRef((PyObject *)Py_TYPE(chan));
     PyObject_GC_Track(op);
     return (PyObject *)op;
@@ -1920,13 +1974,11 @@ op_park_and_yield(Op *self, PyObject **res)
         *res = y;
         return 1;
     }
-    /* (a waiter finished before its first yield: withdrawn by a closed loop) */
-    Py_CLEAR(self->sub);
+    /* (a waiter finished before its first yield) */
+    self->sub = NULL; /* (our reference is w's now: it outlives op_waited) */
     self->state = OP_DONE;
-    if (PyErr_Occurred()) {
-        return -1;
-    }
-    *res = op_waited(self, (Core *)w);
+    *res = PyErr_Occurred() ? NULL : op_waited(self, (Core *)w);
+    Py_DECREF(w);
     return *res == NULL ? -1 : 0;
 }
 
@@ -2471,6 +2523,11 @@ op_step_(Op *self, PyObject *arg, PyObject **res)
     *res = NULL;
     switch (self->state) {
     case OP_NEW: {
+        if (arg != Py_None) {
+            PyErr_SetString(PyExc_TypeError,
+                            "can't send non-None value to a just-started coroutine");
+            return -1;
+        }
         self->state = OP_DONE; /* (until it parks: no re-entry) */
         if (self->kind == OP_SELECT) {
             int rc = sel_start(self, res);
@@ -2558,9 +2615,25 @@ op_release(Op *self)
 }
 
 static int
+op_busy(Op *self)
+{
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+        return 1;
+    }
+    return 0;
+}
+
+static int
 op_step(Op *self, PyObject *arg, PyObject **res)
 {
+    if (op_busy(self)) {
+        *res = NULL;
+        return -1;
+    }
+    self->running = 1;
     int rc = op_step_(self, arg, res);
+    self->running = 0;
     if (self->state == OP_DONE) {
         op_release(self);
     }
@@ -2623,14 +2696,15 @@ op_throw_(Op *self, PyObject *const *args, Py_ssize_t nargs)
     int rc;
     if (self->state == OP_WAITING) {
         Core *w = (Core *)Py_NewRef(self->sub);
-        PyObject *y = core_throw(w, args, nargs);
+        int absorbed;
+        PyObject *y = core_throw_(w, args, nargs, &absorbed);
         if (y != NULL) { /* (not from a waiter: it never yields again) */
             Py_DECREF(w);
             return y;
         }
         Py_CLEAR(self->sub);
         self->state = OP_DONE;
-        if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        if (absorbed) {
             /* the outcome stood (the cancellation is owed) */
             PyErr_Clear();
             res = op_waited(self, w);
@@ -2682,7 +2756,12 @@ op_throw_(Op *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 op_throw(Op *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (op_busy(self)) {
+        return NULL;
+    }
+    self->running = 1;
     PyObject *r = op_throw_(self, args, nargs);
+    self->running = 0;
     if (self->state == OP_DONE) {
         op_release(self);
     }
@@ -2692,6 +2771,9 @@ op_throw(Op *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 op_close(Op *self, PyObject *Py_UNUSED(ignored))
 {
+    if (op_busy(self)) {
+        return NULL;
+    }
     int state = self->state;
     PyObject *sub = self->sub;
     self->sub = NULL;
@@ -2752,7 +2834,14 @@ op_get_none(Op *self, void *Py_UNUSED(closure))
 static PyObject *
 op_get_running(Op *self, void *Py_UNUSED(closure))
 {
-    Py_RETURN_FALSE;
+    return Py_NewRef(self->running ? Py_True : Py_False);
+}
+
+static PyObject *
+op_get_suspended(Op *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->state == OP_WAITING || self->state == OP_LOCKED ? Py_True
+                                                                           : Py_False);
 }
 
 static PyObject *
@@ -2844,6 +2933,11 @@ op_dealloc(Op *self)
 static PyObject *
 op_await(PyObject *self)
 {
+    int st = ((Op *)self)->state;
+    if (st == OP_WAITING || st == OP_LOCKED) {
+        PyErr_SetString(PyExc_RuntimeError, "coroutine is being awaited already");
+        return NULL;
+    }
     return Py_NewRef(self);
 }
 
@@ -2865,6 +2959,7 @@ static PyGetSetDef op_getset[] = {
     {"cr_code", (getter)op_get_none, NULL, "None: no Python code.", NULL},
     {"cr_running", (getter)op_get_running, NULL, "False.", NULL},
     {"_unstarted", (getter)op_get_unstarted, NULL, "Not resumed yet (nor closed).", NULL},
+    {"cr_suspended", (getter)op_get_suspended, NULL, "Suspended (parked).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

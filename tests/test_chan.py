@@ -1294,3 +1294,133 @@ def test_try_recv_refills_the_buffer_it_took_from() -> None:
 
     ch._sendq.push(Node("b", drop))
     assert ch._try_recv() == "a"
+
+
+# -- an operation under strange use (review findings on the compiled twin; both modes) --
+
+
+@both
+async def test_an_operation_closed_from_inside_its_own_step_is_refused() -> None:
+    """Code run inside an operation's step (a ``_try_recv`` override) that closes that
+    same operation gets ValueError, as a running coroutine's close does; the operation
+    goes on."""
+    cur: list[Any] = []
+    seen: list[str] = []
+
+    class Spy(csp.Chan[int]):  # type: ignore[misc]  # (final to users)
+        __slots__ = ()
+
+        def _try_recv(self) -> Any:
+            if cur:
+                try:
+                    cur[0].close()
+                    seen.append("closed")
+                except ValueError as e:
+                    seen.append(str(e))
+            return super()._try_recv()
+
+    ch = Spy(1)
+    ch.send_nowait(1)
+    cur.append(ch.recv())
+    assert await cur[0] == 1
+    assert seen == ["coroutine already executing"]
+
+
+@both
+async def test_a_waiter_completed_or_withdrawn_by_push_itself() -> None:
+    """A queue whose ``push`` completes (or withdraws) the waiter at once: the
+    operation returns that outcome (or raises CancelledError) without yielding."""
+    from csp._waitq import WaitQ
+
+    class Completes(WaitQ):
+        __slots__ = ()
+
+        def push(self, n: Any) -> None:
+            n.complete(["X"])
+
+    class Withdraws(WaitQ):
+        __slots__ = ()
+
+        def push(self, n: Any) -> None:
+            n.withdraw("msg")
+
+    ch = csp.Chan[Any]()
+    ch._recvq = Completes()
+    assert await ch.recv() == ["X"] and await ch.recv_ok() == (["X"], True)
+    ch._sendq = Completes()
+    assert await ch.send("v") is None
+    ch._recvq = Withdraws()
+    with pytest.raises(asyncio.CancelledError, match="msg"):
+        await ch.recv()
+
+
+@both
+async def test_a_parked_operation_awaited_again_elsewhere_is_refused() -> None:
+    ch = csp.Chan[str]()
+    op = ch.recv()
+    first = asyncio.ensure_future(op)
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="being awaited already"):
+        await op
+    ch.send_nowait("V")  # still the first awaiter's, parked
+    assert await first == "V"
+
+
+@both
+async def test_throw_with_bad_arguments_into_a_parked_operation_withdraws_it() -> None:
+    """throw(1) raises TypeError at the park, as in a coroutine, whose frame then ends:
+    the receive is withdrawn, so a later send finds no receiver."""
+    ch = csp.Chan[str]()
+    op = ch.recv_ok()
+    op.send(None)
+    with pytest.raises(TypeError):
+        op.throw(1)
+    assert ch._waiting() == (0, 0)
+    with pytest.raises(csp.WouldBlock):
+        ch.send_nowait("v")
+
+
+@both
+async def test_throw_stop_iteration_into_a_parked_operation_is_a_runtime_error() -> None:
+    """PEP 479: a StopIteration raised at a coroutine's await becomes RuntimeError; the
+    operation took no effect."""
+    for make in ("recv", "recv_ok", "send"):
+        ch = csp.Chan[str]()
+        op = ch.send("v") if make == "send" else getattr(ch, make)()
+        op.send(None)
+        with pytest.raises(RuntimeError, match="generator raised StopIteration") as info:
+            op.throw(StopIteration("x"))
+        assert isinstance(info.value.__cause__, StopIteration)
+        assert ch._waiting() == (0, 0)
+
+
+@both
+async def test_a_channel_class_patched_after_its_first_operation_is_seen() -> None:
+    class Sub(csp.Chan[Any]):  # type: ignore[misc]
+        pass
+
+    ch = Sub(1)
+    await ch.send(1)
+    assert await ch.recv() == 1
+    Sub._try_recv = lambda self: "patched"  # type: ignore[method-assign]
+    try:
+        assert await ch.recv() == "patched"
+        assert await csp.select(ch.recv) == (0, "patched")
+    finally:
+        del Sub._try_recv
+
+
+def test_first_resume_with_a_value_is_refused_and_has_no_effect() -> None:
+    import inspect
+
+    ch = csp.Chan[str](1)
+    op = ch.send("v")
+    with pytest.raises(TypeError, match="can't send non-None value"):
+        op.send(1)
+    assert len(ch) == 0
+    op.close()
+    op = ch.recv()
+    op.send(None)  # parks (nothing buffered)
+    assert inspect.getcoroutinestate(op) == inspect.CORO_SUSPENDED
+    op.close()
+    assert inspect.getcoroutinestate(op) == inspect.CORO_CLOSED
