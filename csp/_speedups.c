@@ -105,6 +105,11 @@ is_a(PyObject *ob, PyTypeObject *base)
 /* set once by setup(), from csp/_waiter.py */
 static Budget *g_budget;            /* csp._threads.budget */
 static PyObject *g_waiter_cls;      /* csp._waiter.Waiter: its complete is core_complete */
+
+/* Waiters freed, kept for reuse by parks made in C (waiter_alloc) */
+#define W_FREE_MAX 64
+static Core *w_free[W_FREE_MAX];
+static int w_nfree;
 static PyObject *g_thrown;          /* csp._waiter._thrown(w, exc) -> re-raise? */
 static PyObject *g_cancelled_error; /* csp._waiter._cancelled_error(msg) */
 static PyObject *g_pending;         /* csp._waiter.PENDING */
@@ -194,7 +199,28 @@ core_dealloc(Core *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     core_clear(self);
+    if ((PyObject *)tp == g_waiter_cls && w_nfree < W_FREE_MAX) {
+        /* kept for waiter_alloc (csp._waiter.Waiter's own dealloc, subtype_dealloc,
+         * called this last and then lets go of the type; waiter_alloc takes it again) */
+        w_free[w_nfree++] = self;
+        return;
+    }
     tp->tp_free((PyObject *)self);
+}
+
+/* a Waiter (the class csp._waiter registered) with every field unset, for a park made
+ * in C: a freed one reused if there is one, as fresh (all fields cleared) */
+static Core *
+waiter_alloc(void)
+{
+    PyTypeObject *wt = (PyTypeObject *)g_waiter_cls;
+    if (w_nfree > 0) {
+        Core *w = w_free[--w_nfree];
+        (void)PyObject_Init((PyObject *)w, wt);
+        PyObject_GC_Track(w);
+        return w;
+    }
+    return (Core *)wt->tp_alloc(wt, 0);
 }
 
 /* the end of a park: CancelledError if withdrawn, else a normal return (NULL with no
@@ -1885,8 +1911,7 @@ op_park(Op *self)
         PyErr_SetString(PyExc_AttributeError, field);
         return NULL;
     }
-    PyTypeObject *wt = (PyTypeObject *)g_waiter_cls;
-    Core *w = (Core *)wt->tp_alloc(wt, 0);
+    Core *w = waiter_alloc();
     if (w == NULL) {
         return NULL;
     }
