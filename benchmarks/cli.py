@@ -7,7 +7,7 @@ import datetime as _dt
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from rich.console import Console
 from rich.markup import escape
@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nats", action="store_true",
                    help="instead: csp.nats remote channels against raw nats-py JetStream, "
                    "on a nats-server it starts (needs the nats extra)")
+    p.add_argument("--modes", action="append", metavar="M[,M]",
+                   help="run once per build of csp's core (compiled, pure), each in a "
+                   "fresh interpreter with the same options, then print csp's ratios "
+                   "side by side (--json writes both runs)")
     # Hidden: bench sizes independent of the mode ("tiny" for tests and smoke runs).
     p.add_argument("--size", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
     return p
@@ -115,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.print(escape(f"{b.key:28} {b.title} [{b.unit}]{need}"))
         out.print(f"{SCALE:28} N tasks parked on a receive: memory and wake-up time")
         return 0
+
+    if a.modes:
+        return _modes(p, a, list(argv if argv is not None else sys.argv[1:]), out, err)
 
     mode = MODES[a.mode]
     size = a.size or mode["size"]
@@ -274,6 +281,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     if errors:
         err.print(f"[bold red]{len(errors)} integrity or run error(s); see above[/]")
         return 1
+    return 0
+
+
+BUILDS: Final = ("compiled", "pure")
+
+
+def _without_modes(argv: list[str]) -> list[str]:
+    """``argv`` minus ``--modes`` (with its value), ``--json`` and ``--plot``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--modes", "--json", "--plot"):
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+def _modes(p: argparse.ArgumentParser, a: argparse.Namespace, argv: list[str],
+           out: Console, err: Console) -> int:
+    """``--modes``: the same run once per build, each in its own interpreter (the build
+    is chosen at import: ``CSP_NO_EXTENSIONS``), then csp's ratios side by side."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    builds = _validate(p, "mode", _csv(a.modes), BUILDS)
+    if a.plot:
+        p.error("--plot does not combine with --modes")
+    docs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for build in builds:
+            env = dict(os.environ)
+            env.pop("CSP_NO_EXTENSIONS", None)
+            if build == "pure":
+                env["CSP_NO_EXTENSIONS"] = "1"
+            path = os.path.join(tmp, f"{build}.json")
+            err.print(f"[bold]--modes:[/] the {build} build")
+            cmd = [sys.executable, "-m", "benchmarks", *_without_modes(argv), "--json", path]
+            run = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=False)
+            out.print(f"[bold]{build} build[/]")
+            sys.stdout.write(run.stdout)
+            if run.returncode != 0 or not os.path.exists(path):
+                err.print(f"[bold red]--modes: the {build} run failed (exit {run.returncode})[/]")
+                return 1
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+            got = doc["machine"].get("csp_mode")
+            if got != build:
+                err.print(f"[bold red]--modes:[/] asked for the {build} build, ran the {got} "
+                          "one (is the extension built? pip install -e .)")
+                return 1
+            docs[build] = doc
+    sys.stdout.write("\n" + report.modes_markdown(docs) + "\n")
+    if a.json:
+        report.write_json(a.json, {"schema": 1, "modes": docs})
+        err.print(f"wrote {a.json}")
     return 0
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from benchmarks.gobench import GoRun
+from benchmarks.machine import describe
 from benchmarks.patterns import GROUPS, Bench, Group
 from benchmarks.runner import ALL_BENCHES, Result, Skipped, baseline_of, ratio
 
@@ -378,6 +379,32 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{r['peak_rss_bytes'] / 2**20:.0f} MiB |"
             )
         lines.append("")
+    return "\n".join(lines)
+
+
+def modes_markdown(docs: dict[str, dict[str, Any]]) -> str:
+    """csp's ratio against each row's baseline, one column per build (``--modes``): the
+    asyncio loop / uvloop in each cell."""
+    builds = list(docs)
+    first = docs[builds[0]]
+    loops = first["config"]["loops"]
+    ratios: dict[str, dict[tuple[str, str], float]] = {
+        b: {(r["bench"], r["loop"]): r["ratio_vs_baseline"] for r in d["results"]
+            if r["impl"] == "csp" and "ratio_vs_baseline" in r}
+        for b, d in docs.items()}
+    titles = {r["bench"]: r["title"] for d in docs.values() for r in d["results"]}
+    benches = list(dict.fromkeys(r["bench"] for r in first["results"] if r["impl"] == "csp"))
+    lines = [f"csp's ratio (ops/s {chr(0xF7)} the row's baseline's), "
+             f"{' / '.join(loops)}, median of {first['config']['reps']}", "",
+             "| pattern | " + " | ".join(builds) + " |",
+             "| --- | " + " | ".join(["---:"] * len(builds)) + " |"]
+    for key in benches:
+        cells = []
+        for b in builds:
+            got = [ratios[b].get((key, loop)) for loop in loops]
+            cells.append(" / ".join("—" if x is None else f"{x:.2f}x" for x in got))
+        lines.append(f"| {titles[key]} | " + " | ".join(cells) + " |")
+    lines += ["", *(f"{b}: {describe(d['machine'])}" for b, d in docs.items())]
     return "\n".join(lines)
 
 

@@ -522,3 +522,27 @@ def test_remote_rows_measure_csp_nats_and_raw_nats_py_with_checksums() -> None:
     assert len(seen) == remote.steps(1, ["asyncio"])
     assert all(r["csp_s"] > 0 and r["raw_s"] > 0 and r["ratio"] > 0 for r in rows)
     assert remote.table(rows).row_count == len(rows)
+
+
+def test_cli_modes_runs_each_build_and_puts_the_ratios_side_by_side(tmp_path: Path) -> None:
+    """``--modes compiled,pure``: one run per build, each in its own interpreter, then
+    one table with a column per build; --json keeps both runs. (Only the pure build when
+    this interpreter has no compiled core to run.)"""
+    from csp import _mode
+
+    builds = ["compiled", "pure"] if _mode._load() is not None else ["pure"]
+    path = tmp_path / "modes.json"
+    proc = _run_cli("--modes", ",".join(builds), "--size", "tiny", "--reps", "1",
+                    "--warmup", "0", "--pattern", "pingpong", "--impl", "csp,asyncio",
+                    "--loop", "asyncio", "--json", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "| pattern | " + " | ".join(builds) + " |" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines()
+               if line.startswith("| ping-pong, unbuffered |"))
+    assert row.count("x") == len(builds)
+    doc = json.loads(path.read_text())
+    assert list(doc["modes"]) == builds
+    for build in builds:
+        assert doc["modes"][build]["machine"]["csp_mode"] == build
+    bad = _run_cli("--modes", "fast", "--size", "tiny")
+    assert bad.returncode == 2 and "unknown mode fast" in bad.stderr
