@@ -257,6 +257,7 @@ if not TYPE_CHECKING:
         # asyncio.create_task, anyio and csp.go take it (asyncio.iscoroutine asks the ABC)
         collections.abc.Coroutine.register(_speedups.ChanOp)
 
+
 def is_coro(x: object) -> TypeGuard[Coroutine[Any, Any, Any]]:
     """``inspect.iscoroutine``, counting the compiled core's channel operations."""
     return type(x) in OPS or inspect.iscoroutine(x)
