@@ -871,7 +871,9 @@ gor_run(PyObject *op, PyObject *Py_UNUSED(ignored))
     PyObject *ctx = Py_NewRef(self->ctx);
     PyObject *y = NULL;
     PySendResult st;
-    if (PyObject_SetItem(cur, loop, self->task) < 0) { /* current_task() is right */
+    if ((PyDict_CheckExact(cur) ? PyDict_SetItem(cur, loop, self->task)
+                                : PyObject_SetItem(cur, loop, self->task)) < 0) {
+        /* (current_task() must be right while it runs) */
         Py_DECREF(cur);
         Py_DECREF(loop);
         Py_DECREF(ctx);
@@ -908,7 +910,7 @@ gor_run(PyObject *op, PyObject *Py_UNUSED(ignored))
     }
     Py_DECREF(ctx);
     PyObject *exc = st == PYGEN_ERROR ? take_exception() : NULL;
-    int rc = PyObject_DelItem(cur, loop);
+    int rc = PyDict_CheckExact(cur) ? PyDict_DelItem(cur, loop) : PyObject_DelItem(cur, loop);
     Py_DECREF(cur);
     Py_DECREF(loop);
     if (rc < 0) {
@@ -1186,10 +1188,10 @@ typedef struct {
 
 
 /* node fields: a Waiter's directly, any other node's (a select's) by attribute */
-static PyObject *
+static inline PyObject *
 node_get(PyObject *n, PyObject *name, size_t off) /* new reference */
 {
-    if (is_a(n, &CoreType)) {
+    if ((PyObject *)Py_TYPE(n) == g_waiter_cls || is_a(n, &CoreType)) {
         PyObject *v = *(PyObject **)((char *)n + off);
         if (v == NULL) {
             PyErr_SetObject(PyExc_AttributeError, name);
@@ -1200,10 +1202,10 @@ node_get(PyObject *n, PyObject *name, size_t off) /* new reference */
     return PyObject_GetAttr(n, name);
 }
 
-static int
+static inline int
 node_set(PyObject *n, PyObject *name, size_t off, PyObject *v)
 {
-    if (is_a(n, &CoreType)) {
+    if ((PyObject *)Py_TYPE(n) == g_waiter_cls || is_a(n, &CoreType)) {
         Py_XSETREF(*(PyObject **)((char *)n + off), Py_NewRef(v));
         return 0;
     }
@@ -1943,10 +1945,7 @@ static int op_park_and_yield(Op *self, PyObject **res);
 static int
 op_unlocked(Op *self, PyObject **res)
 {
-    PyObject *chan = self->chan;
-    if (chan_ready((Chan *)chan) < 0) {
-        return -1;
-    }
+    PyObject *chan = self->chan; /* (its fields: checked by the twins and by op_park) */
     int flags = chan_flags((PyObject *)Py_TYPE(chan));
     if (flags < 0) {
         return -1;
