@@ -47,8 +47,9 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    Py_ssize_t full; /* what a refill writes: BUDGET in single mode, 0 in shared mode */
-    Py_ssize_t left; /* operations left before the budget's yield */
+    Py_ssize_t full;  /* what a refill writes: BUDGET in single mode, 0 in shared mode */
+    Py_ssize_t left;  /* operations left before the budget's yield */
+    Py_ssize_t parks; /* parks in shared mode since the last switch-back check */
 } Budget;
 
 typedef struct {
@@ -59,6 +60,8 @@ typedef struct {
 static PyMemberDef budget_members[] = {
     {"full", T_PYSSIZET, offsetof(Budget, full), 0, "What a refill writes."},
     {"left", T_PYSSIZET, offsetof(Budget, left), 0, "Operations left before a yield."},
+    {"parks", T_PYSSIZET, offsetof(Budget, parks), 0,
+     "Parks in shared mode since the last switch-back check."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -111,6 +114,7 @@ static PyObject *g_waiter_cls;      /* csp._waiter.Waiter: its complete is core_
 static Core *w_free[W_FREE_MAX];
 static int w_nfree;
 static PyObject *g_thrown;          /* csp._waiter._thrown(w, exc) -> re-raise? */
+static PyObject *g_park_shared;     /* csp._waiter._park_in_shared_mode() */
 static PyObject *g_cancelled_error; /* csp._waiter._cancelled_error(msg) */
 static PyObject *g_pending;         /* csp._waiter.PENDING */
 static PyObject *g_cancelled;       /* csp._waiter.CANCELLED */
@@ -247,6 +251,13 @@ core_iternext(Core *self)
         return NULL;
     }
     if (self->step == 0 && self->state == g_pending) {
+        if (g_budget->full == 0) { /* shared mode: now and then, the switch-back check */
+            PyObject *r = PyObject_CallNoArgs(g_park_shared);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
         g_budget->left = g_budget->full; /* a park: the cooperative budget starts again */
         self->step = 1;
         return Py_NewRef(self);
@@ -3138,11 +3149,12 @@ static PyObject *
 setup(PyObject *module, PyObject *args)
 {
     PyObject *budget, *thrown, *cancelled_error, *get_running_loop, *pending, *done;
-    PyObject *cancelled;
-    if (!PyArg_ParseTuple(args, "OOOOOOO:setup", &budget, &thrown, &cancelled_error,
-                          &get_running_loop, &pending, &done, &cancelled)) {
+    PyObject *cancelled, *park_shared;
+    if (!PyArg_ParseTuple(args, "OOOOOOOO:setup", &budget, &thrown, &cancelled_error,
+                          &get_running_loop, &pending, &done, &cancelled, &park_shared)) {
         return NULL;
     }
+    Py_XSETREF(g_park_shared, Py_NewRef(park_shared));
     Py_XSETREF(g_get_running_loop, Py_NewRef(get_running_loop));
     Py_XSETREF(g_done, Py_NewRef(done));
     if (!PyObject_TypeCheck(budget, &BudgetType)) {
@@ -3200,7 +3212,8 @@ static PyMethodDef module_methods[] = {
     {"setup_drive", setup_drive, METH_VARARGS,
      "setup_drive(globals, RESUME, YIELD, RETURN, RAISE): csp._drive calls it once."},
     {"setup", setup, METH_VARARGS,
-     "setup(budget, thrown, cancelled_error, get_running_loop, PENDING, DONE, CANCELLED): "
+     "setup(budget, thrown, cancelled_error, get_running_loop, PENDING, DONE, CANCELLED, "
+     "park_in_shared_mode): "
      "what the core calls "
      "back (csp._waiter calls it once, at import)."},
     {NULL, NULL, 0, NULL},

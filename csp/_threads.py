@@ -74,12 +74,15 @@ BUDGET: Final = 256
 
 
 class _BudgetCore:
-    """The budget's two counts (its compiled twin: ``BudgetCore``, csp/_speedups.c)."""
+    """The budget's counts (its compiled twin: ``BudgetCore``, csp/_speedups.c):
+    ``full`` and ``left`` (the cooperative budget), and ``parks``, the parks made in
+    shared mode since its last check for a switch back (``csp._waiter``)."""
 
-    __slots__ = ("full", "left")
+    __slots__ = ("full", "left", "parks")
 
     full: int
     left: int
+    parks: int
 
 
 class _SharedCore:
@@ -107,6 +110,7 @@ class _Budget(_BudgetCore):
 
     def __init__(self) -> None:
         self.full = self.left = BUDGET
+        self.parks = 0
 
     def __repr__(self) -> str:
         return f"<csp budget left={self.left} full={self.full}>"

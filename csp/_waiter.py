@@ -142,6 +142,18 @@ def prelude() -> Awaitable[bool]:
     return _YES if shared.on else _NO
 
 
+def _park_in_shared_mode() -> None:
+    """Every ``BUDGET`` parks in shared mode, the check that switches back to single
+    mode (``maybe_single``). The budget guard's own check (prelude) comes only after
+    ``BUDGET`` operations in a row without a park, which a program whose operations all
+    park never makes. A park is between two operations as far as the switch is
+    concerned: its locked part is done and the csp lock is free."""
+    budget.parks += 1
+    if budget.parks >= BUDGET:
+        budget.parks = 0
+        maybe_single()
+
+
 async def _yield_then() -> bool:
     """The budget's yield (a suspension like any other: Go preempts; tokio's budget),
     then whether the operation must lock."""
@@ -319,6 +331,8 @@ class _WaiterCore:
 
     def __await__(self) -> Generator[Waiter, None, None]:
         if self.state is PENDING:
+            if not budget.full:  # shared mode: now and then, the check for a switch back
+                _park_in_shared_mode()
             budget.left = budget.full  # a park: the cooperative budget starts again
             try:
                 yield self  # type: ignore[misc]  # (always a Waiter)
@@ -356,7 +370,7 @@ if not TYPE_CHECKING:
     _speedups = _mode.speedups()
     if _speedups is not None:
         _speedups.setup(budget, _thrown, _cancelled_error, _get_running_loop, PENDING, DONE,
-                        CANCELLED)
+                        CANCELLED, _park_in_shared_mode)
         _WaiterCore = _speedups.WaiterCore
 
 

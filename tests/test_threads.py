@@ -102,6 +102,35 @@ def test_single_mode_until_a_thread_starts_and_back_when_it_is_gone() -> None:
     assert (shared.on, budget.full) == (False, BUDGET)
 
 
+def test_back_to_single_mode_when_every_operation_parks() -> None:
+    """Once the thread is gone, the switch back to single mode comes even when every
+    operation parks (an unbuffered ping-pong): a park in shared mode does not restart
+    the count that leads to the check (before, it did, and shared mode stayed on)."""
+    if shared.forced:
+        pytest.skip("the suite runs in shared mode (CSP_TEST_SHARED=1)")
+    _threads.maybe_single()
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
+    assert shared.on
+
+    async def pingpong() -> None:
+        a, b = csp.Chan[int](), csp.Chan[int]()
+
+        async def echo() -> None:
+            for _ in range(2 * BUDGET + 2):
+                await b.send(await a.recv())
+
+        csp.go(echo)
+        for i in range(2 * BUDGET + 2):
+            await a.send(i)
+            assert await b.recv() == i
+        assert not shared.on
+
+    csp.run(pingpong)
+    assert (shared.on, budget.full) == (False, BUDGET)
+
+
 def test_compat_thread_start_hook_selftest() -> None:
     from csp import _compat
 
