@@ -18,8 +18,11 @@ The switch to *shared* is made by the thread that starts another thread, inside
 ``Thread.start()``, before the new thread exists (``csp._compat.on_thread_start``
 wraps ``threading``'s start function): that thread is then between two operations,
 so no operation is ever half-done without the lock when a second thread begins. The
-switch back to *single* happens at a budget refill (every ``BUDGET`` operations,
-``csp._waiter.prelude``) on the main thread once it is the only thread left.
+switch back to *single* happens on the main thread once it is the only thread left,
+at a budget refill (``BUDGET`` operations in a row without a park,
+``csp._waiter.prelude``) or every ``BUDGET`` parks (``_park_in_shared_mode``: a park
+restarts the count of the first, so a program whose operations all park would never
+reach it).
 
 A thread csp did not see start (started from C, or with ``_thread`` directly)
 switches shared mode on at its first call that may come from any thread (the blocking
