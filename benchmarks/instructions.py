@@ -37,8 +37,8 @@ async def _pingpong(n: int) -> None:
         await b.recv()
 
 
-async def _stream(n: int) -> None:
-    ch = csp.Chan[int]()
+async def _through(n: int, cap: int) -> None:
+    ch = csp.Chan[int](cap)
 
     async def produce() -> None:
         for i in range(n):
@@ -47,18 +47,14 @@ async def _stream(n: int) -> None:
     csp.go(produce)
     for _ in range(n):
         await ch.recv()
+
+
+async def _stream(n: int) -> None:
+    await _through(n, 0)
 
 
 async def _buffered(n: int) -> None:
-    ch = csp.Chan[int](64)
-
-    async def produce() -> None:
-        for i in range(n):
-            await ch.send(i)
-
-    csp.go(produce)
-    for _ in range(n):
-        await ch.recv()
+    await _through(n, 64)
 
 
 async def _select(n: int) -> None:
